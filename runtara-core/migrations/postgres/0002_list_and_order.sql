@@ -1,0 +1,5 @@
+-- Runtara schema v2 (PostgreSQL): list_instances by tenant and status, newest first; retry
+-- attempts listed in the order they were recorded.
+CREATE INDEX instances_by_tenant_status ON instances (tenant_id, status, created_at_ms DESC);
+
+ALTER TABLE retry_attempts ADD COLUMN seq BIGSERIAL;

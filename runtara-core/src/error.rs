@@ -1,0 +1,131 @@
+//! The error type of `runtara-core`.
+
+use crate::model::InstanceStatus;
+
+/// Result type of `runtara-core`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the durable engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No instance with this id exists (or it belongs to another tenant).
+    #[error("instance `{instance_id}` not found")]
+    InstanceNotFound {
+        /// The instance id that was looked up.
+        instance_id: String,
+    },
+    /// The instance exists but is registered for another tenant.
+    #[error("instance `{instance_id}` is not registered for tenant `{tenant_id}`")]
+    TenantMismatch {
+        /// The instance id.
+        instance_id: String,
+        /// The tenant the caller claimed.
+        tenant_id: String,
+    },
+    /// The instance is in a terminal state; nothing can change it any more.
+    #[error("instance `{instance_id}` is {status}; a finished instance cannot change")]
+    Terminal {
+        /// The instance id.
+        instance_id: String,
+        /// Its terminal status.
+        status: InstanceStatus,
+    },
+    /// A newer run of the instance registered; this run's writes are refused.
+    #[error(
+        "instance `{instance_id}` was taken over by a newer run (epoch {current}); \
+         this run (epoch {epoch}) is fenced out"
+    )]
+    Fenced {
+        /// The instance id.
+        instance_id: String,
+        /// The epoch the caller holds.
+        epoch: i64,
+        /// The instance's current epoch.
+        current: i64,
+    },
+    /// The operation needs a running instance.
+    #[error("instance `{instance_id}` is {status}, not running")]
+    NotRunning {
+        /// The instance id.
+        instance_id: String,
+        /// Its current status.
+        status: InstanceStatus,
+    },
+    /// A signal cannot be delivered in the instance's current state.
+    #[error("cannot {signal} instance `{instance_id}`: it is {status}")]
+    SignalRejected {
+        /// The instance id.
+        instance_id: String,
+        /// The signal that was refused.
+        signal: crate::model::SignalType,
+        /// The instance's status.
+        status: InstanceStatus,
+    },
+    /// An instance with this id already exists.
+    #[error("instance `{instance_id}` already exists")]
+    InstanceExists {
+        /// The instance id.
+        instance_id: String,
+    },
+    /// The database URL names no backend this crate knows.
+    #[error(
+        "unsupported database url `{url}`: expected `sqlite:///absolute/path.db`, \
+         `sqlite://relative/path.db`, `sqlite::memory:` or `postgres://…`"
+    )]
+    UnsupportedUrl {
+        /// The URL as given.
+        url: String,
+    },
+    /// The backend named by the URL was not compiled in.
+    #[error("the `{backend}` backend is not compiled in; enable the `{backend}` feature of runtara-core")]
+    BackendDisabled {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+    },
+    /// An argument was rejected before anything was stored.
+    #[error("invalid {what}: {reason}")]
+    InvalidInput {
+        /// What was invalid (`checkpoint id`, `limit`, …).
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The database returned something this version cannot read.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// Applying the embedded schema migrations failed.
+    #[error("database migration {version} failed")]
+    Migration {
+        /// The migration that failed.
+        version: u32,
+        /// The database error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The database reported an error.
+    #[error("database error ({backend})")]
+    Database {
+        /// `sqlite` or `postgres`.
+        backend: &'static str,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The persistence backend has shut down.
+    #[error("the persistence backend has shut down")]
+    Closed,
+}
+
+impl Error {
+    /// Wraps a driver error as [`Error::Database`].
+    pub fn database(
+        backend: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error::Database {
+            backend,
+            source: source.into(),
+        }
+    }
+}

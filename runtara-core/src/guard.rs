@@ -1,0 +1,162 @@
+//! Checks shared by every backend: id validation and the precise error for a refused write.
+
+use crate::{Error, InstanceStatus, Result};
+
+/// Longest id accepted (instance, tenant, checkpoint).
+pub const MAX_ID_LEN: usize = 1024;
+
+/// Refuses empty or overlong ids before anything is stored.
+pub(crate) fn validate_id(what: &'static str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(Error::InvalidInput {
+            what,
+            reason: "must not be empty".into(),
+        });
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(Error::InvalidInput {
+            what,
+            reason: format!("is {} bytes long; the limit is {MAX_ID_LEN}", id.len()),
+        });
+    }
+    Ok(())
+}
+
+/// Largest retry attempt number stored (both dialects store it as a 32-bit integer).
+pub(crate) const MAX_ATTEMPT: u32 = i32::MAX as u32;
+
+/// Refuses a retry attempt number that is not 1-based or does not fit the column.
+pub(crate) fn validate_attempt(attempt: u32) -> Result<()> {
+    let reason = match attempt {
+        0 => "is 1-based; 0 is not a retry".to_owned(),
+        n if n > MAX_ATTEMPT => format!("{n} is larger than the limit {MAX_ATTEMPT}"),
+        _ => return Ok(()),
+    };
+    Err(Error::InvalidInput {
+        what: "retry attempt",
+        reason,
+    })
+}
+
+/// Whether a run holding `epoch` may write to an instance found as `row` (status, epoch).
+///
+/// Checked in this order: missing, fenced, terminal, not running.
+pub(crate) fn check_run(
+    instance_id: &str,
+    row: Option<(InstanceStatus, i64)>,
+    epoch: i64,
+) -> Result<()> {
+    let Some((status, current)) = row else {
+        return Err(Error::InstanceNotFound {
+            instance_id: instance_id.to_owned(),
+        });
+    };
+    if current != epoch {
+        return Err(Error::Fenced {
+            instance_id: instance_id.to_owned(),
+            epoch,
+            current,
+        });
+    }
+    if status.is_terminal() {
+        return Err(Error::Terminal {
+            instance_id: instance_id.to_owned(),
+            status,
+        });
+    }
+    if status != InstanceStatus::Running {
+        return Err(Error::NotRunning {
+            instance_id: instance_id.to_owned(),
+            status,
+        });
+    }
+    Ok(())
+}
+
+/// Parses a status read from the database.
+pub(crate) fn parse_status(raw: &str) -> Result<InstanceStatus> {
+    raw.parse()
+        .map_err(|_| Error::Corrupt(format!("unknown instance status `{raw}`")))
+}
+
+/// Statuses a register may resume from.
+pub(crate) const RESUMABLE: [InstanceStatus; 4] = [
+    InstanceStatus::Pending,
+    InstanceStatus::Running,
+    InstanceStatus::Suspended,
+    InstanceStatus::Sleeping,
+];
+
+/// What `send_signal` should do for an instance in `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SignalPlan {
+    /// Put it in the queue for the running process.
+    Queue,
+    /// No process runs it: move it to this status at once.
+    Apply(InstanceStatus),
+    /// Refuse it.
+    Reject,
+}
+
+/// The signal rules of DESIGN.md §4 (terminal instances are refused before this).
+pub(crate) fn plan_signal(signal: crate::SignalType, status: InstanceStatus) -> SignalPlan {
+    use crate::SignalType::*;
+    use InstanceStatus::*;
+    match (signal, status) {
+        (Cancel, Running) => SignalPlan::Queue,
+        (Cancel, Pending | Suspended | Sleeping) => SignalPlan::Apply(Cancelled),
+        (Pause, Running | Pending) => SignalPlan::Queue,
+        (Pause, Sleeping) => SignalPlan::Apply(Suspended),
+        (Resume, Suspended) => SignalPlan::Queue,
+        _ => SignalPlan::Reject,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_checked_in_order() {
+        let err = check_run("i", None, 1).unwrap_err();
+        assert!(matches!(err, Error::InstanceNotFound { .. }));
+        let err = check_run("i", Some((InstanceStatus::Completed, 2)), 1).unwrap_err();
+        assert!(
+            matches!(err, Error::Fenced { current: 2, .. }),
+            "fenced before terminal"
+        );
+        let err = check_run("i", Some((InstanceStatus::Completed, 1)), 1).unwrap_err();
+        assert!(matches!(err, Error::Terminal { .. }));
+        let err = check_run("i", Some((InstanceStatus::Suspended, 1)), 1).unwrap_err();
+        assert!(matches!(err, Error::NotRunning { .. }));
+        assert!(check_run("i", Some((InstanceStatus::Running, 1)), 1).is_ok());
+    }
+
+    #[test]
+    fn ids_are_validated() {
+        assert!(validate_id("instance id", "").is_err());
+        assert!(validate_id("instance id", &"x".repeat(MAX_ID_LEN + 1)).is_err());
+        assert!(validate_id("instance id", "ok").is_ok());
+    }
+
+    #[test]
+    fn attempts_are_one_based_and_bounded() {
+        assert!(validate_attempt(0).is_err());
+        assert!(validate_attempt(1).is_ok());
+        assert!(validate_attempt(MAX_ATTEMPT).is_ok());
+        assert!(validate_attempt(MAX_ATTEMPT + 1).is_err());
+    }
+
+    #[test]
+    fn signal_rules() {
+        use crate::SignalType::*;
+        use InstanceStatus::*;
+        assert_eq!(plan_signal(Cancel, Running), SignalPlan::Queue);
+        assert_eq!(plan_signal(Cancel, Sleeping), SignalPlan::Apply(Cancelled));
+        assert_eq!(plan_signal(Pause, Pending), SignalPlan::Queue);
+        assert_eq!(plan_signal(Pause, Sleeping), SignalPlan::Apply(Suspended));
+        assert_eq!(plan_signal(Pause, Suspended), SignalPlan::Reject);
+        assert_eq!(plan_signal(Resume, Suspended), SignalPlan::Queue);
+        assert_eq!(plan_signal(Resume, Sleeping), SignalPlan::Reject);
+    }
+}

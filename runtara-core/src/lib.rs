@@ -1,0 +1,80 @@
+//! The durable-execution engine of Runtara, as a library.
+//!
+//! [`Persistence`] is the one contract every backend honours; [`connect`] picks a
+//! backend from a URL:
+//!
+//! | URL | backend |
+//! |---|---|
+//! | `sqlite:///abs/path.db` | SQLite file at an absolute path (WAL, `synchronous=FULL`) |
+//! | `sqlite://relative/path.db` | SQLite file relative to the working directory |
+//! | `sqlite::memory:` | in-memory SQLite (tests) |
+//! | `postgres://user@host:port/db` (or `postgresql://`) | PostgreSQL |
+//!
+//! Migrations are embedded and applied on connect.
+//!
+//! # Storage behaviour where the contract leaves room
+//!
+//! Both backends behave identically here (the parity suite in
+//! `tests/persistence_parity.rs` checks every point against both):
+//!
+//! - Every id (instance, tenant, checkpoint, event kind) is validated on every method,
+//!   reads included: empty or longer than [`MAX_ID_LEN`] bytes is
+//!   [`Error::InvalidInput`] before anything is touched. Retry attempts are 1-based.
+//! - A run's writes are refused in the order missing → fenced → terminal → not running,
+//!   so an old run is told it was fenced out even after the new run finished the instance.
+//!   A checkpoint id recorded earlier is still refused when the run may not write.
+//! - A resume is never reported to a run; the register that relaunches a suspended
+//!   instance settles every queued resume. `suspend_instance` settles queued pauses, as
+//!   an acknowledged pause does, so a resumed run is not paused again by the same signal.
+//! - A signal applied at once (cancel of `pending`/`suspended`/`sleeping`, pause of
+//!   `sleeping`) clears the wake time; every signal records a `signal` event whose
+//!   subtype is the signal's name, plus an event for the status it caused.
+//! - `set_status` never leaves a terminal state, even when `from` lists it (it returns
+//!   false); an unknown instance is [`Error::InstanceNotFound`]. Its event has subtype
+//!   `server` and the error, if any, as payload.
+//! - `save_sleep` over a checkpoint id first recorded without a wake time keeps the wake
+//!   time given now. Registering clears the instance's wake time.
+//! - Retry attempts and checkpoints are listed in the order they were recorded.
+
+pub mod error;
+mod guard;
+pub mod instance_handler;
+pub mod migrations;
+pub mod model;
+pub mod persistence;
+pub mod url;
+pub mod wire;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+use std::sync::Arc;
+
+pub use error::{Error, Result};
+pub use guard::MAX_ID_LEN;
+pub use instance_handler::{handle_instance_request, InstanceIdentity};
+pub use model::*;
+pub use persistence::Persistence;
+pub use url::{DatabaseUrl, SqliteTarget};
+
+/// Opens the backend named by `url`, applies migrations, and returns it.
+///
+/// See the crate docs for the accepted URLs.
+pub async fn connect(url: &str) -> Result<Arc<dyn Persistence>> {
+    match DatabaseUrl::parse(url)? {
+        #[cfg(feature = "sqlite")]
+        DatabaseUrl::Sqlite(target) => Ok(Arc::new(sqlite::SqlitePersistence::open(target).await?)),
+        #[cfg(not(feature = "sqlite"))]
+        DatabaseUrl::Sqlite(_) => Err(Error::BackendDisabled { backend: "sqlite" }),
+        #[cfg(feature = "postgres")]
+        DatabaseUrl::Postgres(url) => Ok(Arc::new(
+            postgres::PostgresPersistence::connect(&url).await?,
+        )),
+        #[cfg(not(feature = "postgres"))]
+        DatabaseUrl::Postgres(_) => Err(Error::BackendDisabled {
+            backend: "postgres",
+        }),
+    }
+}

@@ -1,0 +1,46 @@
+//! The schema migrations, embedded in both dialects.
+
+/// One migration: its version and its SQL.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Increasing version number (the file's `NNNN` prefix).
+    pub version: u32,
+    /// What it does (the file's name after the prefix).
+    pub name: &'static str,
+    /// The SQL to run.
+    pub sql: &'static str,
+}
+
+/// SQLite migrations, oldest first.
+#[cfg(feature = "sqlite")]
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "list_and_order",
+        sql: include_str!("../migrations/sqlite/0002_list_and_order.sql"),
+    },
+];
+
+/// PostgreSQL migrations, oldest first.
+#[cfg(feature = "postgres")]
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "list_and_order",
+        sql: include_str!("../migrations/postgres/0002_list_and_order.sql"),
+    },
+];
+
+/// The table recording applied migrations (same in both dialects).
+pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS runtara_migrations (\
+     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)";

@@ -1,0 +1,314 @@
+//! Records and enums stored by the engine.
+//!
+//! Times are milliseconds since the Unix epoch (UTC), the same in every backend.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Lifecycle state of an instance (DESIGN.md §4).
+///
+/// `pending → running → {completed | failed | cancelled}`, `running ⇄ suspended`,
+/// `running ⇄ sleeping`. The three terminal states are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceStatus {
+    /// Created, not yet registered by a process.
+    Pending,
+    /// A process has registered and is running it.
+    Running,
+    /// Paused: no process; resumes from its last checkpoint.
+    Suspended,
+    /// Waiting for a durable sleep to end; no process.
+    Sleeping,
+    /// Finished with an output. Terminal.
+    Completed,
+    /// Finished with an error. Terminal.
+    Failed,
+    /// Cancelled. Terminal.
+    Cancelled,
+}
+
+impl InstanceStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [InstanceStatus; 7] = [
+        InstanceStatus::Pending,
+        InstanceStatus::Running,
+        InstanceStatus::Suspended,
+        InstanceStatus::Sleeping,
+        InstanceStatus::Completed,
+        InstanceStatus::Failed,
+        InstanceStatus::Cancelled,
+    ];
+
+    /// The lowercase name stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatus::Pending => "pending",
+            InstanceStatus::Running => "running",
+            InstanceStatus::Suspended => "suspended",
+            InstanceStatus::Sleeping => "sleeping",
+            InstanceStatus::Completed => "completed",
+            InstanceStatus::Failed => "failed",
+            InstanceStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether this status is final (`completed`, `failed`, `cancelled`).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            InstanceStatus::Completed | InstanceStatus::Failed | InstanceStatus::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for InstanceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Error returned when parsing an unknown status name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown instance status `{0}`; expected one of: `pending`, `running`, `suspended`, \
+     `sleeping`, `completed`, `failed`, `cancelled`"
+)]
+pub struct ParseStatusError(pub String);
+
+impl FromStr for InstanceStatus {
+    type Err = ParseStatusError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        InstanceStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| ParseStatusError(s.to_owned()))
+    }
+}
+
+/// A control signal for an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignalType {
+    /// Stop for good at the next checkpoint.
+    Cancel,
+    /// Stop at the next checkpoint; resume later from it.
+    Pause,
+    /// Resume a paused instance.
+    Resume,
+}
+
+impl SignalType {
+    /// The lowercase name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalType::Cancel => "cancel",
+            SignalType::Pause => "pause",
+            SignalType::Resume => "resume",
+        }
+    }
+}
+
+impl fmt::Display for SignalType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SignalType {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cancel" => Ok(SignalType::Cancel),
+            "pause" => Ok(SignalType::Pause),
+            "resume" => Ok(SignalType::Resume),
+            other => Err(crate::Error::Corrupt(format!(
+                "unknown signal type `{other}`"
+            ))),
+        }
+    }
+}
+
+/// A signal waiting in an instance's queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSignal {
+    /// Database id of the signal (increasing per backend).
+    pub signal_id: i64,
+    /// What is asked.
+    pub signal_type: SignalType,
+    /// When it was queued.
+    pub created_at_ms: i64,
+}
+
+/// What [`Persistence::send_signal`](crate::Persistence::send_signal) did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignalOutcome {
+    /// Queued; the running instance sees it at its next checkpoint.
+    Queued(PendingSignal),
+    /// No process was running it, so the signal took effect at once;
+    /// the instance is now in this status.
+    Applied(InstanceStatus),
+}
+
+/// One instance as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// Unique id of the instance.
+    pub instance_id: String,
+    /// Tenant that owns it.
+    pub tenant_id: String,
+    /// Image it runs (None for embedded instances).
+    pub image_id: Option<String>,
+    /// Current status.
+    pub status: InstanceStatus,
+    /// Run generation; every register increments it and fences older runs out.
+    pub epoch: i64,
+    /// Start input (JSON bytes), if any.
+    pub input: Option<Vec<u8>>,
+    /// Output given to `completed`.
+    pub output: Option<Vec<u8>>,
+    /// Error given to `failed` (or set by the server).
+    pub error: Option<String>,
+    /// Id of the last checkpoint recorded.
+    pub checkpoint_id: Option<String>,
+    /// Number of checkpoints recorded.
+    pub checkpoint_count: i64,
+    /// When the instance was created.
+    pub created_at_ms: i64,
+    /// When a process first registered it.
+    pub started_at_ms: Option<i64>,
+    /// When it reached a terminal state.
+    pub finished_at_ms: Option<i64>,
+    /// Last heartbeat (checkpoints count as heartbeats).
+    pub heartbeat_at_ms: Option<i64>,
+    /// Wake time of the current durable sleep, if any.
+    pub wake_at_ms: Option<i64>,
+}
+
+/// Arguments for creating an instance ahead of its process (the server does this).
+#[derive(Debug, Clone, Default)]
+pub struct NewInstance {
+    /// Unique id.
+    pub instance_id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// Image it runs.
+    pub image_id: Option<String>,
+    /// Start input (JSON bytes).
+    pub input: Option<Vec<u8>>,
+}
+
+/// What [`Persistence::register_instance`](crate::Persistence::register_instance) returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The epoch this run holds; pass it to every write.
+    pub epoch: i64,
+    /// True when the instance did not exist before.
+    pub created: bool,
+    /// Status before the register (None when created).
+    pub previous_status: Option<InstanceStatus>,
+}
+
+/// What a checkpoint save returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CheckpointOutcome {
+    /// The state recorded earlier under this id; `None` when this call stored it.
+    pub existing_state: Option<Vec<u8>>,
+    /// The highest-priority pending signal (cancel outranks pause).
+    pub signal: Option<PendingSignal>,
+}
+
+/// What a sleep save returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SleepOutcome {
+    /// The wake time in force: the one stored earlier under this id, else the new one.
+    pub wake_at_ms: i64,
+    /// The state recorded earlier under this id; `None` when this call stored it.
+    pub existing_state: Option<Vec<u8>>,
+    /// The highest-priority pending signal.
+    pub signal: Option<PendingSignal>,
+}
+
+/// Everything a restarted run needs to replay its recorded steps in memory.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReplayLog {
+    /// Every checkpoint, in the order it was recorded.
+    pub checkpoints: Vec<(String, Vec<u8>)>,
+    /// For each checkpoint id with retries, the highest attempt number recorded.
+    pub retry_attempts: Vec<(String, u32)>,
+}
+
+/// One stored checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// Its id.
+    pub checkpoint_id: String,
+    /// The bytes stored.
+    pub state: Vec<u8>,
+    /// When it was stored.
+    pub created_at_ms: i64,
+    /// Wake time, when the checkpoint was saved by a durable sleep.
+    pub wake_at_ms: Option<i64>,
+}
+
+/// One stored event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Database id (increasing).
+    pub event_id: i64,
+    /// Kind: `registered`, `completed`, `failed`, `suspended`, `sleeping`, `signal`, `custom`, ….
+    pub kind: String,
+    /// Subtype (the custom event's subtype, the signal's type, …).
+    pub subtype: Option<String>,
+    /// Payload bytes.
+    pub payload: Option<Vec<u8>>,
+    /// When it was stored.
+    pub created_at_ms: i64,
+}
+
+/// One recorded retry attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryAttemptRecord {
+    /// The durable call's checkpoint id.
+    pub checkpoint_id: String,
+    /// 1-based retry number.
+    pub attempt: u32,
+    /// Error of the attempt before it.
+    pub error: Option<String>,
+    /// When it was recorded.
+    pub created_at_ms: i64,
+}
+
+/// Filter for listing instances.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceFilter {
+    /// Only this tenant's instances (required by the management side).
+    pub tenant_id: String,
+    /// Only instances in this status.
+    pub status: Option<InstanceStatus>,
+    /// At most this many (None: no limit).
+    pub limit: Option<u32>,
+    /// Skip this many first (ordered by creation time, newest first).
+    pub offset: u32,
+}
+
+/// A page of instances and the total count that matched.
+#[derive(Debug, Clone, Default)]
+pub struct InstancePage {
+    /// The instances of this page.
+    pub instances: Vec<InstanceRecord>,
+    /// How many matched the filter in all.
+    pub total: u64,
+}
+
+/// Current time in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,160 @@
+//! The `Persistence` trait: every durable operation, one backend-neutral contract.
+
+use async_trait::async_trait;
+
+use crate::model::{
+    CheckpointOutcome, CheckpointRecord, EventRecord, InstanceFilter, InstancePage, InstanceRecord,
+    InstanceStatus, NewInstance, PendingSignal, Registration, ReplayLog, RetryAttemptRecord,
+    SignalOutcome, SignalType, SleepOutcome,
+};
+use crate::Result;
+
+/// Storage of instances, checkpoints, events, signals, retry attempts and sleeps.
+///
+/// Object-safe: used as `Arc<dyn Persistence>`. Every write that a running
+/// instance makes carries the `epoch` it got from [`register_instance`](Self::register_instance);
+/// a write with an older epoch fails with [`Error::Fenced`](crate::Error::Fenced), so one
+/// instance is never run by two processes at once.
+///
+/// Every write is acknowledged only after its transaction is durable. Terminal
+/// states (`completed`, `failed`, `cancelled`) are final: every transition is guarded
+/// in SQL. Errors, in the order they are checked: [`InstanceNotFound`](crate::Error::InstanceNotFound),
+/// [`Fenced`](crate::Error::Fenced), [`Terminal`](crate::Error::Terminal),
+/// [`NotRunning`](crate::Error::NotRunning).
+#[async_trait]
+pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
+    /// Short name of the backend: `"sqlite"` or `"postgres"`.
+    fn backend_name(&self) -> &'static str;
+
+    /// Creates an instance in status `pending`, ahead of its process.
+    ///
+    /// Fails with [`InstanceExists`](crate::Error::InstanceExists) when the id is taken.
+    async fn create_instance(&self, new: NewInstance) -> Result<InstanceRecord>;
+
+    /// Registers a run of an instance: creates it (status `running`) if it is new, or
+    /// resumes it (`pending`, `running`, `suspended` or `sleeping` → `running`) and
+    /// increments its epoch. A terminal instance is an error; so is another tenant's.
+    /// `resume_from` is the checkpoint id the run says it resumes from (recorded only).
+    async fn register_instance(
+        &self,
+        instance_id: &str,
+        tenant_id: &str,
+        resume_from: Option<&str>,
+    ) -> Result<Registration>;
+
+    /// Everything the run needs to replay recorded steps in memory, in one round trip.
+    async fn load_replay(&self, instance_id: &str) -> Result<ReplayLog>;
+
+    /// One atomic insert-if-absent: returns the state stored earlier under
+    /// `checkpoint_id`, or stores `state` and returns `existing_state: None`.
+    /// The reply carries the pending signal, if any. Counts as a heartbeat.
+    async fn save_checkpoint(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+    ) -> Result<CheckpointOutcome>;
+
+    /// Read-only lookup of one checkpoint.
+    async fn get_checkpoint(
+        &self,
+        instance_id: &str,
+        checkpoint_id: &str,
+    ) -> Result<Option<Vec<u8>>>;
+
+    /// Like [`save_checkpoint`](Self::save_checkpoint), and records `wake_at_ms` with the
+    /// checkpoint and on the instance. When the checkpoint existed, the stored wake time
+    /// is returned so a restarted run sleeps only the remainder.
+    async fn save_sleep(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+        wake_at_ms: i64,
+    ) -> Result<SleepOutcome>;
+
+    /// `running → sleeping`: the process is about to exit and be woken at the instance's
+    /// `wake_at_ms` by the server.
+    async fn mark_sleeping(&self, instance_id: &str, epoch: i64) -> Result<()>;
+
+    /// Records that the run is alive.
+    async fn heartbeat(&self, instance_id: &str, epoch: i64) -> Result<()>;
+
+    /// `running → completed` with `output`.
+    async fn complete_instance(&self, instance_id: &str, epoch: i64, output: &[u8]) -> Result<()>;
+
+    /// `running → failed` with `error`, reported by the run itself.
+    async fn fail_instance(&self, instance_id: &str, epoch: i64, error: &str) -> Result<()>;
+
+    /// `running → suspended`, reported by the run itself.
+    async fn suspend_instance(&self, instance_id: &str, epoch: i64) -> Result<()>;
+
+    /// Moves a non-terminal instance to `to` on behalf of the server (crash limit reached,
+    /// timeout, kill after a cancel grace period, …), without an epoch.
+    /// Returns false, changing nothing, when the status is not one of `from`.
+    async fn set_status(
+        &self,
+        instance_id: &str,
+        from: &[InstanceStatus],
+        to: InstanceStatus,
+        error: Option<&str>,
+    ) -> Result<bool>;
+
+    /// Stores an event (`kind` such as `custom`, with an optional subtype and payload).
+    async fn record_event(
+        &self,
+        instance_id: &str,
+        kind: &str,
+        subtype: Option<&str>,
+        payload: Option<&[u8]>,
+    ) -> Result<()>;
+
+    /// Records retry `attempt` (1-based) of the durable call `checkpoint_id`.
+    /// Recording the same attempt twice is a no-op.
+    async fn record_retry_attempt(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        attempt: u32,
+        error: Option<&str>,
+    ) -> Result<()>;
+
+    /// Queues a signal. Cancel of an instance with no process (`pending`, `suspended`,
+    /// `sleeping`) takes effect at once; so does pause of a `sleeping` one. A signal to a
+    /// terminal instance fails with [`Terminal`](crate::Error::Terminal); one that makes no
+    /// sense in the current state (pause of a suspended instance, resume of a running one)
+    /// with [`SignalRejected`](crate::Error::SignalRejected).
+    async fn send_signal(&self, instance_id: &str, signal: SignalType) -> Result<SignalOutcome>;
+
+    /// The highest-priority unacknowledged signal (cancel outranks pause; oldest first).
+    async fn pending_signal(&self, instance_id: &str) -> Result<Option<PendingSignal>>;
+
+    /// Acknowledges every pending signal of `signal` type. With `acknowledged`, the
+    /// instance takes the matching state: cancel → `cancelled`, pause → `suspended`.
+    /// Without it, the signals are dropped and the status stays.
+    async fn acknowledge_signal(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        signal: SignalType,
+        acknowledged: bool,
+    ) -> Result<()>;
+
+    /// One instance, or `None`.
+    async fn get_instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>>;
+
+    /// Instances of a tenant, newest first, with the total count.
+    async fn list_instances(&self, filter: &InstanceFilter) -> Result<InstancePage>;
+
+    /// All checkpoints of an instance, in the order they were recorded.
+    async fn list_checkpoints(&self, instance_id: &str) -> Result<Vec<CheckpointRecord>>;
+
+    /// All events of an instance, oldest first.
+    async fn list_events(&self, instance_id: &str) -> Result<Vec<EventRecord>>;
+
+    /// All retry attempts of an instance, in the order they were recorded.
+    async fn list_retry_attempts(&self, instance_id: &str) -> Result<Vec<RetryAttemptRecord>>;
+}

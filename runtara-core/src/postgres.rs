@@ -1,0 +1,724 @@
+//! PostgreSQL backend: a connection pool (deadpool, statements prepared once per
+//! connection), one round trip per checkpoint and per run transition, every guard in SQL.
+//!
+//! A checkpoint (or sleep) is ONE statement: it locks the instance row, inserts the
+//! checkpoint only when the run holds the current epoch and the instance is running,
+//! updates the bookkeeping, and returns what it found so the precise error needs no
+//! further query. Operations whose decision depends on the state (register, send a
+//! signal) run in a transaction that locks the row first.
+
+mod connection;
+mod queries;
+
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+
+use crate::guard::{check_run, plan_signal, validate_attempt, validate_id, SignalPlan, RESUMABLE};
+use crate::model::*;
+use crate::{Error, Persistence, Result};
+use queries::*;
+
+/// The PostgreSQL implementation of [`Persistence`].
+pub struct PostgresPersistence {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresPersistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresPersistence")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PostgresPersistence {
+    /// Connects to `url` (`postgres://user@host:port/db`, no TLS) and applies the
+    /// migrations.
+    pub async fn connect(url: &str) -> Result<PostgresPersistence> {
+        let pool = connection::pool(url)?;
+        connection::migrate(&pool).await?;
+        Ok(PostgresPersistence { pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| Error::database("postgres", e))
+    }
+
+    /// A run's own transition out of `running`, guarded in SQL, with its event.
+    async fn transition(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        to: InstanceStatus,
+        output: Option<&[u8]>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        let now = now_ms();
+        let finished = to.is_terminal().then_some(now);
+        let payload = output.or(error.map(str::as_bytes));
+        let row = query_one(
+            &client,
+            TRANSITION,
+            &[
+                &instance_id,
+                &epoch,
+                &to.as_str(),
+                &output,
+                &error,
+                &finished,
+                &now,
+                &payload,
+            ],
+        )
+        .await?;
+        let changed: i64 = col(&row, 0)?;
+        if changed == 0 {
+            return Err(refusal(&client, instance_id, epoch).await);
+        }
+        Ok(())
+    }
+
+    /// The checkpoint statement shared by `save_checkpoint` and `save_sleep`.
+    async fn save(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+        wake_at_ms: Option<i64>,
+    ) -> Result<Saved> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        let client = self.client().await?;
+        let row = query_one(
+            &client,
+            SAVE_CHECKPOINT,
+            &[
+                &instance_id,
+                &checkpoint_id,
+                &state,
+                &now_ms(),
+                &epoch,
+                &wake_at_ms,
+            ],
+        )
+        .await?;
+        check_run(instance_id, status_epoch_at(&row, 0)?, epoch)?;
+        let inserted: i64 = col(&row, 2)?;
+        let signal = signal_at(&row, 5)?;
+        if inserted == 1 {
+            return Ok(Saved {
+                earlier: None,
+                signal,
+            });
+        }
+        let state: Option<Vec<u8>> = col(&row, 3)?;
+        let earlier = match state {
+            Some(state) => (state, col(&row, 4)?),
+            // Stored by a transaction that committed after this statement's snapshot
+            // was taken (it waited for the row lock): read it now.
+            None => {
+                self.earlier(&client, instance_id, epoch, checkpoint_id, wake_at_ms)
+                    .await?
+            }
+        };
+        Ok(Saved {
+            earlier: Some(earlier),
+            signal,
+        })
+    }
+
+    /// Reads a checkpoint stored concurrently, and puts its wake time on the instance.
+    async fn earlier(
+        &self,
+        client: &deadpool_postgres::Object,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        wake_at_ms: Option<i64>,
+    ) -> Result<(Vec<u8>, Option<i64>)> {
+        let rows = query(
+            client,
+            "SELECT state, wake_at_ms FROM checkpoints WHERE instance_id = $1 AND checkpoint_id = $2",
+            &[&instance_id, &checkpoint_id],
+        )
+        .await?;
+        let row = rows.first().ok_or_else(|| {
+            Error::Corrupt(format!(
+                "checkpoint `{checkpoint_id}` of instance `{instance_id}` was neither stored nor found"
+            ))
+        })?;
+        let earlier: (Vec<u8>, Option<i64>) = (col(row, 0)?, col(row, 1)?);
+        if let (Some(given), stored) = (wake_at_ms, earlier.1) {
+            execute(
+                client,
+                "UPDATE instances SET wake_at_ms = $3 \
+                 WHERE instance_id = $1 AND epoch = $2 AND status = 'running'",
+                &[&instance_id, &epoch, &stored.unwrap_or(given)],
+            )
+            .await?;
+        }
+        Ok(earlier)
+    }
+}
+
+/// What the checkpoint statement found.
+struct Saved {
+    /// State and wake time stored earlier under the id; `None` when this call stored it.
+    earlier: Option<(Vec<u8>, Option<i64>)>,
+    /// The highest-priority pending signal.
+    signal: Option<PendingSignal>,
+}
+
+#[async_trait]
+impl Persistence for PostgresPersistence {
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn create_instance(&self, new: NewInstance) -> Result<InstanceRecord> {
+        validate_id("instance id", &new.instance_id)?;
+        validate_id("tenant id", &new.tenant_id)?;
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            &create_instance_sql(),
+            &[
+                &new.instance_id,
+                &new.tenant_id,
+                &new.image_id,
+                &new.input,
+                &now_ms(),
+            ],
+        )
+        .await?;
+        match rows.first() {
+            Some(row) => instance_from_row(row),
+            None => Err(Error::InstanceExists {
+                instance_id: new.instance_id,
+            }),
+        }
+    }
+
+    async fn register_instance(
+        &self,
+        instance_id: &str,
+        tenant_id: &str,
+        resume_from: Option<&str>,
+    ) -> Result<Registration> {
+        validate_id("instance id", instance_id)?;
+        validate_id("tenant id", tenant_id)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let now = now_ms();
+        // Create-if-absent first, so two first registers cannot both "create".
+        let created = execute(
+            &tx,
+            "INSERT INTO instances (instance_id, tenant_id, status, epoch, resume_from, \
+             created_at_ms, started_at_ms, heartbeat_at_ms) \
+             VALUES ($1, $2, 'running', 1, $3, $4, $4, $4) ON CONFLICT (instance_id) DO NOTHING",
+            &[&instance_id, &tenant_id, &resume_from, &now],
+        )
+        .await?;
+        let registration = if created == 1 {
+            Registration {
+                epoch: 1,
+                created: true,
+                previous_status: None,
+            }
+        } else {
+            let Some((owner, status, epoch)) = lock_instance(&tx, instance_id).await? else {
+                return Err(Error::Corrupt(format!(
+                    "instance `{instance_id}` vanished while it was being registered"
+                )));
+            };
+            if owner != tenant_id {
+                return Err(Error::TenantMismatch {
+                    instance_id: instance_id.to_owned(),
+                    tenant_id: tenant_id.to_owned(),
+                });
+            }
+            if !RESUMABLE.contains(&status) {
+                return Err(Error::Terminal {
+                    instance_id: instance_id.to_owned(),
+                    status,
+                });
+            }
+            let changed = execute(
+                &tx,
+                "UPDATE instances SET status = 'running', epoch = epoch + 1, resume_from = $2, \
+                 wake_at_ms = NULL, started_at_ms = COALESCE(started_at_ms, $3), heartbeat_at_ms = $3 \
+                 WHERE instance_id = $1 AND epoch = $4 \
+                 AND status IN ('pending', 'running', 'suspended', 'sleeping')",
+                &[&instance_id, &resume_from, &now, &epoch],
+            )
+            .await?;
+            if changed != 1 {
+                return Err(Error::Corrupt(format!(
+                    "instance `{instance_id}` changed while it was being registered"
+                )));
+            }
+            // The run that resumes it answers every queued resume.
+            execute(
+                &tx,
+                "UPDATE signals SET acked_at_ms = $2, acknowledged = true \
+                 WHERE instance_id = $1 AND signal_type = 'resume' AND acked_at_ms IS NULL",
+                &[&instance_id, &now],
+            )
+            .await?;
+            Registration {
+                epoch: epoch + 1,
+                created: false,
+                previous_status: Some(status),
+            }
+        };
+        insert_event(&tx, instance_id, "registered", resume_from, None, now).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(registration)
+    }
+
+    async fn load_replay(&self, instance_id: &str) -> Result<ReplayLog> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        let mut log = ReplayLog::default();
+        for row in query(&client, LOAD_REPLAY, &[&instance_id]).await? {
+            let part: i32 = col(&row, 0)?;
+            let checkpoint_id: String = col(&row, 2)?;
+            if part == 0 {
+                log.checkpoints.push((checkpoint_id, col(&row, 3)?));
+            } else {
+                log.retry_attempts.push((checkpoint_id, attempt(&row, 4)?));
+            }
+        }
+        Ok(log)
+    }
+
+    async fn save_checkpoint(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+    ) -> Result<CheckpointOutcome> {
+        let saved = self
+            .save(instance_id, epoch, checkpoint_id, state, None)
+            .await?;
+        Ok(CheckpointOutcome {
+            existing_state: saved.earlier.map(|(state, _)| state),
+            signal: saved.signal,
+        })
+    }
+
+    async fn get_checkpoint(
+        &self,
+        instance_id: &str,
+        checkpoint_id: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT state FROM checkpoints WHERE instance_id = $1 AND checkpoint_id = $2",
+            &[&instance_id, &checkpoint_id],
+        )
+        .await?;
+        rows.first().map(|row| col(row, 0)).transpose()
+    }
+
+    async fn save_sleep(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+        wake_at_ms: i64,
+    ) -> Result<SleepOutcome> {
+        let saved = self
+            .save(instance_id, epoch, checkpoint_id, state, Some(wake_at_ms))
+            .await?;
+        let (existing_state, wake_at_ms) = match saved.earlier {
+            Some((state, stored)) => (Some(state), stored.unwrap_or(wake_at_ms)),
+            None => (None, wake_at_ms),
+        };
+        Ok(SleepOutcome {
+            wake_at_ms,
+            existing_state,
+            signal: saved.signal,
+        })
+    }
+
+    async fn mark_sleeping(&self, instance_id: &str, epoch: i64) -> Result<()> {
+        self.transition(instance_id, epoch, InstanceStatus::Sleeping, None, None)
+            .await
+    }
+
+    async fn heartbeat(&self, instance_id: &str, epoch: i64) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        let changed = execute(
+            &client,
+            "UPDATE instances SET heartbeat_at_ms = $3 \
+             WHERE instance_id = $1 AND epoch = $2 AND status = 'running'",
+            &[&instance_id, &epoch, &now_ms()],
+        )
+        .await?;
+        if changed == 0 {
+            return Err(refusal(&client, instance_id, epoch).await);
+        }
+        Ok(())
+    }
+
+    async fn complete_instance(&self, instance_id: &str, epoch: i64, output: &[u8]) -> Result<()> {
+        self.transition(
+            instance_id,
+            epoch,
+            InstanceStatus::Completed,
+            Some(output),
+            None,
+        )
+        .await
+    }
+
+    async fn fail_instance(&self, instance_id: &str, epoch: i64, error: &str) -> Result<()> {
+        self.transition(
+            instance_id,
+            epoch,
+            InstanceStatus::Failed,
+            None,
+            Some(error),
+        )
+        .await
+    }
+
+    async fn suspend_instance(&self, instance_id: &str, epoch: i64) -> Result<()> {
+        self.transition(instance_id, epoch, InstanceStatus::Suspended, None, None)
+            .await
+    }
+
+    async fn set_status(
+        &self,
+        instance_id: &str,
+        from: &[InstanceStatus],
+        to: InstanceStatus,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        validate_id("instance id", instance_id)?;
+        let from: Vec<&str> = from
+            .iter()
+            .filter(|s| !s.is_terminal())
+            .map(|s| s.as_str())
+            .collect();
+        let client = self.client().await?;
+        let now = now_ms();
+        let finished = to.is_terminal().then_some(now);
+        let row = query_one(
+            &client,
+            SET_STATUS,
+            &[&instance_id, &to.as_str(), &error, &finished, &from, &now],
+        )
+        .await?;
+        let changed: i64 = col(&row, 0)?;
+        if changed == 1 {
+            return Ok(true);
+        }
+        let exists = query(
+            &client,
+            "SELECT 1 FROM instances WHERE instance_id = $1",
+            &[&instance_id],
+        )
+        .await?;
+        if exists.is_empty() {
+            return Err(Error::InstanceNotFound {
+                instance_id: instance_id.to_owned(),
+            });
+        }
+        Ok(false)
+    }
+
+    async fn record_event(
+        &self,
+        instance_id: &str,
+        kind: &str,
+        subtype: Option<&str>,
+        payload: Option<&[u8]>,
+    ) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        validate_id("event kind", kind)?;
+        let client = self.client().await?;
+        let stored = execute(
+            &client,
+            "INSERT INTO events (instance_id, kind, subtype, payload, created_at_ms) \
+             SELECT instance_id, $2, $3, $4, $5 FROM instances WHERE instance_id = $1",
+            &[&instance_id, &kind, &subtype, &payload, &now_ms()],
+        )
+        .await?;
+        if stored == 0 {
+            return Err(Error::InstanceNotFound {
+                instance_id: instance_id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn record_retry_attempt(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        attempt: u32,
+        error: Option<&str>,
+    ) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        validate_attempt(attempt)?;
+        let attempt = i32::try_from(attempt).map_err(|_| Error::InvalidInput {
+            what: "retry attempt",
+            reason: format!("{attempt} does not fit"),
+        })?;
+        let client = self.client().await?;
+        let row = query_one(
+            &client,
+            RECORD_RETRY_ATTEMPT,
+            &[
+                &instance_id,
+                &checkpoint_id,
+                &attempt,
+                &error,
+                &now_ms(),
+                &epoch,
+            ],
+        )
+        .await?;
+        check_run(instance_id, status_epoch_at(&row, 0)?, epoch)
+    }
+
+    async fn send_signal(&self, instance_id: &str, signal: SignalType) -> Result<SignalOutcome> {
+        validate_id("instance id", instance_id)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let Some((_, status, _)) = lock_instance(&tx, instance_id).await? else {
+            return Err(Error::InstanceNotFound {
+                instance_id: instance_id.to_owned(),
+            });
+        };
+        if status.is_terminal() {
+            return Err(Error::Terminal {
+                instance_id: instance_id.to_owned(),
+                status,
+            });
+        }
+        let now = now_ms();
+        let outcome = match plan_signal(signal, status) {
+            SignalPlan::Reject => {
+                return Err(Error::SignalRejected {
+                    instance_id: instance_id.to_owned(),
+                    signal,
+                    status,
+                })
+            }
+            SignalPlan::Apply(to) => {
+                let finished = to.is_terminal().then_some(now);
+                let changed = execute(
+                    &tx,
+                    "UPDATE instances SET status = $2, wake_at_ms = NULL, \
+                     finished_at_ms = COALESCE($3, finished_at_ms) \
+                     WHERE instance_id = $1 AND status = $4",
+                    &[&instance_id, &to.as_str(), &finished, &status.as_str()],
+                )
+                .await?;
+                if changed != 1 {
+                    return Err(Error::Corrupt(format!(
+                        "instance `{instance_id}` changed while a signal was applied"
+                    )));
+                }
+                insert_event(
+                    &tx,
+                    instance_id,
+                    to.as_str(),
+                    Some(signal.as_str()),
+                    None,
+                    now,
+                )
+                .await?;
+                SignalOutcome::Applied(to)
+            }
+            SignalPlan::Queue => {
+                let row = query_one(
+                    &tx,
+                    "INSERT INTO signals (instance_id, signal_type, created_at_ms) \
+                     VALUES ($1, $2, $3) RETURNING signal_id",
+                    &[&instance_id, &signal.as_str(), &now],
+                )
+                .await?;
+                SignalOutcome::Queued(PendingSignal {
+                    signal_id: col(&row, 0)?,
+                    signal_type: signal,
+                    created_at_ms: now,
+                })
+            }
+        };
+        insert_event(&tx, instance_id, "signal", Some(signal.as_str()), None, now).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(outcome)
+    }
+
+    async fn pending_signal(&self, instance_id: &str) -> Result<Option<PendingSignal>> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        match query(&client, PENDING_SIGNAL, &[&instance_id])
+            .await?
+            .first()
+        {
+            Some(row) => signal_at(row, 0),
+            None => Ok(None),
+        }
+    }
+
+    async fn acknowledge_signal(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        signal: SignalType,
+        acknowledged: bool,
+    ) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        let to = match (acknowledged, signal) {
+            (true, SignalType::Cancel) => Some(InstanceStatus::Cancelled),
+            (true, SignalType::Pause) => Some(InstanceStatus::Suspended),
+            _ => None,
+        };
+        let client = self.client().await?;
+        let now = now_ms();
+        let finished = to.filter(|s| s.is_terminal()).map(|_| now);
+        let row = query_one(
+            &client,
+            ACKNOWLEDGE_SIGNAL,
+            &[
+                &instance_id,
+                &epoch,
+                &signal.as_str(),
+                &to.map(InstanceStatus::as_str),
+                &finished,
+                &now,
+                &acknowledged,
+            ],
+        )
+        .await?;
+        let changed: i64 = col(&row, 0)?;
+        if changed == 0 {
+            return Err(refusal(&client, instance_id, epoch).await);
+        }
+        Ok(())
+    }
+
+    async fn get_instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        get_instance(&client, instance_id).await
+    }
+
+    async fn list_instances(&self, filter: &InstanceFilter) -> Result<InstancePage> {
+        let client = self.client().await?;
+        let status = filter.status.map(InstanceStatus::as_str);
+        let limit = filter.limit.map(i64::from);
+        let offset = i64::from(filter.offset);
+        let sql = format!(
+            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE tenant_id = $1 \
+             AND ($2::TEXT IS NULL OR status = $2) ORDER BY created_at_ms DESC, instance_id \
+             LIMIT $3 OFFSET $4"
+        );
+        let instances = query(
+            &client,
+            &sql,
+            &[&filter.tenant_id, &status, &limit, &offset],
+        )
+        .await?
+        .iter()
+        .map(instance_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        let row = query_one(
+            &client,
+            "SELECT COUNT(*) FROM instances WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR status = $2)",
+            &[&filter.tenant_id, &status],
+        )
+        .await?;
+        let total: i64 = col(&row, 0)?;
+        Ok(InstancePage {
+            instances,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn list_checkpoints(&self, instance_id: &str) -> Result<Vec<CheckpointRecord>> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT checkpoint_id, state, created_at_ms, wake_at_ms FROM checkpoints \
+             WHERE instance_id = $1 ORDER BY seq",
+            &[&instance_id],
+        )
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(CheckpointRecord {
+                    checkpoint_id: col(row, 0)?,
+                    state: col(row, 1)?,
+                    created_at_ms: col(row, 2)?,
+                    wake_at_ms: col(row, 3)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_events(&self, instance_id: &str) -> Result<Vec<EventRecord>> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT event_id, kind, subtype, payload, created_at_ms FROM events \
+             WHERE instance_id = $1 ORDER BY event_id",
+            &[&instance_id],
+        )
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EventRecord {
+                    event_id: col(row, 0)?,
+                    kind: col(row, 1)?,
+                    subtype: col(row, 2)?,
+                    payload: col(row, 3)?,
+                    created_at_ms: col(row, 4)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_retry_attempts(&self, instance_id: &str) -> Result<Vec<RetryAttemptRecord>> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT checkpoint_id, attempt, error, created_at_ms FROM retry_attempts \
+             WHERE instance_id = $1 ORDER BY seq",
+            &[&instance_id],
+        )
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(RetryAttemptRecord {
+                    checkpoint_id: col(row, 0)?,
+                    attempt: attempt(row, 1)?,
+                    error: col(row, 2)?,
+                    created_at_ms: col(row, 3)?,
+                })
+            })
+            .collect()
+    }
+}

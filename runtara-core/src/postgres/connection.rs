@@ -1,0 +1,84 @@
+//! Connecting to PostgreSQL: the pool and the embedded migrations.
+
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+use super::queries::pg;
+use crate::migrations::{MIGRATIONS_TABLE, POSTGRES};
+use crate::model::now_ms;
+use crate::{Error, Result};
+
+/// Connections kept in the pool.
+pub(crate) const POOL_SIZE: usize = 16;
+
+/// Advisory lock key serializing migrations across processes (`"runtara"` in ASCII).
+const MIGRATION_LOCK: i64 = 0x0072_756e_7461_7261;
+
+/// Builds the pool for `url` (`postgres://user@host:port/db`).
+pub(crate) fn pool(url: &str) -> Result<Pool> {
+    let config = tokio_postgres::Config::from_str(url).map_err(|_| Error::UnsupportedUrl {
+        url: url.to_owned(),
+    })?;
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .build()
+        .map_err(|e| Error::database("postgres", e))
+}
+
+/// Applies every embedded migration not yet recorded in `runtara_migrations`, in one
+/// transaction holding an advisory lock, so that several processes starting at once
+/// apply each migration exactly once.
+pub(crate) async fn migrate(pool: &Pool) -> Result<()> {
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| Error::database("postgres", e))?;
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg)?;
+    tx.batch_execute(MIGRATIONS_TABLE).await.map_err(pg)?;
+    for migration in POSTGRES {
+        let version = i32::try_from(migration.version).map_err(|_| Error::Migration {
+            version: migration.version,
+            source: "version does not fit the migrations table".into(),
+        })?;
+        let applied = tx
+            .query_opt(
+                "SELECT 1 FROM runtara_migrations WHERE version = $1",
+                &[&version],
+            )
+            .await
+            .map_err(pg)?;
+        if applied.is_some() {
+            continue;
+        }
+        tx.batch_execute(migration.sql)
+            .await
+            .map_err(|e| Error::Migration {
+                version: migration.version,
+                source: Box::new(e),
+            })?;
+        tx.execute(
+            "INSERT INTO runtara_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
+            &[&version, &migration.name, &now_ms()],
+        )
+        .await
+        .map_err(pg)?;
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied postgres migration"
+        );
+    }
+    tx.commit().await.map_err(pg)
+}

@@ -1,0 +1,332 @@
+//! SQL of the PostgreSQL backend, and helpers that run it over any client or
+//! transaction. Each run's write is one statement whose guard is in SQL
+//! (`… WHERE epoch = $ AND status = 'running'`); it reports what it found so that a
+//! refused write gets its precise error without another round trip where possible.
+
+use deadpool_postgres::GenericClient;
+use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::Row;
+
+use crate::guard::{check_run, parse_status};
+use crate::{Error, InstanceRecord, InstanceStatus, PendingSignal, Result};
+
+/// Wraps a driver error.
+pub(crate) fn pg(error: tokio_postgres::Error) -> Error {
+    Error::database("postgres", error)
+}
+
+/// Reads column `idx` without panicking on a type mismatch.
+pub(crate) fn col<'a, T: FromSql<'a>>(row: &'a Row, idx: usize) -> Result<T> {
+    row.try_get(idx).map_err(pg)
+}
+
+/// Runs a cached statement and returns its rows.
+pub(crate) async fn query<C: GenericClient + Sync>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<Row>> {
+    let statement = c.prepare_cached(sql).await.map_err(pg)?;
+    c.query(&statement, params).await.map_err(pg)
+}
+
+/// Runs a cached statement that returns exactly one row.
+pub(crate) async fn query_one<C: GenericClient + Sync>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Row> {
+    query(c, sql, params)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Corrupt("a statement returned no row".into()))
+}
+
+/// Runs a cached statement and returns the number of rows changed.
+pub(crate) async fn execute<C: GenericClient + Sync>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64> {
+    let statement = c.prepare_cached(sql).await.map_err(pg)?;
+    c.execute(&statement, params).await.map_err(pg)
+}
+
+/// Reads a retry attempt number, refusing values that do not fit.
+pub(crate) fn attempt(row: &Row, idx: usize) -> Result<u32> {
+    let raw: i32 = col(row, idx)?;
+    u32::try_from(raw)
+        .map_err(|_| Error::Corrupt(format!("retry attempt number {raw} is negative")))
+}
+
+/// Columns read into an [`InstanceRecord`], in [`instance_from_row`] order.
+pub(crate) const INSTANCE_COLUMNS: &str = "instance_id, tenant_id, image_id, status, epoch, \
+     input, output, error, checkpoint_id, checkpoint_count, created_at_ms, started_at_ms, \
+     finished_at_ms, heartbeat_at_ms, wake_at_ms";
+
+pub(crate) fn instance_from_row(row: &Row) -> Result<InstanceRecord> {
+    let status: String = col(row, 3)?;
+    Ok(InstanceRecord {
+        instance_id: col(row, 0)?,
+        tenant_id: col(row, 1)?,
+        image_id: col(row, 2)?,
+        status: parse_status(&status)?,
+        epoch: col(row, 4)?,
+        input: col(row, 5)?,
+        output: col(row, 6)?,
+        error: col(row, 7)?,
+        checkpoint_id: col(row, 8)?,
+        checkpoint_count: col(row, 9)?,
+        created_at_ms: col(row, 10)?,
+        started_at_ms: col(row, 11)?,
+        finished_at_ms: col(row, 12)?,
+        heartbeat_at_ms: col(row, 13)?,
+        wake_at_ms: col(row, 14)?,
+    })
+}
+
+pub(crate) async fn get_instance<C: GenericClient + Sync>(
+    c: &C,
+    instance_id: &str,
+) -> Result<Option<InstanceRecord>> {
+    let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = $1");
+    query(c, &sql, &[&instance_id])
+        .await?
+        .first()
+        .map(instance_from_row)
+        .transpose()
+}
+
+/// Reads an optional (status, epoch) pair from columns `idx` and `idx + 1`.
+pub(crate) fn status_epoch_at(row: &Row, idx: usize) -> Result<Option<(InstanceStatus, i64)>> {
+    let status: Option<String> = col(row, idx)?;
+    let epoch: Option<i64> = col(row, idx + 1)?;
+    match (status, epoch) {
+        (Some(status), Some(epoch)) => Ok(Some((parse_status(&status)?, epoch))),
+        _ => Ok(None),
+    }
+}
+
+/// The precise error for a run's write that a guard in SQL refused (changed no row).
+pub(crate) async fn refusal<C: GenericClient + Sync>(
+    c: &C,
+    instance_id: &str,
+    epoch: i64,
+) -> Error {
+    let rows = match query(
+        c,
+        "SELECT status, epoch FROM instances WHERE instance_id = $1",
+        &[&instance_id],
+    )
+    .await
+    {
+        Ok(rows) => rows,
+        Err(error) => return error,
+    };
+    let found = match rows.first().map(|row| status_epoch_at(row, 0)) {
+        None => None,
+        Some(Ok(found)) => found,
+        Some(Err(error)) => return error,
+    };
+    match check_run(instance_id, found, epoch) {
+        Err(error) => error,
+        // The guard re-checks the newest row version, so this means a lost race
+        // with nothing stored; say so plainly.
+        Ok(()) => Error::Corrupt(format!(
+            "instance `{instance_id}` is running under epoch {epoch} but refused the write"
+        )),
+    }
+}
+
+/// Locks the instance row for the rest of the transaction; returns (tenant, status, epoch).
+pub(crate) async fn lock_instance<C: GenericClient + Sync>(
+    c: &C,
+    instance_id: &str,
+) -> Result<Option<(String, InstanceStatus, i64)>> {
+    let rows = query(
+        c,
+        "SELECT tenant_id, status, epoch FROM instances WHERE instance_id = $1 FOR NO KEY UPDATE",
+        &[&instance_id],
+    )
+    .await?;
+    match rows.first() {
+        None => Ok(None),
+        Some(row) => {
+            let status: String = col(row, 1)?;
+            Ok(Some((col(row, 0)?, parse_status(&status)?, col(row, 2)?)))
+        }
+    }
+}
+
+/// Stores an event.
+pub(crate) async fn insert_event<C: GenericClient + Sync>(
+    c: &C,
+    instance_id: &str,
+    kind: &str,
+    subtype: Option<&str>,
+    payload: Option<&[u8]>,
+    now: i64,
+) -> Result<()> {
+    execute(
+        c,
+        "INSERT INTO events (instance_id, kind, subtype, payload, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5)",
+        &[&instance_id, &kind, &subtype, &payload, &now],
+    )
+    .await
+    .map(drop)
+}
+
+/// Reads an optional pending signal from columns `idx..idx + 3`.
+pub(crate) fn signal_at(row: &Row, idx: usize) -> Result<Option<PendingSignal>> {
+    let id: Option<i64> = col(row, idx)?;
+    let Some(signal_id) = id else { return Ok(None) };
+    let kind: String = col(row, idx + 1)?;
+    Ok(Some(PendingSignal {
+        signal_id,
+        signal_type: kind.parse()?,
+        created_at_ms: col(row, idx + 2)?,
+    }))
+}
+
+/// The highest-priority unacknowledged cancel or pause of instance `$1`.
+pub(crate) const PENDING_SIGNAL: &str =
+    "SELECT signal_id, signal_type, created_at_ms FROM signals \
+     WHERE instance_id = $1 AND acked_at_ms IS NULL AND signal_type IN ('cancel', 'pause') \
+     ORDER BY (signal_type = 'cancel') DESC, signal_id LIMIT 1";
+
+/// `save_checkpoint` and `save_sleep` in one statement: lock and guard, insert-if-absent,
+/// instance bookkeeping, the earlier state and the pending signal.
+///
+/// Parameters: `$1` instance, `$2` checkpoint id, `$3` state, `$4` now, `$5` epoch,
+/// `$6` wake time (NULL for a plain checkpoint). Columns: status, epoch (NULL when the
+/// instance is missing), inserted (0 or 1), earlier state, earlier wake time, and the
+/// pending signal's id, type and creation time.
+pub(crate) const SAVE_CHECKPOINT: &str = "\
+WITH inst AS (
+    SELECT status, epoch FROM instances WHERE instance_id = $1 FOR NO KEY UPDATE
+), ok AS (
+    SELECT 1 FROM inst WHERE status = 'running' AND epoch = $5
+), earlier AS (
+    SELECT state, wake_at_ms FROM checkpoints WHERE instance_id = $1 AND checkpoint_id = $2
+), ins AS (
+    INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms, wake_at_ms)
+    SELECT $1, $2, $3, $4, $6::BIGINT FROM ok
+    ON CONFLICT (instance_id, checkpoint_id) DO NOTHING
+    RETURNING 1
+), upd AS (
+    UPDATE instances SET
+        checkpoint_id = CASE WHEN EXISTS (SELECT 1 FROM ins) THEN $2 ELSE instances.checkpoint_id END,
+        checkpoint_count = instances.checkpoint_count + (SELECT count(*) FROM ins),
+        heartbeat_at_ms = $4,
+        wake_at_ms = CASE WHEN $6::BIGINT IS NULL THEN instances.wake_at_ms
+                          ELSE COALESCE((SELECT wake_at_ms FROM earlier), $6::BIGINT) END
+    WHERE instances.instance_id = $1 AND EXISTS (SELECT 1 FROM ok)
+    RETURNING 1
+)
+SELECT inst.status, inst.epoch, (SELECT count(*) FROM ins), e.state, e.wake_at_ms,
+       s.signal_id, s.signal_type, s.created_at_ms
+FROM (SELECT 1) AS one
+LEFT JOIN inst ON true
+LEFT JOIN earlier AS e ON true
+LEFT JOIN LATERAL (
+    SELECT signal_id, signal_type, created_at_ms FROM signals
+    WHERE instance_id = $1 AND acked_at_ms IS NULL AND signal_type IN ('cancel', 'pause')
+    ORDER BY (signal_type = 'cancel') DESC, signal_id LIMIT 1
+) AS s ON true";
+
+/// A run's own transition out of `running`, guarded, with its event; a suspend also
+/// settles pending pauses. Parameters: `$1` instance, `$2` epoch, `$3` new status,
+/// `$4` output, `$5` error, `$6` finished at, `$7` now, `$8` event payload.
+/// Returns the number of instances changed (0 or 1).
+pub(crate) const TRANSITION: &str = "\
+WITH upd AS (
+    UPDATE instances SET status = $3, output = COALESCE($4, output), error = COALESCE($5, error),
+        finished_at_ms = COALESCE($6, finished_at_ms)
+    WHERE instance_id = $1 AND epoch = $2 AND status = 'running'
+    RETURNING instance_id
+), sig AS (
+    UPDATE signals SET acked_at_ms = $7, acknowledged = true
+    WHERE instance_id = $1 AND $3 = 'suspended' AND signal_type = 'pause'
+      AND acked_at_ms IS NULL AND EXISTS (SELECT 1 FROM upd)
+), ev AS (
+    INSERT INTO events (instance_id, kind, payload, created_at_ms)
+    SELECT instance_id, $3, $8, $7 FROM upd
+)
+SELECT count(*) FROM upd";
+
+/// Acknowledges the pending signals of one type, guarded; with a new status (`$4`, NULL
+/// to keep it) the instance takes it and an event is stored. Parameters: `$1` instance,
+/// `$2` epoch, `$3` signal type, `$4` new status, `$5` finished at, `$6` now,
+/// `$7` acknowledged. Returns the number of instances matched (0 or 1).
+pub(crate) const ACKNOWLEDGE_SIGNAL: &str = "\
+WITH upd AS (
+    UPDATE instances SET status = COALESCE($4, status), finished_at_ms = COALESCE($5, finished_at_ms)
+    WHERE instance_id = $1 AND epoch = $2 AND status = 'running'
+    RETURNING instance_id
+), sig AS (
+    UPDATE signals SET acked_at_ms = $6, acknowledged = $7
+    WHERE instance_id = $1 AND signal_type = $3 AND acked_at_ms IS NULL
+      AND EXISTS (SELECT 1 FROM upd)
+), ev AS (
+    INSERT INTO events (instance_id, kind, subtype, created_at_ms)
+    SELECT instance_id, $4, $3, $6 FROM upd WHERE $4::TEXT IS NOT NULL
+)
+SELECT count(*) FROM upd";
+
+/// Records a retry attempt if the run may write; a repeat is a no-op. Parameters:
+/// `$1` instance, `$2` checkpoint id, `$3` attempt, `$4` error, `$5` now, `$6` epoch.
+/// Columns: status, epoch (NULL when the instance is missing).
+pub(crate) const RECORD_RETRY_ATTEMPT: &str = "\
+WITH inst AS (
+    SELECT status, epoch FROM instances WHERE instance_id = $1 FOR SHARE
+), ins AS (
+    INSERT INTO retry_attempts (instance_id, checkpoint_id, attempt, error, created_at_ms)
+    SELECT $1, $2, $3, $4, $5 FROM inst WHERE status = 'running' AND epoch = $6
+    ON CONFLICT (instance_id, checkpoint_id, attempt) DO NOTHING
+    RETURNING 1
+)
+SELECT inst.status, inst.epoch FROM (SELECT 1) AS one LEFT JOIN inst ON true";
+
+/// Moves an instance from one of `$5` (non-terminal statuses) to `$2`, with an event.
+/// Parameters: `$1` instance, `$2` new status, `$3` error, `$4` finished at,
+/// `$5` allowed statuses, `$6` now. Returns the number of instances changed.
+pub(crate) const SET_STATUS: &str = "\
+WITH upd AS (
+    UPDATE instances SET status = $2, error = COALESCE($3, error),
+        finished_at_ms = COALESCE($4, finished_at_ms)
+    WHERE instance_id = $1 AND status = ANY($5::TEXT[])
+      AND status NOT IN ('completed', 'failed', 'cancelled')
+    RETURNING instance_id
+), ev AS (
+    INSERT INTO events (instance_id, kind, subtype, payload, created_at_ms)
+    SELECT instance_id, $2, 'server', convert_to($3, 'UTF8'), $6 FROM upd
+)
+SELECT count(*) FROM upd";
+
+/// Creates a pending instance unless the id is taken, with its `created` event.
+/// Parameters: `$1` instance, `$2` tenant, `$3` image, `$4` input, `$5` now.
+pub(crate) fn create_instance_sql() -> String {
+    format!(
+        "WITH ins AS (
+            INSERT INTO instances (instance_id, tenant_id, image_id, status, epoch, input, created_at_ms)
+            VALUES ($1, $2, $3, 'pending', 0, $4, $5)
+            ON CONFLICT (instance_id) DO NOTHING
+            RETURNING {INSTANCE_COLUMNS}
+        ), ev AS (
+            INSERT INTO events (instance_id, kind, created_at_ms) SELECT instance_id, 'created', $5 FROM ins
+        )
+        SELECT {INSTANCE_COLUMNS} FROM ins"
+    )
+}
+
+/// Every checkpoint in record order (part 0), then the highest retry attempt per
+/// checkpoint id (part 1), in one round trip. Columns: part, checkpoint id, state, attempt.
+pub(crate) const LOAD_REPLAY: &str = "\
+SELECT 0 AS part, seq, checkpoint_id, state, NULL::INTEGER AS attempt
+FROM checkpoints WHERE instance_id = $1
+UNION ALL
+SELECT 1, MIN(seq), checkpoint_id, NULL::BYTEA, MAX(attempt)
+FROM retry_attempts WHERE instance_id = $1 GROUP BY checkpoint_id
+ORDER BY part, seq, checkpoint_id";

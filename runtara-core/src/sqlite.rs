@@ -1,0 +1,612 @@
+//! SQLite backend: a file in WAL mode with `synchronous=FULL`, written by one thread
+//! that commits concurrent operations together (group commit).
+//!
+//! Every operation — reads included, they take microseconds — runs as a job of the
+//! writer thread: concurrent callers share one `BEGIN IMMEDIATE … COMMIT`, each inside
+//! its own savepoint, and are answered only after the commit is fsync'd.
+//! Other processes may open the same file; `BEGIN IMMEDIATE` and the busy timeout
+//! serialize them.
+
+mod connection;
+mod queries;
+mod writer;
+
+use async_trait::async_trait;
+use rusqlite::params;
+
+use crate::guard::{plan_signal, validate_attempt, validate_id, SignalPlan, RESUMABLE};
+use crate::model::*;
+use crate::url::SqliteTarget;
+use crate::{Error, Persistence, Result};
+use queries::*;
+use writer::Writer;
+
+/// The SQLite implementation of [`Persistence`].
+///
+/// Dropping it finishes the queued operations, stops the writer thread and closes the
+/// database before returning.
+#[derive(Debug)]
+pub struct SqlitePersistence {
+    writer: Writer,
+}
+
+impl SqlitePersistence {
+    /// Opens `target` (creating the file and its parent directories if needed), sets WAL
+    /// mode and `synchronous=FULL`, and applies the migrations.
+    pub async fn open(target: SqliteTarget) -> Result<SqlitePersistence> {
+        // Opening and migrating touch the disk; keep that off the async workers.
+        let connection = tokio::task::spawn_blocking(move || connection::open(&target))
+            .await
+            .map_err(|e| Error::database("sqlite", e))??;
+        Ok(SqlitePersistence {
+            writer: Writer::spawn(connection)?,
+        })
+    }
+
+    /// A run's own transition out of `running`, guarded in SQL, with its event.
+    async fn transition(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        to: InstanceStatus,
+        output: Option<&[u8]>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        let output = output.map(<[u8]>::to_vec);
+        let error = error.map(str::to_owned);
+        self.writer
+            .call(move |c| {
+                let now = now_ms();
+                let finished = to.is_terminal().then_some(now);
+                let changed = execute(
+                    c,
+                    "UPDATE instances SET status = ?3, output = COALESCE(?4, output), \
+                     error = COALESCE(?5, error), finished_at_ms = COALESCE(?6, finished_at_ms) \
+                     WHERE instance_id = ?1 AND epoch = ?2 AND status = 'running'",
+                    params![instance_id, epoch, to.as_str(), output, error, finished],
+                )?;
+                if changed == 0 {
+                    return Err(refusal(c, &instance_id, epoch));
+                }
+                if to == InstanceStatus::Suspended {
+                    // The run stopped as asked: pending pauses are satisfied.
+                    settle_signals(c, &instance_id, SignalType::Pause, true, now)?;
+                }
+                let payload = output.as_deref().or(error.as_deref().map(str::as_bytes));
+                insert_event(c, &instance_id, to.as_str(), None, payload, now)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl Persistence for SqlitePersistence {
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn create_instance(&self, new: NewInstance) -> Result<InstanceRecord> {
+        validate_id("instance id", &new.instance_id)?;
+        validate_id("tenant id", &new.tenant_id)?;
+        self.writer
+            .call(move |c| {
+                let now = now_ms();
+                let inserted = execute(
+                    c,
+                    "INSERT INTO instances (instance_id, tenant_id, image_id, status, epoch, input, \
+                     created_at_ms) VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5) \
+                     ON CONFLICT (instance_id) DO NOTHING",
+                    params![new.instance_id, new.tenant_id, new.image_id, new.input, now],
+                )?;
+                if inserted == 0 {
+                    return Err(Error::InstanceExists {
+                        instance_id: new.instance_id,
+                    });
+                }
+                insert_event(c, &new.instance_id, "created", None, None, now)?;
+                get_instance(c, &new.instance_id)?.ok_or(Error::InstanceNotFound {
+                    instance_id: new.instance_id,
+                })
+            })
+            .await
+    }
+
+    async fn register_instance(
+        &self,
+        instance_id: &str,
+        tenant_id: &str,
+        resume_from: Option<&str>,
+    ) -> Result<Registration> {
+        validate_id("instance id", instance_id)?;
+        validate_id("tenant id", tenant_id)?;
+        let (instance_id, tenant_id) = (instance_id.to_owned(), tenant_id.to_owned());
+        let resume_from = resume_from.map(str::to_owned);
+        self.writer
+            .call(move |c| {
+                let now = now_ms();
+                let registration = match owner_status_epoch(c, &instance_id)? {
+                    None => {
+                        execute(
+                            c,
+                            "INSERT INTO instances (instance_id, tenant_id, status, epoch, resume_from, \
+                             created_at_ms, started_at_ms, heartbeat_at_ms) \
+                             VALUES (?1, ?2, 'running', 1, ?3, ?4, ?4, ?4)",
+                            params![instance_id, tenant_id, resume_from, now],
+                        )?;
+                        Registration {
+                            epoch: 1,
+                            created: true,
+                            previous_status: None,
+                        }
+                    }
+                    Some((owner, status, epoch)) => {
+                        if owner != tenant_id {
+                            return Err(Error::TenantMismatch {
+                                instance_id,
+                                tenant_id,
+                            });
+                        }
+                        if !RESUMABLE.contains(&status) {
+                            return Err(Error::Terminal {
+                                instance_id,
+                                status,
+                            });
+                        }
+                        let changed = execute(
+                            c,
+                            "UPDATE instances SET status = 'running', epoch = epoch + 1, \
+                             resume_from = ?2, wake_at_ms = NULL, \
+                             started_at_ms = COALESCE(started_at_ms, ?3), heartbeat_at_ms = ?3 \
+                             WHERE instance_id = ?1 AND epoch = ?4 \
+                             AND status IN ('pending', 'running', 'suspended', 'sleeping')",
+                            params![instance_id, resume_from, now, epoch],
+                        )?;
+                        if changed != 1 {
+                            return Err(Error::Corrupt(format!(
+                                "instance `{instance_id}` changed while it was being registered"
+                            )));
+                        }
+                        // The run that resumes it answers every queued resume.
+                        settle_signals(c, &instance_id, SignalType::Resume, true, now)?;
+                        Registration {
+                            epoch: epoch + 1,
+                            created: false,
+                            previous_status: Some(status),
+                        }
+                    }
+                };
+                insert_event(c, &instance_id, "registered", resume_from.as_deref(), None, now)?;
+                Ok(registration)
+            })
+            .await
+    }
+
+    async fn load_replay(&self, instance_id: &str) -> Result<ReplayLog> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .call(move |c| {
+                Ok(ReplayLog {
+                    checkpoints: load_checkpoints(c, &instance_id)?,
+                    retry_attempts: max_attempts(c, &instance_id)?,
+                })
+            })
+            .await
+    }
+
+    async fn save_checkpoint(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+    ) -> Result<CheckpointOutcome> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        let (instance_id, checkpoint_id) = (instance_id.to_owned(), checkpoint_id.to_owned());
+        let state = state.to_vec();
+        self.writer
+            .call(move |c| {
+                let earlier = save_checkpoint(
+                    c,
+                    &instance_id,
+                    epoch,
+                    &checkpoint_id,
+                    &state,
+                    None,
+                    now_ms(),
+                )?;
+                Ok(CheckpointOutcome {
+                    existing_state: earlier.map(|(state, _)| state),
+                    signal: pending_signal(c, &instance_id)?,
+                })
+            })
+            .await
+    }
+
+    async fn get_checkpoint(
+        &self,
+        instance_id: &str,
+        checkpoint_id: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        let (instance_id, checkpoint_id) = (instance_id.to_owned(), checkpoint_id.to_owned());
+        self.writer
+            .call(move |c| {
+                query_opt(
+                    c,
+                    "SELECT state FROM checkpoints WHERE instance_id = ?1 AND checkpoint_id = ?2",
+                    [&instance_id, &checkpoint_id],
+                    |r| r.get(0),
+                )
+            })
+            .await
+    }
+
+    async fn save_sleep(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+        wake_at_ms: i64,
+    ) -> Result<SleepOutcome> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        let (instance_id, checkpoint_id) = (instance_id.to_owned(), checkpoint_id.to_owned());
+        let state = state.to_vec();
+        self.writer
+            .call(move |c| {
+                let earlier = save_checkpoint(
+                    c,
+                    &instance_id,
+                    epoch,
+                    &checkpoint_id,
+                    &state,
+                    Some(wake_at_ms),
+                    now_ms(),
+                )?;
+                let (existing_state, wake_at_ms) = match earlier {
+                    Some((state, stored)) => (Some(state), stored.unwrap_or(wake_at_ms)),
+                    None => (None, wake_at_ms),
+                };
+                Ok(SleepOutcome {
+                    wake_at_ms,
+                    existing_state,
+                    signal: pending_signal(c, &instance_id)?,
+                })
+            })
+            .await
+    }
+
+    async fn mark_sleeping(&self, instance_id: &str, epoch: i64) -> Result<()> {
+        self.transition(instance_id, epoch, InstanceStatus::Sleeping, None, None)
+            .await
+    }
+
+    async fn heartbeat(&self, instance_id: &str, epoch: i64) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .call(move |c| {
+                let changed = execute(
+                    c,
+                    "UPDATE instances SET heartbeat_at_ms = ?3 \
+                     WHERE instance_id = ?1 AND epoch = ?2 AND status = 'running'",
+                    params![instance_id, epoch, now_ms()],
+                )?;
+                if changed == 0 {
+                    return Err(refusal(c, &instance_id, epoch));
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn complete_instance(&self, instance_id: &str, epoch: i64, output: &[u8]) -> Result<()> {
+        self.transition(
+            instance_id,
+            epoch,
+            InstanceStatus::Completed,
+            Some(output),
+            None,
+        )
+        .await
+    }
+
+    async fn fail_instance(&self, instance_id: &str, epoch: i64, error: &str) -> Result<()> {
+        self.transition(
+            instance_id,
+            epoch,
+            InstanceStatus::Failed,
+            None,
+            Some(error),
+        )
+        .await
+    }
+
+    async fn suspend_instance(&self, instance_id: &str, epoch: i64) -> Result<()> {
+        self.transition(instance_id, epoch, InstanceStatus::Suspended, None, None)
+            .await
+    }
+
+    async fn set_status(
+        &self,
+        instance_id: &str,
+        from: &[InstanceStatus],
+        to: InstanceStatus,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        let from = status_list(from);
+        let error = error.map(str::to_owned);
+        self.writer
+            .call(move |c| {
+                let now = now_ms();
+                let finished = to.is_terminal().then_some(now);
+                // `from` lists only non-terminal statuses: a terminal one is never left.
+                let changed = execute(
+                    c,
+                    "UPDATE instances SET status = ?2, error = COALESCE(?3, error), \
+                     finished_at_ms = COALESCE(?4, finished_at_ms) \
+                     WHERE instance_id = ?1 AND instr(?5, ',' || status || ',') > 0",
+                    params![instance_id, to.as_str(), error, finished, from],
+                )?;
+                if changed == 0 {
+                    return match status_epoch(c, &instance_id)? {
+                        Some(_) => Ok(false),
+                        None => Err(Error::InstanceNotFound { instance_id }),
+                    };
+                }
+                let payload = error.as_deref().map(str::as_bytes);
+                insert_event(c, &instance_id, to.as_str(), Some("server"), payload, now)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn record_event(
+        &self,
+        instance_id: &str,
+        kind: &str,
+        subtype: Option<&str>,
+        payload: Option<&[u8]>,
+    ) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        validate_id("event kind", kind)?;
+        let (instance_id, kind) = (instance_id.to_owned(), kind.to_owned());
+        let subtype = subtype.map(str::to_owned);
+        let payload = payload.map(<[u8]>::to_vec);
+        self.writer
+            .call(move |c| {
+                let stored = insert_event_if_exists(
+                    c,
+                    &instance_id,
+                    &kind,
+                    subtype.as_deref(),
+                    payload.as_deref(),
+                    now_ms(),
+                )?;
+                if stored {
+                    Ok(())
+                } else {
+                    Err(Error::InstanceNotFound { instance_id })
+                }
+            })
+            .await
+    }
+
+    async fn record_retry_attempt(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        attempt: u32,
+        error: Option<&str>,
+    ) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        validate_attempt(attempt)?;
+        let (instance_id, checkpoint_id) = (instance_id.to_owned(), checkpoint_id.to_owned());
+        let error = error.map(str::to_owned);
+        self.writer
+            .call(move |c| {
+                insert_retry_attempt(
+                    c,
+                    &instance_id,
+                    epoch,
+                    &checkpoint_id,
+                    attempt,
+                    error.as_deref(),
+                    now_ms(),
+                )
+            })
+            .await
+    }
+
+    async fn send_signal(&self, instance_id: &str, signal: SignalType) -> Result<SignalOutcome> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .call(move |c| {
+                let Some((status, _)) = status_epoch(c, &instance_id)? else {
+                    return Err(Error::InstanceNotFound { instance_id });
+                };
+                if status.is_terminal() {
+                    return Err(Error::Terminal {
+                        instance_id,
+                        status,
+                    });
+                }
+                let now = now_ms();
+                let outcome = match plan_signal(signal, status) {
+                    SignalPlan::Reject => {
+                        return Err(Error::SignalRejected {
+                            instance_id,
+                            signal,
+                            status,
+                        })
+                    }
+                    SignalPlan::Apply(to) => {
+                        let finished = to.is_terminal().then_some(now);
+                        let changed = execute(
+                            c,
+                            "UPDATE instances SET status = ?2, wake_at_ms = NULL, \
+                             finished_at_ms = COALESCE(?3, finished_at_ms) \
+                             WHERE instance_id = ?1 AND status = ?4",
+                            params![instance_id, to.as_str(), finished, status.as_str()],
+                        )?;
+                        if changed != 1 {
+                            return Err(Error::Corrupt(format!(
+                                "instance `{instance_id}` changed while a signal was applied"
+                            )));
+                        }
+                        insert_event(
+                            c,
+                            &instance_id,
+                            to.as_str(),
+                            Some(signal.as_str()),
+                            None,
+                            now,
+                        )?;
+                        SignalOutcome::Applied(to)
+                    }
+                    SignalPlan::Queue => {
+                        execute(
+                            c,
+                            "INSERT INTO signals (instance_id, signal_type, created_at_ms) \
+                             VALUES (?1, ?2, ?3)",
+                            params![instance_id, signal.as_str(), now],
+                        )?;
+                        SignalOutcome::Queued(PendingSignal {
+                            signal_id: c.last_insert_rowid(),
+                            signal_type: signal,
+                            created_at_ms: now,
+                        })
+                    }
+                };
+                insert_event(c, &instance_id, "signal", Some(signal.as_str()), None, now)?;
+                Ok(outcome)
+            })
+            .await
+    }
+
+    async fn pending_signal(&self, instance_id: &str) -> Result<Option<PendingSignal>> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .call(move |c| pending_signal(c, &instance_id))
+            .await
+    }
+
+    async fn acknowledge_signal(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        signal: SignalType,
+        acknowledged: bool,
+    ) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .call(move |c| {
+                let now = now_ms();
+                let to = match (acknowledged, signal) {
+                    (true, SignalType::Cancel) => Some(InstanceStatus::Cancelled),
+                    (true, SignalType::Pause) => Some(InstanceStatus::Suspended),
+                    _ => None,
+                };
+                match to {
+                    Some(to) => {
+                        let finished = to.is_terminal().then_some(now);
+                        let changed = execute(
+                            c,
+                            "UPDATE instances SET status = ?3, \
+                             finished_at_ms = COALESCE(?4, finished_at_ms) \
+                             WHERE instance_id = ?1 AND epoch = ?2 AND status = 'running'",
+                            params![instance_id, epoch, to.as_str(), finished],
+                        )?;
+                        if changed == 0 {
+                            return Err(refusal(c, &instance_id, epoch));
+                        }
+                        insert_event(
+                            c,
+                            &instance_id,
+                            to.as_str(),
+                            Some(signal.as_str()),
+                            None,
+                            now,
+                        )?;
+                    }
+                    None => ensure_run(c, &instance_id, epoch)?,
+                }
+                settle_signals(c, &instance_id, signal, acknowledged, now)
+            })
+            .await
+    }
+
+    async fn get_instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .call(move |c| get_instance(c, &instance_id))
+            .await
+    }
+
+    async fn list_instances(&self, filter: &InstanceFilter) -> Result<InstancePage> {
+        let filter = filter.clone();
+        self.writer
+            .call(move |c| {
+                let (instances, total) = list_instances(
+                    c,
+                    &filter.tenant_id,
+                    filter.status,
+                    filter.limit,
+                    filter.offset,
+                )?;
+                Ok(InstancePage {
+                    instances,
+                    total: u64::try_from(total).unwrap_or(0),
+                })
+            })
+            .await
+    }
+
+    async fn list_checkpoints(&self, instance_id: &str) -> Result<Vec<CheckpointRecord>> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .call(move |c| list_checkpoints(c, &instance_id))
+            .await
+    }
+
+    async fn list_events(&self, instance_id: &str) -> Result<Vec<EventRecord>> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .call(move |c| list_events(c, &instance_id))
+            .await
+    }
+
+    async fn list_retry_attempts(&self, instance_id: &str) -> Result<Vec<RetryAttemptRecord>> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .call(move |c| list_retry_attempts(c, &instance_id))
+            .await
+    }
+}
+
+/// The non-terminal statuses of `from` as `",pending,running,"`, for a guard in SQL.
+fn status_list(from: &[InstanceStatus]) -> String {
+    let mut list = String::from(",");
+    for status in from.iter().filter(|s| !s.is_terminal()) {
+        list.push_str(status.as_str());
+        list.push(',');
+    }
+    list
+}

@@ -1,0 +1,114 @@
+//! Opening a SQLite database: pragmas (WAL, `synchronous=FULL`, busy timeout) and the
+//! embedded migrations.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::queries::db;
+use crate::migrations::{Migration, MIGRATIONS_TABLE, SQLITE};
+use crate::model::now_ms;
+use crate::url::SqliteTarget;
+use crate::{Error, Result};
+
+/// How long a write waits for another process holding the database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Prepared statements kept per connection (the backend uses about forty).
+const STATEMENT_CACHE: usize = 96;
+
+/// Opens `target` (creating a file and its parent directories if needed), sets the
+/// pragmas and applies the migrations.
+pub(crate) fn open(target: &SqliteTarget) -> Result<Connection> {
+    let connection = match target {
+        SqliteTarget::Memory => Connection::open_in_memory().map_err(db)?,
+        SqliteTarget::File(path) => open_file(path)?,
+    };
+    connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    migrate(&connection)?;
+    Ok(connection)
+}
+
+fn open_file(path: &Path) -> Result<Connection> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Error::database(
+                "sqlite",
+                format!("could not create directory {}: {e}", parent.display()),
+            )
+        })?;
+    }
+    let connection = Connection::open(path).map_err(db)?;
+    // Other processes may hold the lock for a moment (BEGIN IMMEDIATE waits this long).
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+    let mode: String = connection
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(db)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::database(
+            "sqlite",
+            format!(
+                "could not switch {} to WAL mode (got `{mode}`)",
+                path.display()
+            ),
+        ));
+    }
+    // A commit is acknowledged only after the WAL is fsync'd.
+    connection
+        .pragma_update(None, "synchronous", "FULL")
+        .map_err(db)?;
+    Ok(connection)
+}
+
+/// Applies every embedded migration not yet recorded in `runtara_migrations`.
+///
+/// Each runs in a `BEGIN IMMEDIATE` transaction that re-checks the table, so several
+/// processes opening the same file apply each migration exactly once.
+fn migrate(connection: &Connection) -> Result<()> {
+    connection.execute_batch(MIGRATIONS_TABLE).map_err(db)?;
+    for migration in SQLITE {
+        if is_applied(connection, migration.version).map_err(db)? {
+            continue;
+        }
+        if let Err(error) = apply(connection, migration) {
+            if !connection.is_autocommit() {
+                let _ = connection.execute_batch("ROLLBACK");
+            }
+            return Err(Error::Migration {
+                version: migration.version,
+                source: Box::new(error),
+            });
+        }
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied sqlite migration"
+        );
+    }
+    Ok(())
+}
+
+fn is_applied(connection: &Connection, version: u32) -> rusqlite::Result<bool> {
+    connection
+        .query_row(
+            "SELECT 1 FROM runtara_migrations WHERE version = ?1",
+            [version],
+            |_| Ok(()),
+        )
+        .optional()
+        .map(|row| row.is_some())
+}
+
+fn apply(connection: &Connection, migration: &Migration) -> rusqlite::Result<()> {
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    // Another process may have applied it while this one waited for the lock.
+    if !is_applied(connection, migration.version)? {
+        connection.execute_batch(migration.sql)?;
+        connection.execute(
+            "INSERT INTO runtara_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
+            params![migration.version, migration.name, now_ms()],
+        )?;
+    }
+    connection.execute_batch("COMMIT")
+}

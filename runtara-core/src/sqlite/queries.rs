@@ -1,0 +1,442 @@
+//! SQL of the SQLite backend. Every function runs on the writer thread, inside the
+//! savepoint of one job, so a job's statements see each other and nothing else.
+
+use rusqlite::{params, Connection, OptionalExtension, Params, Row};
+
+use crate::guard::{check_run, parse_status};
+use crate::model::{
+    CheckpointRecord, EventRecord, InstanceRecord, InstanceStatus, PendingSignal,
+    RetryAttemptRecord, SignalType,
+};
+use crate::{Error, Result};
+
+/// Wraps a rusqlite error.
+pub(crate) fn db(error: rusqlite::Error) -> Error {
+    Error::database("sqlite", error)
+}
+
+/// Runs a cached statement; returns the number of rows changed.
+pub(crate) fn execute(c: &Connection, sql: &str, params: impl Params) -> Result<usize> {
+    c.prepare_cached(sql)
+        .map_err(db)?
+        .execute(params)
+        .map_err(db)
+}
+
+/// Runs a cached query expected to return at most one row.
+pub(crate) fn query_opt<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl Params,
+    map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>> {
+    c.prepare_cached(sql)
+        .map_err(db)?
+        .query_row(params, map)
+        .optional()
+        .map_err(db)
+}
+
+/// Runs a cached query and maps every row.
+pub(crate) fn query_all<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl Params,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    c.prepare_cached(sql)
+        .map_err(db)?
+        .query_map(params, map)
+        .map_err(db)?
+        .collect::<rusqlite::Result<Vec<T>>>()
+        .map_err(db)
+}
+
+/// Reads a retry attempt number, refusing values that do not fit.
+fn attempt(row: &Row<'_>, idx: usize) -> rusqlite::Result<std::result::Result<u32, i64>> {
+    let raw: i64 = row.get(idx)?;
+    Ok(u32::try_from(raw).map_err(|_| raw))
+}
+
+fn bad_attempt(raw: i64) -> Error {
+    Error::Corrupt(format!("retry attempt number {raw} is out of range"))
+}
+
+/// Columns read into an [`InstanceRecord`], in [`instance_from_row`] order.
+const INSTANCE_COLUMNS: &str = "instance_id, tenant_id, image_id, status, epoch, input, \
+     output, error, checkpoint_id, checkpoint_count, created_at_ms, started_at_ms, \
+     finished_at_ms, heartbeat_at_ms, wake_at_ms";
+
+/// An instance row with its status still unparsed, so that a bad value becomes
+/// [`Error::Corrupt`] rather than a driver error.
+type RawInstance = (InstanceRecord, String);
+
+fn instance_from_row(row: &Row<'_>) -> rusqlite::Result<RawInstance> {
+    Ok((
+        InstanceRecord {
+            instance_id: row.get(0)?,
+            tenant_id: row.get(1)?,
+            image_id: row.get(2)?,
+            status: InstanceStatus::Pending,
+            epoch: row.get(4)?,
+            input: row.get(5)?,
+            output: row.get(6)?,
+            error: row.get(7)?,
+            checkpoint_id: row.get(8)?,
+            checkpoint_count: row.get(9)?,
+            created_at_ms: row.get(10)?,
+            started_at_ms: row.get(11)?,
+            finished_at_ms: row.get(12)?,
+            heartbeat_at_ms: row.get(13)?,
+            wake_at_ms: row.get(14)?,
+        },
+        row.get(3)?,
+    ))
+}
+
+fn with_status((mut record, status): RawInstance) -> Result<InstanceRecord> {
+    record.status = parse_status(&status)?;
+    Ok(record)
+}
+
+pub(crate) fn get_instance(c: &Connection, instance_id: &str) -> Result<Option<InstanceRecord>> {
+    let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?1");
+    query_opt(c, &sql, [instance_id], instance_from_row)?
+        .map(with_status)
+        .transpose()
+}
+
+/// Tenant, status and epoch of an instance.
+pub(crate) fn owner_status_epoch(
+    c: &Connection,
+    instance_id: &str,
+) -> Result<Option<(String, InstanceStatus, i64)>> {
+    let row: Option<(String, String, i64)> = query_opt(
+        c,
+        "SELECT tenant_id, status, epoch FROM instances WHERE instance_id = ?1",
+        [instance_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    row.map(|(tenant, status, epoch)| Ok((tenant, parse_status(&status)?, epoch)))
+        .transpose()
+}
+
+/// Status and epoch of an instance.
+pub(crate) fn status_epoch(
+    c: &Connection,
+    instance_id: &str,
+) -> Result<Option<(InstanceStatus, i64)>> {
+    Ok(owner_status_epoch(c, instance_id)?.map(|(_, status, epoch)| (status, epoch)))
+}
+
+/// The precise error for a run's write that a guard in SQL refused (changed no row).
+pub(crate) fn refusal(c: &Connection, instance_id: &str, epoch: i64) -> Error {
+    match status_epoch(c, instance_id) {
+        Err(error) => error,
+        Ok(row) => match check_run(instance_id, row, epoch) {
+            Err(error) => error,
+            // Unreachable with one writer per transaction; said plainly if it happens.
+            Ok(()) => Error::Corrupt(format!(
+                "instance `{instance_id}` is running under epoch {epoch} but refused the write"
+            )),
+        },
+    }
+}
+
+/// Refuses unless a run holding `epoch` may write to the instance.
+pub(crate) fn ensure_run(c: &Connection, instance_id: &str, epoch: i64) -> Result<()> {
+    check_run(instance_id, status_epoch(c, instance_id)?, epoch)
+}
+
+/// Stores an event of an instance known to exist.
+pub(crate) fn insert_event(
+    c: &Connection,
+    instance_id: &str,
+    kind: &str,
+    subtype: Option<&str>,
+    payload: Option<&[u8]>,
+    now: i64,
+) -> Result<()> {
+    execute(
+        c,
+        "INSERT INTO events (instance_id, kind, subtype, payload, created_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![instance_id, kind, subtype, payload, now],
+    )
+    .map(drop)
+}
+
+/// Stores an event if the instance exists; returns whether it does.
+pub(crate) fn insert_event_if_exists(
+    c: &Connection,
+    instance_id: &str,
+    kind: &str,
+    subtype: Option<&str>,
+    payload: Option<&[u8]>,
+    now: i64,
+) -> Result<bool> {
+    let stored = execute(
+        c,
+        "INSERT INTO events (instance_id, kind, subtype, payload, created_at_ms) \
+         SELECT instance_id, ?2, ?3, ?4, ?5 FROM instances WHERE instance_id = ?1",
+        params![instance_id, kind, subtype, payload, now],
+    )?;
+    Ok(stored == 1)
+}
+
+/// Marks every pending signal of `signal` type handled.
+pub(crate) fn settle_signals(
+    c: &Connection,
+    instance_id: &str,
+    signal: SignalType,
+    acknowledged: bool,
+    now: i64,
+) -> Result<()> {
+    execute(
+        c,
+        "UPDATE signals SET acked_at_ms = ?3, acknowledged = ?4 \
+         WHERE instance_id = ?1 AND signal_type = ?2 AND acked_at_ms IS NULL",
+        params![instance_id, signal.as_str(), now, acknowledged],
+    )
+    .map(drop)
+}
+
+/// The highest-priority unacknowledged cancel or pause (cancel first, then oldest).
+pub(crate) fn pending_signal(c: &Connection, instance_id: &str) -> Result<Option<PendingSignal>> {
+    let row: Option<(i64, String, i64)> = query_opt(
+        c,
+        "SELECT signal_id, signal_type, created_at_ms FROM signals \
+         WHERE instance_id = ?1 AND acked_at_ms IS NULL AND signal_type IN ('cancel', 'pause') \
+         ORDER BY signal_type = 'cancel' DESC, signal_id LIMIT 1",
+        [instance_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    row.map(|(signal_id, kind, created_at_ms)| {
+        Ok(PendingSignal {
+            signal_id,
+            signal_type: kind.parse()?,
+            created_at_ms,
+        })
+    })
+    .transpose()
+}
+
+/// State and wake time stored earlier under a checkpoint id.
+pub(crate) type Earlier = (Vec<u8>, Option<i64>);
+
+/// The insert-if-absent behind `save_checkpoint` and `save_sleep`, guarded in SQL:
+/// the row goes in only when the instance is running under `epoch`. Returns what was
+/// stored earlier under the id, or `None` when this call stored it.
+pub(crate) fn save_checkpoint(
+    c: &Connection,
+    instance_id: &str,
+    epoch: i64,
+    checkpoint_id: &str,
+    state: &[u8],
+    wake_at_ms: Option<i64>,
+    now: i64,
+) -> Result<Option<Earlier>> {
+    let inserted = execute(
+        c,
+        "INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms, wake_at_ms) \
+         SELECT ?1, ?2, ?3, ?4, ?5 FROM instances \
+         WHERE instance_id = ?1 AND epoch = ?6 AND status = 'running' \
+         ON CONFLICT (instance_id, checkpoint_id) DO NOTHING",
+        params![instance_id, checkpoint_id, state, now, wake_at_ms, epoch],
+    )?;
+    if inserted == 1 {
+        execute(
+            c,
+            "UPDATE instances SET checkpoint_id = ?2, checkpoint_count = checkpoint_count + 1, \
+             heartbeat_at_ms = ?3 WHERE instance_id = ?1",
+            params![instance_id, checkpoint_id, now],
+        )?;
+        if let Some(wake_at_ms) = wake_at_ms {
+            set_wake(c, instance_id, wake_at_ms)?;
+        }
+        return Ok(None);
+    }
+    // Either the guard refused (say precisely why) or the id was recorded before.
+    ensure_run(c, instance_id, epoch)?;
+    let earlier: Earlier = query_opt(
+        c,
+        "SELECT state, wake_at_ms FROM checkpoints WHERE instance_id = ?1 AND checkpoint_id = ?2",
+        [instance_id, checkpoint_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?
+    .ok_or_else(|| {
+        Error::Corrupt(format!(
+            "checkpoint `{checkpoint_id}` of instance `{instance_id}` was neither stored nor found"
+        ))
+    })?;
+    execute(
+        c,
+        "UPDATE instances SET heartbeat_at_ms = ?2 WHERE instance_id = ?1",
+        params![instance_id, now],
+    )?;
+    if let Some(given) = wake_at_ms {
+        set_wake(c, instance_id, earlier.1.unwrap_or(given))?;
+    }
+    Ok(Some(earlier))
+}
+
+/// Records the wake time in force on the instance. A separate statement on purpose:
+/// `wake_at_ms` is indexed, and naming it in an UPDATE rewrites the index entry even
+/// when the value does not change — an extra page in every commit that names it.
+fn set_wake(c: &Connection, instance_id: &str, wake_at_ms: i64) -> Result<()> {
+    execute(
+        c,
+        "UPDATE instances SET wake_at_ms = ?2 WHERE instance_id = ?1 AND wake_at_ms IS NOT ?2",
+        params![instance_id, wake_at_ms],
+    )
+    .map(drop)
+}
+
+pub(crate) fn load_checkpoints(
+    c: &Connection,
+    instance_id: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    query_all(
+        c,
+        "SELECT checkpoint_id, state FROM checkpoints WHERE instance_id = ?1 ORDER BY seq",
+        [instance_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
+pub(crate) fn max_attempts(c: &Connection, instance_id: &str) -> Result<Vec<(String, u32)>> {
+    query_all(
+        c,
+        "SELECT checkpoint_id, MAX(attempt) FROM retry_attempts WHERE instance_id = ?1 \
+         GROUP BY checkpoint_id ORDER BY MIN(seq), checkpoint_id",
+        [instance_id],
+        |r| Ok((r.get::<_, String>(0)?, attempt(r, 1)?)),
+    )?
+    .into_iter()
+    .map(|(id, attempt)| Ok((id, attempt.map_err(bad_attempt)?)))
+    .collect()
+}
+
+/// Records a retry attempt, guarded in SQL; a repeat of a recorded attempt is a no-op.
+pub(crate) fn insert_retry_attempt(
+    c: &Connection,
+    instance_id: &str,
+    epoch: i64,
+    checkpoint_id: &str,
+    attempt: u32,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    let inserted = execute(
+        c,
+        "INSERT INTO retry_attempts (instance_id, checkpoint_id, attempt, error, created_at_ms, seq) \
+         SELECT ?1, ?2, ?3, ?4, ?5, \
+                (SELECT COALESCE(MAX(seq), 0) + 1 FROM retry_attempts WHERE instance_id = ?1) \
+         FROM instances WHERE instance_id = ?1 AND epoch = ?6 AND status = 'running' \
+         ON CONFLICT (instance_id, checkpoint_id, attempt) DO NOTHING",
+        params![instance_id, checkpoint_id, attempt, error, now, epoch],
+    )?;
+    if inserted == 0 {
+        // Refused by the guard, or recorded before (then the guard passes: a no-op).
+        ensure_run(c, instance_id, epoch)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn list_instances(
+    c: &Connection,
+    tenant_id: &str,
+    status: Option<InstanceStatus>,
+    limit: Option<u32>,
+    offset: u32,
+) -> Result<(Vec<InstanceRecord>, i64)> {
+    let status = status.map(InstanceStatus::as_str);
+    let limit = limit.map_or(-1, i64::from);
+    let sql = format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE tenant_id = ?1 \
+         AND (?2 IS NULL OR status = ?2) ORDER BY created_at_ms DESC, instance_id \
+         LIMIT ?3 OFFSET ?4"
+    );
+    let instances = query_all(
+        c,
+        &sql,
+        params![tenant_id, status, limit, offset],
+        instance_from_row,
+    )?
+    .into_iter()
+    .map(with_status)
+    .collect::<Result<Vec<_>>>()?;
+    let total: i64 = query_opt(
+        c,
+        "SELECT COUNT(*) FROM instances WHERE tenant_id = ?1 AND (?2 IS NULL OR status = ?2)",
+        params![tenant_id, status],
+        |r| r.get(0),
+    )?
+    .unwrap_or(0);
+    Ok((instances, total))
+}
+
+pub(crate) fn list_checkpoints(c: &Connection, instance_id: &str) -> Result<Vec<CheckpointRecord>> {
+    query_all(
+        c,
+        "SELECT checkpoint_id, state, created_at_ms, wake_at_ms FROM checkpoints \
+         WHERE instance_id = ?1 ORDER BY seq",
+        [instance_id],
+        |r| {
+            Ok(CheckpointRecord {
+                checkpoint_id: r.get(0)?,
+                state: r.get(1)?,
+                created_at_ms: r.get(2)?,
+                wake_at_ms: r.get(3)?,
+            })
+        },
+    )
+}
+
+pub(crate) fn list_events(c: &Connection, instance_id: &str) -> Result<Vec<EventRecord>> {
+    query_all(
+        c,
+        "SELECT event_id, kind, subtype, payload, created_at_ms FROM events \
+         WHERE instance_id = ?1 ORDER BY event_id",
+        [instance_id],
+        |r| {
+            Ok(EventRecord {
+                event_id: r.get(0)?,
+                kind: r.get(1)?,
+                subtype: r.get(2)?,
+                payload: r.get(3)?,
+                created_at_ms: r.get(4)?,
+            })
+        },
+    )
+}
+
+pub(crate) fn list_retry_attempts(
+    c: &Connection,
+    instance_id: &str,
+) -> Result<Vec<RetryAttemptRecord>> {
+    query_all(
+        c,
+        "SELECT checkpoint_id, attempt, error, created_at_ms FROM retry_attempts \
+         WHERE instance_id = ?1 ORDER BY seq, created_at_ms, checkpoint_id, attempt",
+        [instance_id],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                attempt(r, 1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        },
+    )?
+    .into_iter()
+    .map(|(checkpoint_id, attempt, error, created_at_ms)| {
+        Ok(RetryAttemptRecord {
+            checkpoint_id,
+            attempt: attempt.map_err(bad_attempt)?,
+            error,
+            created_at_ms,
+        })
+    })
+    .collect()
+}

@@ -1,0 +1,357 @@
+//! The SQLite writer thread: one connection, group commit.
+//!
+//! Callers send jobs; the thread takes the first job, drains every job already queued
+//! (up to [`MAX_BATCH`]), runs them in ONE transaction — each inside its own savepoint,
+//! so a failing job undoes only itself — commits once, and only then answers every job.
+//! A failed commit answers every job of the batch with an error: no caller is ever told
+//! that something is stored when it is not.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use crate::{Error, Result};
+
+/// Most jobs committed together.
+pub(crate) const MAX_BATCH: usize = 512;
+
+/// Handle to the writer thread; dropping it drains the queue, stops the thread and
+/// closes the connection before returning.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the thread that owns `connection`.
+    pub(crate) fn spawn(connection: Connection) -> Result<Writer> {
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let thread = std::thread::Builder::new()
+            .name("runtara-sqlite".into())
+            .spawn(move || serve(connection, queue))
+            .map_err(|e| Error::database("sqlite", e))?;
+        Ok(Writer {
+            jobs: Some(jobs),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `work` in the next batch's transaction; resolves once the batch is committed
+    /// (or with an error when it is not).
+    pub(crate) async fn call<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Call {
+            work: Some(work),
+            result: None,
+            reply,
+        });
+        self.jobs
+            .as_ref()
+            .ok_or(Error::Closed)?
+            .send(job)
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel lets the thread finish what is queued, then return.
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the sqlite writer thread panicked");
+            }
+        }
+    }
+}
+
+/// How running a job left the batch's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The job ran (successfully or not) and the transaction is usable.
+    Clean,
+    /// The transaction can no longer be trusted (a savepoint could not be ended, or
+    /// SQLite rolled the whole transaction back on its own); the batch must be abandoned.
+    Poisoned,
+}
+
+/// A unit of work on the writer thread.
+trait Job: Send {
+    /// Runs the work inside a savepoint of the open transaction and keeps its result.
+    fn run(&mut self, connection: &Connection) -> Step;
+    /// Answers the caller: with the kept result when the batch committed
+    /// (`failure` is `None`), else with the batch's failure.
+    fn finish(self: Box<Self>, failure: Option<&str>);
+}
+
+struct Call<T, F> {
+    work: Option<F>,
+    result: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+impl<T, F> Job for Call<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+{
+    fn run(&mut self, connection: &Connection) -> Step {
+        let Some(work) = self.work.take() else {
+            return Step::Clean;
+        };
+        if let Err(error) = execute(connection, "SAVEPOINT job") {
+            self.result = Some(Err(Error::database("sqlite", error)));
+            return Step::Poisoned;
+        }
+        let result = work(connection);
+        let ended = if result.is_ok() {
+            execute(connection, "RELEASE job")
+        } else {
+            execute(connection, "ROLLBACK TO job").and_then(|()| execute(connection, "RELEASE job"))
+        };
+        self.result = Some(result);
+        if ended.is_err() || connection.is_autocommit() {
+            Step::Poisoned
+        } else {
+            Step::Clean
+        }
+    }
+
+    fn finish(self: Box<Self>, failure: Option<&str>) {
+        let result = match (self.result, failure) {
+            // A job that failed on its own keeps its own (more precise) error: it never
+            // claimed that anything was stored.
+            (Some(Err(error)), _) => Err(error),
+            (Some(Ok(value)), None) => Ok(value),
+            (Some(Ok(_)), Some(message)) | (None, Some(message)) => {
+                Err(Error::database("sqlite", message.to_owned()))
+            }
+            (None, None) => Err(Error::database(
+                "sqlite",
+                "the job was never run; nothing was stored",
+            )),
+        };
+        // The caller may have given up waiting; the outcome is stored either way.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Runs a statement without parameters through the statement cache.
+fn execute(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
+    connection
+        .prepare_cached(sql)
+        .and_then(|mut statement| statement.execute([]))
+        .map(drop)
+}
+
+fn serve(connection: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&connection, batch);
+    }
+    if let Err((_, error)) = connection.close() {
+        tracing::warn!(%error, "closing the sqlite connection failed");
+    }
+}
+
+fn run_batch(connection: &Connection, mut batch: Vec<Box<dyn Job>>) {
+    if let Err(error) = execute(connection, "BEGIN IMMEDIATE") {
+        let message = format!("could not begin a transaction, nothing was stored: {error}");
+        tracing::error!(%message, "sqlite batch not started");
+        batch.into_iter().for_each(|job| job.finish(Some(&message)));
+        return;
+    }
+    let poisoned = batch
+        .iter_mut()
+        .any(|job| job.run(connection) == Step::Poisoned);
+    let failure = if poisoned {
+        Some("the transaction became unusable and was rolled back; nothing was stored".to_owned())
+    } else {
+        execute(connection, "COMMIT")
+            .err()
+            .map(|error| format!("commit failed, nothing was stored: {error}"))
+    };
+    if let Some(message) = &failure {
+        tracing::error!(%message, jobs = batch.len(), "sqlite group commit failed");
+        if !connection.is_autocommit() {
+            if let Err(error) = execute(connection, "ROLLBACK") {
+                tracing::error!(%error, "sqlite rollback failed");
+            }
+        }
+    }
+    batch
+        .into_iter()
+        .for_each(|job| job.finish(failure.as_deref()));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    type TestJob = Box<dyn FnOnce(&Connection) -> Result<()> + Send>;
+
+    fn writer() -> Writer {
+        let connection = Connection::open_in_memory().unwrap();
+        connection
+            .execute_batch(
+                "PRAGMA foreign_keys = ON;
+                 CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER
+                     REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
+                 INSERT INTO parent VALUES (1);",
+            )
+            .unwrap();
+        Writer::spawn(connection).unwrap()
+    }
+
+    fn insert(id: i64, parent: i64) -> impl FnOnce(&Connection) -> Result<()> + Send {
+        move |c| {
+            c.execute("INSERT INTO child VALUES (?1, ?2)", [id, parent])
+                .map(drop)
+                .map_err(|e| Error::database("sqlite", e))
+        }
+    }
+
+    fn children(writer: &Writer) -> impl std::future::Future<Output = Result<i64>> + '_ {
+        writer.call(|c| {
+            c.query_row("SELECT COUNT(*) FROM child", [], |r| r.get(0))
+                .map_err(|e| Error::database("sqlite", e))
+        })
+    }
+
+    /// Runs `jobs` as ONE batch: a first job holds the thread until all are queued.
+    async fn one_batch(writer: &std::sync::Arc<Writer>, jobs: Vec<TestJob>) -> Vec<Result<()>> {
+        let (release, wait) = std_mpsc::channel::<()>();
+        let (started, running) = std_mpsc::channel::<()>();
+        let blocker = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .call(move |_| {
+                        let _ = started.send(());
+                        let _ = wait.recv_timeout(Duration::from_secs(5));
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        tokio::task::spawn_blocking(move || running.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let tasks: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.call(job).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        results
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_undoes_only_itself() {
+        let writer = std::sync::Arc::new(writer());
+        let results = one_batch(
+            &writer,
+            vec![
+                Box::new(insert(1, 1)),
+                // Writes, then fails: its write must be undone, and only its write.
+                Box::new(|c: &Connection| {
+                    insert(5, 1)(c)?;
+                    Err(Error::Closed)
+                }),
+                Box::new(insert(2, 1)),
+            ],
+        )
+        .await;
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert!(matches!(results[1], Err(Error::Closed)), "{results:?}");
+        assert_eq!(children(&writer).await.unwrap(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_fails_every_job_of_the_batch() {
+        let writer = std::sync::Arc::new(writer());
+        let results = one_batch(
+            &writer,
+            vec![
+                Box::new(insert(1, 1)),
+                // The deferred foreign key is checked only at COMMIT, which then fails.
+                Box::new(insert(2, 99)),
+                Box::new(insert(3, 1)),
+            ],
+        )
+        .await;
+        for result in &results {
+            let error = result.as_ref().unwrap_err();
+            assert!(
+                format!("{:?}", error).contains("commit failed"),
+                "{error:?}"
+            );
+        }
+        assert_eq!(children(&writer).await.unwrap(), 0, "nothing was stored");
+        writer.call(insert(4, 1)).await.unwrap();
+        assert_eq!(children(&writer).await.unwrap(), 1, "the next batch works");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_transaction_fails_every_job_of_the_batch() {
+        let writer = std::sync::Arc::new(writer());
+        let results = one_batch(
+            &writer,
+            vec![
+                Box::new(insert(1, 1)),
+                // As SQLite does on a full disk or an I/O error: the whole transaction
+                // is rolled back under the batch's feet.
+                Box::new(|c: &Connection| {
+                    c.execute_batch("ROLLBACK")
+                        .map_err(|e| Error::database("sqlite", e))
+                }),
+                Box::new(insert(3, 1)),
+            ],
+        )
+        .await;
+        assert!(results.iter().all(Result::is_err), "{results:?}");
+        assert_eq!(children(&writer).await.unwrap(), 0);
+        writer.call(insert(4, 1)).await.unwrap();
+        assert_eq!(children(&writer).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn dropping_the_writer_finishes_queued_jobs() {
+        let writer = std::sync::Arc::new(writer());
+        let pending = {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.call(insert(1, 1)).await })
+        };
+        pending.await.unwrap().unwrap();
+        let writer = std::sync::Arc::try_unwrap(writer).unwrap();
+        drop(writer);
+    }
+}

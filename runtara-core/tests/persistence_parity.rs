@@ -1,0 +1,1335 @@
+//! One suite, every `Persistence` behaviour, run against SQLite (a real file) and
+//! PostgreSQL (when `RUNTARA_TEST_POSTGRES_URL` is set; CI always sets it).
+#![allow(clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use runtara_core::{
+    Error, InstanceFilter, InstanceStatus, NewInstance, Persistence, SignalOutcome, SignalType,
+};
+
+macro_rules! assert_err {
+    ($result:expr, $pattern:pat $(if $guard:expr)?) => {
+        match $result {
+            Err(error) => assert!(
+                matches!(error, $pattern $(if $guard)?),
+                "unexpected error: {error:?}"
+            ),
+            Ok(value) => panic!("expected an error, got {value:?}"),
+        }
+    };
+}
+
+fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+macro_rules! parity {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}", dir.path().join("parity.db").display());
+                    super::$name(runtara_core::connect(&url).await.unwrap()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
+                        eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
+                        return;
+                    };
+                    super::$name(runtara_core::connect(&url).await.unwrap()).await;
+                }
+            )*
+        }
+    };
+}
+
+parity!(
+    register_creates_then_resumes_with_a_new_epoch,
+    register_refuses_another_tenant_and_terminal_instances,
+    create_instance_is_pending_and_unique,
+    checkpoint_is_insert_if_absent,
+    writes_with_an_old_epoch_are_fenced,
+    terminal_states_are_final,
+    checkpoint_needs_a_running_instance,
+    signals_queue_with_cancel_outranking_pause,
+    signal_rules_follow_the_state,
+    acknowledged_signals_move_the_instance,
+    sleep_records_and_returns_the_wake_time,
+    retry_attempts_are_idempotent_and_replayed,
+    load_replay_returns_checkpoints_in_order,
+    list_instances_filters_pages_and_counts,
+    events_are_recorded_in_order,
+    set_status_moves_only_from_the_listed_states,
+    concurrent_checkpoints_are_each_stored_once,
+    bad_input_is_refused_and_changes_nothing,
+    every_run_write_is_fenced_and_fencing_is_checked_before_terminal,
+    every_run_write_after_the_end_is_refused_and_changes_nothing,
+    a_recorded_checkpoint_is_refused_when_not_running,
+    heartbeat_needs_the_running_epoch,
+    acknowledging_a_pause_settles_every_queued_pause,
+    signals_to_instances_without_a_process,
+    resume_is_answered_by_the_next_register,
+    suspend_settles_pending_pauses,
+    sleep_over_a_plain_checkpoint_keeps_the_given_wake_time,
+    retry_attempts_need_a_one_based_number_and_keep_record_order,
+    signals_and_transitions_are_recorded_as_events,
+    set_status_refuses_unknown_instances_and_terminal_sources,
+    concurrent_instances_each_store_their_checkpoints,
+    empty_ids_are_refused_everywhere,
+    list_instances_is_newest_first,
+    concurrent_saves_of_one_id_store_it_once,
+);
+
+/// Registers a new instance and returns its id and epoch.
+async fn running(store: &Arc<dyn Persistence>, prefix: &str) -> (String, i64) {
+    let id = unique(prefix);
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    (id, epoch)
+}
+
+async fn status(store: &Arc<dyn Persistence>, id: &str) -> InstanceStatus {
+    store.get_instance(id).await.unwrap().unwrap().status
+}
+
+async fn register_creates_then_resumes_with_a_new_epoch(store: Arc<dyn Persistence>) {
+    let id = unique("reg");
+    let first = store.register_instance(&id, "t", None).await.unwrap();
+    assert_eq!(
+        (first.epoch, first.created, first.previous_status),
+        (1, true, None)
+    );
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.tenant_id.as_str()),
+        (InstanceStatus::Running, "t")
+    );
+    assert!(record.started_at_ms.is_some());
+
+    let second = store
+        .register_instance(&id, "t", Some("step-3"))
+        .await
+        .unwrap();
+    assert_eq!(second.epoch, 2);
+    assert!(!second.created);
+    assert_eq!(second.previous_status, Some(InstanceStatus::Running));
+    assert_eq!(store.get_instance(&id).await.unwrap().unwrap().epoch, 2);
+}
+
+async fn register_refuses_another_tenant_and_terminal_instances(store: Arc<dyn Persistence>) {
+    let id = unique("tenant");
+    let reg = store.register_instance(&id, "a", None).await.unwrap();
+    let error = store.register_instance(&id, "b", None).await.unwrap_err();
+    assert!(matches!(error, Error::TenantMismatch { .. }), "{error:?}");
+    store
+        .complete_instance(&id, reg.epoch, b"out")
+        .await
+        .unwrap();
+    let error = store.register_instance(&id, "a", None).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::Terminal {
+                status: InstanceStatus::Completed,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!("instance `{id}` is completed; a finished instance cannot change")
+    );
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.epoch),
+        (InstanceStatus::Completed, 1),
+        "nothing changed"
+    );
+}
+
+async fn create_instance_is_pending_and_unique(store: Arc<dyn Persistence>) {
+    let id = unique("create");
+    let record = store
+        .create_instance(NewInstance {
+            instance_id: id.clone(),
+            tenant_id: "t".into(),
+            image_id: Some("img".into()),
+            input: Some(b"{\"x\":1}".to_vec()),
+        })
+        .await
+        .unwrap();
+    assert_eq!((record.status, record.epoch), (InstanceStatus::Pending, 0));
+    assert_eq!(record.input.as_deref(), Some(&b"{\"x\":1}"[..]));
+    let error = store
+        .create_instance(NewInstance {
+            instance_id: id.clone(),
+            tenant_id: "t".into(),
+            ..NewInstance::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InstanceExists { .. }), "{error:?}");
+    let reg = store.register_instance(&id, "t", None).await.unwrap();
+    assert_eq!(
+        (reg.epoch, reg.previous_status),
+        (1, Some(InstanceStatus::Pending))
+    );
+}
+
+async fn checkpoint_is_insert_if_absent(store: Arc<dyn Persistence>) {
+    let id = unique("cp");
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    let first = store
+        .save_checkpoint(&id, epoch, "a", b"one")
+        .await
+        .unwrap();
+    assert_eq!(first.existing_state, None);
+    let again = store
+        .save_checkpoint(&id, epoch, "a", b"two")
+        .await
+        .unwrap();
+    assert_eq!(again.existing_state.as_deref(), Some(&b"one"[..]));
+    assert_eq!(
+        store.get_checkpoint(&id, "a").await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    assert_eq!(store.get_checkpoint(&id, "missing").await.unwrap(), None);
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.checkpoint_id.as_deref(), record.checkpoint_count),
+        (Some("a"), 1)
+    );
+}
+
+async fn writes_with_an_old_epoch_are_fenced(store: Arc<dyn Persistence>) {
+    let id = unique("fence");
+    let old = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    let new = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    let error = store
+        .save_checkpoint(&id, old, "x", b"1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, Error::Fenced { epoch, current, .. } if epoch == old && current == new),
+        "{error:?}"
+    );
+    assert!(matches!(
+        store.heartbeat(&id, old).await,
+        Err(Error::Fenced { .. })
+    ));
+    assert!(matches!(
+        store.complete_instance(&id, old, b"").await,
+        Err(Error::Fenced { .. })
+    ));
+    assert!(matches!(
+        store.record_retry_attempt(&id, old, "x", 1, None).await,
+        Err(Error::Fenced { .. })
+    ));
+    assert_eq!(
+        store.get_checkpoint(&id, "x").await.unwrap(),
+        None,
+        "nothing stored"
+    );
+    store.save_checkpoint(&id, new, "x", b"2").await.unwrap();
+}
+
+async fn terminal_states_are_final(store: Arc<dyn Persistence>) {
+    for end in ["completed", "failed", "cancelled"] {
+        let id = unique(end);
+        let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+        match end {
+            "completed" => store.complete_instance(&id, epoch, b"out").await.unwrap(),
+            "failed" => store.fail_instance(&id, epoch, "boom").await.unwrap(),
+            _ => {
+                store.send_signal(&id, SignalType::Cancel).await.unwrap();
+                store
+                    .acknowledge_signal(&id, epoch, SignalType::Cancel, true)
+                    .await
+                    .unwrap();
+            }
+        }
+        let before = store.get_instance(&id).await.unwrap().unwrap();
+        assert!(before.status.is_terminal() && before.finished_at_ms.is_some());
+        assert!(store
+            .save_checkpoint(&id, epoch, "late", b"")
+            .await
+            .is_err());
+        assert!(store.complete_instance(&id, epoch, b"late").await.is_err());
+        assert!(store.fail_instance(&id, epoch, "late").await.is_err());
+        assert!(store.suspend_instance(&id, epoch).await.is_err());
+        let signal = store.send_signal(&id, SignalType::Pause).await.unwrap_err();
+        assert!(matches!(signal, Error::Terminal { .. }), "{signal:?}");
+        assert!(signal
+            .to_string()
+            .contains("a finished instance cannot change"));
+        assert!(!store
+            .set_status(&id, &InstanceStatus::ALL, InstanceStatus::Running, None)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get_instance(&id).await.unwrap().unwrap(),
+            before,
+            "{end} changed"
+        );
+    }
+}
+
+async fn checkpoint_needs_a_running_instance(store: Arc<dyn Persistence>) {
+    let id = unique("notrunning");
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    store.suspend_instance(&id, epoch).await.unwrap();
+    let error = store
+        .save_checkpoint(&id, epoch, "x", b"")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            Error::NotRunning {
+                status: InstanceStatus::Suspended,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let error = store
+        .save_checkpoint("no-such-instance", 1, "x", b"")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InstanceNotFound { .. }), "{error:?}");
+}
+
+async fn signals_queue_with_cancel_outranking_pause(store: Arc<dyn Persistence>) {
+    let id = unique("queue");
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    assert_eq!(store.pending_signal(&id).await.unwrap(), None);
+    let pause = store.send_signal(&id, SignalType::Pause).await.unwrap();
+    assert!(matches!(pause, SignalOutcome::Queued(_)));
+    store.send_signal(&id, SignalType::Cancel).await.unwrap();
+    let top = store.pending_signal(&id).await.unwrap().unwrap();
+    assert_eq!(top.signal_type, SignalType::Cancel);
+    let outcome = store.save_checkpoint(&id, epoch, "c", b"").await.unwrap();
+    assert_eq!(
+        outcome.signal.map(|s| s.signal_type),
+        Some(SignalType::Cancel)
+    );
+    // Dropping the cancel reveals the pause still queued (a queue, not one slot).
+    store
+        .acknowledge_signal(&id, epoch, SignalType::Cancel, false)
+        .await
+        .unwrap();
+    let next = store.pending_signal(&id).await.unwrap().unwrap();
+    assert_eq!(next.signal_type, SignalType::Pause);
+    assert_eq!(
+        store.get_instance(&id).await.unwrap().unwrap().status,
+        InstanceStatus::Running
+    );
+}
+
+async fn signal_rules_follow_the_state(store: Arc<dyn Persistence>) {
+    // Cancel of a suspended instance applies at once; so does cancel of a pending one.
+    let id = unique("rules");
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    let error = store
+        .send_signal(&id, SignalType::Resume)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::SignalRejected { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!("cannot resume instance `{id}`: it is running")
+    );
+    store.suspend_instance(&id, epoch).await.unwrap();
+    let error = store.send_signal(&id, SignalType::Pause).await.unwrap_err();
+    assert!(matches!(error, Error::SignalRejected { .. }), "{error:?}");
+    assert!(matches!(
+        store.send_signal(&id, SignalType::Resume).await.unwrap(),
+        SignalOutcome::Queued(_)
+    ));
+    assert_eq!(
+        store.send_signal(&id, SignalType::Cancel).await.unwrap(),
+        SignalOutcome::Applied(InstanceStatus::Cancelled)
+    );
+    assert_eq!(
+        store.get_instance(&id).await.unwrap().unwrap().status,
+        InstanceStatus::Cancelled
+    );
+
+    let pending = unique("pending");
+    store
+        .create_instance(NewInstance {
+            instance_id: pending.clone(),
+            tenant_id: "t".into(),
+            ..NewInstance::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .send_signal(&pending, SignalType::Cancel)
+            .await
+            .unwrap(),
+        SignalOutcome::Applied(InstanceStatus::Cancelled)
+    );
+    let error = store
+        .send_signal("no-such-instance", SignalType::Cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InstanceNotFound { .. }));
+}
+
+async fn acknowledged_signals_move_the_instance(store: Arc<dyn Persistence>) {
+    let id = unique("ack");
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    store.send_signal(&id, SignalType::Pause).await.unwrap();
+    store
+        .acknowledge_signal(&id, epoch, SignalType::Pause, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_instance(&id).await.unwrap().unwrap().status,
+        InstanceStatus::Suspended
+    );
+    assert_eq!(store.pending_signal(&id).await.unwrap(), None);
+    // Resume: a new run takes over.
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    store.send_signal(&id, SignalType::Cancel).await.unwrap();
+    store
+        .acknowledge_signal(&id, epoch, SignalType::Cancel, true)
+        .await
+        .unwrap();
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, InstanceStatus::Cancelled);
+    assert!(record.finished_at_ms.is_some());
+}
+
+async fn sleep_records_and_returns_the_wake_time(store: Arc<dyn Persistence>) {
+    let id = unique("sleep");
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    let first = store
+        .save_sleep(&id, epoch, "nap", b"s", 5_000)
+        .await
+        .unwrap();
+    assert_eq!((first.wake_at_ms, first.existing_state), (5_000, None));
+    assert_eq!(
+        store.get_instance(&id).await.unwrap().unwrap().wake_at_ms,
+        Some(5_000)
+    );
+    // A restarted run asking again gets the wake time recorded first.
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    let again = store
+        .save_sleep(&id, epoch, "nap", b"s", 9_000)
+        .await
+        .unwrap();
+    assert_eq!(again.wake_at_ms, 5_000);
+    assert_eq!(again.existing_state.as_deref(), Some(&b"s"[..]));
+    store.mark_sleeping(&id, epoch).await.unwrap();
+    assert_eq!(
+        store.get_instance(&id).await.unwrap().unwrap().status,
+        InstanceStatus::Sleeping
+    );
+}
+
+async fn retry_attempts_are_idempotent_and_replayed(store: Arc<dyn Persistence>) {
+    let id = unique("retry");
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    store
+        .record_retry_attempt(&id, epoch, "f::k", 1, Some("e1"))
+        .await
+        .unwrap();
+    store
+        .record_retry_attempt(&id, epoch, "f::k", 1, Some("again"))
+        .await
+        .unwrap();
+    store
+        .record_retry_attempt(&id, epoch, "f::k", 2, None)
+        .await
+        .unwrap();
+    store
+        .record_retry_attempt(&id, epoch, "g::k", 1, None)
+        .await
+        .unwrap();
+    let attempts = store.list_retry_attempts(&id).await.unwrap();
+    assert_eq!(attempts.len(), 3);
+    let first = attempts
+        .iter()
+        .find(|a| a.checkpoint_id == "f::k" && a.attempt == 1)
+        .unwrap();
+    assert_eq!(
+        first.error.as_deref(),
+        Some("e1"),
+        "recording twice is a no-op"
+    );
+    let mut replay = store.load_replay(&id).await.unwrap().retry_attempts;
+    replay.sort();
+    assert_eq!(replay, [("f::k".to_string(), 2), ("g::k".to_string(), 1)]);
+}
+
+async fn load_replay_returns_checkpoints_in_order(store: Arc<dyn Persistence>) {
+    let id = unique("replay");
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    for n in [3, 1, 2] {
+        store
+            .save_checkpoint(&id, epoch, &format!("step-{n}"), n.to_string().as_bytes())
+            .await
+            .unwrap();
+    }
+    let log = store.load_replay(&id).await.unwrap();
+    let ids: Vec<_> = log.checkpoints.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["step-3", "step-1", "step-2"]);
+    assert_eq!(log.checkpoints[0].1, b"3");
+    let listed = store.list_checkpoints(&id).await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert_eq!(listed[1].checkpoint_id, "step-1");
+}
+
+async fn list_instances_filters_pages_and_counts(store: Arc<dyn Persistence>) {
+    let tenant = unique("tenant");
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let id = unique(&format!("list{n}"));
+        let epoch = store
+            .register_instance(&id, &tenant, None)
+            .await
+            .unwrap()
+            .epoch;
+        if n % 2 == 0 {
+            store.complete_instance(&id, epoch, b"").await.unwrap();
+        }
+        ids.push(id);
+    }
+    store
+        .register_instance(&unique("other"), "someone-else", None)
+        .await
+        .unwrap();
+    let all = store
+        .list_instances(&InstanceFilter {
+            tenant_id: tenant.clone(),
+            ..InstanceFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((all.instances.len(), all.total), (5, 5));
+    assert!(all.instances.iter().all(|i| i.tenant_id == tenant));
+    let completed = store
+        .list_instances(&InstanceFilter {
+            tenant_id: tenant.clone(),
+            status: Some(InstanceStatus::Completed),
+            limit: Some(2),
+            offset: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!((completed.instances.len(), completed.total), (2, 3));
+    assert!(completed
+        .instances
+        .iter()
+        .all(|i| i.status == InstanceStatus::Completed));
+}
+
+async fn events_are_recorded_in_order(store: Arc<dyn Persistence>) {
+    let id = unique("events");
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    store
+        .record_event(&id, "custom", Some("progress"), Some(b"50"))
+        .await
+        .unwrap();
+    store.complete_instance(&id, epoch, b"done").await.unwrap();
+    let kinds: Vec<_> = store
+        .list_events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["registered", "custom", "completed"]);
+    let error = store
+        .record_event("no-such-instance", "custom", None, None)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InstanceNotFound { .. }));
+}
+
+async fn set_status_moves_only_from_the_listed_states(store: Arc<dyn Persistence>) {
+    let id = unique("setstatus");
+    store.register_instance(&id, "t", None).await.unwrap();
+    assert!(!store
+        .set_status(
+            &id,
+            &[InstanceStatus::Suspended],
+            InstanceStatus::Failed,
+            Some("x")
+        )
+        .await
+        .unwrap());
+    assert!(store
+        .set_status(
+            &id,
+            &[InstanceStatus::Running],
+            InstanceStatus::Failed,
+            Some("crashed 3 times")
+        )
+        .await
+        .unwrap());
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.error.as_deref()),
+        (InstanceStatus::Failed, Some("crashed 3 times"))
+    );
+    assert!(record.finished_at_ms.is_some());
+}
+
+async fn concurrent_checkpoints_are_each_stored_once(store: Arc<dyn Persistence>) {
+    let id = unique("concurrent");
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            let store = store.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                // Every id twice: exactly one of each pair stores it.
+                let a = store
+                    .save_checkpoint(&id, epoch, &format!("c{n}"), b"v")
+                    .await
+                    .unwrap();
+                let b = store
+                    .save_checkpoint(&id, epoch, &format!("c{n}"), b"w")
+                    .await
+                    .unwrap();
+                (a.existing_state.is_none(), b.existing_state.is_none())
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), (true, false));
+    }
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(record.checkpoint_count, 200);
+    assert_eq!(store.list_checkpoints(&id).await.unwrap().len(), 200);
+}
+
+async fn bad_input_is_refused_and_changes_nothing(store: Arc<dyn Persistence>) {
+    let error = store.register_instance("", "t", None).await.unwrap_err();
+    assert!(matches!(error, Error::InvalidInput { .. }), "{error:?}");
+    assert_eq!(error.to_string(), "invalid instance id: must not be empty");
+    let id = unique("bad");
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    assert!(matches!(
+        store.save_checkpoint(&id, epoch, "", b"").await,
+        Err(Error::InvalidInput { .. })
+    ));
+    let long = "x".repeat(runtara_core::MAX_ID_LEN + 1);
+    assert!(matches!(
+        store.save_checkpoint(&id, epoch, &long, b"").await,
+        Err(Error::InvalidInput { .. })
+    ));
+    assert_eq!(
+        store
+            .get_instance(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .checkpoint_count,
+        0
+    );
+}
+
+async fn every_run_write_is_fenced_and_fencing_is_checked_before_terminal(
+    store: Arc<dyn Persistence>,
+) {
+    let (id, old) = running(&store, "fence-all").await;
+    let new = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    assert_eq!(new, old + 1);
+    store.send_signal(&id, SignalType::Pause).await.unwrap();
+    assert_err!(
+        store.save_sleep(&id, old, "s", b"", 1).await,
+        Error::Fenced { .. }
+    );
+    assert_err!(store.mark_sleeping(&id, old).await, Error::Fenced { .. });
+    assert_err!(store.suspend_instance(&id, old).await, Error::Fenced { .. });
+    assert_err!(
+        store.fail_instance(&id, old, "x").await,
+        Error::Fenced { .. }
+    );
+    assert_err!(
+        store
+            .acknowledge_signal(&id, old, SignalType::Pause, true)
+            .await,
+        Error::Fenced { .. }
+    );
+    assert_err!(
+        store
+            .acknowledge_signal(&id, old, SignalType::Pause, false)
+            .await,
+        Error::Fenced { .. }
+    );
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.epoch, record.checkpoint_count),
+        (InstanceStatus::Running, new, 0)
+    );
+    assert!(
+        store.pending_signal(&id).await.unwrap().is_some(),
+        "the pause is still queued"
+    );
+    // The new run ends the instance; the old one is told it was fenced out, not that
+    // the instance is finished.
+    store.complete_instance(&id, new, b"done").await.unwrap();
+    assert_err!(
+        store.save_checkpoint(&id, old, "late", b"").await,
+        Error::Fenced { epoch, current, .. } if epoch == old && current == new
+    );
+    assert_err!(
+        store.save_checkpoint(&id, new, "late", b"").await,
+        Error::Terminal {
+            status: InstanceStatus::Completed,
+            ..
+        }
+    );
+}
+
+async fn every_run_write_after_the_end_is_refused_and_changes_nothing(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "ended").await;
+    store.save_checkpoint(&id, epoch, "a", b"1").await.unwrap();
+    store.complete_instance(&id, epoch, b"out").await.unwrap();
+    let before = store.get_instance(&id).await.unwrap().unwrap();
+    let events = store.list_events(&id).await.unwrap().len();
+    assert_eq!(before.output.as_deref(), Some(&b"out"[..]));
+    assert!(before.finished_at_ms.is_some());
+
+    let terminal = |r: runtara_core::Result<()>| {
+        assert_err!(
+            r,
+            Error::Terminal {
+                status: InstanceStatus::Completed,
+                ..
+            }
+        )
+    };
+    terminal(store.heartbeat(&id, epoch).await);
+    terminal(store.mark_sleeping(&id, epoch).await);
+    terminal(store.record_retry_attempt(&id, epoch, "a", 1, None).await);
+    terminal(
+        store
+            .acknowledge_signal(&id, epoch, SignalType::Cancel, true)
+            .await,
+    );
+    terminal(store.complete_instance(&id, epoch, b"again").await);
+    assert_err!(
+        store.save_checkpoint(&id, epoch, "a", b"other").await,
+        Error::Terminal { .. }
+    );
+    assert_err!(
+        store.save_sleep(&id, epoch, "b", b"", 1).await,
+        Error::Terminal { .. }
+    );
+    assert_err!(
+        store.register_instance(&id, "t", None).await,
+        Error::Terminal { .. }
+    );
+    for signal in [SignalType::Cancel, SignalType::Pause, SignalType::Resume] {
+        let error = store.send_signal(&id, signal).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("instance `{id}` is completed; a finished instance cannot change")
+        );
+    }
+    assert!(!store
+        .set_status(&id, &InstanceStatus::ALL, InstanceStatus::Failed, Some("x"))
+        .await
+        .unwrap());
+    assert_eq!(store.get_instance(&id).await.unwrap().unwrap(), before);
+    assert_eq!(store.list_events(&id).await.unwrap().len(), events);
+    assert_eq!(store.list_checkpoints(&id).await.unwrap().len(), 1);
+    assert!(store.list_retry_attempts(&id).await.unwrap().is_empty());
+    assert_eq!(store.pending_signal(&id).await.unwrap(), None);
+}
+
+async fn a_recorded_checkpoint_is_refused_when_not_running(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "recorded").await;
+    store.save_checkpoint(&id, epoch, "a", b"1").await.unwrap();
+    store.suspend_instance(&id, epoch).await.unwrap();
+    assert_err!(
+        store.save_checkpoint(&id, epoch, "a", b"1").await,
+        Error::NotRunning {
+            status: InstanceStatus::Suspended,
+            ..
+        }
+    );
+    assert_err!(
+        store.save_sleep(&id, epoch, "a", b"1", 5).await,
+        Error::NotRunning { .. }
+    );
+    assert_err!(
+        store.record_retry_attempt(&id, epoch, "a", 1, None).await,
+        Error::NotRunning { .. }
+    );
+    assert_err!(
+        store.complete_instance(&id, epoch, b"").await,
+        Error::NotRunning { .. }
+    );
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.checkpoint_count, record.wake_at_ms),
+        (InstanceStatus::Suspended, 1, None)
+    );
+}
+
+async fn heartbeat_needs_the_running_epoch(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "heartbeat").await;
+    let before = store
+        .get_instance(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .heartbeat_at_ms
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    store.heartbeat(&id, epoch).await.unwrap();
+    let after = store
+        .get_instance(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .heartbeat_at_ms
+        .unwrap();
+    assert!(after > before, "{after} > {before}");
+    assert_err!(store.heartbeat(&id, epoch + 1).await, Error::Fenced { .. });
+    assert_err!(
+        store.heartbeat("no-such-instance", 1).await,
+        Error::InstanceNotFound { .. }
+    );
+    store.mark_sleeping(&id, epoch).await.unwrap();
+    assert_err!(
+        store.heartbeat(&id, epoch).await,
+        Error::NotRunning {
+            status: InstanceStatus::Sleeping,
+            ..
+        }
+    );
+}
+
+async fn acknowledging_a_pause_settles_every_queued_pause(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "pauses").await;
+    let first = store.send_signal(&id, SignalType::Pause).await.unwrap();
+    let second = store.send_signal(&id, SignalType::Pause).await.unwrap();
+    let (SignalOutcome::Queued(first), SignalOutcome::Queued(second)) = (first, second) else {
+        panic!("pauses of a running instance are queued");
+    };
+    assert!(second.signal_id > first.signal_id);
+    assert_eq!(
+        store.pending_signal(&id).await.unwrap(),
+        Some(first.clone())
+    );
+    let reply = store.save_checkpoint(&id, epoch, "a", b"").await.unwrap();
+    assert_eq!(reply.signal, Some(first), "oldest first");
+    store
+        .acknowledge_signal(&id, epoch, SignalType::Pause, true)
+        .await
+        .unwrap();
+    assert_eq!(store.pending_signal(&id).await.unwrap(), None);
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, InstanceStatus::Suspended);
+    assert_eq!(record.finished_at_ms, None, "suspended is not finished");
+    // Acknowledging again: the run no longer runs the instance.
+    assert_err!(
+        store
+            .acknowledge_signal(&id, epoch, SignalType::Pause, true)
+            .await,
+        Error::NotRunning { .. }
+    );
+}
+
+async fn signals_to_instances_without_a_process(store: Arc<dyn Persistence>) {
+    // Pause of a pending instance waits for its first run.
+    let pending = unique("sig-pending");
+    store
+        .create_instance(NewInstance {
+            instance_id: pending.clone(),
+            tenant_id: "t".into(),
+            ..NewInstance::default()
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .send_signal(&pending, SignalType::Pause)
+            .await
+            .unwrap(),
+        SignalOutcome::Queued(_)
+    ));
+    assert_err!(
+        store.send_signal(&pending, SignalType::Resume).await,
+        Error::SignalRejected {
+            status: InstanceStatus::Pending,
+            ..
+        }
+    );
+    let epoch = store
+        .register_instance(&pending, "t", None)
+        .await
+        .unwrap()
+        .epoch;
+    let reply = store
+        .save_checkpoint(&pending, epoch, "first", b"")
+        .await
+        .unwrap();
+    assert_eq!(reply.signal.map(|s| s.signal_type), Some(SignalType::Pause));
+
+    // Pause of a sleeping instance suspends it at once and forgets the wake time.
+    let (sleeper, epoch) = running(&store, "sig-sleeping").await;
+    store
+        .save_sleep(&sleeper, epoch, "nap", b"", 9_999)
+        .await
+        .unwrap();
+    store.mark_sleeping(&sleeper, epoch).await.unwrap();
+    assert_err!(
+        store.send_signal(&sleeper, SignalType::Resume).await,
+        Error::SignalRejected {
+            status: InstanceStatus::Sleeping,
+            ..
+        }
+    );
+    assert_eq!(
+        store
+            .send_signal(&sleeper, SignalType::Pause)
+            .await
+            .unwrap(),
+        SignalOutcome::Applied(InstanceStatus::Suspended)
+    );
+    let record = store.get_instance(&sleeper).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.wake_at_ms),
+        (InstanceStatus::Suspended, None)
+    );
+    assert_eq!(store.pending_signal(&sleeper).await.unwrap(), None);
+
+    // Cancel of a sleeping instance ends it at once.
+    let (other, epoch) = running(&store, "sig-sleeping-cancel").await;
+    store.mark_sleeping(&other, epoch).await.unwrap();
+    assert_eq!(
+        store.send_signal(&other, SignalType::Cancel).await.unwrap(),
+        SignalOutcome::Applied(InstanceStatus::Cancelled)
+    );
+    let record = store.get_instance(&other).await.unwrap().unwrap();
+    assert_eq!(record.status, InstanceStatus::Cancelled);
+    assert!(record.finished_at_ms.is_some());
+    assert_err!(
+        store.register_instance(&other, "t", None).await,
+        Error::Terminal {
+            status: InstanceStatus::Cancelled,
+            ..
+        }
+    );
+}
+
+async fn resume_is_answered_by_the_next_register(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "resume").await;
+    store.suspend_instance(&id, epoch).await.unwrap();
+    let SignalOutcome::Queued(resume) = store.send_signal(&id, SignalType::Resume).await.unwrap()
+    else {
+        panic!("resume of a suspended instance is queued for the server");
+    };
+    assert_eq!(resume.signal_type, SignalType::Resume);
+    assert_eq!(status(&store, &id).await, InstanceStatus::Suspended);
+    // A resume is never reported to a run.
+    assert_eq!(store.pending_signal(&id).await.unwrap(), None);
+    let registration = store.register_instance(&id, "t", Some("a")).await.unwrap();
+    assert_eq!(
+        (registration.epoch, registration.previous_status),
+        (epoch + 1, Some(InstanceStatus::Suspended))
+    );
+    let reply = store
+        .save_checkpoint(&id, registration.epoch, "b", b"")
+        .await
+        .unwrap();
+    assert_eq!(reply.signal, None);
+    // Running again: a second resume makes no sense.
+    assert_err!(
+        store.send_signal(&id, SignalType::Resume).await,
+        Error::SignalRejected {
+            status: InstanceStatus::Running,
+            ..
+        }
+    );
+}
+
+async fn suspend_settles_pending_pauses(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "suspend-settles").await;
+    store.send_signal(&id, SignalType::Pause).await.unwrap();
+    store.suspend_instance(&id, epoch).await.unwrap();
+    assert_eq!(store.pending_signal(&id).await.unwrap(), None);
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    let reply = store.save_checkpoint(&id, epoch, "a", b"").await.unwrap();
+    assert_eq!(reply.signal, None, "the resumed run is not paused again");
+}
+
+async fn sleep_over_a_plain_checkpoint_keeps_the_given_wake_time(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "sleep-plain").await;
+    store.save_checkpoint(&id, epoch, "a", b"x").await.unwrap();
+    let outcome = store
+        .save_sleep(&id, epoch, "a", b"y", 7_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome.wake_at_ms, outcome.existing_state.as_deref()),
+        (7_000, Some(&b"x"[..]))
+    );
+    store
+        .save_sleep(&id, epoch, "nap", b"z", 8_000)
+        .await
+        .unwrap();
+    let listed = store.list_checkpoints(&id).await.unwrap();
+    let wakes: Vec<_> = listed.iter().map(|c| c.wake_at_ms).collect();
+    assert_eq!(wakes, [None, Some(8_000)]);
+    assert_eq!(
+        store.get_instance(&id).await.unwrap().unwrap().wake_at_ms,
+        Some(8_000)
+    );
+    store.mark_sleeping(&id, epoch).await.unwrap();
+    // Waking up: a new run clears the wake time.
+    store
+        .register_instance(&id, "t", Some("nap"))
+        .await
+        .unwrap();
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.wake_at_ms),
+        (InstanceStatus::Running, None)
+    );
+}
+
+async fn retry_attempts_need_a_one_based_number_and_keep_record_order(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "retry-order").await;
+    assert_err!(
+        store.record_retry_attempt(&id, epoch, "z", 0, None).await,
+        Error::InvalidInput { .. }
+    );
+    for (checkpoint, attempt) in [("z", 1), ("a", 1), ("z", 2), ("m", 1), ("a", 2)] {
+        store
+            .record_retry_attempt(&id, epoch, checkpoint, attempt, None)
+            .await
+            .unwrap();
+    }
+    let order: Vec<_> = store
+        .list_retry_attempts(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.checkpoint_id, a.attempt))
+        .collect();
+    let expected: Vec<_> = [("z", 1), ("a", 1), ("z", 2), ("m", 1), ("a", 2)]
+        .into_iter()
+        .map(|(c, a)| (c.to_string(), a))
+        .collect();
+    assert_eq!(order, expected);
+    let mut replay = store.load_replay(&id).await.unwrap().retry_attempts;
+    replay.sort();
+    assert_eq!(
+        replay,
+        [
+            ("a".to_string(), 2),
+            ("m".to_string(), 1),
+            ("z".to_string(), 2)
+        ]
+    );
+    assert!(store.load_replay(&id).await.unwrap().checkpoints.is_empty());
+}
+
+async fn signals_and_transitions_are_recorded_as_events(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "event-kinds").await;
+    store.send_signal(&id, SignalType::Pause).await.unwrap();
+    store
+        .acknowledge_signal(&id, epoch, SignalType::Pause, true)
+        .await
+        .unwrap();
+    store.send_signal(&id, SignalType::Resume).await.unwrap();
+    let epoch = store
+        .register_instance(&id, "t", Some("a"))
+        .await
+        .unwrap()
+        .epoch;
+    store.mark_sleeping(&id, epoch).await.unwrap();
+    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+    store.fail_instance(&id, epoch, "boom").await.unwrap();
+    let events: Vec<_> = store
+        .list_events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.kind, e.subtype, e.payload))
+        .collect();
+    let expected: Vec<(String, Option<String>, Option<Vec<u8>>)> = vec![
+        ("registered".into(), None, None),
+        ("signal".into(), Some("pause".into()), None),
+        ("suspended".into(), Some("pause".into()), None),
+        ("signal".into(), Some("resume".into()), None),
+        ("registered".into(), Some("a".into()), None),
+        ("sleeping".into(), None, None),
+        ("registered".into(), None, None),
+        ("failed".into(), None, Some(b"boom".to_vec())),
+    ];
+    assert_eq!(events, expected);
+    let ids: Vec<_> = store
+        .list_events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_id)
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(record.error.as_deref(), Some("boom"));
+}
+
+async fn set_status_refuses_unknown_instances_and_terminal_sources(store: Arc<dyn Persistence>) {
+    assert_err!(
+        store
+            .set_status(
+                "no-such-instance",
+                &[InstanceStatus::Running],
+                InstanceStatus::Failed,
+                None
+            )
+            .await,
+        Error::InstanceNotFound { .. }
+    );
+    let (id, epoch) = running(&store, "set-status").await;
+    store.mark_sleeping(&id, epoch).await.unwrap();
+    // The server wakes a sleeper by handing it back to `pending`: not terminal, no finish time.
+    assert!(store
+        .set_status(
+            &id,
+            &[InstanceStatus::Sleeping],
+            InstanceStatus::Pending,
+            None
+        )
+        .await
+        .unwrap());
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.finished_at_ms),
+        (InstanceStatus::Pending, None)
+    );
+    assert!(store
+        .set_status(
+            &id,
+            &[InstanceStatus::Pending],
+            InstanceStatus::Cancelled,
+            None
+        )
+        .await
+        .unwrap());
+    assert!(!store
+        .set_status(
+            &id,
+            &[InstanceStatus::Cancelled],
+            InstanceStatus::Running,
+            None
+        )
+        .await
+        .unwrap());
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, InstanceStatus::Cancelled);
+    assert!(record.finished_at_ms.is_some());
+    let last = store.list_events(&id).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (last.kind.as_str(), last.subtype.as_deref()),
+        ("cancelled", Some("server"))
+    );
+}
+
+async fn concurrent_instances_each_store_their_checkpoints(store: Arc<dyn Persistence>) {
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = unique(&format!("many{n}"));
+                let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+                for step in 0..3 {
+                    let outcome = store
+                        .save_checkpoint(&id, epoch, &format!("s{step}"), &[step])
+                        .await
+                        .unwrap();
+                    assert_eq!(outcome.existing_state, None);
+                }
+                id
+            })
+        })
+        .collect();
+    for task in tasks {
+        let id = task.await.unwrap();
+        let log = store.load_replay(&id).await.unwrap();
+        assert_eq!(
+            log.checkpoints,
+            [
+                ("s0".to_string(), vec![0]),
+                ("s1".to_string(), vec![1]),
+                ("s2".to_string(), vec![2])
+            ]
+        );
+        let record = store.get_instance(&id).await.unwrap().unwrap();
+        assert_eq!(
+            (record.checkpoint_count, record.checkpoint_id.as_deref()),
+            (3, Some("s2"))
+        );
+    }
+}
+
+async fn empty_ids_are_refused_everywhere(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "empty-ids").await;
+    macro_rules! invalid {
+        ($($call:expr),* $(,)?) => {
+            $(assert_err!($call, Error::InvalidInput { .. });)*
+        };
+    }
+    invalid!(
+        store.register_instance(&id, "", None).await,
+        store
+            .create_instance(NewInstance {
+                instance_id: String::new(),
+                tenant_id: "t".into(),
+                ..NewInstance::default()
+            })
+            .await,
+        store.save_checkpoint("", epoch, "a", b"").await,
+        store.save_sleep("", epoch, "a", b"", 1).await,
+        store.save_sleep(&id, epoch, "", b"", 1).await,
+        store.get_checkpoint("", "a").await,
+        store.get_checkpoint(&id, "").await,
+        store.heartbeat("", epoch).await,
+        store.mark_sleeping("", epoch).await,
+        store.complete_instance("", epoch, b"").await,
+        store.fail_instance("", epoch, "").await,
+        store.suspend_instance("", epoch).await,
+        store
+            .set_status("", &[InstanceStatus::Running], InstanceStatus::Failed, None)
+            .await,
+        store.record_event("", "custom", None, None).await,
+        store.record_event(&id, "", None, None).await,
+        store.record_retry_attempt("", epoch, "a", 1, None).await,
+        store.record_retry_attempt(&id, epoch, "", 1, None).await,
+        store.send_signal("", SignalType::Cancel).await,
+        store.pending_signal("").await,
+        store
+            .acknowledge_signal("", epoch, SignalType::Cancel, true)
+            .await,
+        store.get_instance("").await,
+        store.load_replay("").await,
+        store.list_checkpoints("").await,
+        store.list_events("").await,
+        store.list_retry_attempts("").await,
+    );
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.checkpoint_count),
+        (InstanceStatus::Running, 0)
+    );
+    assert_eq!(store.list_events(&id).await.unwrap().len(), 1);
+}
+
+async fn list_instances_is_newest_first(store: Arc<dyn Persistence>) {
+    let tenant = unique("tenant-order");
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let id = unique(&format!("order{n}"));
+        store
+            .create_instance(NewInstance {
+                instance_id: id.clone(),
+                tenant_id: tenant.clone(),
+                ..NewInstance::default()
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    }
+    ids.reverse();
+    let page = store
+        .list_instances(&InstanceFilter {
+            tenant_id: tenant.clone(),
+            ..InstanceFilter::default()
+        })
+        .await
+        .unwrap();
+    let listed: Vec<_> = page.instances.into_iter().map(|i| i.instance_id).collect();
+    assert_eq!(listed, ids);
+    let second = store
+        .list_instances(&InstanceFilter {
+            tenant_id: tenant.clone(),
+            limit: Some(1),
+            offset: 1,
+            ..InstanceFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(second.total, 3);
+    assert_eq!(second.instances[0].instance_id, ids[1]);
+    let beyond = store
+        .list_instances(&InstanceFilter {
+            tenant_id: tenant,
+            status: Some(InstanceStatus::Pending),
+            limit: Some(10),
+            offset: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!((beyond.instances.len(), beyond.total), (0, 3));
+}
+
+async fn concurrent_saves_of_one_id_store_it_once(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "same-id").await;
+    let tasks: Vec<_> = (0..50u8)
+        .map(|n| {
+            let store = store.clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                let outcome = store
+                    .save_sleep(&id, epoch, "race", &[n], 1_000 + i64::from(n))
+                    .await
+                    .unwrap();
+                (n, outcome)
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let winners: Vec<u8> = outcomes
+        .iter()
+        .filter(|(_, o)| o.existing_state.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    assert_eq!(winners.len(), 1, "stored exactly once");
+    let winner = winners[0];
+    for (_, outcome) in &outcomes {
+        if let Some(state) = &outcome.existing_state {
+            assert_eq!(state, &[winner], "every other caller gets the stored state");
+        }
+        assert_eq!(outcome.wake_at_ms, 1_000 + i64::from(winner));
+    }
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.checkpoint_count, record.wake_at_ms),
+        (1, Some(1_000 + i64::from(winner)))
+    );
+}

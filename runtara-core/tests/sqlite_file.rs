@@ -1,0 +1,117 @@
+//! SQLite-specific guarantees: durability across reopen, WAL, several handles on one
+//! file, clean shutdown, and corrupt data reported as such.
+#![allow(clippy::unwrap_used)]
+
+use runtara_core::{connect, Error};
+
+fn url(path: &std::path::Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+#[tokio::test]
+async fn an_acknowledged_checkpoint_survives_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/dir/runtara.db");
+    {
+        let store = connect(&url(&path)).await.unwrap();
+        let epoch = store.register_instance("i", "t", None).await.unwrap().epoch;
+        store
+            .save_checkpoint("i", epoch, "a", b"kept")
+            .await
+            .unwrap();
+    }
+    // Dropping the store closed the database: the WAL was checkpointed and removed.
+    assert!(!dir.path().join("nested/dir/runtara.db-wal").exists());
+    let store = connect(&url(&path)).await.unwrap();
+    assert_eq!(
+        store.get_checkpoint("i", "a").await.unwrap().as_deref(),
+        Some(&b"kept"[..])
+    );
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = connection
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let versions: Vec<i64> = connection
+        .prepare("SELECT version FROM runtara_migrations ORDER BY version")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(versions, [1, 2], "each migration applied once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_on_one_file_write_concurrently() {
+    // As two server processes sharing one data dir would.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let url = url(&path);
+    let (a, b) = tokio::join!(connect(&url), connect(&url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let ea = a.register_instance("ia", "t", None).await.unwrap().epoch;
+    let eb = b.register_instance("ib", "t", None).await.unwrap().epoch;
+    let write = |store: std::sync::Arc<dyn runtara_core::Persistence>, id: &'static str, epoch| {
+        tokio::spawn(async move {
+            for n in 0..50 {
+                store
+                    .save_checkpoint(id, epoch, &format!("c{n}"), b"x")
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let (ra, rb) = tokio::join!(write(a.clone(), "ia", ea), write(b.clone(), "ib", eb));
+    ra.unwrap();
+    rb.unwrap();
+    assert_eq!(b.list_checkpoints("ia").await.unwrap().len(), 50);
+    assert_eq!(a.list_checkpoints("ib").await.unwrap().len(), 50);
+    // A register through one handle fences the run that registered through the other.
+    let newer = b.register_instance("ia", "t", None).await.unwrap().epoch;
+    assert!(matches!(
+        a.save_checkpoint("ia", ea, "late", b"").await,
+        Err(Error::Fenced { current, .. }) if current == newer
+    ));
+}
+
+#[tokio::test]
+async fn a_bad_status_in_the_database_is_reported_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.db");
+    let store = connect(&url(&path)).await.unwrap();
+    let epoch = store.register_instance("i", "t", None).await.unwrap().epoch;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "PRAGMA ignore_check_constraints = ON;
+             UPDATE instances SET status = 'exploded' WHERE instance_id = 'i';",
+        )
+        .unwrap();
+    let error = store.get_instance("i").await.unwrap_err();
+    assert!(matches!(error, Error::Corrupt(_)), "{error:?}");
+    assert!(error.to_string().contains("exploded"), "{error}");
+    let error = store
+        .save_checkpoint("i", epoch, "a", b"")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Corrupt(_)), "{error:?}");
+    assert_eq!(store.get_checkpoint("i", "a").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn in_memory_databases_work() {
+    let store = connect("sqlite::memory:").await.unwrap();
+    assert_eq!(store.backend_name(), "sqlite");
+    let epoch = store.register_instance("i", "t", None).await.unwrap().epoch;
+    store.save_checkpoint("i", epoch, "a", b"x").await.unwrap();
+    assert!(store.get_checkpoint("i", "a").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn unsupported_urls_are_refused_clearly() {
+    let error = connect("mysql://localhost/db").await.unwrap_err();
+    assert!(error
+        .to_string()
+        .starts_with("unsupported database url `mysql://localhost/db`"));
+}

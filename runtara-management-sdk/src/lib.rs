@@ -1,0 +1,1 @@
+//! Management SDK of Runtara (filled in by the management issue).

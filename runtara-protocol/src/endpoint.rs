@@ -1,0 +1,119 @@
+//! quinn endpoints for Runtara's server and clients.
+//!
+//! Both sides use the same transport settings: TLS 1.3 with ALPN [`ALPN`](crate::ALPN),
+//! up to [`MAX_CONCURRENT_STREAMS`] bidirectional streams, keep-alives every
+//! [`KEEP_ALIVE`], and connections closed after [`IDLE_TIMEOUT`] of silence.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+
+use crate::tls::{client_config, server_config, write_private, ClientTls};
+use crate::{ProtocolError, Result};
+
+/// Most bidirectional streams a peer may have open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// A connection with no traffic (keep-alives included) for this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Keep-alive interval, well under the idle timeout.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+fn quic_error(context: &str, error: impl std::fmt::Display) -> ProtocolError {
+    ProtocolError::Quic(format!("{context}: {error}"))
+}
+
+fn transport() -> Result<Arc<quinn::TransportConfig>> {
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(MAX_CONCURRENT_STREAMS.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_idle_timeout(Some(
+            IDLE_TIMEOUT
+                .try_into()
+                .map_err(|e| quic_error("idle timeout", e))?,
+        ));
+    Ok(Arc::new(transport))
+}
+
+/// A server endpoint bound to `bind` (port 0 picks a free one; read it back with
+/// `local_addr`) with the given certificate chain and private key (PEM).
+///
+/// With a `reset_secret` kept across restarts (see [`load_or_create_reset_secret`]), a
+/// restarted server answers packets of connections it no longer knows with a stateless
+/// reset the client recognizes, so clients notice a restart at once instead of after the
+/// idle timeout.
+pub fn server_endpoint(
+    bind: SocketAddr,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    reset_secret: Option<&[u8]>,
+) -> Result<quinn::Endpoint> {
+    let crypto = QuicServerConfig::try_from(server_config(cert_pem, key_pem)?)
+        .map_err(|e| quic_error("server crypto", e))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport()?);
+    let endpoint_config = match reset_secret {
+        Some(secret) => quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+            ring::hmac::HMAC_SHA256,
+            secret,
+        ))),
+        None => quinn::EndpointConfig::default(),
+    };
+    let socket =
+        std::net::UdpSocket::bind(bind).map_err(|e| quic_error(&format!("binding {bind}"), e))?;
+    quinn::Endpoint::new(
+        endpoint_config,
+        Some(config),
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+    .map_err(|e| quic_error(&format!("starting the endpoint on {bind}"), e))
+}
+
+/// Bytes of the stateless-reset secret.
+pub const RESET_SECRET_LEN: usize = 32;
+
+/// Loads `<data_dir>/tls/reset.key` (32 random bytes, mode 0600), creating it on first use.
+///
+/// Whoever knows the secret can reset the server's connections, so it is kept like a
+/// private key. A file of the wrong length is replaced.
+pub fn load_or_create_reset_secret(data_dir: &Path) -> Result<Vec<u8>> {
+    let dir = data_dir.join("tls");
+    let path = dir.join("reset.key");
+    match std::fs::read(&path) {
+        Ok(secret) if secret.len() == RESET_SECRET_LEN => return Ok(secret),
+        Ok(_) => std::fs::remove_file(&path)
+            .map_err(|e| quic_error(&format!("replacing {}", path.display()), e))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(quic_error(&format!("reading {}", path.display()), e)),
+    }
+    let mut secret = vec![0u8; RESET_SECRET_LEN];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+        .map_err(|_| ProtocolError::Tls("no system randomness for the reset key".into()))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| quic_error(&format!("creating {}", dir.display()), e))?;
+    write_private(&path, &secret)?;
+    Ok(secret)
+}
+
+/// A client endpoint able to reach `server` (bound to an ephemeral port of the same
+/// family), checking the server's certificate as `tls` says. Connect with
+/// `endpoint.connect(server, "localhost")`: the name must be one the certificate holds.
+pub fn client_endpoint(tls: &ClientTls, server: SocketAddr) -> Result<quinn::Endpoint> {
+    let crypto = QuicClientConfig::try_from(client_config(tls)?)
+        .map_err(|e| quic_error("client crypto", e))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport()?);
+    let bind: SocketAddr = if server.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| quic_error("client socket", e))?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}

@@ -1,0 +1,281 @@
+//! Requests an instance makes and the server's responses.
+//!
+//! The instance's identity (instance id, tenant id, credential) is bound to the
+//! connection by the [`Hello`](crate::Hello); every write carries the run's `epoch`
+//! (returned by `Register`), so the server keeps no session: a reconnect after a server
+//! restart needs nothing but a new hello, and a fenced-out run is refused with
+//! [`ErrorCode::Fenced`](crate::ErrorCode::Fenced) whichever connection it uses.
+//!
+//! Each request is answered by one response variant (named on the request), or by
+//! [`InstanceResponse::Error`]. New variants are appended, never inserted, so that
+//! existing ones keep their wire index; changing a variant's fields is a new
+//! [`PROTOCOL_VERSION`](crate::PROTOCOL_VERSION).
+
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// A signal type on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireSignalType {
+    /// Cancel.
+    Cancel,
+    /// Pause.
+    Pause,
+    /// Resume.
+    Resume,
+}
+
+/// A pending signal on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireSignal {
+    /// Its id in the queue.
+    pub signal_id: i64,
+    /// What is asked.
+    pub signal_type: WireSignalType,
+    /// When it was sent.
+    pub created_at_ms: i64,
+}
+
+/// One recorded checkpoint in a register reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedStep {
+    /// The checkpoint id.
+    pub checkpoint_id: String,
+    /// Its state.
+    pub state: ByteBuf,
+}
+
+/// Every value of [`WireStatus::status`], in lifecycle order.
+pub const INSTANCE_STATUSES: [&str; 7] = [
+    "pending",
+    "running",
+    "suspended",
+    "sleeping",
+    "completed",
+    "failed",
+    "cancelled",
+];
+
+/// An instance's status on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireStatus {
+    /// The instance id.
+    pub instance_id: String,
+    /// One of [`INSTANCE_STATUSES`]: `pending`, `running`, `suspended`, `sleeping`,
+    /// `completed`, `failed`, `cancelled`.
+    pub status: String,
+    /// Last checkpoint id.
+    pub checkpoint_id: Option<String>,
+    /// Checkpoints recorded.
+    pub checkpoint_count: i64,
+    /// Output, once completed.
+    pub output: Option<ByteBuf>,
+    /// Error, once failed.
+    pub error: Option<String>,
+    /// First registered.
+    pub started_at_ms: Option<i64>,
+    /// Reached a terminal state.
+    pub finished_at_ms: Option<i64>,
+    /// Last heartbeat.
+    pub heartbeat_at_ms: Option<i64>,
+    /// Wake time of the current sleep.
+    pub wake_at_ms: Option<i64>,
+}
+
+/// A request from an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InstanceRequest {
+    /// Start or resume a run (`pending`, `running`, `suspended` or `sleeping` →
+    /// `running`) and fence out any earlier run. Answered by `Registered` with the new
+    /// epoch and the replay log; a terminal instance is refused (`terminal`).
+    Register {
+        /// Checkpoint the run says it resumes from.
+        checkpoint_id: Option<String>,
+    },
+    /// Insert-if-absent of a checkpoint, atomic. Answered by `Checkpointed`: the state
+    /// recorded earlier under the id (then `state` is not stored) and the pending signal.
+    Checkpoint {
+        /// The run's epoch.
+        epoch: i64,
+        /// Checkpoint id.
+        checkpoint_id: String,
+        /// State to store.
+        state: ByteBuf,
+    },
+    /// Read-only lookup of a checkpoint. Answered by `Checkpoint`.
+    GetCheckpoint {
+        /// Checkpoint id.
+        checkpoint_id: String,
+    },
+    /// A durable sleep: records the checkpoint and a wake time `duration_ms` from now on
+    /// the server's clock (kept if one is already recorded under the id). Answered by
+    /// `Slept`.
+    Sleep {
+        /// The run's epoch.
+        epoch: i64,
+        /// Checkpoint id.
+        checkpoint_id: String,
+        /// State to store.
+        state: ByteBuf,
+        /// How long.
+        duration_ms: u64,
+    },
+    /// "I'm alive". Answered by `Done`.
+    Heartbeat {
+        /// The run's epoch.
+        epoch: i64,
+    },
+    /// Finished with an output (→ `completed`). Answered by `Done`.
+    Completed {
+        /// The run's epoch.
+        epoch: i64,
+        /// Output bytes.
+        output: ByteBuf,
+    },
+    /// Finished with an error (→ `failed`). Answered by `Done`.
+    Failed {
+        /// The run's epoch.
+        epoch: i64,
+        /// Error message.
+        error: String,
+    },
+    /// Paused itself at a checkpoint and is exiting (→ `suspended`). Answered by `Done`.
+    Suspended {
+        /// The run's epoch.
+        epoch: i64,
+    },
+    /// Exiting for a long sleep (→ `sleeping`); the server relaunches it at the recorded
+    /// wake time. Answered by `Done`.
+    Sleeping {
+        /// The run's epoch.
+        epoch: i64,
+    },
+    /// A custom event, stored with an opaque subtype. Answered by `Done`.
+    CustomEvent {
+        /// Opaque subtype.
+        subtype: String,
+        /// Payload.
+        payload: ByteBuf,
+    },
+    /// The pending signal, if any (cancel outranks pause). Answered by `Signal`.
+    PollSignal,
+    /// Acknowledge a signal: act on it (a cancel → `cancelled`, a pause → `suspended`)
+    /// or drop it. Answered by `Done`.
+    AckSignal {
+        /// The run's epoch.
+        epoch: i64,
+        /// Which signal.
+        signal_type: WireSignalType,
+        /// Act on it (true) or drop it (false).
+        acknowledged: bool,
+    },
+    /// Record a retry attempt of a durable call; the highest attempt per id comes back
+    /// in `Registered`. Answered by `Done`.
+    RetryAttempt {
+        /// The run's epoch.
+        epoch: i64,
+        /// The durable call's checkpoint id.
+        checkpoint_id: String,
+        /// 1-based attempt.
+        attempt: u32,
+        /// Error of the previous attempt.
+        error: Option<String>,
+    },
+    /// Status of this instance (`None`: `get_status`) or of another instance of the
+    /// same tenant (`get_instance_status`); another tenant's instance is `not_found`.
+    /// Answered by `Status`.
+    GetStatus {
+        /// Another instance's id; `None` for the caller itself.
+        instance_id: Option<String>,
+    },
+}
+
+/// The server's response to an [`InstanceRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InstanceResponse {
+    /// Reply to `Register`.
+    Registered {
+        /// The run's epoch.
+        epoch: i64,
+        /// Every checkpoint, in record order.
+        checkpoints: Vec<RecordedStep>,
+        /// Highest retry attempt per checkpoint id.
+        retry_attempts: Vec<(String, u32)>,
+    },
+    /// Reply to `Checkpoint`.
+    Checkpointed {
+        /// The state stored earlier under the id, if any.
+        existing_state: Option<ByteBuf>,
+        /// The pending signal.
+        signal: Option<WireSignal>,
+    },
+    /// Reply to `GetCheckpoint`.
+    Checkpoint {
+        /// The state, if recorded.
+        state: Option<ByteBuf>,
+    },
+    /// Reply to `Sleep`.
+    Slept {
+        /// Wake time in force.
+        wake_at_ms: i64,
+        /// Time left on the server's clock when it answered.
+        remaining_ms: u64,
+        /// Earlier state under the id, if any.
+        existing_state: Option<ByteBuf>,
+        /// The pending signal.
+        signal: Option<WireSignal>,
+    },
+    /// Reply to the requests that return nothing: the write is durable.
+    Done,
+    /// Reply to `PollSignal`.
+    Signal(Option<WireSignal>),
+    /// Reply to `GetStatus`.
+    Status(WireStatus),
+    /// The request failed; nothing was changed.
+    Error(crate::WireError),
+}
+
+impl InstanceRequest {
+    /// The operation's name for logs and errors (`checkpoint`, `get_status`, …).
+    pub fn operation(&self) -> &'static str {
+        match self {
+            InstanceRequest::Register { .. } => "register",
+            InstanceRequest::Checkpoint { .. } => "checkpoint",
+            InstanceRequest::GetCheckpoint { .. } => "get_checkpoint",
+            InstanceRequest::Sleep { .. } => "sleep",
+            InstanceRequest::Heartbeat { .. } => "heartbeat",
+            InstanceRequest::Completed { .. } => "completed",
+            InstanceRequest::Failed { .. } => "failed",
+            InstanceRequest::Suspended { .. } => "suspended",
+            InstanceRequest::Sleeping { .. } => "sleeping",
+            InstanceRequest::CustomEvent { .. } => "custom_event",
+            InstanceRequest::PollSignal => "poll_signal",
+            InstanceRequest::AckSignal { .. } => "ack_signal",
+            InstanceRequest::RetryAttempt { .. } => "retry_attempt",
+            InstanceRequest::GetStatus { instance_id: None } => "get_status",
+            InstanceRequest::GetStatus {
+                instance_id: Some(_),
+            } => "get_instance_status",
+        }
+    }
+
+    /// The run's epoch, for the requests that write to the instance.
+    pub fn epoch(&self) -> Option<i64> {
+        match self {
+            InstanceRequest::Checkpoint { epoch, .. }
+            | InstanceRequest::Sleep { epoch, .. }
+            | InstanceRequest::Heartbeat { epoch }
+            | InstanceRequest::Completed { epoch, .. }
+            | InstanceRequest::Failed { epoch, .. }
+            | InstanceRequest::Suspended { epoch }
+            | InstanceRequest::Sleeping { epoch }
+            | InstanceRequest::AckSignal { epoch, .. }
+            | InstanceRequest::RetryAttempt { epoch, .. } => Some(*epoch),
+            InstanceRequest::Register { .. }
+            | InstanceRequest::GetCheckpoint { .. }
+            | InstanceRequest::CustomEvent { .. }
+            | InstanceRequest::PollSignal
+            | InstanceRequest::GetStatus { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,602 @@
+//! Every message round-trips; truncated, oversized, malformed and random input is an
+//! error, never a panic.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+
+use runtara_protocol::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+fn bytes(b: &[u8]) -> ByteBuf {
+    ByteBuf::from(b.to_vec())
+}
+
+fn signal() -> WireSignal {
+    WireSignal {
+        signal_id: 7,
+        signal_type: WireSignalType::Cancel,
+        created_at_ms: 1_700_000_000_000,
+    }
+}
+
+fn status() -> WireStatus {
+    WireStatus {
+        instance_id: "i".into(),
+        status: "running".into(),
+        checkpoint_id: Some("a".into()),
+        checkpoint_count: 1,
+        output: Some(bytes(b"{}")),
+        error: None,
+        started_at_ms: Some(1),
+        finished_at_ms: None,
+        heartbeat_at_ms: Some(2),
+        wake_at_ms: Some(3),
+    }
+}
+
+fn requests() -> Vec<InstanceRequest> {
+    use InstanceRequest::*;
+    vec![
+        Register {
+            checkpoint_id: None,
+        },
+        Register {
+            checkpoint_id: Some("step-3".into()),
+        },
+        Checkpoint {
+            epoch: 2,
+            checkpoint_id: "charge::o-1".into(),
+            state: bytes(&[1; 100]),
+        },
+        GetCheckpoint {
+            checkpoint_id: "x".into(),
+        },
+        Sleep {
+            epoch: 1,
+            checkpoint_id: "nap".into(),
+            state: bytes(b""),
+            duration_ms: 60_000,
+        },
+        Heartbeat { epoch: 1 },
+        Completed {
+            epoch: 1,
+            output: bytes(b"{\"ok\":true}"),
+        },
+        Failed {
+            epoch: 1,
+            error: "boom".into(),
+        },
+        Suspended { epoch: 3 },
+        Sleeping { epoch: 3 },
+        CustomEvent {
+            subtype: "progress".into(),
+            payload: bytes(b"50"),
+        },
+        PollSignal,
+        AckSignal {
+            epoch: 1,
+            signal_type: WireSignalType::Pause,
+            acknowledged: true,
+        },
+        RetryAttempt {
+            epoch: 1,
+            checkpoint_id: "f::k".into(),
+            attempt: 2,
+            error: Some("e".into()),
+        },
+        GetStatus { instance_id: None },
+        GetStatus {
+            instance_id: Some("other".into()),
+        },
+    ]
+}
+
+fn responses() -> Vec<InstanceResponse> {
+    use InstanceResponse::*;
+    vec![
+        Registered {
+            epoch: 4,
+            checkpoints: vec![RecordedStep {
+                checkpoint_id: "a".into(),
+                state: bytes(b"1"),
+            }],
+            retry_attempts: vec![("a".into(), 2)],
+        },
+        Checkpointed {
+            existing_state: None,
+            signal: Some(signal()),
+        },
+        Checkpointed {
+            existing_state: Some(bytes(b"old")),
+            signal: None,
+        },
+        Checkpoint {
+            state: Some(bytes(b"s")),
+        },
+        Checkpoint { state: None },
+        Slept {
+            wake_at_ms: 10,
+            remaining_ms: 5,
+            existing_state: None,
+            signal: None,
+        },
+        Done,
+        Signal(Some(signal())),
+        Signal(None),
+        Status(status()),
+        Status(WireStatus {
+            instance_id: "i".into(),
+            status: "running".into(),
+            checkpoint_id: Some("a".into()),
+            checkpoint_count: 1,
+            output: None,
+            error: None,
+            started_at_ms: Some(1),
+            finished_at_ms: None,
+            heartbeat_at_ms: Some(2),
+            wake_at_ms: None,
+        }),
+        Error(WireError {
+            code: ErrorCode::Fenced,
+            message: "fenced".into(),
+            status: None,
+            epoch: Some(1),
+            current: Some(2),
+        }),
+    ]
+}
+
+fn hellos() -> Vec<Hello> {
+    vec![
+        Hello::new(
+            "test/1",
+            Role::Instance {
+                instance_id: "i".into(),
+                tenant_id: "t".into(),
+                credential: Some("c".into()),
+            },
+        ),
+        Hello::new(
+            "test/1",
+            Role::Instance {
+                instance_id: "i".into(),
+                tenant_id: "t".into(),
+                credential: None,
+            },
+        ),
+        Hello::new("test/1", Role::Management { token: None }),
+        Hello::new(
+            "test/1",
+            Role::Management {
+                token: Some("secret".into()),
+            },
+        ),
+    ]
+}
+
+fn hello_replies() -> Vec<HelloReply> {
+    vec![
+        HelloReply::welcome("runtara-server/0.1.0"),
+        HelloReply::Refused(WireError::new(ErrorCode::VersionMismatch, "old")),
+    ]
+}
+
+fn management_requests() -> Vec<ManagementRequest> {
+    vec![
+        ManagementRequest::Ping,
+        ManagementRequest::GetInstanceStatus {
+            tenant_id: "t".into(),
+            instance_id: "i".into(),
+        },
+    ]
+}
+
+fn management_responses() -> Vec<ManagementResponse> {
+    vec![
+        ManagementResponse::Pong {
+            server: "runtara-server/0.1.0".into(),
+            server_time_ms: 1_700_000_000_000,
+        },
+        ManagementResponse::Status(status()),
+        ManagementResponse::Error(WireError::new(ErrorCode::Unauthorized, "no token")),
+    ]
+}
+
+fn wire_errors() -> Vec<WireError> {
+    ErrorCode::ALL
+        .iter()
+        .map(|&code| WireError {
+            code,
+            message: code.to_string(),
+            status: Some("completed".into()),
+            epoch: Some(-1),
+            current: Some(i64::MAX),
+        })
+        .collect()
+}
+
+// The matches below have no wildcard: adding a variant stops this file from compiling
+// until the variant has a sample above.
+
+fn request_variant(r: &InstanceRequest) -> usize {
+    use InstanceRequest::*;
+    match r {
+        Register { .. } => 0,
+        Checkpoint { .. } => 1,
+        GetCheckpoint { .. } => 2,
+        Sleep { .. } => 3,
+        Heartbeat { .. } => 4,
+        Completed { .. } => 5,
+        Failed { .. } => 6,
+        Suspended { .. } => 7,
+        Sleeping { .. } => 8,
+        CustomEvent { .. } => 9,
+        PollSignal => 10,
+        AckSignal { .. } => 11,
+        RetryAttempt { .. } => 12,
+        GetStatus { .. } => 13,
+    }
+}
+
+fn response_variant(r: &InstanceResponse) -> usize {
+    use InstanceResponse::*;
+    match r {
+        Registered { .. } => 0,
+        Checkpointed { .. } => 1,
+        Checkpoint { .. } => 2,
+        Slept { .. } => 3,
+        Done => 4,
+        Signal(_) => 5,
+        Status(_) => 6,
+        Error(_) => 7,
+    }
+}
+
+fn management_request_variant(r: &ManagementRequest) -> usize {
+    match r {
+        ManagementRequest::Ping => 0,
+        ManagementRequest::GetInstanceStatus { .. } => 1,
+    }
+}
+
+fn management_response_variant(r: &ManagementResponse) -> usize {
+    match r {
+        ManagementResponse::Pong { .. } => 0,
+        ManagementResponse::Status(_) => 1,
+        ManagementResponse::Error(_) => 2,
+    }
+}
+
+fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
+    let seen: BTreeSet<usize> = samples.iter().map(variant).collect();
+    assert_eq!(
+        seen,
+        (0..count).collect(),
+        "a variant of {} has no sample",
+        std::any::type_name::<T>()
+    );
+}
+
+#[test]
+fn every_variant_has_a_sample() {
+    covered(&requests(), request_variant, 14);
+    covered(&responses(), response_variant, 8);
+    covered(&management_requests(), management_request_variant, 2);
+    covered(&management_responses(), management_response_variant, 3);
+    // Every code in the sample set, in its wire order.
+    let codes: Vec<ErrorCode> = wire_errors().iter().map(|e| e.code).collect();
+    assert_eq!(codes, ErrorCode::ALL);
+}
+
+fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: &T) {
+    let frame = encode_frame(value).unwrap();
+    let back: T = decode_frame(&frame, DEFAULT_MAX_FRAME_LEN).unwrap();
+    assert_eq!(&back, value);
+    let payload = encode_payload(value).unwrap();
+    assert_eq!(payload, frame[LENGTH_PREFIX_LEN..]);
+    assert_eq!(&decode_payload::<T>(&payload).unwrap(), value);
+    let envelope = Envelope::new(u64::MAX - 3, value);
+    let frame = encode_frame(&envelope).unwrap();
+    let back: Envelope<T> = decode_frame(&frame, DEFAULT_MAX_FRAME_LEN).unwrap();
+    assert_eq!(back.request_id, u64::MAX - 3);
+    assert_eq!(&back.body, value);
+}
+
+#[test]
+fn every_message_round_trips() {
+    requests().iter().for_each(round_trip);
+    responses().iter().for_each(round_trip);
+    hellos().iter().for_each(round_trip);
+    hello_replies().iter().for_each(round_trip);
+    management_requests().iter().for_each(round_trip);
+    management_responses().iter().for_each(round_trip);
+    wire_errors().iter().for_each(round_trip);
+    wire_errors()
+        .into_iter()
+        .map(InstanceResponse::Error)
+        .for_each(|r| round_trip(&r));
+}
+
+#[tokio::test]
+async fn every_message_round_trips_through_a_stream() {
+    let mut stream = Vec::new();
+    for request in requests() {
+        write_frame(&mut stream, &request).await.unwrap();
+    }
+    let mut reader: &[u8] = &stream;
+    for request in requests() {
+        let back: InstanceRequest = read_frame(&mut reader, DEFAULT_MAX_FRAME_LEN)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(back, request);
+    }
+    let end: Option<InstanceRequest> = read_frame(&mut reader, DEFAULT_MAX_FRAME_LEN)
+        .await
+        .unwrap();
+    assert!(end.is_none());
+}
+
+#[test]
+fn a_reply_keeps_the_request_id() {
+    let request = Envelope::new(42, InstanceRequest::PollSignal);
+    let reply = request.reply(InstanceResponse::Signal(None));
+    assert_eq!(reply.request_id, 42);
+}
+
+/// An encoded frame and whether bytes decode as the frame's message type.
+type SampleFrame = (Vec<u8>, fn(&[u8]) -> bool);
+
+/// Every sample of every message type, encoded as a frame, with its decoder.
+fn sample_frames() -> Vec<SampleFrame> {
+    fn frames<T: Serialize>(samples: Vec<T>, decodes: fn(&[u8]) -> bool) -> Vec<SampleFrame> {
+        samples
+            .iter()
+            .map(|s| (encode_frame(s).unwrap(), decodes))
+            .collect()
+    }
+    fn decodes<T: DeserializeOwned>(bytes: &[u8]) -> bool {
+        decode_frame::<T>(bytes, DEFAULT_MAX_FRAME_LEN).is_ok()
+    }
+    let mut all = frames(requests(), decodes::<InstanceRequest>);
+    all.extend(frames(responses(), decodes::<InstanceResponse>));
+    all.extend(frames(hellos(), decodes::<Hello>));
+    all.extend(frames(hello_replies(), decodes::<HelloReply>));
+    all.extend(frames(management_requests(), decodes::<ManagementRequest>));
+    all.extend(frames(
+        management_responses(),
+        decodes::<ManagementResponse>,
+    ));
+    all.extend(frames(
+        requests()
+            .into_iter()
+            .map(|r| Envelope::new(9, r))
+            .collect(),
+        decodes::<InstanceRequestEnvelope>,
+    ));
+    all
+}
+
+#[test]
+fn truncated_frames_are_errors_at_every_offset() {
+    for (frame, decodes) in sample_frames() {
+        assert!(decodes(&frame));
+        for cut in 0..frame.len() {
+            assert!(!decodes(&frame[..cut]), "{frame:?} cut at {cut} decoded");
+        }
+    }
+}
+
+#[tokio::test]
+async fn truncated_streams_are_errors_at_every_offset() {
+    for request in requests() {
+        let frame = encode_frame(&request).unwrap();
+        for cut in 1..frame.len() {
+            let mut reader = &frame[..cut];
+            let result = read_frame::<_, InstanceRequest>(&mut reader, DEFAULT_MAX_FRAME_LEN).await;
+            assert!(
+                matches!(result, Err(ProtocolError::Truncated { .. })),
+                "{request:?} cut at {cut}: {result:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn oversized_length_prefix_is_refused() {
+    let mut frame = u32::MAX.to_be_bytes().to_vec();
+    frame.extend_from_slice(b"tiny");
+    let error = decode_frame::<InstanceRequest>(&frame, DEFAULT_MAX_FRAME_LEN).unwrap_err();
+    assert!(
+        matches!(error, ProtocolError::FrameTooLarge { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "frame of {} bytes is larger than the limit of {DEFAULT_MAX_FRAME_LEN} bytes",
+            u32::MAX
+        )
+    );
+    assert_eq!(WireError::from(&error).code, ErrorCode::FrameTooLarge);
+}
+
+/// A reader holding a prefix that fails the test if anything past it is read.
+struct PrefixOnly([u8; 4], usize);
+
+impl tokio::io::AsyncRead for PrefixOnly {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let at = self.1;
+        assert!(at < 4, "the payload of an oversized frame was read");
+        let prefix = self.0;
+        let n = buf.remaining().min(4 - at);
+        buf.put_slice(&prefix[at..at + n]);
+        self.1 += n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn streamed_oversized_frames_are_refused_from_the_prefix_alone() {
+    // A 4 GiB announcement: allocating for it would abort the test.
+    let mut reader = PrefixOnly(u32::MAX.to_be_bytes(), 0);
+    let result = read_frame::<_, InstanceRequest>(&mut reader, DEFAULT_MAX_FRAME_LEN).await;
+    assert!(
+        matches!(result, Err(ProtocolError::FrameTooLarge { len, max })
+            if len == u32::MAX as usize && max == DEFAULT_MAX_FRAME_LEN),
+        "{result:?}"
+    );
+    // One byte over a small per-reader limit.
+    let mut reader = PrefixOnly(1025u32.to_be_bytes(), 0);
+    let result = read_frame::<_, InstanceRequest>(&mut reader, 1024).await;
+    assert!(matches!(
+        result,
+        Err(ProtocolError::FrameTooLarge {
+            len: 1025,
+            max: 1024
+        })
+    ));
+}
+
+#[tokio::test]
+async fn a_large_announcement_with_little_behind_it_is_truncated() {
+    let mut input = (DEFAULT_MAX_FRAME_LEN as u32).to_be_bytes().to_vec();
+    input.extend_from_slice(&[0; 10]);
+    let mut reader: &[u8] = &input;
+    let result = read_frame::<_, InstanceRequest>(&mut reader, DEFAULT_MAX_FRAME_LEN).await;
+    assert!(
+        matches!(result, Err(ProtocolError::Truncated { expected, got: 10 }) if expected == DEFAULT_MAX_FRAME_LEN),
+        "{result:?}"
+    );
+}
+
+/// A small deterministic PRNG (xorshift64) so failures reproduce.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn decode_with_every_decoder(buf: &[u8]) {
+    let max = DEFAULT_MAX_FRAME_LEN;
+    let _ = decode_frame::<InstanceRequest>(buf, max);
+    let _ = decode_frame::<InstanceResponse>(buf, max);
+    let _ = decode_frame::<InstanceRequestEnvelope>(buf, max);
+    let _ = decode_frame::<InstanceResponseEnvelope>(buf, max);
+    let _ = decode_frame::<Hello>(buf, max);
+    let _ = decode_frame::<HelloReply>(buf, max);
+    let _ = decode_frame::<ManagementRequest>(buf, max);
+    let _ = decode_frame::<ManagementResponse>(buf, max);
+    let payload = buf.get(LENGTH_PREFIX_LEN..).unwrap_or_default();
+    let _ = decode_payload::<InstanceRequest>(payload);
+    let _ = decode_payload::<InstanceResponse>(payload);
+    let _ = decode_payload::<Hello>(payload);
+    let _ = decode_payload::<HelloReply>(payload);
+    let _ = decode_payload::<ManagementResponse>(payload);
+}
+
+#[test]
+fn random_garbage_never_panics() {
+    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+    for round in 0..20_000 {
+        let len = (rng.next() % 256) as usize;
+        let mut buf: Vec<u8> = (0..len + 4).map(|_| rng.next() as u8).collect();
+        if round % 2 == 0 {
+            // A consistent prefix, so the garbage reaches the payload decoder.
+            buf[..4].copy_from_slice(&(len as u32).to_be_bytes());
+        }
+        decode_with_every_decoder(&buf);
+    }
+}
+
+#[test]
+fn damaged_frames_never_panic() {
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let frames = sample_frames();
+    for _ in 0..20_000 {
+        let (frame, _) = &frames[(rng.next() % frames.len() as u64) as usize];
+        let mut buf = frame.clone();
+        for _ in 0..=rng.next() % 4 {
+            // Damage the payload, keep the prefix consistent.
+            let at = LENGTH_PREFIX_LEN + (rng.next() as usize % (buf.len() - LENGTH_PREFIX_LEN));
+            buf[at] = rng.next() as u8;
+        }
+        decode_with_every_decoder(&buf);
+    }
+}
+
+#[test]
+fn trailing_bytes_are_malformed() {
+    let mut frame = encode_frame(&InstanceRequest::PollSignal).unwrap();
+    frame.push(0);
+    assert!(matches!(
+        decode_frame::<InstanceRequest>(&frame, DEFAULT_MAX_FRAME_LEN),
+        Err(ProtocolError::Malformed(_))
+    ));
+    let prefix = (frame.len() as u32 - 4).to_be_bytes();
+    frame[..4].copy_from_slice(&prefix);
+    let error = decode_frame::<InstanceRequest>(&frame, DEFAULT_MAX_FRAME_LEN).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "malformed message: 1 bytes after the end of the message"
+    );
+}
+
+#[test]
+fn an_unknown_variant_is_malformed() {
+    let frame = [0, 0, 0, 1, 200];
+    let error = decode_frame::<InstanceRequest>(&frame, DEFAULT_MAX_FRAME_LEN).unwrap_err();
+    assert!(matches!(error, ProtocolError::Malformed(_)), "{error:?}");
+    assert!(error.to_string().starts_with("malformed message: "));
+    assert_eq!(WireError::from(&error).code, ErrorCode::Malformed);
+}
+
+#[test]
+fn a_checkpoint_request_is_small_and_fast() {
+    let request = Envelope::new(
+        17,
+        InstanceRequest::Checkpoint {
+            epoch: 3,
+            checkpoint_id: "charge::order-42".into(),
+            state: bytes(&[7; 100]),
+        },
+    );
+    let frame = encode_frame(&request).unwrap();
+    assert!(frame.len() < 130, "{} bytes", frame.len());
+    let reply = request.reply(InstanceResponse::Checkpointed {
+        existing_state: None,
+        signal: None,
+    });
+    let reply_frame = encode_frame(&reply).unwrap();
+
+    let rounds = 20_000u32;
+    let mut best = std::time::Duration::MAX;
+    for _ in 0..5 {
+        let start = std::time::Instant::now();
+        for _ in 0..rounds {
+            let frame = encode_frame(std::hint::black_box(&request)).unwrap();
+            let back: InstanceRequestEnvelope =
+                decode_frame(std::hint::black_box(&frame), DEFAULT_MAX_FRAME_LEN).unwrap();
+            std::hint::black_box(back);
+        }
+        best = best.min(start.elapsed() / rounds);
+    }
+    println!(
+        "checkpoint request (100-byte state, in its envelope): {} bytes framed; reply {} bytes; \
+         encode+decode {:?}",
+        frame.len(),
+        reply_frame.len(),
+        best
+    );
+}

@@ -1,0 +1,119 @@
+//! The error type of `runtara-sdk`.
+
+/// Result type of `runtara-sdk`.
+pub type Result<T, E = SdkError> = std::result::Result<T, E>;
+
+/// Everything an SDK call can fail with.
+///
+/// Durable functions need `E: From<SdkError>` so these errors reach the caller
+/// through the function's own error type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SdkError {
+    /// No SDK is registered for this process (or this task's scope).
+    #[error(
+        "no runtara sdk is registered; call `RuntaraSdk::init` or `runtara_sdk::register_sdk` \
+         before calling a `#[durable]` function"
+    )]
+    NotInitialized,
+    /// `register_sdk` was called a second time.
+    #[error("a runtara sdk is already registered for this process; `register_sdk` succeeds once")]
+    AlreadyRegistered,
+    /// An instance call was made before `register`.
+    #[error("instance `{instance_id}` is not registered; call `register` (or `init`) first")]
+    NotRegistered {
+        /// The SDK's instance id.
+        instance_id: String,
+    },
+    /// The instance was cancelled; stop work.
+    #[error("the instance was cancelled")]
+    Cancelled,
+    /// The instance was paused; its result so far is recorded; exit and resume later.
+    #[error("the instance was paused")]
+    Paused,
+    /// A recorded result no longer decodes into the function's return type.
+    #[error(
+        "the recorded result of durable call `{checkpoint_id}` does not decode as `{type_name}` \
+         (did the return type change since it was recorded?)"
+    )]
+    Decode {
+        /// The durable call's checkpoint id, `"{fn_name}::{key}"`.
+        checkpoint_id: String,
+        /// The Rust type it was decoded into.
+        type_name: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A durable call's result could not be encoded to JSON.
+    #[error("the result of durable call `{checkpoint_id}` cannot be encoded as `{type_name}`")]
+    Encode {
+        /// The durable call's checkpoint id.
+        checkpoint_id: String,
+        /// The Rust type being encoded.
+        type_name: &'static str,
+        /// The encoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The persistence layer refused or failed the operation. Nothing was recorded.
+    #[error(transparent)]
+    Persistence(#[from] runtara_core::Error),
+    /// An environment variable is missing.
+    #[error("environment variable `{var}` is required but not set")]
+    MissingEnv {
+        /// The variable's name.
+        var: &'static str,
+    },
+    /// An environment variable has a value that cannot be used.
+    #[error("environment variable `{var}` has an invalid value `{value}`: {reason}")]
+    InvalidEnv {
+        /// The variable's name.
+        var: &'static str,
+        /// The value found.
+        value: String,
+        /// What was expected.
+        reason: String,
+    },
+    /// The server could not be reached (after retrying until the deadline).
+    #[error("cannot reach the runtara server at {addr}: {message}")]
+    Connect {
+        /// The server address.
+        addr: std::net::SocketAddr,
+        /// What went wrong last.
+        message: String,
+    },
+    /// A request did not complete before its deadline (reconnects included).
+    #[error("`{operation}` timed out after {after:?}")]
+    Timeout {
+        /// The request.
+        operation: &'static str,
+        /// The deadline.
+        after: std::time::Duration,
+    },
+    /// The server refused the request.
+    #[error("the server refused `{operation}` ({code}): {message}")]
+    Server {
+        /// The request.
+        operation: &'static str,
+        /// The protocol error code.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// A TLS problem: a certificate that cannot be read, or a server certificate that is
+    /// not trusted.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The server sent something this SDK cannot understand.
+    #[error("protocol error")]
+    Protocol(#[from] runtara_protocol::ProtocolError),
+    /// The operation is not available with this backend.
+    #[error("`{operation}` is not supported by the {backend} backend")]
+    Unsupported {
+        /// The operation.
+        operation: &'static str,
+        /// The backend.
+        backend: &'static str,
+    },
+}

@@ -1,0 +1,84 @@
+//! Durable functions for Rust.
+//!
+//! Put `#[durable]` on the async functions whose results must survive a crash, call
+//! [`RuntaraSdk::init`] at start-up, and a restarted program skips every step already
+//! recorded and carries on.
+//!
+//! ```no_run
+//! use runtara_sdk::{durable, RuntaraSdk, SdkError};
+//!
+//! #[durable]
+//! async fn charge(order_id: String, cents: u64) -> Result<String, SdkError> {
+//!     // talk to the payment provider; runs once per order, even across crashes
+//!     Ok(format!("receipt-{order_id}-{cents}"))
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let persistence = runtara_sdk::persistence::connect("sqlite://runtara.db").await?;
+//!     RuntaraSdk::embedded(persistence, "order-42", "acme").init(None).await?;
+//!     let receipt = charge("order-42".to_string(), 1999).await?;
+//!     runtara_sdk::sdk()?.completed(receipt.as_bytes()).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! A durable call's checkpoint id is `"{fn_name}::{key}"`, where the key is its first
+//! argument; see [`durable`] for the full contract.
+
+mod backend;
+mod config;
+mod durable;
+mod error;
+mod heartbeat;
+pub mod persistence;
+mod quic;
+mod registry;
+mod replay_cache;
+mod responses;
+mod retry;
+mod sdk;
+
+pub use config::{SdkConfig, DEFAULT_SERVER_ADDR};
+pub use error::{Result, SdkError};
+pub use registry::{current_sdk, register_sdk, sdk};
+pub use responses::{CheckpointResult, Signal, StatusResponse};
+pub use retry::{RetryPolicy, Retryable, Strategy, MAX_RETRY_DELAY};
+pub use runtara_core::{InstanceStatus, Persistence, SignalType};
+pub use sdk::{RuntaraSdk, DEFAULT_SIGNAL_POLL_INTERVAL};
+
+/// Makes an async function durable: its result is recorded once and replayed after a restart.
+///
+/// ```ignore
+/// #[durable]                                                               // defaults
+/// #[durable(max_retries = 5, strategy = ExponentialBackoff, delay = 500)]  // delay in ms
+/// async fn charge(key: String, order: &Order) -> Result<Receipt, MyError> { .. }
+/// ```
+///
+/// - Applies to `async fn` returning `Result<T, E>` with `T: Serialize + DeserializeOwned`
+///   and `E: From<SdkError> + Display`.
+/// - The first argument (after `self`) is the idempotency key (`Display`); the checkpoint
+///   id is `"{fn_name}::{key}"`, stable across versions.
+/// - Hit: the recorded value is returned without running the body. A recorded value that
+///   no longer decodes into `T` is [`SdkError::Decode`], naming the key and the type.
+/// - Miss: the body runs; on `Ok(v)`, `v` is recorded and returned once the record is
+///   acknowledged. A failed record is an error, never a silent non-durable success.
+/// - Retries (defaults: `max_retries = 3`, `strategy = ExponentialBackoff`,
+///   `delay = 1000`): retry k waits `delay * 2^(k-1)` ms (capped at [`MAX_RETRY_DELAY`]),
+///   is recorded with [`RuntaraSdk::record_retry_attempt`], and the count survives a
+///   restart. Errors whose type implements [`Retryable`] returning false are not retried.
+///   With retries enabled, owned arguments are cloned for each attempt, so they must be
+///   `Clone`; `max_retries = 0` lifts that requirement.
+/// - A pending cancel seen when the result is recorded returns [`SdkError::Cancelled`];
+///   a pending pause returns [`SdkError::Paused`] after the value is recorded.
+pub use runtara_macros::durable;
+
+/// Items used by the code `#[durable]` generates. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::durable::{
+        assert_durable_result, checkpoint_id, clone_argument, run_durable, run_durable_once,
+        Classify, DurableError, Recordable, ResultParts, RetryArgument, RetryFallback,
+    };
+    pub use crate::retry::{RetryPolicy, Strategy};
+}

@@ -1,0 +1,28 @@
+//! Persistence for embedded mode: open a SQLite file or a PostgreSQL database.
+
+use std::sync::Arc;
+
+pub use runtara_core::{
+    CheckpointRecord, EventRecord, InstanceRecord, InstanceStatus, Persistence, RetryAttemptRecord,
+    SignalOutcome, SignalType,
+};
+
+use crate::SdkError;
+
+/// Opens the persistence named by `url` and applies its migrations.
+///
+/// | URL | backend |
+/// |---|---|
+/// | `sqlite:///abs/path.db` | SQLite file at an absolute path (created if missing) |
+/// | `sqlite://relative/path.db` | SQLite file relative to the working directory |
+/// | `sqlite::memory:` | in-memory SQLite, gone when dropped |
+/// | `postgres://user@host:5432/db` | PostgreSQL |
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), runtara_sdk::SdkError> {
+/// let persistence = runtara_sdk::persistence::connect("sqlite://runtara.db").await?;
+/// # let _ = persistence; Ok(()) }
+/// ```
+pub async fn connect(url: &str) -> Result<Arc<dyn Persistence>, SdkError> {
+    Ok(runtara_core::connect(url).await?)
+}

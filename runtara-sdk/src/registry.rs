@@ -1,0 +1,46 @@
+//! The SDK that `#[durable]` functions use: one per process, or one per task scope.
+
+use std::future::Future;
+use std::sync::OnceLock;
+
+use crate::{RuntaraSdk, SdkError};
+
+static GLOBAL: OnceLock<RuntaraSdk> = OnceLock::new();
+
+tokio::task_local! {
+    static SCOPED: RuntaraSdk;
+}
+
+/// Makes `sdk` the process-wide SDK used by `#[durable]` functions.
+///
+/// Succeeds once; a second call returns [`SdkError::AlreadyRegistered`] and leaves the
+/// first SDK in place. [`RuntaraSdk::init`] calls this for you.
+pub fn register_sdk(sdk: RuntaraSdk) -> Result<(), SdkError> {
+    GLOBAL.set(sdk).map_err(|_| SdkError::AlreadyRegistered)
+}
+
+/// The process-wide SDK, or [`SdkError::NotInitialized`].
+///
+/// Inside [`RuntaraSdk::scope`] durable functions use the scoped SDK instead; use
+/// [`current_sdk`] to get whichever is in force.
+pub fn sdk() -> Result<&'static RuntaraSdk, SdkError> {
+    GLOBAL.get().ok_or(SdkError::NotInitialized)
+}
+
+/// The SDK in force for this task: the scoped one if any, else the process-wide one.
+pub fn current_sdk() -> Result<RuntaraSdk, SdkError> {
+    SCOPED
+        .try_with(RuntaraSdk::clone)
+        .or_else(|_| sdk().cloned())
+}
+
+impl RuntaraSdk {
+    /// Runs `future` with this SDK in force for every `#[durable]` call it makes
+    /// (on this task; tasks it spawns do not inherit it).
+    ///
+    /// Lets one process drive many instances, and lets tests install an SDK
+    /// without touching the process-wide one.
+    pub async fn scope<F: Future>(self, future: F) -> F::Output {
+        SCOPED.scope(self, future).await
+    }
+}

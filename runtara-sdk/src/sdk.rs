@@ -1,0 +1,489 @@
+//! `RuntaraSdk`: the instance's handle on its durable state.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runtara_core::{Persistence, SignalType};
+
+use crate::backend::{Backend, Embedded};
+use crate::heartbeat::HeartbeatTask;
+use crate::quic::Quic;
+use crate::replay_cache::ReplayCache;
+use crate::responses::{CheckpointResult, Signal, StatusResponse};
+use crate::{register_sdk, Result, SdkConfig, SdkError};
+
+/// Default minimum time between two [`RuntaraSdk::poll_signal`] calls that reach storage.
+pub const DEFAULT_SIGNAL_POLL_INTERVAL: Duration = Duration::from_millis(1_000);
+
+/// High-level SDK client for one instance.
+///
+/// Wraps a backend (embedded persistence today) and provides every instance lifecycle
+/// operation. Cheap to clone: clones share one connection, registration and replay cache.
+/// Every method takes `&self`, so many tasks can use one SDK at once.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use runtara_sdk::RuntaraSdk;
+///
+/// let persistence = runtara_sdk::persistence::connect("sqlite://runtara.db").await?;
+/// let sdk = RuntaraSdk::embedded(persistence, "order-42", "acme");
+/// sdk.connect().await?; // no-op for embedded
+/// sdk.register(None).await?;
+/// let result = sdk.checkpoint("step-1", b"state").await?;
+/// if let Some(earlier) = result.existing_state() {
+///     // resuming: restore from `earlier` and skip the work
+/// #   let _ = earlier;
+/// }
+/// sdk.completed(b"done").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RuntaraSdk {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    instance_id: String,
+    tenant_id: String,
+    backend: Box<dyn Backend>,
+    /// Epoch of this run; 0 until registered.
+    epoch: AtomicI64,
+    pub(crate) replay: ReplayCache,
+    heartbeat_interval_ms: AtomicU64,
+    signal_poll_interval: Duration,
+    /// The checkpoint `init` resumes from when none is given (`RUNTARA_CHECKPOINT_ID`).
+    resume_from: Option<String>,
+    last_signal_poll: Mutex<Option<Instant>>,
+    heartbeat: Mutex<Option<HeartbeatTask>>,
+}
+
+impl RuntaraSdk {
+    /// Creates an SDK that stores everything through `persistence`, in this process.
+    ///
+    /// No server is needed: open a SQLite file or PostgreSQL database with
+    /// [`persistence::connect`](crate::persistence::connect). Automatic heartbeats are off
+    /// by default (nothing watches them without a server); see
+    /// [`with_heartbeat_interval`](Self::with_heartbeat_interval).
+    pub fn embedded(
+        persistence: Arc<dyn Persistence>,
+        instance_id: impl Into<String>,
+        tenant_id: impl Into<String>,
+    ) -> RuntaraSdk {
+        RuntaraSdk::with_backend(
+            Box::new(Embedded(persistence)),
+            instance_id.into(),
+            tenant_id.into(),
+            Duration::ZERO,
+            DEFAULT_SIGNAL_POLL_INTERVAL,
+            None,
+        )
+    }
+
+    /// Creates an SDK that talks to `runtara-server` over QUIC.
+    ///
+    /// Reads the CA file named by the config, but does no network I/O: call
+    /// [`connect`](Self::connect) and [`register`](Self::register), or [`init`](Self::init).
+    /// Verification is on unless the config says otherwise; with neither a CA nor
+    /// `skip_cert_verification`, this fails with a message saying what to set.
+    pub fn new(config: SdkConfig) -> Result<RuntaraSdk> {
+        let (instance_id, tenant_id) = (config.instance_id.clone(), config.tenant_id.clone());
+        let (heartbeat, poll) = (config.heartbeat_interval, config.signal_poll_interval);
+        let resume_from = config.checkpoint_id.clone();
+        let backend = Box::new(Quic::new(config)?);
+        Ok(RuntaraSdk::with_backend(
+            backend,
+            instance_id,
+            tenant_id,
+            heartbeat,
+            poll,
+            resume_from,
+        ))
+    }
+
+    /// Creates a QUIC SDK from environment variables (see [`SdkConfig::from_env`]).
+    pub fn from_env() -> Result<RuntaraSdk> {
+        RuntaraSdk::new(SdkConfig::from_env()?)
+    }
+
+    /// Creates a QUIC SDK for local development: 127.0.0.1:8001, certificate verification off.
+    pub fn localhost(
+        instance_id: impl Into<String>,
+        tenant_id: impl Into<String>,
+    ) -> Result<RuntaraSdk> {
+        RuntaraSdk::new(SdkConfig::localhost(instance_id, tenant_id))
+    }
+
+    fn with_backend(
+        backend: Box<dyn Backend>,
+        instance_id: String,
+        tenant_id: String,
+        heartbeat_interval: Duration,
+        signal_poll_interval: Duration,
+        resume_from: Option<String>,
+    ) -> RuntaraSdk {
+        RuntaraSdk {
+            inner: Arc::new(Inner {
+                instance_id,
+                tenant_id,
+                backend,
+                epoch: AtomicI64::new(0),
+                replay: ReplayCache::default(),
+                heartbeat_interval_ms: AtomicU64::new(
+                    u64::try_from(heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
+                ),
+                signal_poll_interval,
+                resume_from,
+                last_signal_poll: Mutex::new(None),
+                heartbeat: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Sets the automatic heartbeat interval (zero disables); takes effect at `register`.
+    pub fn with_heartbeat_interval(self, interval: Duration) -> RuntaraSdk {
+        let ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        self.inner
+            .heartbeat_interval_ms
+            .store(ms, Ordering::Relaxed);
+        self
+    }
+
+    /// Initializes the SDK in one call: `connect`, `register(checkpoint_id)`, then
+    /// [`register_sdk`] so `#[durable]` functions use it.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use runtara_sdk::RuntaraSdk;
+    /// let persistence = runtara_sdk::persistence::connect("sqlite://runtara.db").await?;
+    /// RuntaraSdk::embedded(persistence, "my-instance", "my-tenant")
+    ///     .init(None)
+    ///     .await?;
+    /// // `#[durable]` functions now record their results.
+    /// # Ok(()) }
+    /// ```
+    pub async fn init(self, checkpoint_id: Option<&str>) -> Result<()> {
+        self.connect().await?;
+        let resume_from = checkpoint_id.or(self.inner.resume_from.as_deref());
+        self.register(resume_from).await?;
+        register_sdk(self)
+    }
+
+    /// Connects to the backend (a no-op for embedded mode).
+    pub async fn connect(&self) -> Result<()> {
+        self.inner.backend.connect().await
+    }
+
+    /// Whether the backend is connected (always true for embedded mode).
+    pub async fn is_connected(&self) -> bool {
+        self.inner.backend.is_connected().await
+    }
+
+    /// Registers this run of the instance: creates the instance if it is new, or resumes it.
+    ///
+    /// Loads every recorded step in one round trip so replayed durable calls cost none, and
+    /// takes a new epoch, fencing out any older run of the same instance. `checkpoint_id` is
+    /// the checkpoint the run says it resumes from (recorded for operators). Registering a
+    /// finished instance is an error.
+    pub async fn register(&self, checkpoint_id: Option<&str>) -> Result<()> {
+        let inner = &self.inner;
+        let (epoch, log) = inner
+            .backend
+            .register(&inner.instance_id, &inner.tenant_id, checkpoint_id)
+            .await?;
+        inner.replay.load(log);
+        inner.epoch.store(epoch, Ordering::Release);
+        tracing::debug!(
+            instance_id = %inner.instance_id,
+            epoch,
+            backend = inner.backend.name(),
+            recorded_steps = inner.replay.len(),
+            "registered"
+        );
+        self.start_heartbeats();
+        Ok(())
+    }
+
+    /// Saves `state` under `checkpoint_id`, or returns the state saved there earlier.
+    ///
+    /// One atomic insert-if-absent: on a fresh run the state is stored and
+    /// [`CheckpointResult::existing_state`] is `None`; on a resumed run the earlier state
+    /// is returned and nothing changes. Counts as a heartbeat, and reports any pending
+    /// cancel or pause ([`CheckpointResult::should_cancel`], [`CheckpointResult::should_pause`]).
+    /// Returns only after the state is durable.
+    pub async fn checkpoint(&self, checkpoint_id: &str, state: &[u8]) -> Result<CheckpointResult> {
+        let epoch = self.epoch()?;
+        let outcome = self
+            .inner
+            .backend
+            .checkpoint(&self.inner.instance_id, epoch, checkpoint_id, state)
+            .await?;
+        Ok(CheckpointResult {
+            existing_state: outcome.existing_state,
+            signal: outcome.signal.map(Signal::from),
+        })
+    }
+
+    /// Read-only lookup of a checkpoint; `None` when nothing is recorded under the id.
+    pub async fn get_checkpoint(&self, checkpoint_id: &str) -> Result<Option<Vec<u8>>> {
+        self.inner
+            .backend
+            .get_checkpoint(&self.inner.instance_id, checkpoint_id)
+            .await
+    }
+
+    /// Durable sleep: records a checkpoint with `state` and the wake time, then sleeps.
+    ///
+    /// After a restart the same call finds the recorded wake time and sleeps only the
+    /// remaining time (none if it has passed). In embedded mode the sleep always happens
+    /// in this process.
+    pub async fn sleep(&self, duration: Duration, checkpoint_id: &str, state: &[u8]) -> Result<()> {
+        let epoch = self.epoch()?;
+        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+        let remaining = self
+            .inner
+            .backend
+            .sleep(&self.inner.instance_id, epoch, checkpoint_id, state, millis)
+            .await?;
+        if !remaining.is_zero() {
+            tokio::time::sleep(remaining).await;
+        }
+        Ok(())
+    }
+
+    /// Sends a heartbeat ("I'm alive") without checkpointing.
+    pub async fn heartbeat(&self) -> Result<()> {
+        let epoch = self.epoch()?;
+        self.inner
+            .backend
+            .heartbeat(&self.inner.instance_id, epoch)
+            .await
+    }
+
+    /// Reports that the instance finished with `output`; acknowledged once stored.
+    pub async fn completed(&self, output: &[u8]) -> Result<()> {
+        let epoch = self.epoch()?;
+        self.inner
+            .backend
+            .completed(&self.inner.instance_id, epoch, output)
+            .await?;
+        self.stop_heartbeats();
+        Ok(())
+    }
+
+    /// Reports that the instance failed with `error`; acknowledged once stored.
+    pub async fn failed(&self, error: &str) -> Result<()> {
+        let epoch = self.epoch()?;
+        self.inner
+            .backend
+            .failed(&self.inner.instance_id, epoch, error)
+            .await?;
+        self.stop_heartbeats();
+        Ok(())
+    }
+
+    /// Reports that the instance suspended itself (after a pause); it resumes from its
+    /// last checkpoint when registered again.
+    pub async fn suspended(&self) -> Result<()> {
+        let epoch = self.epoch()?;
+        self.inner
+            .backend
+            .suspended(&self.inner.instance_id, epoch)
+            .await?;
+        self.stop_heartbeats();
+        Ok(())
+    }
+
+    /// Stores a custom event; the subtype is opaque to Runtara.
+    pub async fn custom_event(&self, subtype: &str, payload: Vec<u8>) -> Result<()> {
+        self.epoch()?;
+        self.inner
+            .backend
+            .custom_event(&self.inner.instance_id, subtype, &payload)
+            .await
+    }
+
+    /// Polls for a pending signal, at most once per poll interval (1 s by default);
+    /// calls in between return `None` without reaching storage.
+    pub async fn poll_signal(&self) -> Result<Option<Signal>> {
+        {
+            let mut last = self
+                .inner
+                .last_signal_poll
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let now = Instant::now();
+            if last.is_some_and(|at| now.duration_since(at) < self.inner.signal_poll_interval) {
+                return Ok(None);
+            }
+            *last = Some(now);
+        }
+        self.poll_signal_now().await
+    }
+
+    /// Polls for a pending signal now, ignoring the rate limit.
+    pub async fn poll_signal_now(&self) -> Result<Option<Signal>> {
+        Ok(self
+            .inner
+            .backend
+            .pending_signal(&self.inner.instance_id)
+            .await?
+            .map(Signal::from))
+    }
+
+    /// Acknowledges a received signal. With `acknowledged`, the instance takes the
+    /// matching state (cancel → `cancelled`, pause → `suspended`); without it, the signal
+    /// is dropped.
+    pub async fn acknowledge_signal(
+        &self,
+        signal_type: SignalType,
+        acknowledged: bool,
+    ) -> Result<()> {
+        let epoch = self.epoch()?;
+        self.inner
+            .backend
+            .acknowledge_signal(&self.inner.instance_id, epoch, signal_type, acknowledged)
+            .await?;
+        if acknowledged && signal_type != SignalType::Resume {
+            self.stop_heartbeats();
+        }
+        Ok(())
+    }
+
+    /// Returns [`SdkError::Cancelled`] (and acknowledges the cancel) if one is pending.
+    /// Uses the rate-limited [`poll_signal`](Self::poll_signal).
+    pub async fn check_cancelled(&self) -> Result<()> {
+        self.check_signal(SignalType::Cancel, SdkError::Cancelled)
+            .await
+    }
+
+    /// Returns [`SdkError::Paused`] (and acknowledges the pause) if one is pending.
+    pub async fn check_paused(&self) -> Result<()> {
+        self.check_signal(SignalType::Pause, SdkError::Paused).await
+    }
+
+    async fn check_signal(&self, wanted: SignalType, error: SdkError) -> Result<()> {
+        match self.poll_signal().await? {
+            Some(signal) if signal.signal_type == wanted => {
+                self.acknowledge_signal(wanted, true).await?;
+                Err(error)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records retry `attempt_number` (1-based) of a durable call, for the audit trail
+    /// and so the attempt count survives a restart.
+    pub async fn record_retry_attempt(
+        &self,
+        checkpoint_id: &str,
+        attempt_number: u32,
+        error_message: Option<&str>,
+    ) -> Result<()> {
+        let epoch = self.epoch()?;
+        self.inner
+            .backend
+            .record_retry_attempt(
+                &self.inner.instance_id,
+                epoch,
+                checkpoint_id,
+                attempt_number,
+                error_message,
+            )
+            .await?;
+        self.inner
+            .replay
+            .set_attempts(checkpoint_id, attempt_number);
+        Ok(())
+    }
+
+    /// The current status of this instance.
+    pub async fn get_status(&self) -> Result<StatusResponse> {
+        self.get_instance_status(&self.inner.instance_id).await
+    }
+
+    /// The status of another instance of the same tenant.
+    pub async fn get_instance_status(&self, instance_id: &str) -> Result<StatusResponse> {
+        let not_found = || runtara_core::Error::InstanceNotFound {
+            instance_id: instance_id.to_owned(),
+        };
+        let record = self
+            .inner
+            .backend
+            .instance(instance_id)
+            .await?
+            .ok_or_else(not_found)?;
+        if record.tenant_id != self.inner.tenant_id {
+            return Err(not_found().into());
+        }
+        Ok(record.into())
+    }
+
+    /// The instance id.
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    /// The tenant id.
+    pub fn tenant_id(&self) -> &str {
+        &self.inner.tenant_id
+    }
+
+    /// Whether `register` has succeeded.
+    pub fn is_registered(&self) -> bool {
+        self.inner.epoch.load(Ordering::Acquire) > 0
+    }
+
+    /// The automatic heartbeat interval in milliseconds; 0 when disabled.
+    pub fn heartbeat_interval_ms(&self) -> u64 {
+        self.inner.heartbeat_interval_ms.load(Ordering::Relaxed)
+    }
+
+    /// The persistence this SDK writes to, in embedded mode (`None` over QUIC).
+    pub fn persistence(&self) -> Option<&Arc<dyn Persistence>> {
+        self.inner.backend.persistence()
+    }
+
+    /// This run's epoch, or `NotRegistered`.
+    pub(crate) fn epoch(&self) -> Result<i64> {
+        match self.inner.epoch.load(Ordering::Acquire) {
+            0 => Err(SdkError::NotRegistered {
+                instance_id: self.inner.instance_id.clone(),
+            }),
+            epoch => Ok(epoch),
+        }
+    }
+
+    fn start_heartbeats(&self) {
+        let interval = self.heartbeat_interval_ms();
+        if interval == 0 {
+            return;
+        }
+        let task =
+            HeartbeatTask::spawn(Arc::downgrade(&self.inner), Duration::from_millis(interval));
+        let mut slot = self
+            .inner
+            .heartbeat
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = task;
+    }
+
+    fn stop_heartbeats(&self) {
+        let mut slot = self
+            .inner
+            .heartbeat
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.take();
+    }
+}
+
+impl Inner {
+    /// Sends one heartbeat for the automatic heartbeat task.
+    pub(crate) async fn beat(&self) -> Result<()> {
+        let epoch = self.epoch.load(Ordering::Acquire);
+        self.backend.heartbeat(&self.instance_id, epoch).await
+    }
+}

@@ -1,0 +1,378 @@
+//! How `#[durable]` behaves, embedded and over QUIC, on a real SQLite file and on PostgreSQL.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use runtara_sdk::{durable, InstanceStatus, Retryable, SdkError, SignalType};
+use serde::{Deserialize, Serialize};
+use support::{unique, Fixture};
+
+on_every_backend!(
+    hit_does_not_run_the_body,
+    miss_runs_the_body_once_and_records_it,
+    retries_wait_with_backoff_and_are_recorded,
+    attempt_count_survives_a_restart,
+    non_retryable_error_is_not_retried,
+    stale_value_is_an_error_naming_key_and_type,
+    failed_record_is_an_error_not_a_silent_success,
+    cancel_is_reported_at_the_record_step,
+    pause_is_reported_after_the_value_is_recorded,
+    concurrent_calls_are_each_recorded_exactly_once,
+);
+
+#[durable]
+async fn counted(key: String, calls: &AtomicUsize) -> Result<u64, SdkError> {
+    calls.fetch_add(1, Ordering::SeqCst);
+    Ok(40 + key.len() as u64)
+}
+
+async fn hit_does_not_run_the_body(fx: Fixture) {
+    let instance = unique("hit");
+    let calls = AtomicUsize::new(0);
+    let first = fx.run(&instance).await;
+    let value = first.scope(counted("ab".into(), &calls)).await.unwrap();
+    assert_eq!((value, calls.load(Ordering::SeqCst)), (42, 1));
+
+    // Same run, same key: replayed from memory.
+    let again = fx.run(&instance).await;
+    let value = again
+        .clone()
+        .scope(counted("ab".into(), &calls))
+        .await
+        .unwrap();
+    assert_eq!(
+        (value, calls.load(Ordering::SeqCst)),
+        (42, 1),
+        "body ran on a hit"
+    );
+    let value = again.scope(counted("ab".into(), &calls)).await.unwrap();
+    assert_eq!((value, calls.load(Ordering::SeqCst)), (42, 1));
+}
+
+async fn miss_runs_the_body_once_and_records_it(fx: Fixture) {
+    let store = fx.store.clone();
+    let instance = unique("miss");
+    let calls = AtomicUsize::new(0);
+    let sdk = fx.run(&instance).await;
+    assert_eq!(
+        store
+            .get_checkpoint(&instance, "counted::abc")
+            .await
+            .unwrap(),
+        None
+    );
+    let value = sdk.scope(counted("abc".into(), &calls)).await.unwrap();
+    assert_eq!((value, calls.load(Ordering::SeqCst)), (43, 1));
+    let stored = store
+        .get_checkpoint(&instance, "counted::abc")
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.as_deref(),
+        Some(&b"43"[..]),
+        "checkpoint id is `{{fn_name}}::{{key}}`"
+    );
+}
+
+#[derive(Debug)]
+enum FlakyError {
+    Transient(u32),
+    Permanent,
+    Sdk(SdkError),
+}
+
+impl std::fmt::Display for FlakyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlakyError::Transient(n) => write!(f, "transient failure #{n}"),
+            FlakyError::Permanent => f.write_str("permanent failure"),
+            FlakyError::Sdk(e) => write!(f, "sdk: {e}"),
+        }
+    }
+}
+
+impl From<SdkError> for FlakyError {
+    fn from(error: SdkError) -> Self {
+        FlakyError::Sdk(error)
+    }
+}
+
+impl Retryable for FlakyError {
+    fn is_retryable(&self) -> bool {
+        !matches!(self, FlakyError::Permanent | FlakyError::Sdk(_))
+    }
+}
+
+/// Fails `failures` times, then succeeds.
+#[durable(max_retries = 3, strategy = ExponentialBackoff, delay = 40)]
+async fn flaky(key: String, calls: &AtomicUsize, failures: usize) -> Result<String, FlakyError> {
+    let call = calls.fetch_add(1, Ordering::SeqCst);
+    if call < failures {
+        return Err(FlakyError::Transient(call as u32 + 1));
+    }
+    Ok(format!("{key} done"))
+}
+
+async fn retries_wait_with_backoff_and_are_recorded(fx: Fixture) {
+    let store = fx.store.clone();
+    let instance = unique("retry");
+    let calls = AtomicUsize::new(0);
+    let sdk = fx.run(&instance).await;
+    let started = Instant::now();
+    let value = sdk.scope(flaky("k".into(), &calls, 2)).await.unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(value, "k done");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "two failures, then success"
+    );
+
+    let attempts = store.list_retry_attempts(&instance).await.unwrap();
+    let numbers: Vec<u32> = attempts.iter().map(|a| a.attempt).collect();
+    assert_eq!(numbers, [1, 2]);
+    assert!(attempts.iter().all(|a| a.checkpoint_id == "flaky::k"));
+    assert_eq!(attempts[0].error.as_deref(), Some("transient failure #1"));
+    assert_eq!(attempts[1].error.as_deref(), Some("transient failure #2"));
+    // Retry 1 waits 40 ms, retry 2 waits 80 ms (exponential backoff): lower bounds only.
+    assert!(attempts[1].created_at_ms - attempts[0].created_at_ms >= 40);
+    assert!(
+        elapsed >= Duration::from_millis(120),
+        "waited only {elapsed:?}"
+    );
+}
+
+#[durable(max_retries = 2, delay = 1)]
+async fn always_fails(
+    key: String,
+    calls: &AtomicUsize,
+    crash_on_call: usize,
+) -> Result<u8, FlakyError> {
+    let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+    if call == crash_on_call {
+        panic!("simulated crash in {key}");
+    }
+    Err(FlakyError::Transient(call as u32))
+}
+
+async fn attempt_count_survives_a_restart(fx: Fixture) {
+    let store = fx.store.clone();
+    let instance = unique("restart-retry");
+    // First run: fails, retry 1 fails, retry 2 crashes the task (panic) mid-attempt.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let first = fx.run(&instance).await;
+    let task_calls = calls.clone();
+    let crashed =
+        tokio::spawn(first.scope(async move { always_fails("k".into(), &task_calls, 3).await }))
+            .await;
+    assert!(crashed.is_err(), "the first run must crash");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(store.list_retry_attempts(&instance).await.unwrap().len(), 2);
+
+    // Restart: both retries are used up, so the body runs once more and the error is final.
+    let calls = AtomicUsize::new(0);
+    let second = fx.run(&instance).await;
+    let result = second.scope(always_fails("k".into(), &calls, 0)).await;
+    assert!(
+        matches!(result, Err(FlakyError::Transient(1))),
+        "{result:?}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "retries restarted from zero after a restart"
+    );
+    assert_eq!(store.list_retry_attempts(&instance).await.unwrap().len(), 2);
+}
+
+#[durable(max_retries = 5, delay = 1)]
+async fn rejects(key: String, calls: &AtomicUsize) -> Result<u8, FlakyError> {
+    calls.fetch_add(1, Ordering::SeqCst);
+    let _ = key;
+    Err(FlakyError::Permanent)
+}
+
+async fn non_retryable_error_is_not_retried(fx: Fixture) {
+    let store = fx.store.clone();
+    let instance = unique("permanent");
+    let calls = AtomicUsize::new(0);
+    let sdk = fx.run(&instance).await;
+    let result = sdk.scope(rejects("k".into(), &calls)).await;
+    assert!(matches!(result, Err(FlakyError::Permanent)));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(store
+        .list_retry_attempts(&instance)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.get_checkpoint(&instance, "rejects::k").await.unwrap(),
+        None
+    );
+}
+
+mod v1 {
+    use super::*;
+    #[durable]
+    pub async fn price(key: String) -> Result<u64, SdkError> {
+        let _ = key;
+        Ok(1999)
+    }
+}
+
+mod v2 {
+    use super::*;
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Money {
+        pub cents: u64,
+        pub currency: String,
+    }
+    #[durable]
+    pub async fn price(key: String, calls: &AtomicUsize) -> Result<Money, SdkError> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let _ = key;
+        Ok(Money {
+            cents: 1999,
+            currency: "EUR".into(),
+        })
+    }
+}
+
+async fn stale_value_is_an_error_naming_key_and_type(fx: Fixture) {
+    let instance = unique("stale");
+    let old = fx.run(&instance).await;
+    assert_eq!(old.scope(v1::price("sku-1".into())).await.unwrap(), 1999);
+
+    // A new version of the program changed the return type.
+    let calls = AtomicUsize::new(0);
+    let new = fx.run(&instance).await;
+    let error = new
+        .scope(v2::price("sku-1".into(), &calls))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, SdkError::Decode { .. }), "{error:?}");
+    assert!(message.contains("price::sku-1"), "{message}");
+    assert!(message.contains("Money"), "{message}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "never a silent re-run");
+}
+
+async fn failed_record_is_an_error_not_a_silent_success(fx: Fixture) {
+    let store = fx.store.clone();
+    let instance = unique("fenced");
+    let calls = AtomicUsize::new(0);
+    let stale = fx.run(&instance).await;
+    // Another run takes the instance over: the stale run's record must fail.
+    let _newer = fx.run(&instance).await;
+    let result = stale.scope(counted("x".into(), &calls)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the body ran");
+    let error = result.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            SdkError::Persistence(runtara_core::Error::Fenced { .. })
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        store.get_checkpoint(&instance, "counted::x").await.unwrap(),
+        None
+    );
+}
+
+async fn cancel_is_reported_at_the_record_step(fx: Fixture) {
+    let store = fx.store.clone();
+    let instance = unique("cancel");
+    let calls = AtomicUsize::new(0);
+    let sdk = fx.run(&instance).await;
+    store
+        .send_signal(&instance, SignalType::Cancel)
+        .await
+        .unwrap();
+    let result = sdk.clone().scope(counted("c".into(), &calls)).await;
+    assert!(matches!(result, Err(SdkError::Cancelled)), "{result:?}");
+    let status = sdk.get_status().await.unwrap().status;
+    assert_eq!(status, InstanceStatus::Cancelled);
+    // Terminal: a new run is refused.
+    let restart = fx.sdk(&instance);
+    assert!(restart.register(None).await.is_err());
+}
+
+async fn pause_is_reported_after_the_value_is_recorded(fx: Fixture) {
+    let store = fx.store.clone();
+    let instance = unique("pause");
+    let calls = AtomicUsize::new(0);
+    let sdk = fx.run(&instance).await;
+    store
+        .send_signal(&instance, SignalType::Pause)
+        .await
+        .unwrap();
+    let result = sdk.clone().scope(counted("p".into(), &calls)).await;
+    assert!(matches!(result, Err(SdkError::Paused)), "{result:?}");
+    assert_eq!(
+        sdk.get_status().await.unwrap().status,
+        InstanceStatus::Suspended
+    );
+    assert_eq!(
+        store
+            .get_checkpoint(&instance, "counted::p")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"41"[..])
+    );
+    // Resume: a new run replays the recorded value without running the body.
+    let resumed = fx.run(&instance).await;
+    assert_eq!(
+        resumed
+            .clone()
+            .scope(counted("p".into(), &calls))
+            .await
+            .unwrap(),
+        41
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        resumed.get_status().await.unwrap().status,
+        InstanceStatus::Running
+    );
+}
+
+async fn concurrent_calls_are_each_recorded_exactly_once(fx: Fixture) {
+    let store = fx.store.clone();
+    let instance = unique("concurrent");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sdk = fx.run(&instance).await;
+    let run_all = |sdk: runtara_sdk::RuntaraSdk, calls: Arc<AtomicUsize>| async move {
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let calls = calls.clone();
+                tokio::spawn(
+                    sdk.clone()
+                        .scope(async move { counted(format!("task-{i}"), &calls).await }),
+                )
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+    };
+    run_all(sdk, calls.clone()).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 200);
+    let checkpoints = store.list_checkpoints(&instance).await.unwrap();
+    let mut ids: Vec<_> = checkpoints
+        .iter()
+        .map(|c| c.checkpoint_id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((checkpoints.len(), ids.len()), (200, 200));
+
+    // After a restart all 200 are replayed; no body runs again.
+    run_all(fx.run(&instance).await, calls.clone()).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 200);
+}

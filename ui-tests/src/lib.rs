@@ -1,0 +1,1 @@
+//! Compile tests for `#[durable]` live in `tests/`.
