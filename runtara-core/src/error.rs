@@ -68,6 +68,20 @@ pub enum Error {
         /// The instance id.
         instance_id: String,
     },
+    /// No image with this id exists.
+    #[error("image `{image_id}` not found")]
+    ImageNotFound {
+        /// The image id that was looked up.
+        image_id: String,
+    },
+    /// The image is used by instances that have not finished.
+    #[error("image `{image_id}` is used by {instances} unfinished instance(s); cancel or finish them first")]
+    ImageInUse {
+        /// The image id.
+        image_id: String,
+        /// How many unfinished instances use it.
+        instances: i64,
+    },
     /// The database URL names no backend this crate knows.
     #[error(
         "unsupported database url `{url}`: expected `sqlite:///absolute/path.db`, \

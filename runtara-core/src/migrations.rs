@@ -24,6 +24,11 @@ pub const SQLITE: &[Migration] = &[
         name: "list_and_order",
         sql: include_str!("../migrations/sqlite/0002_list_and_order.sql"),
     },
+    Migration {
+        version: 3,
+        name: "images",
+        sql: include_str!("../migrations/sqlite/0003_images.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, oldest first.
@@ -38,6 +43,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 2,
         name: "list_and_order",
         sql: include_str!("../migrations/postgres/0002_list_and_order.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "images",
+        sql: include_str!("../migrations/postgres/0003_images.sql"),
     },
 ];
 

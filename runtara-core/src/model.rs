@@ -312,3 +312,50 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// A registered workflow image: one version of a named binary of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Unique id (`img-…`).
+    pub image_id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// Name given at registration; each registration of a name is a new version.
+    pub name: String,
+    /// 1 for the first registration of `name` by this tenant, then 2, 3, ….
+    pub version: i64,
+    /// Free text given at registration.
+    pub description: Option<String>,
+    /// Lowercase hex SHA-256 of the binary; the binary is stored under this name.
+    pub sha256: String,
+    /// Size of the binary in bytes.
+    pub size_bytes: i64,
+    /// When it was registered.
+    pub created_at_ms: i64,
+}
+
+/// Arguments for registering an image (the binary itself is stored by the server).
+#[derive(Debug, Clone, Default)]
+pub struct NewImage {
+    /// Unique id chosen by the server.
+    pub image_id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// Name; the version is the next free one for `(tenant_id, name)`.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Lowercase hex SHA-256 of the binary.
+    pub sha256: String,
+    /// Size of the binary in bytes.
+    pub size_bytes: i64,
+}
+
+/// What [`Persistence::delete_image`](crate::Persistence::delete_image) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedImage {
+    /// The deleted image.
+    pub image: ImageRecord,
+    /// Whether another image row still uses the same binary (then keep the file).
+    pub binary_still_used: bool,
+}

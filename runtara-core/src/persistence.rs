@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    CheckpointOutcome, CheckpointRecord, EventRecord, InstanceFilter, InstancePage, InstanceRecord,
-    InstanceStatus, NewInstance, PendingSignal, Registration, ReplayLog, RetryAttemptRecord,
-    SignalOutcome, SignalType, SleepOutcome,
+    CheckpointOutcome, CheckpointRecord, DeletedImage, EventRecord, ImageRecord, InstanceFilter,
+    InstancePage, InstanceRecord, InstanceStatus, NewImage, NewInstance, PendingSignal,
+    Registration, ReplayLog, RetryAttemptRecord, SignalOutcome, SignalType, SleepOutcome,
 };
 use crate::Result;
 
@@ -157,4 +157,23 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
 
     /// All retry attempts of an instance, in the order they were recorded.
     async fn list_retry_attempts(&self, instance_id: &str) -> Result<Vec<RetryAttemptRecord>>;
+
+    /// Instances that are not finished (`pending`, `running`, `suspended`, `sleeping`)
+    /// across all tenants, oldest first: what a starting server adopts.
+    async fn list_unfinished(&self) -> Result<Vec<InstanceRecord>>;
+
+    /// Stores a new image version: `version` is one more than the highest of
+    /// `(tenant_id, name)`, chosen atomically.
+    async fn insert_image(&self, new: NewImage) -> Result<ImageRecord>;
+
+    /// One image, or `None`.
+    async fn get_image(&self, image_id: &str) -> Result<Option<ImageRecord>>;
+
+    /// A tenant's images, newest first.
+    async fn list_images(&self, tenant_id: &str) -> Result<Vec<ImageRecord>>;
+
+    /// Deletes an image no unfinished instance uses; fails with
+    /// [`ImageInUse`](crate::Error::ImageInUse) otherwise and with
+    /// [`ImageNotFound`](crate::Error::ImageNotFound) when there is no such image.
+    async fn delete_image(&self, image_id: &str) -> Result<DeletedImage>;
 }

@@ -8,6 +8,7 @@
 //! signal) run in a transaction that locks the row first.
 
 mod connection;
+mod images;
 mod queries;
 
 use async_trait::async_trait;
@@ -720,5 +721,36 @@ impl Persistence for PostgresPersistence {
                 })
             })
             .collect()
+    }
+
+    async fn list_unfinished(&self) -> Result<Vec<InstanceRecord>> {
+        let client = self.client().await?;
+        images::list_unfinished(&client).await
+    }
+
+    async fn insert_image(&self, new: NewImage) -> Result<ImageRecord> {
+        validate_id("image id", &new.image_id)?;
+        validate_id("tenant id", &new.tenant_id)?;
+        validate_id("image name", &new.name)?;
+        let mut client = self.client().await?;
+        images::insert_image(&mut client, &new).await
+    }
+
+    async fn get_image(&self, image_id: &str) -> Result<Option<ImageRecord>> {
+        validate_id("image id", image_id)?;
+        let client = self.client().await?;
+        images::get_image(&client, image_id).await
+    }
+
+    async fn list_images(&self, tenant_id: &str) -> Result<Vec<ImageRecord>> {
+        validate_id("tenant id", tenant_id)?;
+        let client = self.client().await?;
+        images::list_images(&client, tenant_id).await
+    }
+
+    async fn delete_image(&self, image_id: &str) -> Result<DeletedImage> {
+        validate_id("image id", image_id)?;
+        let mut client = self.client().await?;
+        images::delete_image(&mut client, image_id).await
     }
 }

@@ -8,6 +8,7 @@
 //! serialize them.
 
 mod connection;
+mod images;
 mod queries;
 mod writer;
 
@@ -18,6 +19,7 @@ use crate::guard::{plan_signal, validate_attempt, validate_id, SignalPlan, RESUM
 use crate::model::*;
 use crate::url::SqliteTarget;
 use crate::{Error, Persistence, Result};
+use images::{delete_image, get_image, insert_image, list_images, list_unfinished};
 use queries::*;
 use writer::Writer;
 
@@ -598,6 +600,35 @@ impl Persistence for SqlitePersistence {
         self.writer
             .call(move |c| list_retry_attempts(c, &instance_id))
             .await
+    }
+
+    async fn list_unfinished(&self) -> Result<Vec<InstanceRecord>> {
+        self.writer.call(list_unfinished).await
+    }
+
+    async fn insert_image(&self, new: NewImage) -> Result<ImageRecord> {
+        validate_id("image id", &new.image_id)?;
+        validate_id("tenant id", &new.tenant_id)?;
+        validate_id("image name", &new.name)?;
+        self.writer.call(move |c| insert_image(c, &new)).await
+    }
+
+    async fn get_image(&self, image_id: &str) -> Result<Option<ImageRecord>> {
+        validate_id("image id", image_id)?;
+        let image_id = image_id.to_owned();
+        self.writer.call(move |c| get_image(c, &image_id)).await
+    }
+
+    async fn list_images(&self, tenant_id: &str) -> Result<Vec<ImageRecord>> {
+        validate_id("tenant id", tenant_id)?;
+        let tenant_id = tenant_id.to_owned();
+        self.writer.call(move |c| list_images(c, &tenant_id)).await
+    }
+
+    async fn delete_image(&self, image_id: &str) -> Result<DeletedImage> {
+        validate_id("image id", image_id)?;
+        let image_id = image_id.to_owned();
+        self.writer.call(move |c| delete_image(c, &image_id)).await
     }
 }
 

@@ -76,6 +76,8 @@ pub fn to_wire(error: &Error) -> WireError {
             (ErrorCode::SignalRejected, Some(*status), None, None)
         }
         Error::InstanceExists { .. } => (ErrorCode::AlreadyExists, None, None, None),
+        Error::ImageNotFound { .. } => (ErrorCode::NotFound, None, None, None),
+        Error::ImageInUse { .. } => (ErrorCode::InUse, None, None, None),
         Error::InvalidInput { .. } => (ErrorCode::InvalidInput, None, None, None),
         _ => (ErrorCode::Internal, None, None, None),
     };

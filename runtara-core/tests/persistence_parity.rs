@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use runtara_core::{
-    Error, InstanceFilter, InstanceStatus, NewInstance, Persistence, SignalOutcome, SignalType,
+    Error, InstanceFilter, InstanceStatus, NewImage, NewInstance, Persistence, SignalOutcome,
+    SignalType,
 };
 
 macro_rules! assert_err {
@@ -96,6 +97,9 @@ parity!(
     empty_ids_are_refused_everywhere,
     list_instances_is_newest_first,
     concurrent_saves_of_one_id_store_it_once,
+    images_are_versioned_per_tenant_and_name,
+    an_image_in_use_cannot_be_deleted,
+    list_unfinished_spans_tenants,
 );
 
 /// Registers a new instance and returns its id and epoch.
@@ -1332,4 +1336,126 @@ async fn concurrent_saves_of_one_id_store_it_once(store: Arc<dyn Persistence>) {
         (record.checkpoint_count, record.wake_at_ms),
         (1, Some(1_000 + i64::from(winner)))
     );
+}
+
+fn new_image(tenant: &str, name: &str, sha: &str) -> NewImage {
+    NewImage {
+        image_id: unique("img"),
+        tenant_id: tenant.into(),
+        name: name.into(),
+        description: Some("d".into()),
+        sha256: sha.into(),
+        size_bytes: 42,
+    }
+}
+
+async fn images_are_versioned_per_tenant_and_name(store: Arc<dyn Persistence>) {
+    let (tenant, other) = (unique("tenant"), unique("tenant"));
+    let v1 = store
+        .insert_image(new_image(&tenant, "orders", "aa"))
+        .await
+        .unwrap();
+    let v2 = store
+        .insert_image(new_image(&tenant, "orders", "bb"))
+        .await
+        .unwrap();
+    let elsewhere = store
+        .insert_image(new_image(&other, "orders", "aa"))
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v2.version, elsewhere.version), (1, 2, 1));
+    assert_eq!(v1.description.as_deref(), Some("d"));
+    assert_eq!(
+        store.get_image(&v2.image_id).await.unwrap(),
+        Some(v2.clone())
+    );
+    assert_eq!(store.get_image("img-missing").await.unwrap(), None);
+    let listed = store.list_images(&tenant).await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|i| i.image_id.as_str()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&v1.image_id.as_str()) && ids.contains(&v2.image_id.as_str()));
+
+    // Concurrent registrations of one name get distinct versions.
+    let name = unique("race");
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (store, tenant, name) = (store.clone(), tenant.clone(), name.clone());
+            tokio::spawn(async move { store.insert_image(new_image(&tenant, &name, "cc")).await })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap().unwrap().version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=10).collect::<Vec<i64>>());
+}
+
+async fn an_image_in_use_cannot_be_deleted(store: Arc<dyn Persistence>) {
+    let tenant = unique("tenant");
+    let sha = unique("sha");
+    let image = store
+        .insert_image(new_image(&tenant, "w", &sha))
+        .await
+        .unwrap();
+    let twin = store
+        .insert_image(new_image(&tenant, "w2", &sha))
+        .await
+        .unwrap();
+    let instance = unique("inst");
+    store
+        .create_instance(NewInstance {
+            instance_id: instance.clone(),
+            tenant_id: tenant.clone(),
+            image_id: Some(image.image_id.clone()),
+            input: None,
+        })
+        .await
+        .unwrap();
+    assert_err!(
+        store.delete_image(&image.image_id).await,
+        Error::ImageInUse { instances: 1, .. }
+    );
+    assert!(store.get_image(&image.image_id).await.unwrap().is_some());
+    store
+        .set_status(
+            &instance,
+            &[InstanceStatus::Pending],
+            InstanceStatus::Cancelled,
+            None,
+        )
+        .await
+        .unwrap();
+    let deleted = store.delete_image(&image.image_id).await.unwrap();
+    assert!(deleted.binary_still_used, "the twin still uses the binary");
+    assert_eq!(store.get_image(&image.image_id).await.unwrap(), None);
+    assert_err!(
+        store.delete_image(&image.image_id).await,
+        Error::ImageNotFound { .. }
+    );
+    let last = store.delete_image(&twin.image_id).await.unwrap();
+    assert!(!last.binary_still_used);
+}
+
+async fn list_unfinished_spans_tenants(store: Arc<dyn Persistence>) {
+    let a = unique("unfinished");
+    let b = unique("unfinished");
+    let done = unique("finished");
+    store.register_instance(&a, "tenant-a", None).await.unwrap();
+    store.register_instance(&b, "tenant-b", None).await.unwrap();
+    let epoch = store
+        .register_instance(&done, "tenant-a", None)
+        .await
+        .unwrap()
+        .epoch;
+    store.complete_instance(&done, epoch, b"{}").await.unwrap();
+    let unfinished: Vec<String> = store
+        .list_unfinished()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.instance_id)
+        .collect();
+    assert!(unfinished.contains(&a) && unfinished.contains(&b));
+    assert!(!unfinished.contains(&done));
 }

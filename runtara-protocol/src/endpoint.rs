@@ -57,10 +57,24 @@ pub fn server_endpoint(
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(transport()?);
     let endpoint_config = match reset_secret {
-        Some(secret) => quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
-            ring::hmac::HMAC_SHA256,
-            secret,
-        ))),
+        Some(secret) => {
+            let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(
+                ring::hmac::HMAC_SHA256,
+                secret,
+            )));
+            // Connection ids carry a keyed check; with a per-process key a restarted
+            // server would drop the old connections' packets as invalid instead of
+            // resetting them. Derive the key from the persisted secret instead.
+            let mut cid_key = [0u8; 8];
+            for (i, byte) in secret.iter().enumerate() {
+                cid_key[i % 8] ^= *byte;
+            }
+            let cid_key = u64::from_le_bytes(cid_key);
+            endpoint_config.cid_generator(move || {
+                Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+            });
+            endpoint_config
+        }
         None => quinn::EndpointConfig::default(),
     };
     let socket =

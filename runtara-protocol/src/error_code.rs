@@ -46,11 +46,14 @@ pub enum ErrorCode {
     /// `unavailable`: the server is shutting down or overloaded; retry, possibly on a
     /// new connection.
     Unavailable,
+    /// `in_use`: the thing cannot be removed while something still uses it (an image
+    /// with unfinished instances).
+    InUse,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::NotFound,
         ErrorCode::TenantMismatch,
         ErrorCode::Terminal,
@@ -66,6 +69,7 @@ impl ErrorCode {
         ErrorCode::Unsupported,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
+        ErrorCode::InUse,
     ];
 
     /// The code's stable snake_case name.
@@ -86,6 +90,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "unsupported",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::InUse => "in_use",
         }
     }
 
@@ -176,6 +181,7 @@ mod tests {
                 ErrorCode::Unsupported => 12,
                 ErrorCode::Internal => 13,
                 ErrorCode::Unavailable => 14,
+                ErrorCode::InUse => 15,
             };
             assert_eq!(index, position, "{code:?}");
             assert_eq!(

@@ -15,8 +15,24 @@ use runtara_sdk::{durable, RuntaraSdk, SdkConfig, SdkError};
 const SERVER: &str = env!("CARGO_BIN_EXE_runtara-server");
 const STEPS: u32 = 30;
 
+/// A server process, killed (SIGKILL) when dropped so a failing test leaves none behind.
+struct Server(Child);
+
+impl Server {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Starts the server binary and waits for its ready line; returns it and its CA path.
-fn start_server(data_dir: &Path, port: u16) -> (Child, String) {
+fn start_server(data_dir: &Path, port: u16) -> (Server, String) {
     let mut child = Command::new(SERVER)
         .arg("--data-dir")
         .arg(data_dir)
@@ -38,7 +54,7 @@ fn start_server(data_dir: &Path, port: u16) -> (Child, String) {
         .find_map(|word| word.strip_prefix("ca="))
         .unwrap_or_else(|| panic!("no ca= in `{ready}`"))
         .to_owned();
-    (child, ca)
+    (Server(child), ca)
 }
 
 fn free_udp_port() -> u16 {
@@ -87,9 +103,8 @@ async fn sigkill_of_the_server_mid_workflow_loses_no_acknowledged_checkpoint() {
     while acknowledged.len() < 10 {
         acknowledged.push(acks.recv().await.unwrap());
     }
-    server.kill().unwrap(); // SIGKILL
-    server.wait().unwrap();
-    let (mut server, _) = start_server(dir.path(), port);
+    server.kill(); // SIGKILL
+    let (_server, _) = start_server(dir.path(), port);
 
     workflow.await.unwrap().unwrap();
     while let Ok(ack) = acks.try_recv() {
@@ -123,6 +138,4 @@ async fn sigkill_of_the_server_mid_workflow_loses_no_acknowledged_checkpoint() {
         repeated.len() <= 1 && repeated.iter().all(|(_, &c)| c == 2),
         "{repeated:?}"
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
 }

@@ -106,6 +106,15 @@ pub(crate) fn get_instance(c: &Connection, instance_id: &str) -> Result<Option<I
         .transpose()
 }
 
+/// Instances matching `condition` (SQL after `WHERE`, no parameters).
+pub(crate) fn instances_where(c: &Connection, condition: &str) -> Result<Vec<InstanceRecord>> {
+    let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE {condition}");
+    query_all(c, &sql, [], instance_from_row)?
+        .into_iter()
+        .map(with_status)
+        .collect()
+}
+
 /// Tenant, status and epoch of an instance.
 pub(crate) fn owner_status_epoch(
     c: &Connection,

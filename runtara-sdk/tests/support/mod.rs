@@ -1,23 +1,98 @@
 //! Shared set-up for the SDK's integration tests: real backends and unique ids.
 //!
 //! A [`Fixture`] is one backend: embedded SQLite, embedded PostgreSQL, or a real
-//! `runtara-server` (in this process, over QUIC on loopback, with its dev certificate
-//! pinned) on SQLite or PostgreSQL. `fixture.store` is the storage an operator would see.
+//! `runtara-server` process (the workspace's binary, over QUIC on loopback, with its dev
+//! certificate pinned) on SQLite or PostgreSQL. `fixture.store` is the storage an
+//! operator would see: the same database, opened by the test.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use runtara_sdk::{Persistence, RuntaraSdk, SdkConfig};
-use runtara_server::{RunningServer, ServerConfig};
 
 /// One backend under test.
 pub struct Fixture {
     /// The storage behind the SDKs (for setting up and checking).
     pub store: Arc<dyn Persistence>,
-    server: Option<RunningServer>,
+    server: Option<ServerProcess>,
     _dir: tempfile::TempDir,
+}
+
+/// A `runtara-server` process, killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    /// Its instance endpoint.
+    pub instance_addr: SocketAddr,
+    /// The CA certificate it wrote.
+    pub ca_path: PathBuf,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `runtara-server` binary beside this test's binary (`cargo test --workspace`
+/// builds it; `cargo build -p runtara-server` does too).
+fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let binary = profile_dir.join(format!("runtara-server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, or `cargo build -p runtara-server` first",
+        binary.display()
+    );
+    binary
+}
+
+impl ServerProcess {
+    /// Starts the server on random loopback ports over `data_dir` and waits until it is ready.
+    pub fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> ServerProcess {
+        let mut command = Command::new(server_binary());
+        command
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args([
+                "--instance-addr",
+                "127.0.0.1:0",
+                "--management-addr",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let ready = BufReader::new(stdout)
+            .lines()
+            .next()
+            .expect("runtara-server exited before it was ready")
+            .unwrap();
+        let field = |name: &str| {
+            ready
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in `{ready}`"))
+                .to_owned()
+        };
+        ServerProcess {
+            instance_addr: field("instance=").parse().unwrap(),
+            ca_path: field("ca=").into(),
+            child,
+        }
+    }
 }
 
 fn postgres_url() -> Option<String> {
@@ -60,12 +135,12 @@ impl Fixture {
 
     async fn quic(database_url: Option<String>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig::new(dir.path());
-        config.instance_addr = "127.0.0.1:0".parse().unwrap();
-        config.database_url = database_url;
-        let server = runtara_server::start(config).await.unwrap();
+        let server = ServerProcess::start(dir.path(), database_url.as_deref());
+        let url = database_url
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("runtara.db").display()));
+        let store = runtara_sdk::persistence::connect(&url).await.unwrap();
         Fixture {
-            store: server.persistence.clone(),
+            store,
             server: Some(server),
             _dir: dir,
         }
@@ -83,7 +158,7 @@ impl Fixture {
             Some(server) => {
                 let config = SdkConfig::new(instance_id, tenant)
                     .with_server_addr(server.instance_addr)
-                    .with_ca_cert(server.ca_path.clone().unwrap())
+                    .with_ca_cert(server.ca_path.clone())
                     .with_heartbeat_interval(Duration::ZERO);
                 RuntaraSdk::new(config).unwrap()
             }
