@@ -67,7 +67,9 @@ pub use instance::{
     InstanceRequest, InstanceResponse, RecordedStep, WireSignal, WireSignalType, WireStatus,
     INSTANCE_STATUSES,
 };
-pub use management::{ManagementRequest, ManagementResponse};
+pub use management::{
+    ManagementRequest, ManagementResponse, WireCheckpoint, WireEvent, WireImage, WireInstance,
+};
 pub use serde_bytes::ByteBuf;
 
 /// Version of the wire protocol spoken by this crate.

@@ -1,25 +1,193 @@
-//! Requests of operator tools on the management endpoint.
+//! Requests of operator tools on the management endpoint, and the server's responses.
 //!
-//! Only the frame of the family for now: the calls of `runtara-management-sdk`
-//! (images, start, list, signals) are added here as they are built. New variants are
-//! appended, never inserted, so that existing ones keep their wire index.
+//! A management connection says hello with [`Role::Management`](crate::Role::Management)
+//! (and a token when the server requires one); then every request uses a stream of its
+//! own: one [`ManagementRequest`] frame, one [`ManagementResponse`] frame. The one
+//! exception is [`ManagementRequest::RegisterImage`]: after its frame the client writes
+//! the image's bytes, raw, `size_bytes` of them, and finishes the stream; the server
+//! streams them to disk, checks size and SHA-256, and answers.
+//!
+//! Calls that name an instance or image by id do not carry a tenant: the server checks
+//! that the thing belongs to a tenant the caller may act for (every tenant when no
+//! tokens are configured). Another tenant's instance or image is reported as not found.
+//!
+//! New variants are appended, never inserted, so that existing ones keep their wire index.
 
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
-use crate::{WireError, WireStatus};
+use crate::{WireError, WireSignalType};
 
 /// A request from an operator tool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ManagementRequest {
     /// Is the server there? Answered by [`ManagementResponse::Pong`].
     Ping,
-    /// Status of one instance of a tenant. Answered by [`ManagementResponse::Status`].
+    /// Status of one instance. Answered by [`ManagementResponse::Instance`].
     GetInstanceStatus {
-        /// The tenant the caller acts for.
-        tenant_id: String,
         /// The instance.
         instance_id: String,
     },
+    /// Uploads an image; the raw bytes follow the frame on the same stream. Answered by
+    /// [`ManagementResponse::Image`].
+    RegisterImage {
+        /// The owner.
+        tenant_id: String,
+        /// The image name; each registration of a name is a new version.
+        name: String,
+        /// Free text.
+        description: Option<String>,
+        /// Exactly how many bytes follow.
+        size_bytes: u64,
+        /// Lowercase hex SHA-256 of the bytes; the server refuses a mismatch.
+        sha256: String,
+    },
+    /// A tenant's images, newest first. Answered by [`ManagementResponse::Images`].
+    ListImages {
+        /// The tenant.
+        tenant_id: String,
+    },
+    /// One image. Answered by [`ManagementResponse::Image`].
+    GetImage {
+        /// The image.
+        image_id: String,
+    },
+    /// Deletes an image no unfinished instance uses. Answered by
+    /// [`ManagementResponse::Done`].
+    DeleteImage {
+        /// The image.
+        image_id: String,
+    },
+    /// Starts an instance of an image. Answered by [`ManagementResponse::Started`].
+    StartInstance {
+        /// The image to run (pinned for the instance's whole life).
+        image_id: String,
+        /// The tenant; must own the image.
+        tenant_id: String,
+        /// The instance id to use; starting the same id again with the same image and
+        /// tenant is idempotent. `None`: the server picks one.
+        instance_id: Option<String>,
+        /// Start input, JSON text (validated by the server).
+        input: Option<ByteBuf>,
+        /// Kill the run and mark it failed after this many milliseconds (none by default).
+        timeout_ms: Option<u64>,
+    },
+    /// A page of a tenant's instances, newest first. Answered by
+    /// [`ManagementResponse::Instances`].
+    ListInstances {
+        /// The tenant.
+        tenant_id: String,
+        /// Only this status (`running`, `completed`, …).
+        status: Option<String>,
+        /// At most this many.
+        limit: Option<u32>,
+        /// Skip this many first.
+        offset: u32,
+    },
+    /// Pause, resume or cancel. Answered by [`ManagementResponse::Signalled`].
+    SendSignal {
+        /// The instance.
+        instance_id: String,
+        /// What to do.
+        signal: WireSignalType,
+    },
+    /// An instance's events, oldest first. Answered by [`ManagementResponse::Events`].
+    ListEvents {
+        /// The instance.
+        instance_id: String,
+    },
+    /// An instance's checkpoints, in the order recorded. Answered by
+    /// [`ManagementResponse::Checkpoints`].
+    ListCheckpoints {
+        /// The instance.
+        instance_id: String,
+    },
+    /// Server health. Answered by [`ManagementResponse::Health`].
+    Health,
+}
+
+/// One instance as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireInstance {
+    /// The instance id.
+    pub instance_id: String,
+    /// Its tenant.
+    pub tenant_id: String,
+    /// The image it runs.
+    pub image_id: Option<String>,
+    /// `pending`, `running`, `suspended`, `sleeping`, `completed`, `failed` or `cancelled`.
+    pub status: String,
+    /// When it was created.
+    pub created_at_ms: i64,
+    /// When a process first registered it.
+    pub started_at_ms: Option<i64>,
+    /// When it finished.
+    pub finished_at_ms: Option<i64>,
+    /// Output given to `completed`.
+    pub output: Option<ByteBuf>,
+    /// Error of a failed instance.
+    pub error: Option<String>,
+    /// Last checkpoint id.
+    pub checkpoint_id: Option<String>,
+    /// Checkpoints recorded.
+    pub checkpoint_count: i64,
+    /// Last heartbeat.
+    pub heartbeat_at_ms: Option<i64>,
+    /// Wake time of a durable sleep.
+    pub wake_at_ms: Option<i64>,
+    /// How many times the server launched a process for it (this server's lifetime).
+    pub launches: u32,
+    /// The tail of the last process's stdout and stderr, when this server ran it.
+    pub log_tail: Option<String>,
+}
+
+/// One image as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireImage {
+    /// The image id.
+    pub image_id: String,
+    /// Its tenant.
+    pub tenant_id: String,
+    /// Its name.
+    pub name: String,
+    /// Version of the name (1, 2, …).
+    pub version: i64,
+    /// Free text.
+    pub description: Option<String>,
+    /// Lowercase hex SHA-256 of the binary.
+    pub sha256: String,
+    /// Size in bytes.
+    pub size_bytes: i64,
+    /// When it was registered.
+    pub created_at_ms: i64,
+}
+
+/// One event of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEvent {
+    /// Increasing id.
+    pub event_id: i64,
+    /// `created`, `registered`, `completed`, `signal`, `custom`, `launched`, `exited`, ….
+    pub kind: String,
+    /// Subtype.
+    pub subtype: Option<String>,
+    /// Payload bytes.
+    pub payload: Option<ByteBuf>,
+    /// When it was stored.
+    pub created_at_ms: i64,
+}
+
+/// One checkpoint of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireCheckpoint {
+    /// Its id.
+    pub checkpoint_id: String,
+    /// The bytes stored.
+    pub state: ByteBuf,
+    /// When it was stored.
+    pub created_at_ms: i64,
+    /// Wake time, for a durable sleep's checkpoint.
+    pub wake_at_ms: Option<i64>,
 }
 
 /// The server's response to a [`ManagementRequest`].
@@ -32,8 +200,51 @@ pub enum ManagementResponse {
         /// The server's clock, milliseconds since the Unix epoch.
         server_time_ms: i64,
     },
-    /// Reply to `GetInstanceStatus`.
-    Status(WireStatus),
+    /// One instance.
+    Instance(WireInstance),
     /// The request failed.
     Error(WireError),
+    /// One image.
+    Image(WireImage),
+    /// Images.
+    Images(Vec<WireImage>),
+    /// Done; nothing to report.
+    Done,
+    /// Reply to `StartInstance`.
+    Started {
+        /// The instance id.
+        instance_id: String,
+        /// False when the instance existed already (an idempotent repeat).
+        created: bool,
+    },
+    /// Reply to `ListInstances`.
+    Instances {
+        /// This page.
+        instances: Vec<WireInstance>,
+        /// How many matched in all.
+        total: u64,
+    },
+    /// Reply to `SendSignal`.
+    Signalled {
+        /// The instance's status after the signal.
+        status: String,
+        /// True when the signal took effect at once (no process was running it); false
+        /// when it is queued for the running process.
+        applied: bool,
+    },
+    /// Reply to `ListEvents`.
+    Events(Vec<WireEvent>),
+    /// Reply to `ListCheckpoints`.
+    Checkpoints(Vec<WireCheckpoint>),
+    /// Reply to `Health`.
+    Health {
+        /// Server name and version.
+        server: String,
+        /// Database backend (`sqlite`, `postgres`).
+        database: String,
+        /// Seconds since the server started.
+        uptime_s: u64,
+        /// Instance processes this server is running.
+        running_processes: u32,
+    },
 }

@@ -187,10 +187,82 @@ fn management_requests() -> Vec<ManagementRequest> {
     vec![
         ManagementRequest::Ping,
         ManagementRequest::GetInstanceStatus {
-            tenant_id: "t".into(),
             instance_id: "i".into(),
         },
+        ManagementRequest::RegisterImage {
+            tenant_id: "t".into(),
+            name: "orders".into(),
+            description: Some("v1".into()),
+            size_bytes: 1 << 40,
+            sha256: "ab".repeat(32),
+        },
+        ManagementRequest::ListImages {
+            tenant_id: "t".into(),
+        },
+        ManagementRequest::GetImage {
+            image_id: "img-1".into(),
+        },
+        ManagementRequest::DeleteImage {
+            image_id: "img-1".into(),
+        },
+        ManagementRequest::StartInstance {
+            image_id: "img-1".into(),
+            tenant_id: "t".into(),
+            instance_id: Some("i".into()),
+            input: Some(ByteBuf::from(br#"{"a":1}"#.to_vec())),
+            timeout_ms: Some(u64::MAX),
+        },
+        ManagementRequest::ListInstances {
+            tenant_id: "t".into(),
+            status: Some("running".into()),
+            limit: Some(50),
+            offset: 7,
+        },
+        ManagementRequest::SendSignal {
+            instance_id: "i".into(),
+            signal: WireSignalType::Pause,
+        },
+        ManagementRequest::ListEvents {
+            instance_id: "i".into(),
+        },
+        ManagementRequest::ListCheckpoints {
+            instance_id: "i".into(),
+        },
+        ManagementRequest::Health,
     ]
+}
+
+fn wire_instance() -> WireInstance {
+    WireInstance {
+        instance_id: "i".into(),
+        tenant_id: "t".into(),
+        image_id: Some("img-1".into()),
+        status: "completed".into(),
+        created_at_ms: 1,
+        started_at_ms: Some(2),
+        finished_at_ms: Some(3),
+        output: Some(ByteBuf::from(b"{}".to_vec())),
+        error: None,
+        checkpoint_id: Some("step::1".into()),
+        checkpoint_count: 4,
+        heartbeat_at_ms: Some(5),
+        wake_at_ms: None,
+        launches: 2,
+        log_tail: Some("hello\n".into()),
+    }
+}
+
+fn wire_image() -> WireImage {
+    WireImage {
+        image_id: "img-1".into(),
+        tenant_id: "t".into(),
+        name: "orders".into(),
+        version: 3,
+        description: None,
+        sha256: "00".repeat(32),
+        size_bytes: 1024,
+        created_at_ms: 9,
+    }
 }
 
 fn management_responses() -> Vec<ManagementResponse> {
@@ -199,8 +271,42 @@ fn management_responses() -> Vec<ManagementResponse> {
             server: "runtara-server/0.1.0".into(),
             server_time_ms: 1_700_000_000_000,
         },
-        ManagementResponse::Status(status()),
+        ManagementResponse::Instance(wire_instance()),
         ManagementResponse::Error(WireError::new(ErrorCode::Unauthorized, "no token")),
+        ManagementResponse::Image(wire_image()),
+        ManagementResponse::Images(vec![wire_image(), wire_image()]),
+        ManagementResponse::Done,
+        ManagementResponse::Started {
+            instance_id: "i".into(),
+            created: true,
+        },
+        ManagementResponse::Instances {
+            instances: vec![wire_instance()],
+            total: 12,
+        },
+        ManagementResponse::Signalled {
+            status: "suspended".into(),
+            applied: true,
+        },
+        ManagementResponse::Events(vec![WireEvent {
+            event_id: 1,
+            kind: "custom".into(),
+            subtype: Some("progress".into()),
+            payload: Some(ByteBuf::from(vec![0, 255])),
+            created_at_ms: 4,
+        }]),
+        ManagementResponse::Checkpoints(vec![WireCheckpoint {
+            checkpoint_id: "c".into(),
+            state: ByteBuf::from(vec![1, 2, 3]),
+            created_at_ms: 5,
+            wake_at_ms: Some(6),
+        }]),
+        ManagementResponse::Health {
+            server: "runtara-server/0.1.0".into(),
+            database: "sqlite".into(),
+            uptime_s: 3,
+            running_processes: 0,
+        },
     ]
 }
 
@@ -255,17 +361,38 @@ fn response_variant(r: &InstanceResponse) -> usize {
 }
 
 fn management_request_variant(r: &ManagementRequest) -> usize {
+    use ManagementRequest::*;
     match r {
-        ManagementRequest::Ping => 0,
-        ManagementRequest::GetInstanceStatus { .. } => 1,
+        Ping => 0,
+        GetInstanceStatus { .. } => 1,
+        RegisterImage { .. } => 2,
+        ListImages { .. } => 3,
+        GetImage { .. } => 4,
+        DeleteImage { .. } => 5,
+        StartInstance { .. } => 6,
+        ListInstances { .. } => 7,
+        SendSignal { .. } => 8,
+        ListEvents { .. } => 9,
+        ListCheckpoints { .. } => 10,
+        Health => 11,
     }
 }
 
 fn management_response_variant(r: &ManagementResponse) -> usize {
+    use ManagementResponse::*;
     match r {
-        ManagementResponse::Pong { .. } => 0,
-        ManagementResponse::Status(_) => 1,
-        ManagementResponse::Error(_) => 2,
+        Pong { .. } => 0,
+        Instance(_) => 1,
+        Error(_) => 2,
+        Image(_) => 3,
+        Images(_) => 4,
+        Done => 5,
+        Started { .. } => 6,
+        Instances { .. } => 7,
+        Signalled { .. } => 8,
+        Events(_) => 9,
+        Checkpoints(_) => 10,
+        Health { .. } => 11,
     }
 }
 
@@ -283,8 +410,8 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 fn every_variant_has_a_sample() {
     covered(&requests(), request_variant, 14);
     covered(&responses(), response_variant, 8);
-    covered(&management_requests(), management_request_variant, 2);
-    covered(&management_responses(), management_response_variant, 3);
+    covered(&management_requests(), management_request_variant, 12);
+    covered(&management_responses(), management_response_variant, 12);
     // Every code in the sample set, in its wire order.
     let codes: Vec<ErrorCode> = wire_errors().iter().map(|e| e.code).collect();
     assert_eq!(codes, ErrorCode::ALL);

@@ -51,6 +51,8 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     async fn completed(&self, instance_id: &str, epoch: i64, output: &[u8]) -> Result<()>;
     async fn failed(&self, instance_id: &str, epoch: i64, error: &str) -> Result<()>;
     async fn suspended(&self, instance_id: &str, epoch: i64) -> Result<()>;
+    /// `running → sleeping`: the process exits and the server wakes the instance later.
+    async fn sleeping(&self, instance_id: &str, epoch: i64) -> Result<()>;
     async fn custom_event(&self, instance_id: &str, subtype: &str, payload: &[u8]) -> Result<()>;
     async fn pending_signal(&self, instance_id: &str) -> Result<Option<PendingSignal>>;
     async fn acknowledge_signal(
@@ -157,6 +159,10 @@ impl Backend for Embedded {
 
     async fn suspended(&self, instance_id: &str, epoch: i64) -> Result<()> {
         Ok(self.0.suspend_instance(instance_id, epoch).await?)
+    }
+
+    async fn sleeping(&self, instance_id: &str, epoch: i64) -> Result<()> {
+        Ok(self.0.mark_sleeping(instance_id, epoch).await?)
     }
 
     async fn custom_event(&self, instance_id: &str, subtype: &str, payload: &[u8]) -> Result<()> {

@@ -14,6 +14,7 @@
 //! | `RUNTARA_HEARTBEAT_INTERVAL_MS` | automatic heartbeat interval; `0` disables | `10000` |
 //! | `RUNTARA_CHECKPOINT_ID` | checkpoint the run resumes from (set by the server) | none |
 //! | `RUNTARA_INSTANCE_CREDENTIAL` | credential the server issued at launch | none |
+//! | `RUNTARA_SLEEP_EXIT_THRESHOLD_MS` | a durable sleep longer than this ends the process (status `sleeping`; the server relaunches it at the wake time) | none: sleep in process |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +49,10 @@ pub struct SdkConfig {
     pub checkpoint_id: Option<String>,
     /// Credential the server issued at launch.
     pub credential: Option<String>,
+    /// A durable sleep with more than this left ends the process: the instance is
+    /// marked `sleeping` and the server relaunches it at the wake time. `None` (the
+    /// default) sleeps in process. The server sets it for the processes it launches.
+    pub sleep_exit_threshold: Option<Duration>,
 }
 
 /// The default server address, `127.0.0.1:8001`.
@@ -73,6 +78,7 @@ impl SdkConfig {
             heartbeat_interval: Duration::from_secs(10),
             checkpoint_id: None,
             credential: None,
+            sleep_exit_threshold: None,
         }
     }
 
@@ -160,7 +166,15 @@ impl SdkConfig {
         }
         config.checkpoint_id = lookup("RUNTARA_CHECKPOINT_ID").filter(|v| !v.is_empty());
         config.credential = lookup("RUNTARA_INSTANCE_CREDENTIAL").filter(|v| !v.is_empty());
+        config.sleep_exit_threshold = millis("RUNTARA_SLEEP_EXIT_THRESHOLD_MS")?;
         Ok(config)
+    }
+
+    /// A durable sleep with more than `threshold` left ends the process (status
+    /// `sleeping`); the server relaunches it at the wake time.
+    pub fn with_sleep_exit_threshold(mut self, threshold: Duration) -> Self {
+        self.sleep_exit_threshold = Some(threshold);
+        self
     }
 
     /// Sets the server address.

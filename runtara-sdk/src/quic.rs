@@ -448,6 +448,15 @@ impl Backend for Quic {
         .await
     }
 
+    async fn sleeping(&self, _instance_id: &str, epoch: i64) -> Result<()> {
+        self.settle(
+            "sleeping",
+            InstanceRequest::Sleeping { epoch },
+            InstanceStatus::Sleeping,
+        )
+        .await
+    }
+
     async fn custom_event(&self, _instance_id: &str, subtype: &str, payload: &[u8]) -> Result<()> {
         let request = InstanceRequest::CustomEvent {
             subtype: subtype.to_owned(),

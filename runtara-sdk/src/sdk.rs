@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     resume_from: Option<String>,
     last_signal_poll: Mutex<Option<Instant>>,
     heartbeat: Mutex<Option<HeartbeatTask>>,
+    /// Sleeps longer than this end the process (QUIC mode, set by the server).
+    sleep_exit_threshold: Option<Duration>,
 }
 
 impl RuntaraSdk {
@@ -91,15 +93,20 @@ impl RuntaraSdk {
         let (instance_id, tenant_id) = (config.instance_id.clone(), config.tenant_id.clone());
         let (heartbeat, poll) = (config.heartbeat_interval, config.signal_poll_interval);
         let resume_from = config.checkpoint_id.clone();
+        let sleep_exit_threshold = config.sleep_exit_threshold;
         let backend = Box::new(Quic::new(config)?);
-        Ok(RuntaraSdk::with_backend(
+        let mut sdk = RuntaraSdk::with_backend(
             backend,
             instance_id,
             tenant_id,
             heartbeat,
             poll,
             resume_from,
-        ))
+        );
+        if let Some(inner) = Arc::get_mut(&mut sdk.inner) {
+            inner.sleep_exit_threshold = sleep_exit_threshold;
+        }
+        Ok(sdk)
     }
 
     /// Creates a QUIC SDK from environment variables (see [`SdkConfig::from_env`]).
@@ -137,6 +144,7 @@ impl RuntaraSdk {
                 resume_from,
                 last_signal_poll: Mutex::new(None),
                 heartbeat: Mutex::new(None),
+                sleep_exit_threshold: None,
             }),
         }
     }
@@ -237,7 +245,10 @@ impl RuntaraSdk {
     ///
     /// After a restart the same call finds the recorded wake time and sleeps only the
     /// remaining time (none if it has passed). In embedded mode the sleep always happens
-    /// in this process.
+    /// in this process. Over QUIC with a sleep-exit threshold (`RUNTARA_SLEEP_EXIT_THRESHOLD_MS`,
+    /// set by the server for the processes it launches), a sleep with more than the
+    /// threshold left marks the instance `sleeping` and **exits the process** (status 0);
+    /// the server relaunches it at the wake time and the run continues after this call.
     pub async fn sleep(&self, duration: Duration, checkpoint_id: &str, state: &[u8]) -> Result<()> {
         let epoch = self.epoch()?;
         let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
@@ -246,6 +257,25 @@ impl RuntaraSdk {
             .backend
             .sleep(&self.inner.instance_id, epoch, checkpoint_id, state, millis)
             .await?;
+        if self
+            .inner
+            .sleep_exit_threshold
+            .is_some_and(|threshold| remaining > threshold)
+        {
+            // A long sleep: the server relaunches the instance at the wake time; this
+            // process has nothing left to do until then.
+            self.inner
+                .backend
+                .sleeping(&self.inner.instance_id, epoch)
+                .await?;
+            self.stop_heartbeats();
+            tracing::info!(
+                instance_id = %self.inner.instance_id,
+                remaining_ms = remaining.as_millis() as u64,
+                "long durable sleep: exiting until the server wakes the instance"
+            );
+            std::process::exit(0);
+        }
         if !remaining.is_zero() {
             tokio::time::sleep(remaining).await;
         }

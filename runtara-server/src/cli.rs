@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -33,6 +34,31 @@ pub struct Cli {
     /// TLS private key (PEM), with `--tls-cert`.
     #[arg(long, env = "RUNTARA_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Largest image accepted, in bytes.
+    #[arg(long, env = "RUNTARA_MAX_IMAGE_BYTES", default_value_t = 1 << 30)]
+    pub max_image_bytes: u64,
+    /// Heartbeat interval given to launched instances, in milliseconds.
+    #[arg(long, env = "RUNTARA_HEARTBEAT_INTERVAL_MS", default_value_t = 5_000)]
+    pub heartbeat_interval_ms: u64,
+    /// A running instance silent this long (ms) is considered crashed and relaunched.
+    #[arg(long, env = "RUNTARA_HEARTBEAT_TIMEOUT_MS", default_value_t = 30_000)]
+    pub heartbeat_timeout_ms: u64,
+    /// Durable sleeps longer than this (ms) end the instance's process until the wake time.
+    #[arg(
+        long,
+        env = "RUNTARA_SLEEP_EXIT_THRESHOLD_MS",
+        default_value_t = 60_000
+    )]
+    pub sleep_exit_threshold_ms: u64,
+    /// Time (ms) a cancelled instance gets to stop on its own before it is killed.
+    #[arg(long, env = "RUNTARA_CANCEL_GRACE_MS", default_value_t = 10_000)]
+    pub cancel_grace_ms: u64,
+    /// Crashes in a row after which an instance is marked failed.
+    #[arg(long, env = "RUNTARA_MAX_RESTARTS", default_value_t = 3)]
+    pub max_restarts: u32,
+    /// Wait (ms) before relaunching a crashed instance; doubles per crash in a row.
+    #[arg(long, env = "RUNTARA_RESTART_BACKOFF_MS", default_value_t = 1_000)]
+    pub restart_backoff_ms: u64,
 }
 
 impl From<Cli> for ServerConfig {
@@ -44,6 +70,13 @@ impl From<Cli> for ServerConfig {
             management_addr: cli.management_addr,
             tls_cert: cli.tls_cert,
             tls_key: cli.tls_key,
+            max_image_bytes: cli.max_image_bytes,
+            heartbeat_interval: Duration::from_millis(cli.heartbeat_interval_ms),
+            heartbeat_timeout: Duration::from_millis(cli.heartbeat_timeout_ms),
+            sleep_exit_threshold: Duration::from_millis(cli.sleep_exit_threshold_ms),
+            cancel_grace: Duration::from_millis(cli.cancel_grace_ms),
+            max_restarts: cli.max_restarts,
+            restart_backoff: Duration::from_millis(cli.restart_backoff_ms),
         }
     }
 }

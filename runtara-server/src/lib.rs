@@ -1,39 +1,66 @@
-//! The Runtara server as a library: start it, serve instances over QUIC, shut it down.
+//! The Runtara server as a library: start it, serve instances and operators over QUIC,
+//! run instance processes, shut it down.
 //!
 //! The binary `runtara-server` is a thin shim over [`start`]; tests start servers
 //! in-process the same way.
 
 pub mod cli;
+pub mod image_store;
 mod instance_endpoint;
+pub mod log_tail;
+pub mod management;
+mod management_endpoint;
+pub mod supervisor;
 mod tls_setup;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use runtara_core::Persistence;
 use tokio::task::JoinHandle;
 
+use crate::image_store::ImageStore;
+use crate::management::Management;
+use crate::supervisor::{RunnerSettings, Supervisor};
+
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Directory for the database, the TLS material and images.
+    /// Directory for the database, the TLS material, images and instance files.
     pub data_dir: PathBuf,
     /// Database URL; `None` means `sqlite://<data_dir>/runtara.db`.
     pub database_url: Option<String>,
     /// Instance endpoint address.
     pub instance_addr: SocketAddr,
-    /// Management endpoint address (served from the management release on).
+    /// Management endpoint address.
     pub management_addr: SocketAddr,
     /// TLS certificate chain (PEM file); `None` uses the dev certificate.
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM file).
     pub tls_key: Option<PathBuf>,
+    /// Largest image accepted, in bytes.
+    pub max_image_bytes: u64,
+    /// Heartbeat interval given to launched instances.
+    pub heartbeat_interval: Duration,
+    /// A running instance silent for this long is considered crashed and relaunched.
+    pub heartbeat_timeout: Duration,
+    /// Durable sleeps longer than this end the instance's process until the wake time.
+    pub sleep_exit_threshold: Duration,
+    /// Time a cancelled process gets to stop on its own before it is killed.
+    pub cancel_grace: Duration,
+    /// Crashes in a row after which an instance is marked `failed`.
+    pub max_restarts: u32,
+    /// Wait before the first relaunch after a crash (doubles per crash in a row).
+    pub restart_backoff: Duration,
 }
 
 impl ServerConfig {
-    /// Defaults: data dir `./runtara-data`, instances on 127.0.0.1:8001, management on 127.0.0.1:8002.
+    /// Defaults: instances on 127.0.0.1:8001, management on 127.0.0.1:8002, images up
+    /// to 1 GiB, heartbeats every 5 s with a 30 s timeout, sleeps over 60 s leave the
+    /// process, 10 s cancel grace, 3 restarts with a 1 s backoff.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         ServerConfig {
             data_dir: data_dir.into(),
@@ -42,6 +69,13 @@ impl ServerConfig {
             management_addr: SocketAddr::from(([127, 0, 0, 1], 8002)),
             tls_cert: None,
             tls_key: None,
+            max_image_bytes: 1 << 30,
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(30),
+            sleep_exit_threshold: Duration::from_secs(60),
+            cancel_grace: Duration::from_secs(10),
+            max_restarts: 3,
+            restart_backoff: Duration::from_secs(1),
         }
     }
 
@@ -58,15 +92,17 @@ impl ServerConfig {
 pub struct RunningServer {
     /// Where the instance endpoint listens (the real port when 0 was asked for).
     pub instance_addr: SocketAddr,
+    /// Where the management endpoint listens.
+    pub management_addr: SocketAddr,
     /// The certificate clients should trust, when the dev certificate is in use.
     pub ca_path: Option<PathBuf>,
     /// The server's storage.
     pub persistence: Arc<dyn Persistence>,
-    endpoint: quinn::Endpoint,
-    accept_loop: JoinHandle<()>,
+    endpoints: [quinn::Endpoint; 2],
+    accept_loops: [JoinHandle<()>; 2],
 }
 
-/// Opens the database, sets up TLS and starts serving.
+/// Opens the database, sets up TLS, adopts unfinished instances and starts serving.
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
@@ -75,35 +111,99 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("opening the database {url}"))?;
     let tls = tls_setup::load(&config)?;
-    let endpoint = runtara_protocol::endpoint::server_endpoint(
-        config.instance_addr,
-        &tls.cert_pem,
-        &tls.key_pem,
-        Some(&tls.reset_secret),
-    )
-    .context("starting the instance endpoint")?;
-    let instance_addr = endpoint.local_addr().context("reading the bound address")?;
-    let accept_loop = tokio::spawn(instance_endpoint::serve(
-        endpoint.clone(),
+    let endpoint = |addr: SocketAddr, what: &str| {
+        runtara_protocol::endpoint::server_endpoint(
+            addr,
+            &tls.cert_pem,
+            &tls.key_pem,
+            Some(&tls.reset_secret),
+        )
+        .with_context(|| format!("starting the {what} endpoint on {addr}"))
+    };
+    let instance_endpoint = endpoint(config.instance_addr, "instance")?;
+    let management_endpoint = endpoint(config.management_addr, "management")?;
+    let instance_addr = instance_endpoint
+        .local_addr()
+        .context("reading the bound address")?;
+    let management_addr = management_endpoint
+        .local_addr()
+        .context("reading the bound address")?;
+
+    let images = ImageStore::open(config.data_dir.join("images"), config.max_image_bytes)
+        .context("opening the image store")?;
+    let supervisor = Supervisor::new(
         persistence.clone(),
+        RunnerSettings {
+            images_dir: images.dir().to_path_buf(),
+            instances_dir: config.data_dir.join("instances"),
+            instance_addr: reachable(instance_addr),
+            ca_path: tls.ca_path.clone().or_else(|| config.tls_cert.clone()),
+            heartbeat_interval: config.heartbeat_interval,
+            heartbeat_timeout: config.heartbeat_timeout,
+            sleep_exit_threshold: config.sleep_exit_threshold,
+            cancel_grace: config.cancel_grace,
+            max_restarts: config.max_restarts,
+            restart_backoff: config.restart_backoff,
+        },
+    );
+    let management = Arc::new(Management::new(
+        persistence.clone(),
+        images,
+        supervisor.clone(),
     ));
-    tracing::info!(%instance_addr, database = %persistence.backend_name(), "instance endpoint listening");
+    let accept_loops = [
+        tokio::spawn(instance_endpoint::serve(
+            instance_endpoint.clone(),
+            persistence.clone(),
+        )),
+        tokio::spawn(management_endpoint::serve(
+            management_endpoint.clone(),
+            management,
+        )),
+    ];
+    supervisor
+        .recover()
+        .await
+        .context("adopting unfinished instances")?;
+    tracing::info!(%instance_addr, %management_addr, database = %persistence.backend_name(), "runtara-server listening");
     Ok(RunningServer {
         instance_addr,
+        management_addr,
         ca_path: tls.ca_path,
         persistence,
-        endpoint,
-        accept_loop,
+        endpoints: [instance_endpoint, management_endpoint],
+        accept_loops,
     })
 }
 
+/// The address launched instances dial: a wildcard bind is reached over loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        ip if ip.is_unspecified() => {
+            let loopback = if ip.is_ipv4() {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            } else {
+                IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+            };
+            SocketAddr::new(loopback, addr.port())
+        }
+        _ => addr,
+    }
+}
+
 impl RunningServer {
-    /// Stops accepting, tells connected instances the server is going away (they
-    /// reconnect to the next server), and waits briefly for in-flight replies.
+    /// Stops accepting, tells connected clients the server is going away (instances
+    /// reconnect to the next server), and waits briefly for in-flight replies. Instance
+    /// processes keep running: the next server adopts them.
     pub async fn shutdown(self) {
-        self.endpoint.close(0u32.into(), b"server shutting down");
-        let idle = self.endpoint.wait_idle();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), idle).await;
-        self.accept_loop.abort();
+        for endpoint in &self.endpoints {
+            endpoint.close(0u32.into(), b"server shutting down");
+        }
+        for endpoint in &self.endpoints {
+            let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
+        }
+        for accept_loop in &self.accept_loops {
+            accept_loop.abort();
+        }
     }
 }

@@ -23,8 +23,9 @@ async fn main() -> ExitCode {
     };
     // One machine-readable line for scripts and tests.
     println!(
-        "runtara-server ready: instance={} ca={}",
+        "runtara-server ready: instance={} management={} ca={}",
         server.instance_addr,
+        server.management_addr,
         server
             .ca_path
             .as_ref()

@@ -1,0 +1,489 @@
+//! What the management endpoint does with each request.
+//!
+//! Every call is scoped to the tenants the caller may act for; another tenant's image
+//! or instance is reported exactly like a missing one (`not_found`), so ids of other
+//! tenants cannot be probed. Bad input is refused before anything is stored.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use runtara_core::wire::to_wire;
+use runtara_core::{
+    now_ms, Error, ImageRecord, InstanceFilter, InstanceRecord, InstanceStatus, NewImage,
+    NewInstance, Persistence, SignalOutcome, SignalType,
+};
+use runtara_protocol::{
+    ByteBuf, ErrorCode, Hello, ManagementRequest, ManagementResponse, WireCheckpoint, WireError,
+    WireEvent, WireImage, WireInstance, WireSignalType,
+};
+use tokio::io::AsyncRead;
+
+use crate::image_store::{random_hex, ImageStore};
+use crate::supervisor::Supervisor;
+
+/// Who is calling, after the handshake.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Tenants the caller may act for; `None`: every tenant (no tokens configured).
+    tenants: Option<HashSet<String>>,
+}
+
+impl Caller {
+    /// A caller allowed every tenant.
+    pub fn unrestricted() -> Caller {
+        Caller { tenants: None }
+    }
+
+    fn may_act_for(&self, tenant_id: &str) -> bool {
+        self.tenants
+            .as_ref()
+            .is_none_or(|tenants| tenants.contains(tenant_id))
+    }
+}
+
+/// The management side of the server.
+#[derive(Debug)]
+pub struct Management {
+    store: Arc<dyn Persistence>,
+    images: ImageStore,
+    supervisor: Arc<Supervisor>,
+    started: Instant,
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> WireError {
+    WireError::new(code, message)
+}
+
+fn engine_error(error: &Error) -> WireError {
+    to_wire(error)
+}
+
+fn not_found(what: &str, id: &str) -> WireError {
+    error(ErrorCode::NotFound, format!("{what} `{id}` not found"))
+}
+
+/// Longest instance id accepted.
+const MAX_INSTANCE_ID: usize = 128;
+
+/// Instance ids become directory names: letters, digits, `-`, `_`, `.`; not starting with `.`.
+fn check_instance_id(id: &str) -> Result<(), WireError> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_INSTANCE_ID
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(error(
+            ErrorCode::InvalidInput,
+            format!(
+                "invalid instance id `{id}`: use 1 to {MAX_INSTANCE_ID} letters, digits, `-`, `_` or `.`, not starting with `.`"
+            ),
+        ))
+    }
+}
+
+fn wire_image(image: ImageRecord) -> WireImage {
+    WireImage {
+        image_id: image.image_id,
+        tenant_id: image.tenant_id,
+        name: image.name,
+        version: image.version,
+        description: image.description,
+        sha256: image.sha256,
+        size_bytes: image.size_bytes,
+        created_at_ms: image.created_at_ms,
+    }
+}
+
+impl Management {
+    /// The management side over `store`, `images` and `supervisor`.
+    pub fn new(
+        store: Arc<dyn Persistence>,
+        images: ImageStore,
+        supervisor: Arc<Supervisor>,
+    ) -> Management {
+        Management {
+            store,
+            images,
+            supervisor,
+            started: Instant::now(),
+        }
+    }
+
+    /// Checks a management hello's token. Without configured tokens everyone is let in.
+    pub fn authenticate(&self, _hello: &Hello) -> Result<Caller, WireError> {
+        Ok(Caller::unrestricted())
+    }
+
+    fn wire_instance(&self, record: InstanceRecord) -> WireInstance {
+        let info = self.supervisor.info(&record.instance_id);
+        WireInstance {
+            instance_id: record.instance_id,
+            tenant_id: record.tenant_id,
+            image_id: record.image_id,
+            status: record.status.as_str().to_owned(),
+            created_at_ms: record.created_at_ms,
+            started_at_ms: record.started_at_ms,
+            finished_at_ms: record.finished_at_ms,
+            output: record.output.map(ByteBuf::from),
+            error: record.error,
+            checkpoint_id: record.checkpoint_id,
+            checkpoint_count: record.checkpoint_count,
+            heartbeat_at_ms: record.heartbeat_at_ms,
+            wake_at_ms: record.wake_at_ms,
+            launches: info.launches,
+            log_tail: info.log_tail,
+        }
+    }
+
+    /// The instance, if it exists and the caller may see it.
+    async fn visible_instance(
+        &self,
+        caller: &Caller,
+        instance_id: &str,
+    ) -> Result<InstanceRecord, WireError> {
+        match self.store.get_instance(instance_id).await {
+            Ok(Some(record)) if caller.may_act_for(&record.tenant_id) => Ok(record),
+            Ok(_) => Err(not_found("instance", instance_id)),
+            Err(Error::InvalidInput { .. }) => Err(not_found("instance", instance_id)),
+            Err(e) => Err(engine_error(&e)),
+        }
+    }
+
+    /// The image, if it exists and the caller may see it.
+    async fn visible_image(
+        &self,
+        caller: &Caller,
+        image_id: &str,
+    ) -> Result<ImageRecord, WireError> {
+        match self.store.get_image(image_id).await {
+            Ok(Some(image)) if caller.may_act_for(&image.tenant_id) => Ok(image),
+            Ok(_) => Err(not_found("image", image_id)),
+            Err(Error::InvalidInput { .. }) => Err(not_found("image", image_id)),
+            Err(e) => Err(engine_error(&e)),
+        }
+    }
+
+    fn check_tenant(caller: &Caller, tenant_id: &str) -> Result<(), WireError> {
+        if tenant_id.is_empty() {
+            return Err(error(ErrorCode::InvalidInput, "the tenant id is empty"));
+        }
+        if !caller.may_act_for(tenant_id) {
+            return Err(error(
+                ErrorCode::Unauthorized,
+                format!("this token may not act for tenant `{tenant_id}`"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Answers every request but `RegisterImage`.
+    pub async fn handle(&self, caller: &Caller, request: ManagementRequest) -> ManagementResponse {
+        self.dispatch(caller, request)
+            .await
+            .unwrap_or_else(ManagementResponse::Error)
+    }
+
+    async fn dispatch(
+        &self,
+        caller: &Caller,
+        request: ManagementRequest,
+    ) -> Result<ManagementResponse, WireError> {
+        let engine = |e: Error| engine_error(&e);
+        Ok(match request {
+            ManagementRequest::Ping => ManagementResponse::Pong {
+                server: format!("runtara-server/{}", env!("CARGO_PKG_VERSION")),
+                server_time_ms: now_ms(),
+            },
+            ManagementRequest::Health => ManagementResponse::Health {
+                server: format!("runtara-server/{}", env!("CARGO_PKG_VERSION")),
+                database: self.store.backend_name().to_owned(),
+                uptime_s: self.started.elapsed().as_secs(),
+                running_processes: self.supervisor.live_processes(),
+            },
+            ManagementRequest::GetInstanceStatus { instance_id } => {
+                let record = self.visible_instance(caller, &instance_id).await?;
+                ManagementResponse::Instance(self.wire_instance(record))
+            }
+            ManagementRequest::ListImages { tenant_id } => {
+                Self::check_tenant(caller, &tenant_id)?;
+                let images = self.store.list_images(&tenant_id).await.map_err(engine)?;
+                ManagementResponse::Images(images.into_iter().map(wire_image).collect())
+            }
+            ManagementRequest::GetImage { image_id } => {
+                ManagementResponse::Image(wire_image(self.visible_image(caller, &image_id).await?))
+            }
+            ManagementRequest::DeleteImage { image_id } => {
+                self.visible_image(caller, &image_id).await?;
+                let deleted = self.store.delete_image(&image_id).await.map_err(engine)?;
+                if !deleted.binary_still_used {
+                    self.images.remove(&deleted.image.sha256).await;
+                }
+                ManagementResponse::Done
+            }
+            ManagementRequest::StartInstance {
+                image_id,
+                tenant_id,
+                instance_id,
+                input,
+                timeout_ms,
+            } => {
+                self.start_instance(caller, image_id, tenant_id, instance_id, input, timeout_ms)
+                    .await?
+            }
+            ManagementRequest::ListInstances {
+                tenant_id,
+                status,
+                limit,
+                offset,
+            } => {
+                Self::check_tenant(caller, &tenant_id)?;
+                let status = match status.as_deref() {
+                    None | Some("") => None,
+                    Some(s) => Some(
+                        s.parse::<InstanceStatus>()
+                            .map_err(|e| error(ErrorCode::InvalidInput, e.to_string()))?,
+                    ),
+                };
+                let page = self
+                    .store
+                    .list_instances(&InstanceFilter {
+                        tenant_id,
+                        status,
+                        limit,
+                        offset,
+                    })
+                    .await
+                    .map_err(engine)?;
+                ManagementResponse::Instances {
+                    instances: page
+                        .instances
+                        .into_iter()
+                        .map(|r| self.wire_instance(r))
+                        .collect(),
+                    total: page.total,
+                }
+            }
+            ManagementRequest::SendSignal {
+                instance_id,
+                signal,
+            } => self.signal(caller, &instance_id, signal).await?,
+            ManagementRequest::ListEvents { instance_id } => {
+                self.visible_instance(caller, &instance_id).await?;
+                let events = self.store.list_events(&instance_id).await.map_err(engine)?;
+                ManagementResponse::Events(
+                    events
+                        .into_iter()
+                        .map(|e| WireEvent {
+                            event_id: e.event_id,
+                            kind: e.kind,
+                            subtype: e.subtype,
+                            payload: e.payload.map(ByteBuf::from),
+                            created_at_ms: e.created_at_ms,
+                        })
+                        .collect(),
+                )
+            }
+            ManagementRequest::ListCheckpoints { instance_id } => {
+                self.visible_instance(caller, &instance_id).await?;
+                let checkpoints = self
+                    .store
+                    .list_checkpoints(&instance_id)
+                    .await
+                    .map_err(engine)?;
+                ManagementResponse::Checkpoints(
+                    checkpoints
+                        .into_iter()
+                        .map(|c| WireCheckpoint {
+                            checkpoint_id: c.checkpoint_id,
+                            state: ByteBuf::from(c.state),
+                            created_at_ms: c.created_at_ms,
+                            wake_at_ms: c.wake_at_ms,
+                        })
+                        .collect(),
+                )
+            }
+            ManagementRequest::RegisterImage { .. } => {
+                return Err(error(
+                    ErrorCode::Malformed,
+                    "an image upload must be followed by its bytes on the same stream",
+                ))
+            }
+        })
+    }
+
+    async fn start_instance(
+        &self,
+        caller: &Caller,
+        image_id: String,
+        tenant_id: String,
+        instance_id: Option<String>,
+        input: Option<ByteBuf>,
+        timeout_ms: Option<u64>,
+    ) -> Result<ManagementResponse, WireError> {
+        Self::check_tenant(caller, &tenant_id)?;
+        let image = self.visible_image(caller, &image_id).await?;
+        if image.tenant_id != tenant_id {
+            return Err(error(
+                ErrorCode::NotFound,
+                format!("image `{image_id}` not found for tenant `{tenant_id}`"),
+            ));
+        }
+        if let Some(input) = &input {
+            if let Err(e) = serde_json::from_slice::<serde_json::Value>(input) {
+                return Err(error(
+                    ErrorCode::InvalidInput,
+                    format!("the input is not valid JSON: {e}"),
+                ));
+            }
+        }
+        let instance_id = match instance_id {
+            Some(id) => {
+                check_instance_id(&id)?;
+                id
+            }
+            None => format!("inst-{}", random_hex(12)),
+        };
+        let created = self
+            .store
+            .create_instance(NewInstance {
+                instance_id: instance_id.clone(),
+                tenant_id: tenant_id.clone(),
+                image_id: Some(image_id.clone()),
+                input: input.map(ByteBuf::into_vec),
+            })
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(Error::InstanceExists { .. }) => {
+                // Idempotent start: the same id, tenant and image is the same start.
+                let existing = self.store.get_instance(&instance_id).await;
+                return match existing {
+                    Ok(Some(record))
+                        if record.tenant_id == tenant_id
+                            && record.image_id.as_deref() == Some(image_id.as_str()) =>
+                    {
+                        Ok(ManagementResponse::Started {
+                            instance_id,
+                            created: false,
+                        })
+                    }
+                    _ => Err(error(
+                        ErrorCode::AlreadyExists,
+                        format!(
+                            "instance `{instance_id}` already exists with another image or tenant"
+                        ),
+                    )),
+                };
+            }
+            Err(e) => return Err(engine_error(&e)),
+        }
+        self.supervisor
+            .set_timeout(&instance_id, timeout_ms.map(Duration::from_millis));
+        self.supervisor
+            .spawn_launch(instance_id.clone(), Duration::ZERO);
+        tracing::info!(%instance_id, %tenant_id, %image_id, "instance started");
+        Ok(ManagementResponse::Started {
+            instance_id,
+            created: true,
+        })
+    }
+
+    async fn signal(
+        &self,
+        caller: &Caller,
+        instance_id: &str,
+        signal: WireSignalType,
+    ) -> Result<ManagementResponse, WireError> {
+        self.visible_instance(caller, instance_id).await?;
+        let signal = match signal {
+            WireSignalType::Cancel => SignalType::Cancel,
+            WireSignalType::Pause => SignalType::Pause,
+            WireSignalType::Resume => SignalType::Resume,
+        };
+        let outcome = self
+            .store
+            .send_signal(instance_id, signal)
+            .await
+            .map_err(|e| engine_error(&e))?;
+        let (status, applied) = match outcome {
+            SignalOutcome::Applied(status) => (status, true),
+            SignalOutcome::Queued(_) => {
+                let status = self
+                    .store
+                    .get_instance(instance_id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map_or(InstanceStatus::Running, |r| r.status);
+                (status, false)
+            }
+        };
+        match signal {
+            SignalType::Cancel if applied => {
+                // A process that had not registered yet must not carry on.
+                self.supervisor.kill(instance_id);
+            }
+            SignalType::Cancel => self.supervisor.cancel_after_grace(instance_id),
+            SignalType::Resume => {
+                self.supervisor
+                    .spawn_launch(instance_id.to_owned(), Duration::ZERO);
+            }
+            SignalType::Pause => {}
+        }
+        tracing::info!(%instance_id, %signal, %status, applied, "signal sent");
+        Ok(ManagementResponse::Signalled {
+            status: status.as_str().to_owned(),
+            applied,
+        })
+    }
+
+    /// Receives an image upload (the bytes follow the request on `stream`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn register_image(
+        &self,
+        caller: &Caller,
+        stream: &mut (impl AsyncRead + Unpin),
+        tenant_id: String,
+        name: String,
+        description: Option<String>,
+        size_bytes: u64,
+        sha256: &str,
+    ) -> ManagementResponse {
+        if let Err(e) = Self::check_tenant(caller, &tenant_id) {
+            return ManagementResponse::Error(e);
+        }
+        if name.trim().is_empty() {
+            return ManagementResponse::Error(error(
+                ErrorCode::InvalidInput,
+                "the image name is empty",
+            ));
+        }
+        let stored = match self.images.receive(stream, size_bytes, sha256).await {
+            Ok(stored) => stored,
+            Err(e) => return ManagementResponse::Error(e),
+        };
+        let image = self
+            .store
+            .insert_image(NewImage {
+                image_id: format!("img-{}", random_hex(12)),
+                tenant_id,
+                name,
+                description,
+                sha256: stored.sha256,
+                size_bytes: i64::try_from(stored.size).unwrap_or(i64::MAX),
+            })
+            .await;
+        match image {
+            Ok(image) => {
+                tracing::info!(image_id = %image.image_id, name = %image.name, version = image.version, "image registered");
+                ManagementResponse::Image(wire_image(image))
+            }
+            Err(e) => ManagementResponse::Error(engine_error(&e)),
+        }
+    }
+}

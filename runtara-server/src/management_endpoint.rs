@@ -1,0 +1,117 @@
+//! The management endpoint: handshake, then one request per bidirectional stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use runtara_protocol::{
+    answer_hello, read_frame, write_frame, wrong_endpoint, Hello, HelloReply, ManagementRequest,
+    ManagementResponse, Role, WireError, DEFAULT_MAX_FRAME_LEN,
+};
+
+use crate::management::{Caller, Management};
+
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest hello accepted.
+const MAX_HELLO_LEN: usize = 64 * 1024;
+
+/// Accepts connections until the endpoint closes.
+pub(crate) async fn serve(endpoint: quinn::Endpoint, management: Arc<Management>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let management = management.clone();
+        tokio::spawn(async move {
+            if let Err(error) = serve_connection(incoming, management).await {
+                tracing::debug!(%error, "management connection ended");
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    incoming: quinn::Incoming,
+    management: Arc<Management>,
+) -> anyhow::Result<()> {
+    let connection = incoming.await?;
+    let Some(caller) =
+        tokio::time::timeout(HELLO_TIMEOUT, handshake(&connection, &management)).await??
+    else {
+        return Ok(());
+    };
+    let caller = Arc::new(caller);
+    loop {
+        let (send, recv) = connection.accept_bi().await?;
+        let (management, caller) = (management.clone(), caller.clone());
+        tokio::spawn(async move {
+            if let Err(error) = serve_request(send, recv, &management, &caller).await {
+                tracing::debug!(%error, "management stream failed");
+            }
+        });
+    }
+}
+
+async fn handshake(
+    connection: &quinn::Connection,
+    management: &Management,
+) -> anyhow::Result<Option<Caller>> {
+    let (mut send, mut recv) = connection.accept_bi().await?;
+    let server = format!("runtara-server/{}", env!("CARGO_PKG_VERSION"));
+    let (reply, caller) = match read_frame::<_, Hello>(&mut recv, MAX_HELLO_LEN).await {
+        Ok(Some(hello)) => match answer_hello(&hello, server) {
+            HelloReply::Welcome { .. } if !matches!(hello.role, Role::Management { .. }) => {
+                (HelloReply::Refused(wrong_endpoint(&hello.role)), None)
+            }
+            welcome @ HelloReply::Welcome { .. } => match management.authenticate(&hello) {
+                Ok(caller) => (welcome, Some(caller)),
+                Err(error) => (HelloReply::Refused(error), None),
+            },
+            refused => (refused, None),
+        },
+        Ok(None) => return Ok(None),
+        Err(error) => (HelloReply::Refused(WireError::from(&error)), None),
+    };
+    write_frame(&mut send, &reply).await?;
+    send.finish()?;
+    if caller.is_none() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
+        connection.close(1u32.into(), b"handshake refused");
+    }
+    Ok(caller)
+}
+
+async fn serve_request(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    management: &Management,
+    caller: &Caller,
+) -> anyhow::Result<()> {
+    let response = match read_frame::<_, ManagementRequest>(&mut recv, DEFAULT_MAX_FRAME_LEN).await
+    {
+        Ok(Some(ManagementRequest::RegisterImage {
+            tenant_id,
+            name,
+            description,
+            size_bytes,
+            sha256,
+        })) => {
+            management
+                .register_image(
+                    caller,
+                    &mut recv,
+                    tenant_id,
+                    name,
+                    description,
+                    size_bytes,
+                    &sha256,
+                )
+                .await
+        }
+        Ok(Some(request)) => management.handle(caller, request).await,
+        Ok(None) => return Ok(()),
+        Err(error) => ManagementResponse::Error(WireError::from(&error)),
+    };
+    write_frame(&mut send, &response).await?;
+    send.finish()?;
+    // Unread upload bytes (a refused image) must not hold the stream open.
+    let _ = recv.stop(0u32.into());
+    Ok(())
+}

@@ -1,0 +1,580 @@
+//! The process runner: launches instances as OS processes of their image binary and
+//! keeps them going through crashes, sleeps, pauses, cancels and server restarts.
+//!
+//! The status of an instance always comes from what its process acknowledged (stored by
+//! the instance endpoint), never from an exit code. When a process exits the supervisor
+//! reads the stored status and acts on it:
+//!
+//! | stored status after the exit | action |
+//! |---|---|
+//! | `completed`, `failed`, `cancelled`, `suspended` | nothing (the process stopped as asked) |
+//! | `sleeping` | relaunch at the wake time |
+//! | `running` or `pending` with a cancel queued | `cancelled` |
+//! | `running` or `pending` otherwise (a crash) | relaunch from the last checkpoint after a backoff; after `max_restarts` crashes in a row, `failed` with the reason |
+//!
+//! A process that stops heartbeating for `heartbeat_timeout` is killed and handled as a
+//! crash. On start-up the supervisor adopts what a previous server left: `pending`
+//! instances are launched, `sleeping` ones scheduled, and `running` ones — whose
+//! processes may well still be alive and reconnecting — are left alone and only
+//! relaunched once their heartbeats stop. A relaunch registers a new epoch, which fences
+//! out any older process of the same instance.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use runtara_core::{now_ms, InstanceRecord, InstanceStatus, Persistence, SignalType};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::oneshot;
+
+use crate::log_tail::LogTail;
+
+/// Timings and paths of the runner.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// Where image binaries live (`<data-dir>/images`).
+    pub images_dir: PathBuf,
+    /// Where per-instance files (the input) live (`<data-dir>/instances`).
+    pub instances_dir: PathBuf,
+    /// Address instances connect to.
+    pub instance_addr: std::net::SocketAddr,
+    /// The certificate launched instances trust.
+    pub ca_path: Option<PathBuf>,
+    /// Heartbeat interval given to launched instances.
+    pub heartbeat_interval: Duration,
+    /// A running instance silent for this long is considered crashed.
+    pub heartbeat_timeout: Duration,
+    /// Durable sleeps longer than this end the process; the server relaunches it.
+    pub sleep_exit_threshold: Duration,
+    /// Time a cancelled process gets to stop on its own before it is killed.
+    pub cancel_grace: Duration,
+    /// Crashes in a row after which the instance is `failed`.
+    pub max_restarts: u32,
+    /// Wait before the first relaunch after a crash; doubles with each crash.
+    pub restart_backoff: Duration,
+}
+
+/// What the supervisor knows of one instance's processes (this server's lifetime).
+#[derive(Debug, Default)]
+struct Run {
+    /// Processes launched.
+    launches: u32,
+    /// Crashes in a row (reset when the instance makes progress).
+    crashes: u32,
+    /// Checkpoint count at the last launch, to tell progress from a crash loop.
+    checkpoints_at_launch: i64,
+    /// Generation of the live process, if any.
+    live: Option<u64>,
+    /// Kill switch of the live process.
+    kill: Option<oneshot::Sender<()>>,
+    /// Output of the last process.
+    log: Arc<LogTail>,
+    /// Per-instance timeout, from the start request.
+    timeout: Option<Duration>,
+}
+
+/// A summary for status replies.
+#[derive(Debug, Clone, Default)]
+pub struct RunInfo {
+    /// Processes launched by this server.
+    pub launches: u32,
+    /// Tail of the last process's output.
+    pub log_tail: Option<String>,
+}
+
+/// Launches and watches instance processes.
+#[derive(Debug)]
+pub struct Supervisor {
+    store: Arc<dyn Persistence>,
+    settings: RunnerSettings,
+    runs: Mutex<HashMap<String, Run>>,
+    generation: AtomicU64,
+    me: Weak<Supervisor>,
+}
+
+impl Supervisor {
+    /// A supervisor over `store`.
+    pub fn new(store: Arc<dyn Persistence>, settings: RunnerSettings) -> Arc<Supervisor> {
+        Arc::new_cyclic(|me| Supervisor {
+            store,
+            settings,
+            runs: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            me: me.clone(),
+        })
+    }
+
+    fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Run>> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Processes this server is running.
+    pub fn live_processes(&self) -> u32 {
+        let live = self.runs().values().filter(|r| r.live.is_some()).count();
+        u32::try_from(live).unwrap_or(u32::MAX)
+    }
+
+    /// Launch count and log tail of an instance.
+    pub fn info(&self, instance_id: &str) -> RunInfo {
+        self.runs()
+            .get(instance_id)
+            .map(|run| RunInfo {
+                launches: run.launches,
+                log_tail: run.log.text(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// Sets the per-instance timeout (counted from the next launch).
+    pub fn set_timeout(&self, instance_id: &str, timeout: Option<Duration>) {
+        self.runs()
+            .entry(instance_id.to_owned())
+            .or_default()
+            .timeout = timeout;
+    }
+
+    /// Adopts what a previous server left behind and starts the heartbeat monitor.
+    pub async fn recover(self: &Arc<Self>) -> anyhow::Result<()> {
+        let unfinished = self.store.list_unfinished().await?;
+        for instance in unfinished
+            .into_iter()
+            .filter(|instance| instance.image_id.is_some())
+        {
+            match instance.status {
+                InstanceStatus::Pending => self.spawn_launch(instance.instance_id, Duration::ZERO),
+                InstanceStatus::Sleeping => self.schedule_wake(&instance),
+                InstanceStatus::Suspended => {
+                    // A resume sent just before the previous server stopped.
+                    let resume = self
+                        .store
+                        .pending_signal(&instance.instance_id)
+                        .await?
+                        .is_some_and(|s| s.signal_type == SignalType::Resume);
+                    if resume {
+                        self.spawn_launch(instance.instance_id, Duration::ZERO);
+                    }
+                }
+                // Running: its process may be alive and reconnecting; the heartbeat
+                // monitor relaunches it if it is not.
+                _ => {}
+            }
+        }
+        let me = self.clone();
+        tokio::spawn(async move { me.monitor_heartbeats().await });
+        Ok(())
+    }
+
+    /// Launches a process for `instance_id` after `delay`, in the background.
+    pub fn spawn_launch(&self, instance_id: String, delay: Duration) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if let Err(error) = me.launch(&instance_id).await {
+                tracing::warn!(%instance_id, %error, "launch failed");
+            }
+        });
+    }
+
+    /// Wakes a sleeping instance at its wake time.
+    fn schedule_wake(&self, instance: &InstanceRecord) {
+        let wait_ms = instance.wake_at_ms.unwrap_or(0).saturating_sub(now_ms());
+        let delay = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
+        tracing::debug!(instance_id = %instance.instance_id, ?delay, "wake scheduled");
+        self.spawn_launch(instance.instance_id.clone(), delay);
+    }
+
+    /// Starts a process for the instance, unless it is finished, suspended, or already
+    /// has a live process here.
+    async fn launch(self: &Arc<Self>, instance_id: &str) -> anyhow::Result<()> {
+        let Some(instance) = self.store.get_instance(instance_id).await? else {
+            return Ok(());
+        };
+        let launchable = match instance.status {
+            InstanceStatus::Pending | InstanceStatus::Running => true,
+            InstanceStatus::Sleeping => instance.wake_at_ms.unwrap_or(0) <= now_ms(),
+            // A resumed instance stays suspended until its new process registers.
+            InstanceStatus::Suspended => self
+                .store
+                .pending_signal(instance_id)
+                .await?
+                .is_some_and(|s| s.signal_type == SignalType::Resume),
+            _ => false,
+        };
+        if !launchable {
+            if instance.status == InstanceStatus::Sleeping {
+                self.schedule_wake(&instance);
+            }
+            return Ok(());
+        }
+        let Some(image_id) = instance.image_id.clone() else {
+            return Ok(());
+        };
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let (kill_tx, kill_rx) = oneshot::channel();
+        let (log, timeout) = {
+            let mut runs = self.runs();
+            let run = runs.entry(instance_id.to_owned()).or_default();
+            if run.live.is_some() {
+                return Ok(());
+            }
+            run.live = Some(generation);
+            run.kill = Some(kill_tx);
+            run.launches += 1;
+            run.checkpoints_at_launch = instance.checkpoint_count;
+            run.log = Arc::new(LogTail::default());
+            (run.log.clone(), run.timeout)
+        };
+        let child = match self.spawn_process(&instance, &image_id).await {
+            Ok(child) => child,
+            Err(error) => {
+                self.runs().entry(instance_id.to_owned()).or_default().live = None;
+                let reason = format!("cannot start the image binary of `{image_id}`: {error:#}");
+                self.store
+                    .set_status(
+                        instance_id,
+                        &[
+                            InstanceStatus::Pending,
+                            InstanceStatus::Running,
+                            InstanceStatus::Sleeping,
+                            InstanceStatus::Suspended,
+                        ],
+                        InstanceStatus::Failed,
+                        Some(&reason),
+                    )
+                    .await?;
+                anyhow::bail!(reason);
+            }
+        };
+        let pid = child.id();
+        let _ = self
+            .store
+            .record_event(
+                instance_id,
+                "launched",
+                pid.map(|p| p.to_string()).as_deref(),
+                None,
+            )
+            .await;
+        tracing::info!(%instance_id, ?pid, generation, "instance process launched");
+        let me = self.clone();
+        let id = instance_id.to_owned();
+        tokio::spawn(async move { me.watch(id, generation, child, kill_rx, log, timeout).await });
+        Ok(())
+    }
+
+    async fn spawn_process(
+        &self,
+        instance: &InstanceRecord,
+        image_id: &str,
+    ) -> anyhow::Result<tokio::process::Child> {
+        let image = self
+            .store
+            .get_image(image_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("image `{image_id}` no longer exists"))?;
+        let binary = self.settings.images_dir.join(&image.sha256);
+        let dir = self.settings.instances_dir.join(&instance.instance_id);
+        tokio::fs::create_dir_all(&dir).await?;
+        let input_path = dir.join("input.json");
+        tokio::fs::write(&input_path, instance.input.as_deref().unwrap_or(b"null")).await?;
+
+        let mut command = tokio::process::Command::new(&binary);
+        command
+            .env_clear()
+            .envs(
+                ["PATH", "HOME", "RUST_LOG", "RUST_BACKTRACE", "TMPDIR"]
+                    .iter()
+                    .filter_map(|var| std::env::var_os(var).map(|v| (*var, v))),
+            )
+            .env("RUNTARA_INSTANCE_ID", &instance.instance_id)
+            .env("RUNTARA_TENANT_ID", &instance.tenant_id)
+            .env(
+                "RUNTARA_SERVER_ADDR",
+                self.settings.instance_addr.to_string(),
+            )
+            .env("RUNTARA_SERVER_NAME", "localhost")
+            .env("RUNTARA_INPUT_FILE", &input_path)
+            .env(
+                "RUNTARA_HEARTBEAT_INTERVAL_MS",
+                self.settings.heartbeat_interval.as_millis().to_string(),
+            )
+            .env(
+                "RUNTARA_SLEEP_EXIT_THRESHOLD_MS",
+                self.settings.sleep_exit_threshold.as_millis().to_string(),
+            )
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(false);
+        if let Some(ca) = &self.settings.ca_path {
+            command.env("RUNTARA_CA_CERT", ca);
+        }
+        if let Some(checkpoint) = &instance.checkpoint_id {
+            command.env("RUNTARA_CHECKPOINT_ID", checkpoint);
+        }
+        #[cfg(unix)]
+        command.process_group(0);
+        Ok(command.spawn()?)
+    }
+
+    /// Waits for the process to exit (or kills it when asked), then decides what next.
+    async fn watch(
+        self: Arc<Self>,
+        instance_id: String,
+        generation: u64,
+        mut child: tokio::process::Child,
+        kill: oneshot::Receiver<()>,
+        log: Arc<LogTail>,
+        timeout: Option<Duration>,
+    ) {
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(collect(out, log.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(collect(err, log.clone()));
+        }
+        let timeout = async {
+            match timeout {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut timed_out = false;
+        let status = tokio::select! {
+            status = child.wait() => status,
+            _ = kill => {
+                kill_group(&mut child);
+                child.wait().await
+            }
+            () = timeout => {
+                timed_out = true;
+                kill_group(&mut child);
+                child.wait().await
+            }
+        };
+        let exit = match &status {
+            Ok(status) => status.to_string(),
+            Err(error) => format!("unknown exit ({error})"),
+        };
+        let _ = self
+            .store
+            .record_event(&instance_id, "exited", Some(&exit), None)
+            .await;
+        {
+            let mut runs = self.runs();
+            let Some(run) = runs.get_mut(&instance_id) else {
+                return;
+            };
+            if run.live != Some(generation) {
+                return;
+            }
+            run.live = None;
+            run.kill = None;
+        }
+        let reason = timeout_reason(timeout_of(&self, &instance_id));
+        if let Err(error) = self
+            .after_exit(&instance_id, &exit, timed_out, reason)
+            .await
+        {
+            tracing::warn!(%instance_id, %error, "handling the process exit failed");
+        }
+    }
+
+    async fn after_exit(
+        self: &Arc<Self>,
+        instance_id: &str,
+        exit: &str,
+        timed_out: bool,
+        timeout_reason: String,
+    ) -> anyhow::Result<()> {
+        let Some(instance) = self.store.get_instance(instance_id).await? else {
+            return Ok(());
+        };
+        let unfinished = [InstanceStatus::Pending, InstanceStatus::Running];
+        match instance.status {
+            InstanceStatus::Sleeping => self.schedule_wake(&instance),
+            InstanceStatus::Pending | InstanceStatus::Running => {
+                if timed_out {
+                    self.store
+                        .set_status(
+                            instance_id,
+                            &unfinished,
+                            InstanceStatus::Failed,
+                            Some(&timeout_reason),
+                        )
+                        .await?;
+                    return Ok(());
+                }
+                let cancel = self
+                    .store
+                    .pending_signal(instance_id)
+                    .await?
+                    .is_some_and(|s| s.signal_type == SignalType::Cancel);
+                if cancel {
+                    self.store
+                        .set_status(instance_id, &unfinished, InstanceStatus::Cancelled, None)
+                        .await?;
+                    return Ok(());
+                }
+                self.crashed(&instance, exit).await?;
+            }
+            _ => {
+                tracing::info!(%instance_id, status = %instance.status, %exit, "instance process exited");
+            }
+        }
+        Ok(())
+    }
+
+    /// A process ended without a terminal event: relaunch with backoff, or give up.
+    async fn crashed(
+        self: &Arc<Self>,
+        instance: &InstanceRecord,
+        exit: &str,
+    ) -> anyhow::Result<()> {
+        let instance_id = &instance.instance_id;
+        let (crashes, tail) = {
+            let mut runs = self.runs();
+            let run = runs.entry(instance_id.clone()).or_default();
+            if instance.checkpoint_count > run.checkpoints_at_launch {
+                // It made progress: a fresh crash, not a loop.
+                run.crashes = 0;
+            }
+            run.crashes += 1;
+            (run.crashes, run.log.text())
+        };
+        if crashes > self.settings.max_restarts {
+            let reason = format!(
+                "the instance process exited ({exit}) without finishing {crashes} times in a row; \
+                 giving up{}",
+                tail.map(|t| format!("; last output:\n{t}"))
+                    .unwrap_or_default()
+            );
+            tracing::warn!(%instance_id, %exit, crashes, "instance keeps crashing; marking it failed");
+            self.store
+                .set_status(
+                    instance_id,
+                    &[InstanceStatus::Pending, InstanceStatus::Running],
+                    InstanceStatus::Failed,
+                    Some(&reason),
+                )
+                .await?;
+            return Ok(());
+        }
+        let backoff = self.settings.restart_backoff * 2u32.saturating_pow(crashes - 1);
+        tracing::warn!(%instance_id, %exit, crashes, ?backoff, "instance process crashed; relaunching from its last checkpoint");
+        self.spawn_launch(instance_id.clone(), backoff);
+        Ok(())
+    }
+
+    /// Asks the live process (if any) to be killed now.
+    pub fn kill(&self, instance_id: &str) -> bool {
+        let kill = self
+            .runs()
+            .get_mut(instance_id)
+            .and_then(|run| run.kill.take());
+        kill.is_some_and(|kill| kill.send(()).is_ok())
+    }
+
+    /// After a cancel was queued for a running instance: kill its process if it has not
+    /// stopped within the grace period.
+    pub fn cancel_after_grace(&self, instance_id: &str) {
+        let Some(me) = self.me.upgrade() else { return };
+        let instance_id = instance_id.to_owned();
+        let grace = self.settings.cancel_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let still_running = matches!(
+                me.store.get_instance(&instance_id).await,
+                Ok(Some(i)) if !i.status.is_terminal()
+            );
+            if still_running {
+                if me.kill(&instance_id) {
+                    tracing::info!(%instance_id, "cancel grace period over; process killed");
+                } else {
+                    // No process of ours (adopted after a restart, or gone): end it here.
+                    let _ = me
+                        .store
+                        .set_status(
+                            &instance_id,
+                            &[InstanceStatus::Pending, InstanceStatus::Running],
+                            InstanceStatus::Cancelled,
+                            None,
+                        )
+                        .await;
+                }
+            }
+        });
+    }
+
+    /// Relaunches running instances whose heartbeats stopped (killing our own process
+    /// first, when it hangs).
+    async fn monitor_heartbeats(self: Arc<Self>) {
+        let timeout_ms =
+            i64::try_from(self.settings.heartbeat_timeout.as_millis()).unwrap_or(i64::MAX);
+        let period = (self.settings.heartbeat_timeout / 4).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(period).await;
+            let Ok(unfinished) = self.store.list_unfinished().await else {
+                continue;
+            };
+            let now = now_ms();
+            for instance in unfinished {
+                if instance.status != InstanceStatus::Running || instance.image_id.is_none() {
+                    continue;
+                }
+                let last = instance
+                    .heartbeat_at_ms
+                    .or(instance.started_at_ms)
+                    .unwrap_or(instance.created_at_ms);
+                if now.saturating_sub(last) <= timeout_ms {
+                    continue;
+                }
+                let ours = self
+                    .runs()
+                    .get(&instance.instance_id)
+                    .is_some_and(|run| run.live.is_some());
+                if ours {
+                    tracing::warn!(instance_id = %instance.instance_id, "no heartbeat; killing the process");
+                    self.kill(&instance.instance_id);
+                } else {
+                    tracing::warn!(instance_id = %instance.instance_id, "no heartbeat from an adopted instance; relaunching it");
+                    let _ = self.crashed(&instance, "heartbeats stopped").await;
+                }
+            }
+        }
+    }
+}
+
+fn timeout_of(supervisor: &Supervisor, instance_id: &str) -> Option<Duration> {
+    supervisor
+        .runs()
+        .get(instance_id)
+        .and_then(|run| run.timeout)
+}
+
+fn timeout_reason(timeout: Option<Duration>) -> String {
+    format!(
+        "timed out: still running after {:?} (the instance's timeout)",
+        timeout.unwrap_or_default()
+    )
+}
+
+/// Kills the process (SIGKILL). Instances run in their own process group, so a Ctrl-C
+/// in the server's terminal does not reach them; a server restart leaves them running.
+fn kill_group(child: &mut tokio::process::Child) {
+    let _ = child.start_kill();
+}
+
+/// Copies a process's output into its log tail, line by line.
+async fn collect(stream: impl AsyncRead + Unpin, log: Arc<LogTail>) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        log.push(&line);
+    }
+}
