@@ -108,6 +108,14 @@ pub enum SdkError {
     /// The server sent something this SDK cannot understand.
     #[error("protocol error")]
     Protocol(#[from] runtara_protocol::ProtocolError),
+    /// The start input file (`RUNTARA_INPUT_FILE`) cannot be read or decoded.
+    #[error("cannot read the start input {path}: {reason}")]
+    Input {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The operation is not available with this backend.
     #[error("`{operation}` is not supported by the {backend} backend")]
     Unsupported {

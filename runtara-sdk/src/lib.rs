@@ -31,6 +31,7 @@ mod config;
 mod durable;
 mod error;
 mod heartbeat;
+mod input;
 pub mod persistence;
 mod quic;
 mod registry;
@@ -41,6 +42,7 @@ mod sdk;
 
 pub use config::{SdkConfig, DEFAULT_SERVER_ADDR};
 pub use error::{Result, SdkError};
+pub use input::{input, INPUT_FILE_ENV};
 pub use registry::{current_sdk, register_sdk, sdk};
 pub use responses::{CheckpointResult, Signal, StatusResponse};
 pub use retry::{RetryPolicy, Retryable, Strategy, MAX_RETRY_DELAY};

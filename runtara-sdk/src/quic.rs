@@ -260,7 +260,7 @@ impl Quic {
 fn refused(operation: &'static str, error: WireError) -> SdkError {
     SdkError::Server {
         operation,
-        code: format!("{:?}", error.code).to_lowercase(),
+        code: error.code.as_str().to_owned(),
         message: error.message,
     }
 }

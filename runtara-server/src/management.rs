@@ -429,10 +429,7 @@ impl Management {
                 self.supervisor.kill(instance_id);
             }
             SignalType::Cancel => self.supervisor.cancel_after_grace(instance_id),
-            SignalType::Resume => {
-                self.supervisor
-                    .spawn_launch(instance_id.to_owned(), Duration::ZERO);
-            }
+            SignalType::Resume => self.supervisor.spawn_resume(instance_id.to_owned()),
             SignalType::Pause => {}
         }
         tracing::info!(%instance_id, %signal, %status, applied, "signal sent");

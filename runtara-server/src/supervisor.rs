@@ -74,6 +74,8 @@ struct Run {
     log: Arc<LogTail>,
     /// Per-instance timeout, from the start request.
     timeout: Option<Duration>,
+    /// A resume arrived while the paused process was still exiting.
+    resume_after_exit: bool,
 }
 
 /// A summary for status replies.
@@ -146,17 +148,6 @@ impl Supervisor {
             match instance.status {
                 InstanceStatus::Pending => self.spawn_launch(instance.instance_id, Duration::ZERO),
                 InstanceStatus::Sleeping => self.schedule_wake(&instance),
-                InstanceStatus::Suspended => {
-                    // A resume sent just before the previous server stopped.
-                    let resume = self
-                        .store
-                        .pending_signal(&instance.instance_id)
-                        .await?
-                        .is_some_and(|s| s.signal_type == SignalType::Resume);
-                    if resume {
-                        self.spawn_launch(instance.instance_id, Duration::ZERO);
-                    }
-                }
                 // Running: its process may be alive and reconnecting; the heartbeat
                 // monitor relaunches it if it is not.
                 _ => {}
@@ -169,12 +160,21 @@ impl Supervisor {
 
     /// Launches a process for `instance_id` after `delay`, in the background.
     pub fn spawn_launch(&self, instance_id: String, delay: Duration) {
+        self.spawn(instance_id, delay, false);
+    }
+
+    /// Relaunches a suspended instance whose resume was just queued.
+    pub fn spawn_resume(&self, instance_id: String) {
+        self.spawn(instance_id, Duration::ZERO, true);
+    }
+
+    fn spawn(&self, instance_id: String, delay: Duration, resume: bool) {
         let Some(me) = self.me.upgrade() else { return };
         tokio::spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            if let Err(error) = me.launch(&instance_id).await {
+            if let Err(error) = me.launch(&instance_id, resume).await {
                 tracing::warn!(%instance_id, %error, "launch failed");
             }
         });
@@ -190,7 +190,7 @@ impl Supervisor {
 
     /// Starts a process for the instance, unless it is finished, suspended, or already
     /// has a live process here.
-    async fn launch(self: &Arc<Self>, instance_id: &str) -> anyhow::Result<()> {
+    async fn launch(self: &Arc<Self>, instance_id: &str, resume: bool) -> anyhow::Result<()> {
         let Some(instance) = self.store.get_instance(instance_id).await? else {
             return Ok(());
         };
@@ -198,11 +198,7 @@ impl Supervisor {
             InstanceStatus::Pending | InstanceStatus::Running => true,
             InstanceStatus::Sleeping => instance.wake_at_ms.unwrap_or(0) <= now_ms(),
             // A resumed instance stays suspended until its new process registers.
-            InstanceStatus::Suspended => self
-                .store
-                .pending_signal(instance_id)
-                .await?
-                .is_some_and(|s| s.signal_type == SignalType::Resume),
+            InstanceStatus::Suspended => resume,
             _ => false,
         };
         if !launchable {
@@ -220,6 +216,8 @@ impl Supervisor {
             let mut runs = self.runs();
             let run = runs.entry(instance_id.to_owned()).or_default();
             if run.live.is_some() {
+                // The paused process is still on its way out; relaunch once it is gone.
+                run.resume_after_exit |= resume;
                 return Ok(());
             }
             run.live = Some(generation);
@@ -376,6 +374,10 @@ impl Supervisor {
             }
             run.live = None;
             run.kill = None;
+            if std::mem::take(&mut run.resume_after_exit) {
+                drop(runs);
+                self.spawn_resume(instance_id.clone());
+            }
         }
         let reason = timeout_reason(timeout_of(&self, &instance_id));
         if let Err(error) = self
@@ -518,6 +520,8 @@ impl Supervisor {
         let timeout_ms =
             i64::try_from(self.settings.heartbeat_timeout.as_millis()).unwrap_or(i64::MAX);
         let period = (self.settings.heartbeat_timeout / 4).max(Duration::from_millis(50));
+        // Instances could not heartbeat while no server was up: count from our start.
+        let started_ms = now_ms();
         loop {
             tokio::time::sleep(period).await;
             let Ok(unfinished) = self.store.list_unfinished().await else {
@@ -531,7 +535,8 @@ impl Supervisor {
                 let last = instance
                     .heartbeat_at_ms
                     .or(instance.started_at_ms)
-                    .unwrap_or(instance.created_at_ms);
+                    .unwrap_or(instance.created_at_ms)
+                    .max(started_ms);
                 if now.saturating_sub(last) <= timeout_ms {
                     continue;
                 }

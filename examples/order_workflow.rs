@@ -1,0 +1,156 @@
+//! An order workflow run by `runtara-server`: register it as an image, start instances
+//! with JSON input, and watch, pause, resume or cancel them with `runtara-ctl`.
+//!
+//! The server launches it with `RUNTARA_INSTANCE_ID`, `RUNTARA_TENANT_ID`,
+//! `RUNTARA_SERVER_ADDR`, `RUNTARA_CA_CERT` and `RUNTARA_INPUT_FILE` set. Input (all
+//! fields optional):
+//!
+//! ```json
+//! {"order_id": "ORD-1", "items": ["a", "b"], "steps": 5, "step_delay_ms": 100,
+//!  "sleep_ms": 0, "log_file": "/tmp/side-effects.log"}
+//! ```
+//!
+//! Each step is a `#[durable]` function; after a crash, a pause or a long sleep the
+//! relaunched process skips the recorded steps. With `log_file`, every step body that
+//! actually runs appends a line there, so tests can prove no step ran twice.
+
+use std::io::Write;
+use std::time::Duration;
+
+use runtara_sdk::{durable, RuntaraSdk, SdkError};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct Input {
+    order_id: String,
+    items: Vec<String>,
+    steps: u32,
+    step_delay_ms: u64,
+    sleep_ms: u64,
+    log_file: Option<String>,
+}
+
+impl Default for Input {
+    fn default() -> Self {
+        Input {
+            order_id: "ORD-1".into(),
+            items: vec!["item-1".into()],
+            steps: 5,
+            step_delay_ms: 0,
+            sleep_ms: 0,
+            log_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StepResult {
+    step: u32,
+    value: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WorkflowError {
+    #[error(transparent)]
+    Sdk(#[from] SdkError),
+    #[error("side-effect log: {0}")]
+    Log(#[from] std::io::Error),
+}
+
+#[durable(max_retries = 0)]
+async fn step(
+    key: String,
+    n: u32,
+    order_id: &str,
+    log_file: Option<&str>,
+) -> Result<StepResult, WorkflowError> {
+    if let Some(path) = log_file {
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(log, "{order_id} step {n}")?;
+    }
+    println!("step {n}: processing {key}");
+    let value = order_id.bytes().fold(u64::from(n), |acc, b| {
+        acc.wrapping_mul(31).wrapping_add(u64::from(b))
+    });
+    Ok(StepResult { step: n, value })
+}
+
+async fn run(sdk: &RuntaraSdk, input: Input) -> Result<serde_json::Value, WorkflowError> {
+    let log_file = input.log_file.as_deref();
+    let mut total = 0u64;
+    let half = input.steps / 2;
+    for n in 1..=input.steps {
+        if n == half + 1 && input.sleep_ms > 0 {
+            println!("sleeping {} ms (durable)", input.sleep_ms);
+            sdk.sleep(Duration::from_millis(input.sleep_ms), "nap", b"")
+                .await?;
+        }
+        let key = format!("{}-{n}", input.order_id);
+        let result = step(key, n, &input.order_id, log_file).await?;
+        total = total.wrapping_add(result.value);
+        if input.step_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(input.step_delay_ms)).await;
+        }
+    }
+    Ok(serde_json::json!({
+        "order_id": input.order_id,
+        "items": input.items,
+        "steps": input.steps,
+        "total": total,
+    }))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let sdk = match RuntaraSdk::from_env() {
+        Ok(sdk) => sdk,
+        Err(error) => {
+            eprintln!(
+                "order-workflow: {error} (this program is meant to be launched by runtara-server)"
+            );
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if let Err(error) = sdk.clone().init(None).await {
+        eprintln!("order-workflow: cannot register: {error}");
+        return std::process::ExitCode::FAILURE;
+    }
+    let input: Input = match runtara_sdk::input() {
+        Ok(input) => input.unwrap_or_default(),
+        Err(error) => {
+            let _ = sdk.failed(&error.to_string()).await;
+            eprintln!("order-workflow: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match run(&sdk, input).await {
+        Ok(output) => match sdk.completed(output.to_string().as_bytes()).await {
+            Ok(()) => {
+                println!("completed: {output}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("order-workflow: cannot report completion: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        },
+        // Paused or cancelled at a checkpoint: the server already knows; just stop.
+        Err(WorkflowError::Sdk(SdkError::Paused)) => {
+            println!("paused; the server resumes this instance from its last step");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(WorkflowError::Sdk(SdkError::Cancelled)) => {
+            println!("cancelled");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            let _ = sdk.failed(&error.to_string()).await;
+            eprintln!("order-workflow: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! End to end with real processes: a `runtara-server` process, the `order-workflow`
+//! binary registered as an image and launched by the server, driven through the
+//! management SDK.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use runtara_management_sdk::{ManagementSdk, RegisterImageOptions, StartInstanceOptions};
+use serde_json::json;
+use support::*;
+
+const TENANT: &str = "acme";
+
+async fn register(sdk: &ManagementSdk) -> String {
+    let binary = std::fs::read(WORKFLOW).unwrap();
+    sdk.register_image(
+        RegisterImageOptions::new(TENANT, "order-workflow", binary).with_description("e2e"),
+    )
+    .await
+    .unwrap()
+    .image_id
+}
+
+async fn start(sdk: &ManagementSdk, image_id: &str, input: serde_json::Value) -> String {
+    sdk.start_instance(StartInstanceOptions::new(image_id, TENANT).with_input(input))
+        .await
+        .unwrap()
+        .instance_id
+}
+
+/// Pids of the processes the server launched for the instance, in order.
+async fn launched_pids(sdk: &ManagementSdk, instance_id: &str) -> Vec<u32> {
+    sdk.list_events(instance_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "launched")
+        .filter_map(|e| e.subtype.and_then(|pid| pid.parse().ok()))
+        .collect()
+}
+
+fn output(status: &runtara_management_sdk::InstanceInfo) -> serde_json::Value {
+    serde_json::from_slice(status.output.as_deref().unwrap()).unwrap()
+}
+
+/// The spec's complete example: register, start with input, poll to completed, read
+/// the output. Starting again with the same instance id is idempotent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_start_and_poll_to_completed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0, 0, &[]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+
+    let instance = sdk
+        .start_instance(
+            StartInstanceOptions::new(&image_id, TENANT)
+                .with_instance_id("order-ORD-456")
+                .with_input(json!({"order_id": "ORD-456", "items": ["a", "b"], "steps": 3})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(instance.instance_id, "order-ORD-456");
+    let status = wait_for(&sdk, &instance.instance_id, Duration::from_secs(30), |s| {
+        matches!(s.status.as_str(), "completed" | "failed")
+    })
+    .await;
+    assert_eq!(status.status, "completed", "{status:#?}");
+    let out = output(&status);
+    assert_eq!(out["order_id"], "ORD-456");
+    assert_eq!(out["items"], json!(["a", "b"]));
+    assert_eq!(status.checkpoint_count, 3);
+    assert_eq!(status.image_id, image_id);
+    assert!(!status.started_at.is_empty() && status.finished_at.is_some());
+    assert!(status.log_tail.unwrap_or_default().contains("step 3"));
+
+    // Idempotent start: the same id does not start a second run.
+    let again = sdk
+        .start_instance(
+            StartInstanceOptions::new(&image_id, TENANT).with_instance_id("order-ORD-456"),
+        )
+        .await
+        .unwrap();
+    assert!(!again.created);
+    let page = sdk
+        .list_instances_page(
+            runtara_management_sdk::ListInstancesOptions::new(TENANT).with_status("completed"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1);
+    assert_eq!(page.instances[0].instance_id, "order-ORD-456");
+    assert_eq!(launched_pids(&sdk, "order-ORD-456").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_then_resume_completes_without_rerunning_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("steps.log");
+    let server = Server::start(dir.path(), 0, 0, &[]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    let input = json!({"order_id": "P", "steps": 8, "step_delay_ms": 150, "log_file": log});
+    let id = start(&sdk, &image_id, input).await;
+
+    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= 2
+    })
+    .await;
+    sdk.pause_instance(&id).await.unwrap();
+    let paused = wait_status(&sdk, &id, "suspended").await;
+    assert!(paused.checkpoint_count < 8, "paused before the end");
+    let pid = launched_pids(&sdk, &id).await[0];
+    wait_for(&sdk, &id, Duration::from_secs(10), |_| !process_alive(pid)).await;
+
+    sdk.resume_instance(&id).await.unwrap();
+    let done = wait_status(&sdk, &id, "completed").await;
+    assert_eq!(output(&done)["steps"], 8);
+    assert_eq!(done.checkpoint_count, 8);
+    let runs = step_runs(&log);
+    assert_eq!(runs.len(), 8, "{runs:?}");
+    assert!(runs.values().all(|&n| n == 1), "a step ran twice: {runs:?}");
+    assert_eq!(launched_pids(&sdk, &id).await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_ends_cancelled_with_the_process_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0, 0, &[]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    let id = start(&sdk, &image_id, json!({"steps": 200, "step_delay_ms": 100})).await;
+
+    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= 1
+    })
+    .await;
+    sdk.cancel_instance(&id).await.unwrap();
+    let cancelled = wait_status(&sdk, &id, "cancelled").await;
+    assert!(cancelled.checkpoint_count < 200);
+    let pid = launched_pids(&sdk, &id).await[0];
+    wait_for(&sdk, &id, Duration::from_secs(10), |_| !process_alive(pid)).await;
+    // Terminal is final: further signals are refused with a clear error.
+    let error = sdk.resume_instance(&id).await.unwrap_err();
+    assert!(error.to_string().contains("cancelled"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_instance_process_is_relaunched_and_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("steps.log");
+    let server = Server::start(dir.path(), 0, 0, &[]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    let input = json!({"order_id": "K", "steps": 8, "step_delay_ms": 150, "log_file": log});
+    let id = start(&sdk, &image_id, input).await;
+
+    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= 3
+    })
+    .await;
+    let pid = launched_pids(&sdk, &id).await[0];
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let done = wait_status(&sdk, &id, "completed").await;
+    assert_eq!(done.checkpoint_count, 8);
+    assert_eq!(launched_pids(&sdk, &id).await.len(), 2, "relaunched once");
+    let runs = step_runs(&log);
+    assert_eq!(runs.len(), 8, "{runs:?}");
+    let repeated: Vec<_> = runs.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(
+        repeated.len() <= 1 && repeated.iter().all(|(_, &n)| n == 2),
+        "only the step in flight at the kill may run again: {runs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_durable_sleep_exits_and_is_relaunched_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0, 0, &["--sleep-exit-threshold-ms", "300"]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    let id = start(&sdk, &image_id, json!({"steps": 2, "sleep_ms": 2000})).await;
+
+    let sleeping = wait_status(&sdk, &id, "sleeping").await;
+    let pid = launched_pids(&sdk, &id).await[0];
+    wait_for(&sdk, &id, Duration::from_secs(10), |_| !process_alive(pid)).await;
+    assert!(sleeping.wake_at.is_some());
+    let done = wait_status(&sdk, &id, "completed").await;
+    assert_eq!(done.checkpoint_count, 3, "two steps and the sleep");
+    assert_eq!(launched_pids(&sdk, &id).await.len(), 2);
+    // Woken no earlier than the wake time.
+    let checkpoints = sdk.list_checkpoints(&id).await.unwrap();
+    let nap = checkpoints
+        .iter()
+        .find(|c| c.checkpoint_id == "nap")
+        .unwrap();
+    let wake_at = nap.wake_at.clone().unwrap();
+    let last = checkpoints.last().unwrap();
+    assert!(
+        last.created_at >= wake_at,
+        "{} ran before {wake_at}",
+        last.checkpoint_id
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_survive_a_server_sigkill_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (instance_port, management_port) = (free_port(), free_port());
+    let mut server = Server::start(dir.path(), instance_port, management_port, &[]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let log = dir.path().join(format!("steps-{n}.log"));
+        let input = json!({"order_id": format!("S{n}"), "steps": 10, "step_delay_ms": 150, "log_file": log});
+        ids.push(start(&sdk, &image_id, input).await);
+    }
+    for id in &ids {
+        wait_for(&sdk, id, Duration::from_secs(30), |s| {
+            s.checkpoint_count >= 2
+        })
+        .await;
+    }
+    server.kill();
+    drop(sdk);
+    let _server = Server::start(dir.path(), instance_port, management_port, &[]);
+    let sdk = _server.client().await;
+    for (n, id) in ids.iter().enumerate() {
+        let done = wait_status(&sdk, id, "completed").await;
+        assert_eq!(done.checkpoint_count, 10);
+        let runs = step_runs(&dir.path().join(format!("steps-{n}.log")));
+        assert_eq!(runs.len(), 10, "{runs:?}");
+        assert!(
+            runs.values().filter(|&&c| c > 1).count() <= 1,
+            "at most the step in flight re-ran: {runs:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0, 0, &["--max-image-bytes", "100000000"]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+
+    let unknown = sdk
+        .start_instance(StartInstanceOptions::new("img-nope", TENANT))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Some("not_found"), "{unknown}");
+    let other_tenant = sdk
+        .start_instance(StartInstanceOptions::new(&image_id, "someone-else"))
+        .await
+        .unwrap_err();
+    assert_eq!(other_tenant.code(), Some("not_found"), "{other_tenant}");
+    let bad_id = sdk
+        .start_instance(StartInstanceOptions::new(&image_id, TENANT).with_instance_id("../etc"))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_id.code(), Some("invalid_input"), "{bad_id}");
+    let status = sdk
+        .get_instance_status("no-such-instance")
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Some("not_found"), "{status}");
+    let too_big = sdk
+        .register_image(RegisterImageOptions::new(
+            TENANT,
+            "big",
+            vec![0u8; 100_000_001],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(too_big.code(), Some("invalid_input"), "{too_big}");
+    assert!(too_big.to_string().contains("at most"), "{too_big}");
+
+    // Nothing was created by the refused calls.
+    let page = sdk
+        .list_instances_page(runtara_management_sdk::ListInstancesOptions::new(TENANT))
+        .await
+        .unwrap();
+    assert_eq!(page.total, 0);
+    assert_eq!(sdk.list_images(TENANT).await.unwrap().len(), 1);
+    assert!(sdk.list_images("someone-else").await.unwrap().is_empty());
+
+    // An image in use cannot be deleted.
+    let id = start(&sdk, &image_id, json!({"steps": 100, "step_delay_ms": 100})).await;
+    let in_use = sdk.delete_image(&image_id).await.unwrap_err();
+    assert_eq!(in_use.code(), Some("in_use"), "{in_use}");
+    sdk.cancel_instance(&id).await.unwrap();
+    wait_status(&sdk, &id, "cancelled").await;
+    sdk.delete_image(&image_id).await.unwrap();
+    assert!(sdk.list_images(TENANT).await.unwrap().is_empty());
+}

@@ -1,0 +1,163 @@
+//! A real `runtara-server` process for end-to-end tests, and polling helpers.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runtara_management_sdk::{InstanceInfo, ManagementSdk, SdkConfig};
+
+/// The workflow binary the tests register as an image.
+pub const WORKFLOW: &str = env!("CARGO_BIN_EXE_order-workflow");
+
+/// A `runtara-server` process, killed (SIGKILL) when dropped.
+pub struct Server {
+    child: Child,
+    /// Instance endpoint.
+    pub instance_addr: SocketAddr,
+    /// Management endpoint.
+    pub management_addr: SocketAddr,
+    /// The CA certificate to trust.
+    pub ca_path: PathBuf,
+}
+
+/// The `runtara-server` binary beside the test binaries (`cargo test --workspace` builds it).
+fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let binary = profile_dir.join(format!("runtara-server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo test --workspace` (or `cargo build -p runtara-server` first)",
+        binary.display()
+    );
+    binary
+}
+
+impl Server {
+    /// Starts a server over `data_dir` with test-sized timings, on the given ports
+    /// (0: any), and waits for its ready line.
+    pub fn start(
+        data_dir: &Path,
+        instance_port: u16,
+        management_port: u16,
+        extra: &[&str],
+    ) -> Server {
+        let mut child = Command::new(server_binary())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--instance-addr", &format!("127.0.0.1:{instance_port}")])
+            .args(["--management-addr", &format!("127.0.0.1:{management_port}")])
+            .args([
+                "--heartbeat-interval-ms",
+                "200",
+                "--heartbeat-timeout-ms",
+                "5000",
+            ])
+            .args(["--restart-backoff-ms", "100", "--cancel-grace-ms", "2000"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let ready = BufReader::new(stdout)
+            .lines()
+            .next()
+            .expect("runtara-server exited before it was ready")
+            .unwrap();
+        let field = |name: &str| {
+            ready
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in `{ready}`"))
+                .to_owned()
+        };
+        Server {
+            instance_addr: field("instance=").parse().unwrap(),
+            management_addr: field("management=").parse().unwrap(),
+            ca_path: field("ca=").into(),
+            child,
+        }
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A connected management client that pins the server's certificate.
+    pub async fn client(&self) -> ManagementSdk {
+        let config = SdkConfig::new(self.management_addr.to_string()).with_ca_cert(&self.ca_path);
+        let sdk = ManagementSdk::new(config).unwrap();
+        sdk.connect().await.unwrap();
+        sdk
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A free UDP port on loopback (for a server that must come back on the same port).
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls the instance until `done` holds (or panics after `limit`, showing the status).
+pub async fn wait_for(
+    sdk: &ManagementSdk,
+    instance_id: &str,
+    limit: Duration,
+    done: impl Fn(&InstanceInfo) -> bool,
+) -> InstanceInfo {
+    let start = Instant::now();
+    loop {
+        let status = sdk.get_instance_status(instance_id).await.unwrap();
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "instance {instance_id} did not reach the expected state in {limit:?}: {status:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls until the status is `status`.
+pub async fn wait_status(sdk: &ManagementSdk, instance_id: &str, status: &str) -> InstanceInfo {
+    wait_for(sdk, instance_id, Duration::from_secs(60), |s| {
+        s.status == status
+    })
+    .await
+}
+
+/// Lines of the side-effect log, counted per step.
+pub fn step_runs(log: &Path) -> std::collections::BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut runs = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        *runs.entry(line.to_owned()).or_insert(0) += 1;
+    }
+    runs
+}
+
+/// Whether a process with this pid exists (Linux).
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // A zombie (state Z) has exited.
+        Ok(stat) => stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,379 @@
+//! Command-line arguments of `runtara-ctl`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Help text listing the exit codes.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the server refused the request (not found, invalid input, ...), or the waited-for
+     instance ended failed or cancelled
+  2  usage error (bad arguments or configuration, invalid --input JSON, unreadable file)
+  3  cannot connect to the server, TLS failure, or timeout
+  4  `wait` timed out
+
+Without --ca-cert or --insecure, a loopback --addr trusts ./runtara-data/tls/ca.pem when
+that file exists (the server's default data directory).";
+
+/// Manage Runtara images and instances on a runtara-server.
+#[derive(Debug, Parser)]
+#[command(name = "runtara-ctl", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The server's management endpoint (host:port).
+    #[arg(
+        long,
+        env = "RUNTARA_ENVIRONMENT_ADDR",
+        default_value = "127.0.0.1:8002",
+        global = true
+    )]
+    pub addr: String,
+
+    /// PEM file of the certificate to trust: the server's `<data-dir>/tls/ca.pem`.
+    #[arg(long, env = "RUNTARA_CA_CERT", value_name = "PEM", global = true)]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Accept any server certificate (local development only).
+    #[arg(long, env = "RUNTARA_SKIP_CERT_VERIFICATION", global = true)]
+    pub insecure: bool,
+
+    /// Access token, when the server requires one.
+    #[arg(
+        long,
+        env = "RUNTARA_MANAGEMENT_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token: Option<String>,
+
+    /// The name the server certificate must carry.
+    #[arg(
+        long,
+        env = "RUNTARA_SERVER_NAME",
+        default_value = "localhost",
+        global = true
+    )]
+    pub server_name: String,
+
+    /// Deadline for one request, in milliseconds.
+    #[arg(
+        long,
+        env = "RUNTARA_REQUEST_TIMEOUT_MS",
+        value_name = "MS",
+        global = true
+    )]
+    pub request_timeout_ms: Option<u64>,
+
+    /// Deadline for connecting, in milliseconds.
+    #[arg(
+        long,
+        env = "RUNTARA_CONNECT_TIMEOUT_MS",
+        value_name = "MS",
+        global = true
+    )]
+    pub connect_timeout_ms: Option<u64>,
+
+    /// Print one JSON document per result on stdout (for scripts).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+pub enum Command {
+    /// List a tenant's instances, newest first.
+    List {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Only instances in this status (pending, running, suspended, sleeping,
+        /// completed, failed, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Skip this many first.
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+    },
+    /// Show an instance's status, output or error.
+    Status {
+        /// The instance id.
+        instance_id: String,
+    },
+    /// Cancel an instance.
+    Cancel {
+        /// The instance id.
+        instance_id: String,
+    },
+    /// Pause a running instance (it stops at its next checkpoint).
+    Pause {
+        /// The instance id.
+        instance_id: String,
+    },
+    /// Resume a paused instance from its last checkpoint.
+    Resume {
+        /// The instance id.
+        instance_id: String,
+    },
+    /// Upload a compiled workflow binary as a new image version; prints the image id.
+    Register {
+        /// The binary.
+        binary: PathBuf,
+        /// The owner.
+        #[arg(long)]
+        tenant: String,
+        /// The image name.
+        #[arg(long)]
+        name: String,
+        /// Free text.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Start an instance of an image; prints the instance id.
+    Start {
+        /// The image id.
+        image_id: String,
+        /// The tenant owning the image.
+        #[arg(long)]
+        tenant: String,
+        /// Start input: JSON text, `@file` to read it from a file, `@-` from stdin.
+        #[arg(long, value_name = "JSON|@FILE")]
+        input: Option<String>,
+        /// The instance id to use (the server picks one otherwise).
+        #[arg(long)]
+        instance_id: Option<String>,
+        /// Fail the instance when it runs longer than this many seconds.
+        #[arg(long, value_name = "N")]
+        timeout_secs: Option<u64>,
+    },
+    /// List a tenant's images, newest first.
+    Images {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Delete an image no unfinished instance uses.
+    DeleteImage {
+        /// The image id.
+        image_id: String,
+    },
+    /// List an instance's events, oldest first.
+    Events {
+        /// The instance id.
+        instance_id: String,
+    },
+    /// List an instance's checkpoints, in the order recorded.
+    Checkpoints {
+        /// The instance id.
+        instance_id: String,
+    },
+    /// Wait until an instance is completed, failed, cancelled or suspended; print its
+    /// final status and output.
+    Wait {
+        /// The instance id.
+        instance_id: String,
+        /// Give up (exit code 4) after this many seconds; waits forever by default.
+        #[arg(long, value_name = "N")]
+        timeout_secs: Option<u64>,
+        /// Time between two status checks.
+        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        interval_ms: u64,
+    },
+    /// Show the server's health.
+    Health,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("runtara-ctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn list_with_every_option() {
+        let cli = parse(&[
+            "list", "--tenant", "t", "--status", "running", "--limit", "5", "--offset", "10",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.command,
+            Command::List {
+                tenant: "t".into(),
+                status: Some("running".into()),
+                limit: Some(5),
+                offset: 10
+            }
+        );
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_command() {
+        let cli = parse(&[
+            "--addr",
+            "10.0.0.1:9000",
+            "status",
+            "i-1",
+            "--json",
+            "--insecure",
+            "--token",
+            "tok",
+        ])
+        .unwrap();
+        assert_eq!(cli.addr, "10.0.0.1:9000");
+        assert!(cli.json);
+        assert!(cli.insecure);
+        assert_eq!(cli.token.as_deref(), Some("tok"));
+        assert_eq!(
+            cli.command,
+            Command::Status {
+                instance_id: "i-1".into()
+            }
+        );
+    }
+
+    #[test]
+    fn register_and_start() {
+        let cli = parse(&[
+            "register",
+            "./wf",
+            "--tenant",
+            "t",
+            "--name",
+            "orders",
+            "--description",
+            "v1",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Register {
+                binary: "./wf".into(),
+                tenant: "t".into(),
+                name: "orders".into(),
+                description: Some("v1".into())
+            }
+        );
+        let cli = parse(&[
+            "start",
+            "img",
+            "--tenant",
+            "t",
+            "--input",
+            "{\"a\":1}",
+            "--instance-id",
+            "i",
+            "--timeout-secs",
+            "60",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Start {
+                image_id: "img".into(),
+                tenant: "t".into(),
+                input: Some("{\"a\":1}".into()),
+                instance_id: Some("i".into()),
+                timeout_secs: Some(60)
+            }
+        );
+    }
+
+    #[test]
+    fn wait_has_defaults() {
+        let cli = parse(&["wait", "i"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Wait {
+                instance_id: "i".into(),
+                timeout_secs: None,
+                interval_ms: 1000
+            }
+        );
+    }
+
+    #[test]
+    fn simple_commands() {
+        for (args, expected) in [
+            (
+                vec!["cancel", "x"],
+                Command::Cancel {
+                    instance_id: "x".into(),
+                },
+            ),
+            (
+                vec!["pause", "x"],
+                Command::Pause {
+                    instance_id: "x".into(),
+                },
+            ),
+            (
+                vec!["resume", "x"],
+                Command::Resume {
+                    instance_id: "x".into(),
+                },
+            ),
+            (
+                vec!["images", "--tenant", "t"],
+                Command::Images { tenant: "t".into() },
+            ),
+            (
+                vec!["delete-image", "x"],
+                Command::DeleteImage {
+                    image_id: "x".into(),
+                },
+            ),
+            (
+                vec!["events", "x"],
+                Command::Events {
+                    instance_id: "x".into(),
+                },
+            ),
+            (
+                vec!["checkpoints", "x"],
+                Command::Checkpoints {
+                    instance_id: "x".into(),
+                },
+            ),
+            (vec!["health"], Command::Health),
+        ] {
+            assert_eq!(parse(&args).unwrap().command, expected, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn usage_errors_exit_with_2() {
+        for args in [
+            vec![],
+            vec!["list"],
+            vec!["status"],
+            vec!["start", "img"],
+            vec!["list", "--tenant", "t", "--limit", "many"],
+            vec!["frobnicate"],
+        ] {
+            let error = parse(&args).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn help_lists_the_exit_codes() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit codes:"), "{help}");
+        assert!(help.contains("4  `wait` timed out"), "{help}");
+    }
+}

@@ -1,0 +1,494 @@
+//! Runs a parsed command against the server.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use runtara_management_sdk::{
+    ListInstancesOptions, ManagementSdk, RegisterImageOptions, SdkConfig, SdkError,
+    StartInstanceOptions,
+};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::cli::{Cli, Command};
+use crate::output;
+
+/// Where a server started in the current directory keeps its CA certificate.
+pub const DEFAULT_LOCAL_CA: &str = "runtara-data/tls/ca.pem";
+
+/// Why a command failed, and so the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// The SDK failed: the server refused (1), a local problem (2) or the way to the
+    /// server (3).
+    #[error(transparent)]
+    Sdk(#[from] SdkError),
+    /// Bad local input (2).
+    #[error("{0}")]
+    Usage(String),
+    /// The waited-for instance ended `failed` or `cancelled` (1).
+    #[error("instance {instance_id} ended {status}{}", error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
+    InstanceEnded {
+        /// The instance.
+        instance_id: String,
+        /// `failed` or `cancelled`.
+        status: String,
+        /// Its error.
+        error: Option<String>,
+    },
+    /// `wait` gave up (4).
+    #[error("gave up waiting for instance {instance_id} after {after:?} (status: {status})")]
+    WaitTimedOut {
+        /// The instance.
+        instance_id: String,
+        /// How long it waited.
+        after: Duration,
+        /// The last status seen.
+        status: String,
+    },
+}
+
+impl CtlError {
+    /// The process exit code (see `--help`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CtlError::Sdk(SdkError::Server { .. }) | CtlError::InstanceEnded { .. } => 1,
+            CtlError::Sdk(
+                SdkError::Config(_)
+                | SdkError::Env { .. }
+                | SdkError::Io { .. }
+                | SdkError::InvalidInput(_),
+            )
+            | CtlError::Usage(_) => 2,
+            CtlError::Sdk(_) => 3,
+            CtlError::WaitTimedOut { .. } => 4,
+        }
+    }
+}
+
+/// The SDK configuration the flags ask for; without a certificate to trust (and without
+/// `--insecure`) a usage error saying what to pass.
+pub fn sdk_config(cli: &Cli) -> Result<SdkConfig, CtlError> {
+    let mut config = SdkConfig::new(cli.addr.clone())
+        .with_server_name(cli.server_name.clone())
+        .with_skip_cert_verification(cli.insecure);
+    match &cli.ca_cert {
+        Some(path) => config = config.with_ca_cert(path),
+        None if !cli.insecure
+            && is_loopback(&cli.addr)
+            && Path::new(DEFAULT_LOCAL_CA).is_file() =>
+        {
+            tracing::debug!("trusting {DEFAULT_LOCAL_CA}");
+            config = config.with_ca_cert(DEFAULT_LOCAL_CA);
+        }
+        None if !cli.insecure => {
+            return Err(CtlError::Usage(format!(
+                "no certificate to trust: pass --ca-cert with the server's \
+                 `<data-dir>/tls/ca.pem` (or set RUNTARA_CA_CERT); for a local development \
+                 server, run from the directory holding `{DEFAULT_LOCAL_CA}` or pass --insecure"
+            )))
+        }
+        None => {}
+    }
+    if let Some(token) = &cli.token {
+        config = config.with_token(token.clone());
+    }
+    if let Some(ms) = cli.request_timeout_ms {
+        config = config.with_request_timeout(Duration::from_millis(ms));
+    }
+    if let Some(ms) = cli.connect_timeout_ms {
+        config = config.with_connect_timeout(Duration::from_millis(ms));
+    }
+    Ok(config)
+}
+
+/// Whether `addr` names this machine (`127.0.0.1:…`, `[::1]:…`, `localhost:…`).
+pub fn is_loopback(addr: &str) -> bool {
+    if let Ok(addr) = addr.parse::<SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    match addr.rsplit_once(':') {
+        Some((host, _)) => {
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_matches(['[', ']'])
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+        None => false,
+    }
+}
+
+/// Parses `--input`: JSON text, `@file`, or `@-` for stdin.
+pub fn parse_input(input: &str) -> Result<Value, CtlError> {
+    let (text, source) = match input.strip_prefix('@') {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| CtlError::Usage(format!("cannot read --input from stdin: {e}")))?;
+            (text, "stdin".to_owned())
+        }
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CtlError::Usage(format!("cannot read --input file {path}: {e}")))?;
+            (text, path.to_owned())
+        }
+        None => (input.to_owned(), "--input".to_owned()),
+    };
+    serde_json::from_str(&text)
+        .map_err(|e| CtlError::Usage(format!("invalid json in {source}: {e}")))
+}
+
+/// Writes `text` (or `value`, with `--json`) to stdout; a closed pipe is not an error.
+fn emit(json: bool, (text, value): (String, Value)) -> Result<(), CtlError> {
+    let rendered = if json {
+        let mut doc = serde_json::to_string_pretty(&value)
+            .map_err(|e| CtlError::Usage(format!("cannot encode the result as json: {e}")))?;
+        doc.push('\n');
+        doc
+    } else {
+        text
+    };
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(rendered.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(CtlError::Usage(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Runs the command.
+pub async fn run(cli: &Cli) -> Result<(), CtlError> {
+    // Check local input before connecting.
+    let input = match &cli.command {
+        Command::Start {
+            input: Some(input), ..
+        } => Some(parse_input(input)?),
+        _ => None,
+    };
+    let binary = match &cli.command {
+        Command::Register { binary, .. } => Some(read_binary(binary)?),
+        _ => None,
+    };
+    let sdk = ManagementSdk::new(sdk_config(cli)?)?;
+    let result = execute(cli, &sdk, input, binary).await;
+    sdk.close().await;
+    result
+}
+
+fn read_binary(path: &PathBuf) -> Result<Vec<u8>, CtlError> {
+    std::fs::read(path).map_err(|source| {
+        CtlError::Sdk(SdkError::Io {
+            path: path.clone(),
+            source,
+        })
+    })
+}
+
+async fn execute(
+    cli: &Cli,
+    sdk: &ManagementSdk,
+    input: Option<Value>,
+    binary: Option<Vec<u8>>,
+) -> Result<(), CtlError> {
+    let json = cli.json;
+    match &cli.command {
+        Command::List {
+            tenant,
+            status,
+            limit,
+            offset,
+        } => {
+            let mut options = ListInstancesOptions::new(tenant).with_offset(*offset);
+            if let Some(status) = status {
+                options = options.with_status(status);
+            }
+            if let Some(limit) = limit {
+                options = options.with_limit(*limit);
+            }
+            let page = sdk.list_instances_page(options).await?;
+            emit(json, output::instances(&page, *offset))
+        }
+        Command::Status { instance_id } => {
+            let info = sdk.get_instance_status(instance_id).await?;
+            emit(json, output::instance(&info))
+        }
+        Command::Cancel { instance_id } => {
+            let outcome = sdk.cancel_instance(instance_id).await?;
+            emit(json, output::signalled(instance_id, "cancel", &outcome))
+        }
+        Command::Pause { instance_id } => {
+            let outcome = sdk.pause_instance(instance_id).await?;
+            emit(json, output::signalled(instance_id, "pause", &outcome))
+        }
+        Command::Resume { instance_id } => {
+            let outcome = sdk.resume_instance(instance_id).await?;
+            emit(json, output::signalled(instance_id, "resume", &outcome))
+        }
+        Command::Register {
+            tenant,
+            name,
+            description,
+            ..
+        } => {
+            let mut options = RegisterImageOptions::new(tenant, name, binary.unwrap_or_default());
+            if let Some(description) = description {
+                options = options.with_description(description);
+            }
+            let image = sdk.register_image(options).await?;
+            tracing::info!(image_id = %image.image_id, version = image.version, "registered");
+            emit(json, output::registered(&image))
+        }
+        Command::Start {
+            image_id,
+            tenant,
+            instance_id,
+            timeout_secs,
+            ..
+        } => {
+            let mut options = StartInstanceOptions::new(image_id, tenant);
+            if let Some(input) = input {
+                options = options.with_input(input);
+            }
+            if let Some(instance_id) = instance_id {
+                options = options.with_instance_id(instance_id);
+            }
+            if let Some(secs) = timeout_secs {
+                options = options.with_timeout(Duration::from_secs(*secs));
+            }
+            let started = sdk.start_instance(options).await?;
+            if !started.created && !json {
+                eprintln!(
+                    "runtara-ctl: instance {} existed already; nothing was started",
+                    started.instance_id
+                );
+            }
+            emit(json, output::started(&started))
+        }
+        Command::Images { tenant } => {
+            let images = sdk.list_images(tenant).await?;
+            emit(json, output::images(&images))
+        }
+        Command::DeleteImage { image_id } => {
+            sdk.delete_image(image_id).await?;
+            emit(
+                json,
+                (
+                    format!("deleted image {image_id}\n"),
+                    serde_json::json!({ "image_id": image_id, "deleted": true }),
+                ),
+            )
+        }
+        Command::Events { instance_id } => {
+            let events = sdk.list_events(instance_id).await?;
+            emit(json, output::events(&events))
+        }
+        Command::Checkpoints { instance_id } => {
+            let checkpoints = sdk.list_checkpoints(instance_id).await?;
+            emit(json, output::checkpoints(&checkpoints))
+        }
+        Command::Wait {
+            instance_id,
+            timeout_secs,
+            interval_ms,
+        } => {
+            let timeout = timeout_secs.map(Duration::from_secs);
+            wait(
+                sdk,
+                json,
+                instance_id,
+                timeout,
+                Duration::from_millis(*interval_ms),
+            )
+            .await
+        }
+        Command::Health => {
+            let health = sdk.health().await?;
+            emit(
+                json,
+                output::health(&health, &sdk.server_addr().to_string()),
+            )
+        }
+    }
+}
+
+/// Polls until the instance is terminal or suspended, or `timeout` passes.
+async fn wait(
+    sdk: &ManagementSdk,
+    json: bool,
+    instance_id: &str,
+    timeout: Option<Duration>,
+    interval: Duration,
+) -> Result<(), CtlError> {
+    let deadline = timeout.map(|timeout| Instant::now() + timeout);
+    let interval = interval.max(Duration::from_millis(10));
+    let mut last_status = "unknown".to_owned();
+    let timed_out = |status: String| CtlError::WaitTimedOut {
+        instance_id: instance_id.to_owned(),
+        after: timeout.unwrap_or_default(),
+        status,
+    };
+    loop {
+        let poll = sdk.get_instance_status(instance_id);
+        let info = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, poll).await {
+                Ok(info) => info?,
+                Err(_) => return Err(timed_out(last_status)),
+            },
+            None => poll.await?,
+        };
+        if info.is_terminal() || info.status == "suspended" {
+            emit(json, output::instance(&info))?;
+            return match info.status.as_str() {
+                "failed" | "cancelled" => Err(CtlError::InstanceEnded {
+                    instance_id: info.instance_id,
+                    status: info.status,
+                    error: info.error,
+                }),
+                _ => Ok(()),
+            };
+        }
+        if last_status != info.status {
+            tracing::info!(instance_id, status = %info.status, "waiting");
+        }
+        last_status = info.status;
+        let wake = Instant::now() + interval;
+        match deadline {
+            Some(deadline) if deadline <= wake => {
+                tokio::time::sleep_until(deadline).await;
+                if Instant::now() >= deadline {
+                    // One last look before giving up.
+                    let info = sdk.get_instance_status(instance_id).await?;
+                    if !(info.is_terminal() || info.status == "suspended") {
+                        return Err(timed_out(info.status));
+                    }
+                }
+            }
+            _ => tokio::time::sleep_until(wake).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::time::Duration;
+
+    #[test]
+    fn loopback_addresses() {
+        assert!(is_loopback("127.0.0.1:8002"));
+        assert!(is_loopback("[::1]:8002"));
+        assert!(is_loopback("localhost:8002"));
+        assert!(!is_loopback("10.1.2.3:8002"));
+        assert!(!is_loopback("runtara.example.com:8002"));
+        assert!(!is_loopback("nonsense"));
+    }
+
+    #[test]
+    fn input_must_be_json() {
+        assert_eq!(
+            parse_input("{\"a\": [1, 2]}").unwrap(),
+            serde_json::json!({"a": [1, 2]})
+        );
+        let error = parse_input("{not json").unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(
+            error.to_string().starts_with("invalid json in --input"),
+            "{error}"
+        );
+        let error = parse_input("@/nonexistent/input.json").unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/input.json"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn input_from_a_file() {
+        let path =
+            std::env::temp_dir().join(format!("runtara-ctl-input-{}.json", std::process::id()));
+        std::fs::write(&path, "{\"k\": true}").unwrap();
+        let value = parse_input(&format!("@{}", path.display())).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(value, serde_json::json!({"k": true}));
+    }
+
+    #[test]
+    fn exit_codes() {
+        let server = CtlError::Sdk(SdkError::Server {
+            operation: "get_instance_status",
+            code: "not_found".into(),
+            message: "no such instance".into(),
+        });
+        assert_eq!(server.exit_code(), 1);
+        assert_eq!(CtlError::Sdk(SdkError::Config("x".into())).exit_code(), 2);
+        let connect = CtlError::Sdk(SdkError::Connect {
+            addr: "127.0.0.1:8002".into(),
+            message: "refused".into(),
+        });
+        assert_eq!(connect.exit_code(), 3);
+        assert_eq!(CtlError::Sdk(SdkError::Tls("bad".into())).exit_code(), 3);
+        let timeout = CtlError::Sdk(SdkError::Timeout {
+            operation: "health",
+            after: Duration::from_secs(1),
+        });
+        assert_eq!(timeout.exit_code(), 3);
+        let ended = CtlError::InstanceEnded {
+            instance_id: "i".into(),
+            status: "failed".into(),
+            error: Some("boom".into()),
+        };
+        assert_eq!(ended.exit_code(), 1);
+        assert_eq!(ended.to_string(), "instance i ended failed: boom");
+        let waited = CtlError::WaitTimedOut {
+            instance_id: "i".into(),
+            after: Duration::from_secs(5),
+            status: "running".into(),
+        };
+        assert_eq!(waited.exit_code(), 4);
+    }
+
+    #[test]
+    fn flags_become_the_sdk_config() {
+        let cli = Cli::try_parse_from([
+            "runtara-ctl",
+            "--addr",
+            "10.0.0.1:9000",
+            "--ca-cert",
+            "/tmp/ca.pem",
+            "--token",
+            "tok",
+            "--request-timeout-ms",
+            "1500",
+            "health",
+        ])
+        .unwrap();
+        let config = sdk_config(&cli).unwrap();
+        assert_eq!(config.addr, "10.0.0.1:9000");
+        assert_eq!(config.ca_cert, Some(PathBuf::from("/tmp/ca.pem")));
+        assert_eq!(config.token.as_deref(), Some("tok"));
+        assert_eq!(config.request_timeout, Duration::from_millis(1500));
+        assert!(!config.skip_cert_verification);
+    }
+
+    #[tokio::test]
+    async fn no_trust_settings_is_a_usage_error_naming_the_variable() {
+        let cli =
+            Cli::try_parse_from(["runtara-ctl", "--addr", "10.0.0.1:9000", "health"]).unwrap();
+        if cli.ca_cert.is_some() || cli.insecure {
+            return; // the environment configures trust
+        }
+        let error = run(&cli).await.unwrap_err();
+        assert_eq!(error.exit_code(), 2);
+        assert!(error.to_string().contains("--ca-cert"), "{error}");
+        assert!(error.to_string().contains("RUNTARA_CA_CERT"), "{error}");
+    }
+}

@@ -1,0 +1,314 @@
+//! The QUIC connection to the management endpoint.
+//!
+//! One connection per SDK, opened on first use (or by `connect`) and cached; one
+//! bidirectional stream per request. Each request has a deadline (`request_timeout`). A
+//! request that fails because the connection was lost is sent once more on a new
+//! connection (management requests are safe to repeat; a repeated image upload just
+//! registers one more version).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use runtara_protocol::endpoint::client_endpoint;
+use runtara_protocol::tls::ClientTls;
+use runtara_protocol::{
+    read_frame, write_frame, Hello, HelloReply, ManagementRequest, ManagementResponse,
+    ProtocolError, Role, WireError, DEFAULT_MAX_FRAME_LEN,
+};
+use tokio::time::Instant;
+
+use crate::{Result, SdkConfig, SdkError};
+
+/// Longest a single connection attempt may take before it is tried again.
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(2);
+/// First and largest wait between connection attempts.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
+/// Size of the writes an image upload is split into.
+pub(crate) const UPLOAD_CHUNK: usize = 256 * 1024;
+/// The client name sent in the handshake.
+const CLIENT: &str = concat!("runtara-management-sdk/", env!("CARGO_PKG_VERSION"));
+
+/// The connection, its settings and its cache.
+pub(crate) struct Connection {
+    addr: SocketAddr,
+    server_name: String,
+    token: Option<String>,
+    tls: ClientTls,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    live: tokio::sync::Mutex<Option<Live>>,
+}
+
+struct Live {
+    endpoint: quinn::Endpoint,
+    connection: Option<quinn::Connection>,
+    server: String,
+}
+
+/// Why one attempt failed.
+enum Failure {
+    /// Worth another attempt on a new connection.
+    Transient(String),
+    /// Final.
+    Fatal(SdkError),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("addr", &self.addr)
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// Checks `config` and reads the CA file; no network I/O.
+    pub(crate) fn new(config: SdkConfig) -> Result<Connection> {
+        let addr = config.resolve_addr()?;
+        let tls = if config.skip_cert_verification {
+            ClientTls::SkipVerification
+        } else {
+            let path = config.ca_cert.as_ref().ok_or_else(|| {
+                SdkError::Config(
+                    "no certificate to trust: set RUNTARA_CA_CERT to the server's \
+                     `<data-dir>/tls/ca.pem` (`SdkConfig::with_ca_cert`), or use \
+                     `SdkConfig::localhost()` for local development"
+                        .into(),
+                )
+            })?;
+            let ca_pem = std::fs::read(path).map_err(|source| SdkError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            runtara_protocol::tls::certificates_from_pem(&ca_pem).map_err(|e| {
+                SdkError::Tls(format!("bad CA certificate {}: {e}", path.display()))
+            })?;
+            ClientTls::Verify { ca_pem }
+        };
+        Ok(Connection {
+            addr,
+            server_name: config.server_name,
+            token: config.token,
+            tls,
+            connect_timeout: config.connect_timeout,
+            request_timeout: config.request_timeout,
+            live: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The server address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connects and says hello (unless connected already), retrying with backoff until
+    /// the connect timeout. Returns the server's name and version.
+    pub(crate) async fn connect(&self) -> Result<String> {
+        match self.connection().await {
+            Ok((_, server)) => Ok(server),
+            Err(Failure::Fatal(error)) => Err(error),
+            Err(Failure::Transient(message)) => Err(self.connect_error(message)),
+        }
+    }
+
+    /// Closes the connection, if any, and waits briefly for the server to see it.
+    pub(crate) async fn close(&self) {
+        let live = self.live.lock().await.take();
+        if let Some(live) = live {
+            if let Some(connection) = live.connection {
+                connection.close(0u32.into(), b"bye");
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), live.endpoint.wait_idle()).await;
+        }
+    }
+
+    fn connect_error(&self, message: String) -> SdkError {
+        SdkError::Connect {
+            addr: self.addr.to_string(),
+            message,
+        }
+    }
+
+    /// The cached connection, or a new one; transient failures are retried until the
+    /// connect timeout.
+    async fn connection(&self) -> Result<(quinn::Connection, String), Failure> {
+        let mut live = self.live.lock().await;
+        if let Some(state) = live.as_ref() {
+            if let Some(connection) = &state.connection {
+                if connection.close_reason().is_none() {
+                    return Ok((connection.clone(), state.server.clone()));
+                }
+            }
+        }
+        let endpoint = match live.take() {
+            Some(existing) => existing.endpoint,
+            None => client_endpoint(&self.tls, self.addr).map_err(|e| {
+                Failure::Fatal(match e {
+                    ProtocolError::Tls(message) => SdkError::Tls(message),
+                    other => SdkError::Protocol(other),
+                })
+            })?,
+        };
+        let deadline = Instant::now() + self.connect_timeout;
+        let mut backoff = BACKOFF.0;
+        let result = loop {
+            let message = match tokio::time::timeout_at(deadline, self.attempt(&endpoint)).await {
+                Ok(Ok(connected)) => break Ok(connected),
+                Ok(Err(Failure::Fatal(error))) => break Err(Failure::Fatal(error)),
+                Ok(Err(Failure::Transient(message))) => message,
+                Err(_) => "no answer before the connect timeout".to_owned(),
+            };
+            tracing::debug!(addr = %self.addr, error = %message, "connection attempt failed");
+            if Instant::now() + backoff >= deadline {
+                break Err(Failure::Fatal(self.connect_error(format!(
+                    "{message} (gave up after {:?}; is runtara-server running?)",
+                    self.connect_timeout
+                ))));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF.1);
+        };
+        let (connection, server) = match result {
+            Ok(connected) => connected,
+            Err(failure) => {
+                *live = Some(Live {
+                    endpoint,
+                    connection: None,
+                    server: String::new(),
+                });
+                return Err(failure);
+            }
+        };
+        *live = Some(Live {
+            endpoint,
+            connection: Some(connection.clone()),
+            server: server.clone(),
+        });
+        Ok((connection, server))
+    }
+
+    /// One connection attempt and the handshake.
+    async fn attempt(
+        &self,
+        endpoint: &quinn::Endpoint,
+    ) -> Result<(quinn::Connection, String), Failure> {
+        let connecting = endpoint
+            .connect(self.addr, &self.server_name)
+            .map_err(|e| Failure::Fatal(self.connect_error(e.to_string())))?;
+        let connection = match tokio::time::timeout(CONNECT_ATTEMPT, connecting).await {
+            Err(_) => return Err(Failure::Transient("connection attempt timed out".into())),
+            Ok(Err(quinn::ConnectionError::TransportError(error))) => {
+                // A TLS or protocol failure: trying again will not change it.
+                return Err(Failure::Fatal(SdkError::Tls(format!(
+                    "handshake with {} failed: {error}",
+                    self.addr
+                ))));
+            }
+            Ok(Err(quinn::ConnectionError::ConnectionClosed(close))) => {
+                return Err(Failure::Fatal(self.connect_error(format!(
+                    "the server closed the connection during the handshake: {close}"
+                ))));
+            }
+            Ok(Err(error)) => return Err(Failure::Transient(error.to_string())),
+            Ok(Ok(connection)) => connection,
+        };
+        let hello = Hello::new(
+            CLIENT,
+            Role::Management {
+                token: self.token.clone(),
+            },
+        );
+        match exchange::<HelloReply>(&connection, &hello, None).await? {
+            HelloReply::Welcome { server, .. } => Ok((connection, server)),
+            HelloReply::Refused(error) => Err(Failure::Fatal(refused("connect", error))),
+        }
+    }
+
+    async fn forget_connection(&self) {
+        if let Some(live) = self.live.lock().await.as_mut() {
+            live.connection = None;
+        }
+    }
+
+    /// Sends `request` (followed by `body`, raw, when given) and returns the response.
+    /// A `ManagementResponse::Error` becomes [`SdkError::Server`].
+    pub(crate) async fn call(
+        &self,
+        operation: &'static str,
+        request: &ManagementRequest,
+        body: Option<&[u8]>,
+    ) -> Result<ManagementResponse> {
+        let deadline = Instant::now() + self.request_timeout;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let exchanged = async {
+                let (connection, _) = self.connection().await?;
+                exchange::<ManagementResponse>(&connection, request, body).await
+            };
+            let message = match tokio::time::timeout_at(deadline, exchanged).await {
+                Err(_) => {
+                    return Err(SdkError::Timeout {
+                        operation,
+                        after: self.request_timeout,
+                    })
+                }
+                Ok(Ok(ManagementResponse::Error(error))) => return Err(refused(operation, error)),
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(Failure::Fatal(error))) => return Err(error),
+                Ok(Err(Failure::Transient(message))) => message,
+            };
+            tracing::debug!(operation, attempt, error = %message, "request failed");
+            self.forget_connection().await;
+            if attempt >= 2 {
+                return Err(self.connect_error(format!("{operation}: {message}")));
+            }
+        }
+    }
+}
+
+/// The SDK error for a server's refusal.
+fn refused(operation: &'static str, error: WireError) -> SdkError {
+    SdkError::Server {
+        operation,
+        code: error.code.as_str().to_owned(),
+        message: error.message,
+    }
+}
+
+/// One request (and its raw body) and one response, on a new stream.
+async fn exchange<R: serde::de::DeserializeOwned>(
+    connection: &quinn::Connection,
+    request: &impl serde::Serialize,
+    body: Option<&[u8]>,
+) -> Result<R, Failure> {
+    let transient = |e: &dyn std::fmt::Display| Failure::Transient(e.to_string());
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| transient(&e))?;
+    let written: Result<(), Failure> = async {
+        write_frame(&mut send, request).await.map_err(|e| match e {
+            ProtocolError::Io(io) => transient(&io),
+            other => Failure::Fatal(other.into()),
+        })?;
+        for chunk in body.unwrap_or_default().chunks(UPLOAD_CHUNK) {
+            send.write_all(chunk).await.map_err(|e| transient(&e))?;
+        }
+        send.finish().map_err(|e| transient(&e))?;
+        Ok(())
+    }
+    .await;
+    let response = read_frame::<_, R>(&mut recv, DEFAULT_MAX_FRAME_LEN).await;
+    match (written, response) {
+        // The server may answer before reading everything (refusing an upload early).
+        (_, Ok(Some(response))) => Ok(response),
+        (Err(failure), _) => Err(failure),
+        (Ok(()), Ok(None)) => Err(Failure::Transient(
+            "the server closed the stream without answering".into(),
+        )),
+        (Ok(()), Err(ProtocolError::Io(io))) => Err(transient(&io)),
+        (Ok(()), Err(ProtocolError::Truncated { .. })) => {
+            Err(Failure::Transient("the reply was cut short".into()))
+        }
+        (Ok(()), Err(other)) => Err(Failure::Fatal(other.into())),
+    }
+}

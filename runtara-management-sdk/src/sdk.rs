@@ -1,0 +1,365 @@
+//! [`ManagementSdk`]: one method per management request.
+
+use runtara_protocol::{ByteBuf, ManagementRequest, ManagementResponse, WireSignalType};
+
+use crate::connection::Connection;
+use crate::{
+    Checkpoint, Event, Health, Image, InstanceInfo, InstancePage, InstanceSummary,
+    ListInstancesOptions, RegisterImageOptions, RegisterImageResult, Result, SdkConfig, SdkError,
+    SignalOutcome, StartInstanceOptions, StartInstanceResult,
+};
+
+/// A client of the server's management endpoint.
+///
+/// Create it with [`ManagementSdk::new`] (no network I/O), then call
+/// [`connect`](Self::connect) to check that the server answers — or just make calls:
+/// the first one connects. The SDK keeps one QUIC connection and is cheap to share by
+/// reference across tasks (`&ManagementSdk` is `Send + Sync`; wrap it in an `Arc` to
+/// share ownership).
+#[derive(Debug)]
+pub struct ManagementSdk {
+    connection: Connection,
+}
+
+impl ManagementSdk {
+    /// Checks `config` (the address, the certificate to trust) and builds the SDK. No
+    /// network I/O happens here.
+    ///
+    /// Fails with [`SdkError::Config`] for an address that is not `host:port`, or when
+    /// there is neither a CA certificate to trust nor permission to skip verification.
+    pub fn new(config: SdkConfig) -> Result<ManagementSdk> {
+        Ok(ManagementSdk {
+            connection: Connection::new(config)?,
+        })
+    }
+
+    /// Connects and performs the handshake (presenting the token, if any), retrying until
+    /// the connect timeout while the server is not answering. Calling it again while
+    /// connected does nothing.
+    pub async fn connect(&self) -> Result<()> {
+        self.connection.connect().await.map(|_| ())
+    }
+
+    /// Connects if needed and returns the server's name and version
+    /// (`runtara-server/0.1.0`).
+    pub async fn server_version(&self) -> Result<String> {
+        self.connection.connect().await
+    }
+
+    /// Closes the connection (the next call opens a new one).
+    pub async fn close(&self) {
+        self.connection.close().await;
+    }
+
+    /// The server's address, resolved.
+    pub fn server_addr(&self) -> std::net::SocketAddr {
+        self.connection.addr()
+    }
+
+    /// The server's health.
+    pub async fn health(&self) -> Result<Health> {
+        const OP: &str = "health";
+        match self
+            .connection
+            .call(OP, &ManagementRequest::Health, None)
+            .await?
+        {
+            ManagementResponse::Health {
+                server,
+                database,
+                uptime_s,
+                running_processes,
+            } => Ok(Health {
+                server,
+                database,
+                uptime: std::time::Duration::from_secs(uptime_s),
+                running_processes,
+            }),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// Uploads a compiled workflow binary; each registration of a name is a new version.
+    ///
+    /// The bytes are streamed after the request with their SHA-256, which the server
+    /// verifies. The upload must fit in the request timeout.
+    pub async fn register_image(
+        &self,
+        options: RegisterImageOptions,
+    ) -> Result<RegisterImageResult> {
+        const OP: &str = "register_image";
+        let size_bytes = u64::try_from(options.bytes.len())
+            .map_err(|_| SdkError::InvalidInput("the image is too large".into()))?;
+        let request = ManagementRequest::RegisterImage {
+            tenant_id: options.tenant_id,
+            name: options.name,
+            description: options.description,
+            size_bytes,
+            sha256: sha256_hex(&options.bytes),
+        };
+        match self
+            .connection
+            .call(OP, &request, Some(&options.bytes))
+            .await?
+        {
+            ManagementResponse::Image(image) => Ok(Image::from(image).into()),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// Starts an instance of an image. Its input is sent as JSON text.
+    pub async fn start_instance(
+        &self,
+        options: StartInstanceOptions,
+    ) -> Result<StartInstanceResult> {
+        const OP: &str = "start_instance";
+        let input = options
+            .input
+            .as_ref()
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| SdkError::InvalidInput(format!("cannot encode the input as json: {e}")))?;
+        let timeout_ms = options
+            .timeout
+            .map(|timeout| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        let request = ManagementRequest::StartInstance {
+            image_id: options.image_id,
+            tenant_id: options.tenant_id,
+            instance_id: options.instance_id,
+            input: input.map(ByteBuf::from),
+            timeout_ms,
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Started {
+                instance_id,
+                created,
+            } => Ok(StartInstanceResult {
+                instance_id,
+                created,
+            }),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// Everything the server knows about one instance: status, times, output or error.
+    pub async fn get_instance_status(&self, instance_id: &str) -> Result<InstanceInfo> {
+        const OP: &str = "get_instance_status";
+        let request = ManagementRequest::GetInstanceStatus {
+            instance_id: instance_id.to_owned(),
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Instance(instance) => Ok(instance.into()),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// A page of a tenant's instances, newest first (see [`list_instances_page`](Self::list_instances_page)
+    /// for the total count).
+    pub async fn list_instances(
+        &self,
+        options: ListInstancesOptions,
+    ) -> Result<Vec<InstanceSummary>> {
+        self.list_instances_page(options)
+            .await
+            .map(|page| page.instances)
+    }
+
+    /// A page of a tenant's instances, newest first, with how many matched in all.
+    pub async fn list_instances_page(&self, options: ListInstancesOptions) -> Result<InstancePage> {
+        const OP: &str = "list_instances";
+        let request = ManagementRequest::ListInstances {
+            tenant_id: options.tenant_id,
+            status: options.status,
+            limit: options.limit,
+            offset: options.offset,
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Instances { instances, total } => Ok(InstancePage {
+                instances: instances.into_iter().map(InstanceSummary::from).collect(),
+                total,
+            }),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// Asks a running instance to pause: it stops at its next checkpoint and becomes
+    /// `suspended`.
+    pub async fn pause_instance(&self, instance_id: &str) -> Result<SignalOutcome> {
+        self.signal("pause_instance", instance_id, WireSignalType::Pause)
+            .await
+    }
+
+    /// Resumes a suspended instance from its last checkpoint, with its original input.
+    pub async fn resume_instance(&self, instance_id: &str) -> Result<SignalOutcome> {
+        self.signal("resume_instance", instance_id, WireSignalType::Resume)
+            .await
+    }
+
+    /// Cancels an instance: cooperatively at its next checkpoint, then after a grace
+    /// period by force. It ends `cancelled`.
+    pub async fn cancel_instance(&self, instance_id: &str) -> Result<SignalOutcome> {
+        self.signal("cancel_instance", instance_id, WireSignalType::Cancel)
+            .await
+    }
+
+    async fn signal(
+        &self,
+        operation: &'static str,
+        instance_id: &str,
+        signal: WireSignalType,
+    ) -> Result<SignalOutcome> {
+        let request = ManagementRequest::SendSignal {
+            instance_id: instance_id.to_owned(),
+            signal,
+        };
+        match self.connection.call(operation, &request, None).await? {
+            ManagementResponse::Signalled { status, applied } => {
+                Ok(SignalOutcome { status, applied })
+            }
+            other => Err(unexpected(operation, &other)),
+        }
+    }
+
+    /// A tenant's images, newest first.
+    pub async fn list_images(&self, tenant_id: &str) -> Result<Vec<Image>> {
+        const OP: &str = "list_images";
+        let request = ManagementRequest::ListImages {
+            tenant_id: tenant_id.to_owned(),
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Images(images) => Ok(images.into_iter().map(Image::from).collect()),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// One image.
+    pub async fn get_image(&self, image_id: &str) -> Result<Image> {
+        const OP: &str = "get_image";
+        let request = ManagementRequest::GetImage {
+            image_id: image_id.to_owned(),
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Image(image) => Ok(image.into()),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// Deletes an image. An image that unfinished instances still use is refused with
+    /// code `in_use`.
+    pub async fn delete_image(&self, image_id: &str) -> Result<()> {
+        const OP: &str = "delete_image";
+        let request = ManagementRequest::DeleteImage {
+            image_id: image_id.to_owned(),
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Done => Ok(()),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// An instance's events, oldest first.
+    pub async fn list_events(&self, instance_id: &str) -> Result<Vec<Event>> {
+        const OP: &str = "list_events";
+        let request = ManagementRequest::ListEvents {
+            instance_id: instance_id.to_owned(),
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Events(events) => Ok(events.into_iter().map(Event::from).collect()),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// An instance's checkpoints, in the order recorded.
+    pub async fn list_checkpoints(&self, instance_id: &str) -> Result<Vec<Checkpoint>> {
+        const OP: &str = "list_checkpoints";
+        let request = ManagementRequest::ListCheckpoints {
+            instance_id: instance_id.to_owned(),
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Checkpoints(checkpoints) => {
+                Ok(checkpoints.into_iter().map(Checkpoint::from).collect())
+            }
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+}
+
+/// Lowercase hex SHA-256 of `bytes`, as the server checks it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+/// The error for a response of the wrong kind.
+fn unexpected(operation: &'static str, response: &ManagementResponse) -> SdkError {
+    let kind = match response {
+        ManagementResponse::Pong { .. } => "pong",
+        ManagementResponse::Instance(_) => "instance",
+        ManagementResponse::Error(_) => "error",
+        ManagementResponse::Image(_) => "image",
+        ManagementResponse::Images(_) => "images",
+        ManagementResponse::Done => "done",
+        ManagementResponse::Started { .. } => "started",
+        ManagementResponse::Instances { .. } => "instances",
+        ManagementResponse::Signalled { .. } => "signalled",
+        ManagementResponse::Events(_) => "events",
+        ManagementResponse::Checkpoints(_) => "checkpoints",
+        ManagementResponse::Health { .. } => "health",
+    };
+    SdkError::UnexpectedResponse {
+        operation,
+        response: kind.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_is_lowercase_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(sha256_hex(b"").len(), 64);
+    }
+
+    #[test]
+    fn new_checks_the_trust_settings() {
+        let error = ManagementSdk::new(SdkConfig::new("127.0.0.1:8002")).unwrap_err();
+        assert!(matches!(error, SdkError::Config(_)), "{error:?}");
+        assert!(error.to_string().contains("RUNTARA_CA_CERT"), "{error}");
+        assert!(
+            error.to_string().contains("<data-dir>/tls/ca.pem"),
+            "{error}"
+        );
+
+        let error = ManagementSdk::new(
+            SdkConfig::new("127.0.0.1:8002").with_ca_cert("/nonexistent/runtara/ca.pem"),
+        )
+        .unwrap_err();
+        assert!(matches!(error, SdkError::Io { .. }), "{error:?}");
+        assert!(error.to_string().contains("/nonexistent/runtara/ca.pem"));
+
+        let error = ManagementSdk::new(SdkConfig::new("not an address")).unwrap_err();
+        assert!(error.to_string().contains("`not an address`"), "{error}");
+
+        let sdk = ManagementSdk::new(SdkConfig::localhost()).unwrap();
+        assert_eq!(sdk.server_addr().port(), 8002);
+    }
+
+    #[test]
+    fn the_sdk_can_be_shared_across_tasks() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<ManagementSdk>();
+        assert_send_sync::<SdkError>();
+    }
+}

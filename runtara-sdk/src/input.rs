@@ -1,0 +1,46 @@
+//! The start input of an instance launched by the server.
+//!
+//! The server writes the JSON given to `start_instance(...with_input(json))` to a file
+//! and names it in `RUNTARA_INPUT_FILE`; [`input`] reads and decodes it.
+
+use serde::de::DeserializeOwned;
+
+use crate::{Result, SdkError};
+
+/// The environment variable naming the input file.
+pub const INPUT_FILE_ENV: &str = "RUNTARA_INPUT_FILE";
+
+/// Decodes the start input into `T`; `Ok(None)` when the instance was started without
+/// a server (no `RUNTARA_INPUT_FILE`) or without input (the file holds `null`).
+///
+/// ```no_run
+/// #[derive(serde::Deserialize)]
+/// struct Order { order_id: String }
+///
+/// # fn demo() -> Result<(), runtara_sdk::SdkError> {
+/// let order: Option<Order> = runtara_sdk::input()?;
+/// # Ok(()) }
+/// ```
+pub fn input<T: DeserializeOwned>() -> Result<Option<T>> {
+    let Some(path) = std::env::var_os(INPUT_FILE_ENV) else {
+        return Ok(None);
+    };
+    let path = std::path::PathBuf::from(path);
+    let bytes = std::fs::read(&path).map_err(|e| SdkError::Input {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| SdkError::Input {
+        path: path.clone(),
+        reason: format!("not valid JSON: {e}"),
+    })?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|e| SdkError::Input {
+            path,
+            reason: format!("does not match `{}`: {e}", std::any::type_name::<T>()),
+        })
+}
