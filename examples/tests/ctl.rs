@@ -1,0 +1,99 @@
+//! `runtara-ctl` against a real server: the README walk-through as a test.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use support::{Server, WORKFLOW};
+
+fn ctl_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let binary = dir.join(format!("runtara-ctl{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is missing: run `cargo test --workspace`",
+        binary.display()
+    );
+    binary
+}
+
+fn ctl(server: &Server, args: &[&str]) -> Output {
+    Command::new(ctl_binary())
+        .args(["--addr", &server.management_addr.to_string()])
+        .arg("--ca-cert")
+        .arg(&server.ca_path)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "runtara-ctl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn register_start_wait_status_with_runtara_ctl() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0, 0, &[]);
+
+    let image_id = stdout(&ctl(
+        &server,
+        &["register", WORKFLOW, "--tenant", "acme", "--name", "orders"],
+    ));
+    assert!(image_id.starts_with("img-"), "{image_id}");
+    let instance_id = stdout(&ctl(
+        &server,
+        &[
+            "start",
+            &image_id,
+            "--tenant",
+            "acme",
+            "--input",
+            r#"{"order_id": "ORD-7", "steps": 3}"#,
+        ],
+    ));
+    let waited = stdout(&ctl(&server, &["wait", &instance_id]));
+    assert!(waited.contains("completed"), "{waited}");
+    let status: serde_json::Value =
+        serde_json::from_str(&stdout(&ctl(&server, &["--json", "status", &instance_id]))).unwrap();
+    assert_eq!(status["status"], "completed", "{status}");
+    let listed = stdout(&ctl(&server, &["list", "--tenant", "acme"]));
+    assert!(listed.contains(&instance_id), "{listed}");
+    let images = stdout(&ctl(&server, &["images", "--tenant", "acme"]));
+    assert!(images.contains("orders"), "{images}");
+    let events = stdout(&ctl(&server, &["events", &instance_id]));
+    assert!(events.contains("completed"), "{events}");
+
+    // Meaningful exit codes: refused (1), usage (2), cannot connect (3).
+    let missing = ctl(&server, &["status", "no-such-instance"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+    let bad_json = ctl(
+        &server,
+        &["start", &image_id, "--tenant", "acme", "--input", "{oops"],
+    );
+    assert_eq!(bad_json.status.code(), Some(2));
+    let nowhere = Command::new(ctl_binary())
+        .args([
+            "--addr",
+            "127.0.0.1:9",
+            "--insecure",
+            "--connect-timeout-ms",
+            "300",
+            "health",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(nowhere.status.code(), Some(3));
+}

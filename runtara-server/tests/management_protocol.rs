@@ -1,0 +1,226 @@
+//! The management endpoint at the wire level: inputs no well-behaved SDK sends
+//! (corrupt or cut-short uploads, invalid JSON, garbage frames, the wrong role) get a
+//! clear error and change nothing.
+#![allow(clippy::unwrap_used)]
+
+use runtara_protocol::endpoint::client_endpoint;
+use runtara_protocol::tls::ClientTls;
+use runtara_protocol::{
+    read_frame, write_frame, ByteBuf, ErrorCode, Hello, HelloReply, ManagementRequest,
+    ManagementResponse, Role, DEFAULT_MAX_FRAME_LEN,
+};
+use runtara_server::{RunningServer, ServerConfig};
+
+struct Fixture {
+    server: RunningServer,
+    connection: quinn::Connection,
+    dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(dir.path());
+    config.instance_addr = "127.0.0.1:0".parse().unwrap();
+    config.management_addr = "127.0.0.1:0".parse().unwrap();
+    config.max_image_bytes = 1024 * 1024;
+    let server = runtara_server::start(config).await.unwrap();
+    let connection = connect(&server, Role::Management { token: None })
+        .await
+        .unwrap();
+    Fixture {
+        server,
+        connection,
+        dir,
+    }
+}
+
+/// Connects to the management endpoint and says hello as `role`.
+async fn connect(server: &RunningServer, role: Role) -> Result<quinn::Connection, String> {
+    let ca_pem = std::fs::read(server.ca_path.as_ref().unwrap()).unwrap();
+    let endpoint = client_endpoint(&ClientTls::Verify { ca_pem }, server.management_addr).unwrap();
+    let connection = endpoint
+        .connect(server.management_addr, "localhost")
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    write_frame(&mut send, &Hello::new("test", role))
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    match read_frame::<_, HelloReply>(&mut recv, DEFAULT_MAX_FRAME_LEN)
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        HelloReply::Welcome { .. } => Ok(connection),
+        HelloReply::Refused(error) => Err(error.message),
+    }
+}
+
+/// One request; `body` is written raw after the frame (image bytes).
+async fn call(
+    connection: &quinn::Connection,
+    request: &ManagementRequest,
+    body: &[u8],
+) -> ManagementResponse {
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    write_frame(&mut send, request).await.unwrap();
+    // The server may refuse before reading everything; that is fine.
+    let _ = send.write_all(body).await;
+    let _ = send.finish();
+    read_frame::<_, ManagementResponse>(&mut recv, DEFAULT_MAX_FRAME_LEN)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn register(size: u64, sha: String) -> ManagementRequest {
+    ManagementRequest::RegisterImage {
+        tenant_id: "t".into(),
+        name: "w".into(),
+        description: None,
+        size_bytes: size,
+        sha256: sha,
+    }
+}
+
+#[track_caller]
+fn assert_error(response: &ManagementResponse, code: ErrorCode, needle: &str) {
+    match response {
+        ManagementResponse::Error(error) => {
+            assert_eq!(error.code, code, "{error:?}");
+            assert!(error.message.contains(needle), "{error:?}");
+        }
+        other => panic!("expected a {code} error, got {other:?}"),
+    }
+}
+
+async fn images(connection: &quinn::Connection) -> usize {
+    match call(
+        connection,
+        &ManagementRequest::ListImages {
+            tenant_id: "t".into(),
+        },
+        &[],
+    )
+    .await
+    {
+        ManagementResponse::Images(images) => images.len(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Files in the image store (uploads in progress included).
+fn stored_files(fixture: &Fixture) -> usize {
+    std::fs::read_dir(fixture.dir.path().join("images"))
+        .unwrap()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_cut_short_and_oversized_uploads_store_nothing() {
+    let f = fixture().await;
+    let bytes = vec![7u8; 300_000];
+
+    let corrupt = call(&f.connection, &register(300_000, sha256(b"other")), &bytes).await;
+    assert_error(&corrupt, ErrorCode::InvalidInput, "corrupted");
+    let short = call(
+        &f.connection,
+        &register(300_000, sha256(&bytes)),
+        &bytes[..1000],
+    )
+    .await;
+    assert_error(&short, ErrorCode::InvalidInput, "cut short");
+    let long = call(&f.connection, &register(1000, sha256(&bytes)), &bytes).await;
+    assert_error(&long, ErrorCode::InvalidInput, "longer than");
+    let huge = call(&f.connection, &register(1 << 40, sha256(&bytes)), &[]).await;
+    assert_error(&huge, ErrorCode::InvalidInput, "at most");
+    let not_a_digest = call(&f.connection, &register(300_000, "xyz".into()), &bytes).await;
+    assert_error(&not_a_digest, ErrorCode::InvalidInput, "not a SHA-256");
+    assert_eq!(images(&f.connection).await, 0);
+    assert_eq!(stored_files(&f), 0, "no partial upload left behind");
+
+    // The same connection still works: a good upload goes through.
+    let good = call(&f.connection, &register(300_000, sha256(&bytes)), &bytes).await;
+    assert!(
+        matches!(good, ManagementResponse::Image(ref i) if i.version == 1),
+        "{good:?}"
+    );
+    assert_eq!(images(&f.connection).await, 1);
+    assert_eq!(stored_files(&f), 1);
+    f.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_json_input_and_garbage_frames_are_refused() {
+    let f = fixture().await;
+    let bytes = b"#!/bin/sh\nexit 0\n".to_vec();
+    let image_id = match call(
+        &f.connection,
+        &register(bytes.len() as u64, sha256(&bytes)),
+        &bytes,
+    )
+    .await
+    {
+        ManagementResponse::Image(image) => image.image_id,
+        other => panic!("{other:?}"),
+    };
+    let start = ManagementRequest::StartInstance {
+        image_id,
+        tenant_id: "t".into(),
+        instance_id: Some("i-1".into()),
+        input: Some(ByteBuf::from(b"{\"order\": ".to_vec())),
+        timeout_ms: None,
+    };
+    let response = call(&f.connection, &start, &[]).await;
+    assert_error(&response, ErrorCode::InvalidInput, "not valid JSON");
+    assert!(f
+        .server
+        .persistence
+        .get_instance("i-1")
+        .await
+        .unwrap()
+        .is_none());
+
+    // A frame that does not decode as a request.
+    let (mut send, mut recv) = f.connection.open_bi().await.unwrap();
+    send.write_all(&[0, 0, 0, 3, 0xff, 0xff, 0xff])
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    let response = read_frame::<_, ManagementResponse>(&mut recv, DEFAULT_MAX_FRAME_LEN)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(response, ManagementResponse::Error(ref e) if e.code == ErrorCode::Malformed),
+        "{response:?}"
+    );
+
+    // An instance's hello on the management endpoint is refused.
+    let refused = connect(
+        &f.server,
+        Role::Instance {
+            instance_id: "i".into(),
+            tenant_id: "t".into(),
+            credential: None,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.contains("management endpoint"), "{refused}");
+
+    // The server is still up for everyone else.
+    let pong = call(&f.connection, &ManagementRequest::Ping, &[]).await;
+    assert!(matches!(pong, ManagementResponse::Pong { .. }));
+    f.server.shutdown().await;
+}
