@@ -299,3 +299,63 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     sdk.delete_image(&image_id).await.unwrap();
     assert!(sdk.list_images(TENANT).await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_loop_ends_failed_with_the_reason_and_a_timeout_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0, 0, &["--max-restarts", "2"]);
+    let sdk = server.client().await;
+
+    // A binary that dies before doing anything: relaunched twice, then failed.
+    let script = b"#!/bin/sh\necho 'boom: missing configuration' >&2\nexit 3\n".to_vec();
+    let broken = sdk
+        .register_image(RegisterImageOptions::new(TENANT, "broken", script))
+        .await
+        .unwrap()
+        .image_id;
+    let id = start(&sdk, &broken, json!({})).await;
+    let failed = wait_status(&sdk, &id, "failed").await;
+    let reason = failed.error.unwrap();
+    assert!(
+        reason.contains("exit status: 3") && reason.contains("3 times"),
+        "{reason}"
+    );
+    assert!(reason.contains("boom: missing configuration"), "{reason}");
+    assert_eq!(launched_pids(&sdk, &id).await.len(), 3);
+
+    // A run over its timeout is killed and failed.
+    let image_id = register(&sdk).await;
+    let slow = sdk
+        .start_instance(
+            StartInstanceOptions::new(&image_id, TENANT)
+                .with_input(json!({"steps": 100, "step_delay_ms": 100}))
+                .with_timeout(Duration::from_millis(700)),
+        )
+        .await
+        .unwrap()
+        .instance_id;
+    let timed_out = wait_status(&sdk, &slow, "failed").await;
+    assert!(timed_out.error.unwrap().contains("timed out"));
+    assert!(timed_out.checkpoint_count < 100);
+
+    // An id taken by another tenant is not reused or revealed.
+    sdk.start_instance(StartInstanceOptions::new(&image_id, TENANT).with_instance_id("shared-id"))
+        .await
+        .unwrap();
+    let other = sdk
+        .register_image(RegisterImageOptions::new(
+            "other",
+            "w",
+            std::fs::read(WORKFLOW).unwrap(),
+        ))
+        .await
+        .unwrap()
+        .image_id;
+    let taken = sdk
+        .start_instance(StartInstanceOptions::new(&other, "other").with_instance_id("shared-id"))
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Some("already_exists"), "{taken}");
+    let status = sdk.get_instance_status("shared-id").await.unwrap();
+    assert_eq!(status.tenant_id, TENANT);
+}
