@@ -15,6 +15,7 @@ use runtara_server::{RunningServer, ServerConfig};
 async fn server(dir: &std::path::Path) -> RunningServer {
     let mut config = ServerConfig::new(dir);
     config.instance_addr = "127.0.0.1:0".parse().unwrap();
+    config.management_addr = "127.0.0.1:0".parse().unwrap();
     runtara_server::start(config).await.unwrap()
 }
 

@@ -1,0 +1,202 @@
+//! `runtara-bench`: Runtara's benchmark harness.
+//!
+//! ```text
+//! cargo run --release -p runtara-bench                 # every mode, full sizes, a table
+//! cargo run --release -p runtara-bench -- --quick      # within a minute
+//! cargo run --release -p runtara-bench -- --json --modes embedded-sqlite,quic-sqlite
+//! ```
+//!
+//! PostgreSQL modes run when `RUNTARA_BENCH_POSTGRES_URL` is set. Workloads:
+//! `W1` one instance, 100 sequential `#[durable]` steps (~100 B of JSON each): median
+//! ms per step over 5 runs after a warm-up, and the p99 of single steps; `W2` 200
+//! instances × 10 steps at once in one process; `W2-processes` the same launched as
+//! processes through the management API; `W3` an instance with 10,000 recorded steps
+//! restarted and replayed; `W4` `start_instance` to the first step body; `W5` server
+//! memory per connected idle instance; `W1-history` W1 again after 100,000 checkpoints;
+//! and mode `floor`: fdatasync, a SQLite WAL FULL commit, a PostgreSQL commit and a QUIC
+//! round trip, measured on the same data dir in the same run.
+//!
+//! The binary has two more roles: `runtara-bench serve …` is a `runtara-server` (so the
+//! server runs as its own process), and launched by a server with no arguments it is the
+//! worker instance of `W2-processes` and `W4`.
+
+mod floor;
+mod report;
+mod steps;
+mod target;
+mod worker;
+mod workloads;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::report::Report;
+use crate::target::{run_prefix, Mode, Target};
+use crate::workloads::Sizes;
+
+/// Runtara's benchmark harness.
+#[derive(Debug, Parser)]
+#[command(name = "runtara-bench", version, about)]
+struct Cli {
+    /// One JSON object per line: {"mode", "workload", "value", "unit"}.
+    #[arg(long)]
+    json: bool,
+    /// Smaller sizes; finishes within a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Modes to run, comma-separated (`floor`, `embedded-sqlite`, `embedded-postgres`,
+    /// `quic-sqlite`, `quic-postgres`); default: all available.
+    #[arg(long, value_delimiter = ',')]
+    modes: Vec<String>,
+    /// Where to put the data dirs (default: a temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("runtara-bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = if args.get(1).map(String::as_str) == Some("serve") {
+        runtime.block_on(serve(&args[1..]))
+    } else if args.len() == 1 && std::env::var_os("RUNTARA_INSTANCE_ID").is_some() {
+        runtime.block_on(worker::run())
+    } else {
+        runtime.block_on(bench(Cli::parse()))
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("runtara-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `serve`: run a server until killed.
+async fn serve(args: &[String]) -> anyhow::Result<()> {
+    let cli = runtara_server::cli::Cli::try_parse_from(args)?;
+    let server = runtara_server::start(cli.into()).await?;
+    println!(
+        "runtara-server ready: instance={} management={} ca={}",
+        server.instance_addr,
+        server.management_addr,
+        server
+            .ca_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    );
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+async fn bench(cli: Cli) -> anyhow::Result<()> {
+    let postgres_url = std::env::var("RUNTARA_BENCH_POSTGRES_URL").ok();
+    let wanted = |name: &str| cli.modes.is_empty() || cli.modes.iter().any(|m| m == name);
+    for mode in &cli.modes {
+        let known = mode == "floor" || Mode::ALL.iter().any(|m| m.name() == mode);
+        anyhow::ensure!(known, "unknown mode `{mode}`");
+    }
+    let sizes = if cli.quick { Sizes::QUICK } else { Sizes::FULL };
+    let temp = tempfile::tempdir()?;
+    let root = cli.dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&root)?;
+    let mut report = Report::new(cli.json);
+    let prefix = run_prefix();
+    let started = std::time::Instant::now();
+
+    if wanted("floor") {
+        let samples = if cli.quick { 100 } else { 300 };
+        report.add("floor", "fsync", floor::fsync_ms(&root, samples)?, "ms");
+        report.add(
+            "floor",
+            "sqlite_commit",
+            floor::sqlite_commit_ms(&root, samples)?,
+            "ms",
+        );
+        if let Some(url) = &postgres_url {
+            report.add(
+                "floor",
+                "postgres_commit",
+                floor::postgres_commit_ms(url, samples).await?,
+                "ms",
+            );
+        }
+        report.add(
+            "floor",
+            "quic_rtt",
+            floor::quic_rtt_ms(&root, samples * 3).await?,
+            "ms",
+        );
+    }
+    for mode in Mode::ALL {
+        if !wanted(mode.name()) || (mode.postgres() && postgres_url.is_none()) {
+            continue;
+        }
+        let dir = root.join(mode.name());
+        std::fs::create_dir_all(&dir)?;
+        let target = Target::open(mode, &dir, postgres_url.as_deref()).await?;
+        let prefix = format!("{prefix}-{}", mode.name());
+        workloads::w1(&target, &mut report, &prefix, sizes.w1_runs, "W1").await?;
+        workloads::w2(&target, &mut report, &prefix, sizes.w2_instances).await?;
+        workloads::w3(&target, &mut report, &prefix, sizes.w3_steps).await?;
+        if mode.quic() {
+            workloads::w4(&target, &mut report, &prefix, &dir, sizes.w4_samples).await?;
+            workloads::w2_processes(&target, &mut report, &prefix, sizes.w2_processes).await?;
+            workloads::w5(&target, &mut report, &prefix, sizes.w5_instances).await?;
+        }
+        workloads::w1_history(&target, &mut report, &prefix, sizes.history, sizes.w1_runs).await?;
+    }
+    add_ratios(&mut report);
+    report.finish();
+    if !cli.json {
+        eprintln!("finished in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+/// W1 as a multiple of the floor of its mode (target ≤ 1.5), W2 as a multiple of W1's
+/// rate (target ≥ 5), and W1-history over W1 (target ≤ 1.2).
+fn add_ratios(report: &mut Report) {
+    let fsync_floor = |name: &str| match name {
+        "embedded-sqlite" => report.get("floor", "sqlite_commit", "ms"),
+        "embedded-postgres" => report.get("floor", "postgres_commit", "ms"),
+        "quic-sqlite" => Some(
+            report.get("floor", "sqlite_commit", "ms")? + report.get("floor", "quic_rtt", "ms")?,
+        ),
+        "quic-postgres" => Some(
+            report.get("floor", "postgres_commit", "ms")?
+                + report.get("floor", "quic_rtt", "ms")?,
+        ),
+        _ => None,
+    };
+    let mut ratios = Vec::new();
+    for mode in Mode::ALL {
+        let name = mode.name();
+        let Some(w1) = report.get(name, "W1", "ms_per_step") else {
+            continue;
+        };
+        if let Some(floor) = fsync_floor(name) {
+            ratios.push((name, "W1", w1 / floor, "x_floor"));
+        }
+        if let Some(w2) = report.get(name, "W2", "steps_per_s") {
+            ratios.push((name, "W2", w2 / (1000.0 / w1), "x_W1_rate"));
+        }
+        if let Some(history) = report.get(name, "W1-history", "ms_per_step") {
+            ratios.push((name, "W1-history", history / w1, "x_W1"));
+        }
+    }
+    for (mode, workload, value, unit) in ratios {
+        report.add(mode, workload, value, unit);
+    }
+}

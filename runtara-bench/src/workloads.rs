@@ -1,0 +1,382 @@
+//! The workloads W1–W5 (see the crate docs).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use runtara_management_sdk::{
+    ListInstancesOptions, ManagementSdk, RegisterImageOptions, SdkConfig as ManagementConfig,
+    StartInstanceOptions,
+};
+use runtara_sdk::RuntaraSdk;
+
+use crate::report::{median, percentile, Report};
+use crate::steps::bench_step;
+use crate::target::{Target, TENANT};
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// W1 measured runs (after one warm-up).
+    pub w1_runs: usize,
+    /// W2 instances.
+    pub w2_instances: usize,
+    /// W2-processes instances.
+    pub w2_processes: usize,
+    /// W3 recorded steps.
+    pub w3_steps: u32,
+    /// W4 samples.
+    pub w4_samples: usize,
+    /// W5 idle instances.
+    pub w5_instances: usize,
+    /// Prior checkpoints for W1-history.
+    pub history: u32,
+}
+
+impl Sizes {
+    /// The sizes.
+    pub const FULL: Sizes = Sizes {
+        w1_runs: 5,
+        w2_instances: 200,
+        w2_processes: 200,
+        w3_steps: 10_000,
+        w4_samples: 20,
+        w5_instances: 1_000,
+        history: 100_000,
+    };
+    /// Small enough for a minute.
+    pub const QUICK: Sizes = Sizes {
+        w1_runs: 3,
+        w2_instances: 200,
+        w2_processes: 30,
+        w3_steps: 2_000,
+        w4_samples: 5,
+        w5_instances: 200,
+        history: 10_000,
+    };
+}
+
+/// Runs `steps` sequential durable steps on `sdk`; returns each step's latency (ms).
+async fn steps(sdk: &RuntaraSdk, prefix: &str, steps: u32) -> anyhow::Result<Vec<f64>> {
+    let sdk = sdk.clone();
+    let prefix = prefix.to_owned();
+    sdk.scope(async move {
+        let mut times = Vec::with_capacity(steps as usize);
+        for n in 1..=steps {
+            let start = Instant::now();
+            bench_step(format!("{prefix}{n}"), n, None).await?;
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok(times)
+    })
+    .await
+}
+
+/// W1: one instance, 100 sequential steps; median ms per step over the runs, and the p99
+/// of single steps. Reported under `workload`.
+pub async fn w1(
+    target: &Target,
+    report: &mut Report,
+    prefix: &str,
+    runs: usize,
+    workload: &str,
+) -> anyhow::Result<()> {
+    let mut per_run = Vec::new();
+    let mut all = Vec::new();
+    for run in 0..=runs {
+        let sdk = target.run(&format!("{prefix}-{workload}-{run}")).await?;
+        let start = Instant::now();
+        let times = steps(&sdk, "s", 100).await?;
+        let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+        sdk.completed(b"{}").await?;
+        if run > 0 {
+            per_run.push(elapsed / 100.0);
+            all.extend(times);
+        }
+    }
+    let mode = target.mode.name();
+    report.add(mode, workload, median(&mut per_run), "ms_per_step");
+    report.add(mode, workload, percentile(&mut all, 0.99), "p99_ms");
+    Ok(())
+}
+
+/// W2: `instances` × 10 steps, all at once in this process.
+pub async fn w2(
+    target: &Target,
+    report: &mut Report,
+    prefix: &str,
+    instances: usize,
+) -> anyhow::Result<()> {
+    let mut sdks = Vec::with_capacity(instances);
+    for n in 0..instances {
+        sdks.push(target.run(&format!("{prefix}-w2-{n}")).await?);
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = sdks
+        .into_iter()
+        .map(|sdk| {
+            tokio::spawn(async move {
+                steps(&sdk, "s", 10).await?;
+                sdk.completed(b"{}").await?;
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    let mut failures = 0;
+    for task in tasks {
+        if !matches!(task.await, Ok(Ok(()))) {
+            failures += 1;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    anyhow::ensure!(failures == 0, "W2: {failures} instances failed");
+    report.add(
+        target.mode.name(),
+        "W2",
+        (instances * 10) as f64 / elapsed,
+        "steps_per_s",
+    );
+    Ok(())
+}
+
+/// W3: an instance with `recorded` steps restarted: register plus replaying them all.
+pub async fn w3(
+    target: &Target,
+    report: &mut Report,
+    prefix: &str,
+    recorded: u32,
+) -> anyhow::Result<()> {
+    let id = format!("{prefix}-w3");
+    // Record (concurrently, to keep set-up short).
+    let sdk = target.run(&id).await?;
+    let chunks = 50;
+    let per_chunk = recorded / chunks;
+    let tasks: Vec<_> = (0..chunks)
+        .map(|c| {
+            let sdk = sdk.clone();
+            tokio::spawn(async move { steps(&sdk, &format!("c{c}-"), per_chunk).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    drop(sdk);
+    // Restart: a new SDK registers (getting the replay log) and replays every step.
+    let start = Instant::now();
+    let sdk = target.run(&id).await?;
+    for c in 0..chunks {
+        steps(&sdk, &format!("c{c}-"), per_chunk).await?;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let count = target
+        .store
+        .get_instance(&id)
+        .await?
+        .map_or(0, |i| i.checkpoint_count);
+    anyhow::ensure!(
+        count == i64::from(per_chunk * chunks),
+        "W3 re-ran steps: {count} checkpoints"
+    );
+    report.add(
+        target.mode.name(),
+        "W3",
+        f64::from(per_chunk * chunks) / elapsed,
+        "replay_steps_per_s",
+    );
+    Ok(())
+}
+
+/// A management client for the target's server.
+async fn management(target: &Target) -> anyhow::Result<ManagementSdk> {
+    let server = target.server.as_ref().context("needs a server")?;
+    let sdk = ManagementSdk::new(
+        ManagementConfig::new(server.management_addr.to_string()).with_ca_cert(&server.ca_path),
+    )?;
+    sdk.connect().await?;
+    Ok(sdk)
+}
+
+/// Registers this binary as the worker image.
+async fn register_self(sdk: &ManagementSdk) -> anyhow::Result<String> {
+    let binary = std::fs::read(std::env::current_exe()?)?;
+    Ok(sdk
+        .register_image(RegisterImageOptions::new(
+            TENANT,
+            "runtara-bench-worker",
+            binary,
+        ))
+        .await?
+        .image_id)
+}
+
+/// W2-processes: `instances` processes × 10 steps launched through the management API.
+pub async fn w2_processes(
+    target: &Target,
+    report: &mut Report,
+    prefix: &str,
+    instances: usize,
+) -> anyhow::Result<()> {
+    let sdk = management(target).await?;
+    let image_id = register_self(&sdk).await?;
+    let start = Instant::now();
+    for n in 0..instances {
+        sdk.start_instance(
+            StartInstanceOptions::new(&image_id, TENANT)
+                .with_instance_id(format!("{prefix}-w2p-{n}"))
+                .with_input(serde_json::json!({"steps": 10})),
+        )
+        .await?;
+    }
+    loop {
+        let page = sdk
+            .list_instances_page(
+                ListInstancesOptions::new(TENANT)
+                    .with_status("completed")
+                    .with_limit(1),
+            )
+            .await?;
+        let failed = sdk
+            .list_instances_page(
+                ListInstancesOptions::new(TENANT)
+                    .with_status("failed")
+                    .with_limit(1),
+            )
+            .await?;
+        anyhow::ensure!(
+            failed.total == 0,
+            "W2-processes: {} instances failed",
+            failed.total
+        );
+        if page.total as usize >= instances {
+            break;
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(300),
+            "W2-processes timed out"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    report.add(
+        target.mode.name(),
+        "W2-processes",
+        (instances * 10) as f64 / elapsed,
+        "steps_per_s",
+    );
+    Ok(())
+}
+
+/// W4: `start_instance` until the first step body runs (median and p95).
+pub async fn w4(
+    target: &Target,
+    report: &mut Report,
+    prefix: &str,
+    dir: &Path,
+    samples: usize,
+) -> anyhow::Result<()> {
+    let sdk = management(target).await?;
+    let image_id = register_self(&sdk).await?;
+    let mut times = Vec::with_capacity(samples);
+    for n in 0..=samples {
+        let mark = dir.join(format!("w4-mark-{n}"));
+        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        sdk.start_instance(
+            StartInstanceOptions::new(&image_id, TENANT)
+                .with_instance_id(format!("{prefix}-w4-{n}"))
+                .with_input(serde_json::json!({"steps": 1, "mark_file": mark})),
+        )
+        .await?;
+        let started = Instant::now();
+        let body_at: u128 = loop {
+            if let Ok(text) = std::fs::read_to_string(&mark) {
+                if let Ok(nanos) = text.trim().parse() {
+                    break nanos;
+                }
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "W4: no first step"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        if n > 0 {
+            times.push(body_at.saturating_sub(before.as_nanos()) as f64 / 1e6);
+        }
+    }
+    let mode = target.mode.name();
+    report.add(mode, "W4", median(&mut times.clone()), "ms");
+    report.add(mode, "W4", percentile(&mut times, 0.95), "p95_ms");
+    Ok(())
+}
+
+/// Resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("bad VmRSS")?
+        .parse()?)
+}
+
+/// W5: server memory per connected idle instance.
+pub async fn w5(
+    target: &Target,
+    report: &mut Report,
+    prefix: &str,
+    instances: usize,
+) -> anyhow::Result<()> {
+    let pid = target.server.as_ref().context("needs a server")?.pid();
+    // Warm the server up first, so one-time allocations do not count.
+    let warm = target.run(&format!("{prefix}-w5-warm")).await?;
+    steps(&warm, "s", 10).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = rss_kib(pid)?;
+    let mut idle = Vec::with_capacity(instances);
+    for n in 0..instances {
+        idle.push(Arc::new(target.run(&format!("{prefix}-w5-{n}")).await?));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(pid)?;
+    report.add(
+        target.mode.name(),
+        "W5",
+        (after - before) / instances as f64,
+        "kib_per_instance",
+    );
+    drop(idle);
+    Ok(())
+}
+
+/// Fills the database with `count` checkpoints (200 instances in parallel), then W1.
+pub async fn w1_history(
+    target: &Target,
+    report: &mut Report,
+    prefix: &str,
+    count: u32,
+    runs: usize,
+) -> anyhow::Result<()> {
+    let per_instance = 100;
+    let instances = count / per_instance;
+    let mut done = 0;
+    while done < instances {
+        let batch = (instances - done).min(200);
+        let mut tasks = Vec::new();
+        for n in done..done + batch {
+            let sdk = target.run(&format!("{prefix}-hist-{n}")).await?;
+            tasks.push(tokio::spawn(
+                async move { steps(&sdk, "h", per_instance).await },
+            ));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        done += batch;
+    }
+    w1(target, report, prefix, runs, "W1-history").await
+}
