@@ -15,7 +15,7 @@ use crate::tls::{client_config, server_config, write_private, ClientTls};
 use crate::{ProtocolError, Result};
 
 /// Most bidirectional streams a peer may have open at once.
-pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
 /// A connection with no traffic (keep-alives included) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Keep-alive interval, well under the idle timeout.
