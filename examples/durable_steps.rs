@@ -3,7 +3,13 @@
 //! ```text
 //! durable-steps --db sqlite://steps.db --instance run-1 --steps 20 \
 //!     [--side-effects effects.log] [--step-delay-ms 20] [--tenant demo]
+//!     [--hang-after N | --hang-in N]
 //! ```
+//!
+//! For crash tests, `--hang-after N` stops for good right after step N is recorded
+//! (printing `hanging after step N`), and `--hang-in N` stops inside step N's body, after
+//! its side effect and before its result is recorded (printing `hanging in step N`), so a
+//! kill from outside lands exactly on that point.
 //!
 //! Each step's body appends `step N` to the side-effect log (fsync'd) before its result
 //! is recorded, then the program prints `step N recorded`. The final output is a JSON
@@ -31,6 +37,8 @@ struct Options {
     steps: u32,
     side_effects: Option<PathBuf>,
     step_delay: Duration,
+    hang_after: Option<u32>,
+    hang_in: Option<u32>,
 }
 
 fn parse_options() -> Result<Options, String> {
@@ -41,6 +49,8 @@ fn parse_options() -> Result<Options, String> {
         steps: 20,
         side_effects: None,
         step_delay: Duration::ZERO,
+        hang_after: None,
+        hang_in: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -56,6 +66,13 @@ fn parse_options() -> Result<Options, String> {
                     .parse()
                     .map_err(|e| format!("--step-delay-ms: {e}"))?;
                 options.step_delay = Duration::from_millis(ms);
+            }
+            "--hang-after" => {
+                options.hang_after =
+                    Some(value()?.parse().map_err(|e| format!("--hang-after: {e}"))?)
+            }
+            "--hang-in" => {
+                options.hang_in = Some(value()?.parse().map_err(|e| format!("--hang-in: {e}"))?)
             }
             other => return Err(format!("unknown flag `{other}`")),
         }
@@ -82,12 +99,27 @@ fn log_side_effect(path: &Option<PathBuf>, line: &str) -> Result<(), SdkError> {
 }
 
 #[durable(max_retries = 0)]
-async fn step(key: String, n: u32, side_effects: &Option<PathBuf>) -> Result<StepResult, SdkError> {
+async fn step(
+    key: String,
+    n: u32,
+    side_effects: &Option<PathBuf>,
+    hang_in: Option<u32>,
+) -> Result<StepResult, SdkError> {
     log_side_effect(side_effects, &format!("step {n}"))?;
+    if hang_in == Some(n) {
+        hang(&format!("hanging in step {n}")).await;
+    }
     // A deterministic value so every run computes the same output.
     let value = (u64::from(n) * 2_654_435_761) % 1_000_003;
     let _ = key;
     Ok(StepResult { step: n, value })
+}
+
+/// Says so on stdout, then waits forever (for a kill from outside).
+async fn hang(message: &str) {
+    println!("{message}");
+    let _ = std::io::stdout().flush();
+    std::future::pending::<()>().await;
 }
 
 async fn run(options: Options) -> Result<String, Box<dyn std::error::Error>> {
@@ -98,9 +130,12 @@ async fn run(options: Options) -> Result<String, Box<dyn std::error::Error>> {
 
     let mut results = Vec::with_capacity(options.steps as usize);
     for n in 1..=options.steps {
-        results.push(step(n.to_string(), n, &options.side_effects).await?);
+        results.push(step(n.to_string(), n, &options.side_effects, options.hang_in).await?);
         println!("step {n} recorded");
         std::io::stdout().flush()?;
+        if options.hang_after == Some(n) {
+            hang(&format!("hanging after step {n}")).await;
+        }
         if !options.step_delay.is_zero() {
             tokio::time::sleep(options.step_delay).await;
         }
