@@ -14,7 +14,9 @@
 //! restarted and replayed; `W4` `start_instance` to the first step body; `W5` server
 //! memory per connected idle instance; `W1-history` W1 again after 100,000 checkpoints;
 //! and mode `floor`: fdatasync, a SQLite WAL FULL commit, a PostgreSQL commit and a QUIC
-//! round trip, measured on the same data dir in the same run.
+//! round trip, measured on the same data dir in the same run. `R` (a diagnostic) is the
+//! median of a read through the whole stack (`get_checkpoint`: no disk write), which
+//! separates the stack's own cost from the fsync.
 //!
 //! The binary has two more roles: `runtara-bench serve …` is a `runtara-server` (so the
 //! server runs as its own process), and launched by a server with no arguments it is the
@@ -147,6 +149,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)?;
         let target = Target::open(mode, &dir, postgres_url.as_deref()).await?;
         let prefix = format!("{prefix}-{}", mode.name());
+        workloads::read_path(&target, &mut report, &prefix).await?;
         workloads::w1(&target, &mut report, &prefix, sizes.w1_runs, "W1").await?;
         workloads::w2(&target, &mut report, &prefix, sizes.w2_instances).await?;
         workloads::w3(&target, &mut report, &prefix, sizes.w3_steps).await?;

@@ -380,3 +380,20 @@ pub async fn w1_history(
     }
     w1(target, report, prefix, runs, "W1-history").await
 }
+
+/// `R`: a read through the whole stack without a disk write (`get_checkpoint`), to
+/// separate the stack's own cost from the fsync.
+pub async fn read_path(target: &Target, report: &mut Report, prefix: &str) -> anyhow::Result<()> {
+    let sdk = target.run(&format!("{prefix}-read")).await?;
+    sdk.checkpoint("probe", b"{}").await?;
+    let mut times = Vec::with_capacity(500);
+    for n in 0..550 {
+        let start = Instant::now();
+        sdk.get_checkpoint("probe").await?;
+        if n >= 50 {
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    report.add(target.mode.name(), "R", median(&mut times), "read_ms");
+    Ok(())
+}

@@ -119,3 +119,44 @@ async fn unsupported_urls_are_refused_clearly() {
         .to_string()
         .starts_with("unsupported database url `mysql://localhost/db`"));
 }
+
+/// Commits never copy the WAL back themselves (`wal_autocheckpoint=0`); a background
+/// thread does. Evidence: while the store is still open, the database file alone — without
+/// its WAL — soon holds the checkpoints written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runtara.db");
+    let store = connect(&url(&path)).await.unwrap();
+    let epoch = store.register_instance("i", "t", None).await.unwrap().epoch;
+    for n in 0..200 {
+        store
+            .save_checkpoint("i", epoch, &format!("c{n}"), b"state")
+            .await
+            .unwrap();
+    }
+    let copy = dir.path().join("copy.db");
+    let started = std::time::Instant::now();
+    loop {
+        // Copy the main file only: what it holds was checkpointed out of the WAL.
+        std::fs::copy(&path, &copy).unwrap();
+        let stored: i64 = rusqlite::Connection::open(&copy)
+            .and_then(|c| c.query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0)))
+            .unwrap_or(0);
+        if stored == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the WAL was not checkpointed in the background ({stored} of 200 rows in the file)"
+        );
+        std::fs::remove_file(&copy).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mode: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, 1000, "a fresh connection keeps SQLite's default");
+    drop(store);
+}

@@ -58,6 +58,10 @@ fn open_file(path: &Path) -> Result<Connection> {
     connection
         .pragma_update(None, "synchronous", "FULL")
         .map_err(db)?;
+    // WAL checkpoints run on their own thread (see `checkpointer`), not inside commits.
+    connection
+        .pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(db)?;
     Ok(connection)
 }
 
