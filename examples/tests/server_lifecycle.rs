@@ -359,3 +359,48 @@ async fn a_crash_loop_ends_failed_with_the_reason_and_a_timeout_fails_the_run() 
     let status = sdk.get_instance_status("shared-id").await.unwrap();
     assert_eq!(status.tenant_id, TENANT);
 }
+
+/// A process that stops answering is relaunched; when the stale one wakes up, its writes
+/// are refused (fenced by the newer run's epoch) and it exits. The instance completes
+/// once, with the new run's result, and never has two live runners writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_process_is_fenced_out_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("steps.log");
+    let server = Server::start(dir.path(), 0, 0, &["--heartbeat-timeout-ms", "1000"]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    let input = json!({"order_id": "F", "steps": 10, "step_delay_ms": 100, "log_file": log});
+    let id = start(&sdk, &image_id, input).await;
+
+    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= 2
+    })
+    .await;
+    let stale = launched_pids(&sdk, &id).await[0];
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &stale.to_string()])
+            .status()
+            .unwrap()
+    };
+    signal("-STOP"); // hangs: no heartbeats, no progress
+    wait_for(&sdk, &id, Duration::from_secs(30), |s| s.launches >= 2).await;
+    let done = wait_status(&sdk, &id, "completed").await;
+    signal("-CONT"); // the stale run wakes up and tries to write
+    wait_for(&sdk, &id, Duration::from_secs(15), |_| {
+        !process_alive(stale)
+    })
+    .await;
+
+    let after = sdk.get_instance_status(&id).await.unwrap();
+    assert_eq!(after.status, "completed", "the stale run changed nothing");
+    assert_eq!(after.output, done.output);
+    assert_eq!(after.checkpoint_count, 10);
+    let runs = step_runs(&log);
+    assert_eq!(runs.len(), 10, "{runs:?}");
+    assert!(
+        runs.values().filter(|&&n| n > 1).count() <= 1,
+        "only the step the stale run was in may have run twice: {runs:?}"
+    );
+}

@@ -36,6 +36,20 @@ fn server_binary() -> PathBuf {
     binary
 }
 
+/// Test-sized timings, except those `extra` sets itself.
+fn test_defaults(extra: &[&str]) -> Vec<&'static str> {
+    [
+        ("--heartbeat-interval-ms", "200"),
+        ("--heartbeat-timeout-ms", "5000"),
+        ("--restart-backoff-ms", "100"),
+        ("--cancel-grace-ms", "2000"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| !extra.contains(flag))
+    .flat_map(|(flag, value)| [flag, value])
+    .collect()
+}
+
 impl Server {
     /// Starts a server over `data_dir` with test-sized timings, on the given ports
     /// (0: any), and waits for its ready line.
@@ -50,13 +64,7 @@ impl Server {
             .arg(data_dir)
             .args(["--instance-addr", &format!("127.0.0.1:{instance_port}")])
             .args(["--management-addr", &format!("127.0.0.1:{management_port}")])
-            .args([
-                "--heartbeat-interval-ms",
-                "200",
-                "--heartbeat-timeout-ms",
-                "5000",
-            ])
-            .args(["--restart-backoff-ms", "100", "--cancel-grace-ms", "2000"])
+            .args(test_defaults(extra))
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
