@@ -196,6 +196,18 @@ impl Quic {
                         after: self.config.request_timeout,
                     })
                 }
+                Ok(Ok(InstanceResponse::Error(error))) if error.code.is_retryable() => {
+                    // The server is up but could not do it now (its database connection
+                    // dropped, it is shutting down): every instance request is safe to
+                    // send again, so retry until the deadline on the same connection.
+                    tracing::debug!(operation, attempts, code = %error.code, message = %error.message, "server could not answer now; retrying");
+                    if Instant::now() + backoff >= deadline {
+                        return Err(self.wire_error(operation, error));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF.1);
+                    continue;
+                }
                 Ok(Ok(InstanceResponse::Error(error))) => {
                     return Err(self.wire_error(operation, error));
                 }
