@@ -59,6 +59,18 @@ pub struct Cli {
     /// Wait (ms) before relaunching a crashed instance; doubles per crash in a row.
     #[arg(long, env = "RUNTARA_RESTART_BACKOFF_MS", default_value_t = 1_000)]
     pub restart_backoff_ms: u64,
+    /// File of management tokens, one per line: `<token> <tenant>[,<tenant>...]` (`*`: every
+    /// tenant). Without any token the management endpoint is open to whoever reaches it.
+    #[arg(long, env = "RUNTARA_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Management tokens inline, in the tokens-file format (prefer the environment variable
+    /// to the flag: command lines are visible to other local users).
+    #[arg(long, env = "RUNTARA_MANAGEMENT_TOKENS", hide_env_values = true)]
+    pub management_tokens: Option<String>,
+    /// Refuse instances without a valid credential, including ones the server did not
+    /// launch (by default those may connect without one, for development).
+    #[arg(long, env = "RUNTARA_REQUIRE_INSTANCE_CREDENTIALS")]
+    pub require_instance_credentials: bool,
 }
 
 impl From<Cli> for ServerConfig {
@@ -77,6 +89,34 @@ impl From<Cli> for ServerConfig {
             cancel_grace: Duration::from_millis(cli.cancel_grace_ms),
             max_restarts: cli.max_restarts,
             restart_backoff: Duration::from_millis(cli.restart_backoff_ms),
+            tokens_file: cli.tokens_file,
+            management_tokens: cli.management_tokens,
+            require_instance_credentials: cli.require_instance_credentials,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn auth_flags_reach_the_config() {
+        let cli = Cli::try_parse_from([
+            "runtara-server",
+            "--tokens-file",
+            "tokens.txt",
+            "--require-instance-credentials",
+        ])
+        .unwrap();
+        let config = ServerConfig::from(cli);
+        assert_eq!(config.tokens_file, Some(PathBuf::from("tokens.txt")));
+        assert!(config.require_instance_credentials);
+        let defaults = ServerConfig::new("d");
+        assert_eq!(defaults.tokens_file, None);
+        assert_eq!(defaults.management_tokens, None);
+        assert!(!defaults.require_instance_credentials);
     }
 }

@@ -1,26 +1,56 @@
 //! The instance endpoint: handshake, then one request per bidirectional stream.
+//!
+//! The hello names the instance, its tenant and the credential the server issued at
+//! launch. An instance the server launched (its record has an image) must show its
+//! credential and its own tenant. Any other instance id (unknown, or created by a process
+//! started by hand) is let in without a credential unless the server requires
+//! credentials; such a connection is re-checked on every request, so it loses access the
+//! moment the server launches an instance of that id.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtara_core::instance_handler::malformed_request;
-use runtara_core::{handle_instance_request, InstanceIdentity, Persistence};
+use runtara_core::{handle_instance_request, Error, InstanceIdentity, Persistence};
 use runtara_protocol::{
-    check_hello, read_frame, write_frame, ErrorCode, Hello, HelloReply, InstanceRequest, Role,
-    WireError, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+    check_hello, read_frame, write_frame, ErrorCode, Hello, HelloReply, InstanceRequest,
+    InstanceResponse, Role, WireError, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
+
+use crate::credentials::CredentialKey;
 
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest hello accepted.
 const MAX_HELLO_LEN: usize = 64 * 1024;
 
+/// How the instance endpoint checks who is connecting.
+#[derive(Debug, Clone)]
+pub(crate) struct InstanceAuth {
+    /// Issues and checks instance credentials.
+    pub(crate) key: CredentialKey,
+    /// Refuse instances without a valid credential even if the server did not launch them.
+    pub(crate) require_credentials: bool,
+}
+
+/// A connection's identity, and whether a credential proved it.
+#[derive(Debug)]
+struct Admitted {
+    identity: InstanceIdentity,
+    /// `false`: let in without a credential (dev mode); re-checked per request.
+    proven: bool,
+}
+
 /// Accepts connections until the endpoint closes.
-pub(crate) async fn serve(endpoint: quinn::Endpoint, store: Arc<dyn Persistence>) {
+pub(crate) async fn serve(
+    endpoint: quinn::Endpoint,
+    store: Arc<dyn Persistence>,
+    auth: InstanceAuth,
+) {
+    let auth = Arc::new(auth);
     while let Some(incoming) = endpoint.accept().await {
-        let store = store.clone();
+        let (store, auth) = (store.clone(), auth.clone());
         tokio::spawn(async move {
-            if let Err(error) = serve_connection(incoming, store).await {
+            if let Err(error) = serve_connection(incoming, store, &auth).await {
                 tracing::debug!(%error, "instance connection ended");
             }
         });
@@ -30,41 +60,125 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, store: Arc<dyn Persistence>
 async fn serve_connection(
     incoming: quinn::Incoming,
     store: Arc<dyn Persistence>,
+    auth: &InstanceAuth,
 ) -> anyhow::Result<()> {
     let connection = incoming.await?;
-    let Some(identity) = tokio::time::timeout(HELLO_TIMEOUT, handshake(&connection)).await?? else {
+    let Some(admitted) =
+        tokio::time::timeout(HELLO_TIMEOUT, handshake(&connection, &*store, auth)).await??
+    else {
         return Ok(());
     };
-    tracing::debug!(instance_id = %identity.instance_id, remote = %connection.remote_address(), "instance connected");
-    let identity = Arc::new(identity);
+    tracing::debug!(
+        instance_id = %admitted.identity.instance_id,
+        proven = admitted.proven,
+        remote = %connection.remote_address(),
+        "instance connected"
+    );
+    let admitted = Arc::new(admitted);
     loop {
         let (send, recv) = connection.accept_bi().await?;
-        let (store, identity) = (store.clone(), identity.clone());
+        let (store, admitted) = (store.clone(), admitted.clone());
         tokio::spawn(async move {
-            if let Err(error) = serve_request(send, recv, &*store, &identity).await {
+            if let Err(error) = serve_request(send, recv, &*store, &admitted).await {
                 tracing::debug!(%error, "request stream failed");
             }
         });
     }
 }
 
+fn unauthorized(message: String) -> WireError {
+    WireError::new(ErrorCode::Unauthorized, message)
+}
+
+/// The stored instance, if any; an id the store refuses is treated as unknown.
+async fn stored(
+    store: &dyn Persistence,
+    instance_id: &str,
+) -> Result<Option<runtara_core::InstanceRecord>, WireError> {
+    match store.get_instance(instance_id).await {
+        Ok(record) => Ok(record),
+        Err(Error::InvalidInput { .. }) => Ok(None),
+        Err(error) => Err(runtara_core::wire::to_wire(&error)),
+    }
+}
+
+/// Decides whether an instance hello is let in.
+async fn admit(
+    store: &dyn Persistence,
+    auth: &InstanceAuth,
+    instance_id: String,
+    tenant_id: String,
+    credential: Option<String>,
+) -> Result<Admitted, WireError> {
+    let proven = match &credential {
+        Some(credential) if auth.key.verify(&instance_id, credential) => true,
+        Some(_) => {
+            return Err(unauthorized(format!(
+                "the instance credential is not valid for instance `{instance_id}`"
+            )))
+        }
+        None => false,
+    };
+    let record = stored(store, &instance_id).await?;
+    let launched = record.as_ref().is_some_and(|r| r.image_id.is_some());
+    if !proven && launched {
+        return Err(unauthorized(format!(
+            "instance `{instance_id}` was launched by the server and must present its credential (RUNTARA_INSTANCE_CREDENTIAL)"
+        )));
+    }
+    if !proven && auth.require_credentials {
+        return Err(unauthorized(format!(
+            "this server requires instance credentials and instance `{instance_id}` has none; only instances the server launches get one"
+        )));
+    }
+    if let Some(record) = &record {
+        if record.tenant_id != tenant_id {
+            return Err(WireError::new(
+                ErrorCode::TenantMismatch,
+                format!("instance `{instance_id}` is not registered for tenant `{tenant_id}`"),
+            ));
+        }
+    }
+    Ok(Admitted {
+        identity: InstanceIdentity {
+            instance_id,
+            tenant_id,
+        },
+        proven,
+    })
+}
+
 /// Reads the hello; answers it; returns the caller's identity if it was accepted.
-async fn handshake(connection: &quinn::Connection) -> anyhow::Result<Option<InstanceIdentity>> {
+async fn handshake(
+    connection: &quinn::Connection,
+    store: &dyn Persistence,
+    auth: &InstanceAuth,
+) -> anyhow::Result<Option<Admitted>> {
     let (mut send, mut recv) = connection.accept_bi().await?;
     let refuse = |error: WireError| HelloReply::Refused(error);
     let (reply, identity) = match read_frame::<_, Hello>(&mut recv, MAX_HELLO_LEN).await {
         Ok(Some(hello)) => match (check_hello(&hello), hello.role) {
             (Err(error), _) => (refuse(WireError::from(&error)), None),
-            (Ok(()), Role::Instance { instance_id, tenant_id, .. }) => (
-                HelloReply::Welcome {
-                    protocol_version: PROTOCOL_VERSION,
-                    server: format!("runtara-server/{}", env!("CARGO_PKG_VERSION")),
-                },
-                Some(InstanceIdentity {
+            (
+                Ok(()),
+                Role::Instance {
                     instance_id,
                     tenant_id,
-                }),
-            ),
+                    credential,
+                },
+            ) => match admit(store, auth, instance_id, tenant_id, credential).await {
+                Ok(admitted) => (
+                    HelloReply::Welcome {
+                        protocol_version: PROTOCOL_VERSION,
+                        server: format!("runtara-server/{}", env!("CARGO_PKG_VERSION")),
+                    },
+                    Some(admitted),
+                ),
+                Err(error) => {
+                    tracing::warn!(client = %hello.client, code = %error.code, message = %error.message, "instance hello refused");
+                    (refuse(error), None)
+                }
+            },
             (Ok(()), Role::Management { .. }) => (
                 refuse(WireError::new(
                     ErrorCode::Unsupported,
@@ -86,16 +200,35 @@ async fn handshake(connection: &quinn::Connection) -> anyhow::Result<Option<Inst
     Ok(identity)
 }
 
+/// For a connection let in without a credential: refuses once the server has launched an
+/// instance of that id (which only its credential may act on).
+async fn still_unclaimed(store: &dyn Persistence, admitted: &Admitted) -> Result<(), WireError> {
+    if admitted.proven {
+        return Ok(());
+    }
+    let instance_id = &admitted.identity.instance_id;
+    match stored(store, instance_id).await? {
+        Some(record) if record.image_id.is_some() => Err(unauthorized(format!(
+            "instance `{instance_id}` was launched by the server; this connection has no credential for it"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 async fn serve_request(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     store: &dyn Persistence,
-    identity: &InstanceIdentity,
+    admitted: &Admitted,
 ) -> anyhow::Result<()> {
     let response = match read_frame::<_, InstanceRequest>(&mut recv, DEFAULT_MAX_FRAME_LEN).await {
-        Ok(Some(request)) => handle_instance_request(store, identity, request).await,
+        Ok(Some(request)) => match still_unclaimed(store, admitted).await {
+            Ok(()) => handle_instance_request(store, &admitted.identity, request).await,
+            Err(error) => InstanceResponse::Error(error),
+        },
         Ok(None) => return Ok(()),
-        Err(error) => malformed_request(error.to_string()),
+        // Keeps the precise code (`frame_too_large`, `malformed`, …).
+        Err(error) => InstanceResponse::Error(WireError::from(&error)),
     };
     write_frame(&mut send, &response).await?;
     send.finish()?;

@@ -5,11 +5,13 @@
 //! in-process the same way.
 
 pub mod cli;
+pub mod credentials;
 pub mod image_store;
 mod instance_endpoint;
 pub mod log_tail;
 pub mod management;
 mod management_endpoint;
+pub mod management_tokens;
 pub mod supervisor;
 mod tls_setup;
 
@@ -22,8 +24,10 @@ use anyhow::Context;
 use runtara_core::Persistence;
 use tokio::task::JoinHandle;
 
+use crate::credentials::CredentialKey;
 use crate::image_store::ImageStore;
 use crate::management::Management;
+use crate::management_tokens::ManagementTokens;
 use crate::supervisor::{RunnerSettings, Supervisor};
 
 /// Everything the server needs to start.
@@ -55,12 +59,21 @@ pub struct ServerConfig {
     pub max_restarts: u32,
     /// Wait before the first relaunch after a crash (doubles per crash in a row).
     pub restart_backoff: Duration,
+    /// File of management tokens (see [`management_tokens`]); `None`: no file.
+    pub tokens_file: Option<PathBuf>,
+    /// Management tokens given inline, in the tokens-file format; `None`: none.
+    pub management_tokens: Option<String>,
+    /// Refuse every instance without a valid credential, including instances the server
+    /// did not launch (by default those are let in, for development).
+    pub require_instance_credentials: bool,
 }
 
 impl ServerConfig {
     /// Defaults: instances on 127.0.0.1:8001, management on 127.0.0.1:8002, images up
     /// to 1 GiB, heartbeats every 5 s with a 30 s timeout, sleeps over 60 s leave the
-    /// process, 10 s cancel grace, 3 restarts with a 1 s backoff.
+    /// process, 10 s cancel grace, 3 restarts with a 1 s backoff; no management tokens
+    /// (the management endpoint is open) and instance credentials checked only for
+    /// instances the server launched.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         ServerConfig {
             data_dir: data_dir.into(),
@@ -76,7 +89,24 @@ impl ServerConfig {
             cancel_grace: Duration::from_secs(10),
             max_restarts: 3,
             restart_backoff: Duration::from_secs(1),
+            tokens_file: None,
+            management_tokens: None,
+            require_instance_credentials: false,
         }
+    }
+
+    /// Reads and checks the configured management tokens (file and inline).
+    pub fn load_management_tokens(&self) -> anyhow::Result<ManagementTokens> {
+        let mut tokens = ManagementTokens::default();
+        if let Some(path) = &self.tokens_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the tokens file {}", path.display()))?;
+            tokens.add(&path.display().to_string(), &text)?;
+        }
+        if let Some(text) = &self.management_tokens {
+            tokens.add("RUNTARA_MANAGEMENT_TOKENS", text)?;
+        }
+        Ok(tokens)
     }
 
     /// The database URL in force.
@@ -106,6 +136,11 @@ pub struct RunningServer {
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    let tokens = config
+        .load_management_tokens()
+        .context("loading the management tokens")?;
+    let credential_key = CredentialKey::load_or_create(&config.data_dir)
+        .context("loading the instance credential key")?;
     let url = config.database_url();
     let persistence = runtara_core::connect(&url)
         .await
@@ -144,17 +179,31 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             cancel_grace: config.cancel_grace,
             max_restarts: config.max_restarts,
             restart_backoff: config.restart_backoff,
+            credential_key: credential_key.clone(),
         },
     );
+    if tokens.is_empty() {
+        tracing::warn!(
+            %management_addr,
+            "no management tokens configured: the management endpoint is open to every client that reaches it (set --tokens-file or RUNTARA_MANAGEMENT_TOKENS)"
+        );
+    } else {
+        tracing::info!(tokens = tokens.len(), "management tokens required");
+    }
     let management = Arc::new(Management::new(
         persistence.clone(),
         images,
         supervisor.clone(),
+        tokens,
     ));
     let accept_loops = [
         tokio::spawn(instance_endpoint::serve(
             instance_endpoint.clone(),
             persistence.clone(),
+            instance_endpoint::InstanceAuth {
+                key: credential_key,
+                require_credentials: config.require_instance_credentials,
+            },
         )),
         tokio::spawn(management_endpoint::serve(
             management_endpoint.clone(),
@@ -165,7 +214,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .recover()
         .await
         .context("adopting unfinished instances")?;
-    tracing::info!(%instance_addr, %management_addr, database = %persistence.backend_name(), "runtara-server listening");
+    tracing::info!(
+        %instance_addr,
+        %management_addr,
+        database = %persistence.backend_name(),
+        require_instance_credentials = config.require_instance_credentials,
+        "runtara-server listening"
+    );
     Ok(RunningServer {
         instance_addr,
         management_addr,

@@ -14,12 +14,13 @@ use runtara_core::{
     NewInstance, Persistence, SignalOutcome, SignalType,
 };
 use runtara_protocol::{
-    ByteBuf, ErrorCode, Hello, ManagementRequest, ManagementResponse, WireCheckpoint, WireError,
-    WireEvent, WireImage, WireInstance, WireSignalType,
+    ByteBuf, ErrorCode, Hello, ManagementRequest, ManagementResponse, Role, WireCheckpoint,
+    WireError, WireEvent, WireImage, WireInstance, WireSignalType,
 };
 use tokio::io::AsyncRead;
 
 use crate::image_store::{random_hex, ImageStore};
+use crate::management_tokens::ManagementTokens;
 use crate::supervisor::Supervisor;
 
 /// Who is calling, after the handshake.
@@ -48,6 +49,7 @@ pub struct Management {
     store: Arc<dyn Persistence>,
     images: ImageStore,
     supervisor: Arc<Supervisor>,
+    tokens: ManagementTokens,
     started: Instant,
 }
 
@@ -100,23 +102,46 @@ fn wire_image(image: ImageRecord) -> WireImage {
 }
 
 impl Management {
-    /// The management side over `store`, `images` and `supervisor`.
+    /// The management side over `store`, `images` and `supervisor`, admitting callers
+    /// with one of `tokens` (everyone when there are none).
     pub fn new(
         store: Arc<dyn Persistence>,
         images: ImageStore,
         supervisor: Arc<Supervisor>,
+        tokens: ManagementTokens,
     ) -> Management {
         Management {
             store,
             images,
             supervisor,
+            tokens,
             started: Instant::now(),
         }
     }
 
-    /// Checks a management hello's token. Without configured tokens everyone is let in.
-    pub fn authenticate(&self, _hello: &Hello) -> Result<Caller, WireError> {
-        Ok(Caller::unrestricted())
+    /// Checks a management hello's token. Without configured tokens everyone is let in,
+    /// for every tenant; with tokens, the caller gets the tenants of the token it shows.
+    pub fn authenticate(&self, hello: &Hello) -> Result<Caller, WireError> {
+        if self.tokens.is_empty() {
+            return Ok(Caller::unrestricted());
+        }
+        let token = match &hello.role {
+            Role::Management { token: Some(token) } if !token.is_empty() => token,
+            _ => return Err(error(
+                ErrorCode::Unauthorized,
+                "this server requires a management token (set RUNTARA_MANAGEMENT_TOKEN or --token)",
+            )),
+        };
+        match self.tokens.lookup(token) {
+            Some(tenants) => Ok(Caller { tenants }),
+            None => {
+                tracing::warn!(client = %hello.client, "management hello with an invalid token refused");
+                Err(error(
+                    ErrorCode::Unauthorized,
+                    "the management token is not valid",
+                ))
+            }
+        }
     }
 
     fn wire_instance(&self, record: InstanceRecord) -> WireInstance {

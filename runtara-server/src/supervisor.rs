@@ -30,6 +30,7 @@ use runtara_core::{now_ms, InstanceRecord, InstanceStatus, Persistence, SignalTy
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::oneshot;
 
+use crate::credentials::CredentialKey;
 use crate::log_tail::LogTail;
 
 /// Timings and paths of the runner.
@@ -55,6 +56,8 @@ pub struct RunnerSettings {
     pub max_restarts: u32,
     /// Wait before the first relaunch after a crash; doubles with each crash.
     pub restart_backoff: Duration,
+    /// Issues each launched process its credential (`RUNTARA_INSTANCE_CREDENTIAL`).
+    pub credential_key: CredentialKey,
 }
 
 /// What the supervisor knows of one instance's processes (this server's lifetime).
@@ -291,6 +294,10 @@ impl Supervisor {
             )
             .env("RUNTARA_INSTANCE_ID", &instance.instance_id)
             .env("RUNTARA_TENANT_ID", &instance.tenant_id)
+            .env(
+                "RUNTARA_INSTANCE_CREDENTIAL",
+                self.settings.credential_key.issue(&instance.instance_id),
+            )
             .env(
                 "RUNTARA_SERVER_ADDR",
                 self.settings.instance_addr.to_string(),
