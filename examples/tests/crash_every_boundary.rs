@@ -12,14 +12,22 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_durable-steps");
-const STEPS: u32 = 50;
+
+/// 50 steps; `RUNTARA_FAULT_SCALE=N` runs the long variant (N × 50 steps, 2 × N × 50 kills).
+fn steps() -> u32 {
+    let scale: u32 = std::env::var("RUNTARA_FAULT_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    50 * scale.max(1)
+}
 
 fn command(db: &Path, effects: &Path) -> Command {
     let mut command = Command::new(BINARY);
     command
         .arg("--db")
         .arg(format!("sqlite://{}", db.display()))
-        .args(["--instance", "boundaries", "--steps", &STEPS.to_string()])
+        .args(["--instance", "boundaries", "--steps", &steps().to_string()])
         .arg("--side-effects")
         .arg(effects);
     command
@@ -71,6 +79,7 @@ fn runs(effects: &Path) -> BTreeMap<u32, usize> {
 
 #[test]
 fn sigkill_at_every_boundary_and_inside_every_step() {
+    let steps = steps();
     let dir = tempfile::tempdir().unwrap();
     let reference = finish(command(
         &dir.path().join("reference.db"),
@@ -79,14 +88,14 @@ fn sigkill_at_every_boundary_and_inside_every_step() {
 
     // After every acknowledged checkpoint: nothing may run twice.
     let (db, effects) = (dir.path().join("after.db"), dir.path().join("after.log"));
-    for n in 1..STEPS {
+    for n in 1..steps {
         let mut run = command(&db, &effects);
         run.args(["--hang-after", &n.to_string()]);
         kill_at(run, &format!("hanging after step {n}"));
     }
     assert_eq!(finish(command(&db, &effects)), reference);
     let after = runs(&effects);
-    assert_eq!(after.len() as u32, STEPS);
+    assert_eq!(after.len() as u32, steps);
     assert!(
         after.values().all(|&count| count == 1),
         "re-ran an acknowledged step: {after:?}"
@@ -94,14 +103,14 @@ fn sigkill_at_every_boundary_and_inside_every_step() {
 
     // Inside every step, before its checkpoint: that step runs again, exactly once.
     let (db, effects) = (dir.path().join("inside.db"), dir.path().join("inside.log"));
-    for n in 1..=STEPS {
+    for n in 1..=steps {
         let mut run = command(&db, &effects);
         run.args(["--hang-in", &n.to_string()]);
         kill_at(run, &format!("hanging in step {n}"));
     }
     assert_eq!(finish(command(&db, &effects)), reference);
     let inside = runs(&effects);
-    assert_eq!(inside.len() as u32, STEPS);
+    assert_eq!(inside.len() as u32, steps);
     assert!(
         inside.values().all(|&count| count == 2),
         "each killed step runs once more, and only it: {inside:?}"

@@ -88,16 +88,7 @@ fn main() -> ExitCode {
 async fn serve(args: &[String]) -> anyhow::Result<()> {
     let cli = runtara_server::cli::Cli::try_parse_from(args)?;
     let server = runtara_server::start(cli.into()).await?;
-    println!(
-        "runtara-server ready: instance={} management={} ca={}",
-        server.instance_addr,
-        server.management_addr,
-        server
-            .ca_path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    );
+    println!("{}", runtara_server::process::ReadyLine::of(&server));
     std::future::pending::<()>().await;
     Ok(())
 }

@@ -1,16 +1,15 @@
 //! What a mode runs against: embedded storage, or a `runtara-server` process (this
 //! binary in `serve` mode) over QUIC.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use runtara_core::Persistence;
 use runtara_sdk::{RuntaraSdk, SdkConfig};
+use runtara_server::process::ServerProcess;
 
 /// The tenant every benchmark instance belongs to.
 pub const TENANT: &str = "bench";
@@ -58,69 +57,23 @@ impl Mode {
     }
 }
 
-/// A server process, killed when dropped.
-#[derive(Debug)]
-pub struct ServerProcess {
-    child: Child,
-    /// Instance endpoint.
-    pub instance_addr: SocketAddr,
-    /// Management endpoint.
-    pub management_addr: SocketAddr,
-    /// The CA to trust.
-    pub ca_path: PathBuf,
-}
-
-impl ServerProcess {
-    /// Starts this binary in `serve` mode over `data_dir` and waits until it is ready.
-    pub fn start(data_dir: &Path, database_url: &str) -> anyhow::Result<ServerProcess> {
-        let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--database-url", database_url])
-            .args([
-                "--instance-addr",
-                "127.0.0.1:0",
-                "--management-addr",
-                "127.0.0.1:0",
-            ])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting the server process")?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let ready = BufReader::new(stdout)
-            .lines()
-            .next()
-            .context("the server exited before it was ready")??;
-        let field = |name: &str| {
-            ready
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix(name))
-                .map(str::to_owned)
-                .with_context(|| format!("no {name} in `{ready}`"))
-        };
-        Ok(ServerProcess {
-            instance_addr: field("instance=")?.parse()?,
-            management_addr: field("management=")?.parse()?,
-            ca_path: field("ca=")?.into(),
-            child,
-        })
-    }
-
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts this binary in `serve` mode over `data_dir` and waits until it is ready.
+fn start_server(data_dir: &Path, database_url: &str) -> anyhow::Result<ServerProcess> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--database-url", database_url])
+        .args([
+            "--instance-addr",
+            "127.0.0.1:0",
+            "--management-addr",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "error")
+        .stderr(Stdio::inherit());
+    ServerProcess::spawn(command).context("starting the server process")
 }
 
 /// A mode, opened.
@@ -148,7 +101,7 @@ impl Target {
         };
         let store = runtara_core::connect(&url).await?;
         let server = if mode.quic() {
-            Some(ServerProcess::start(dir, &url)?)
+            Some(start_server(dir, &url)?)
         } else {
             None
         };
@@ -165,8 +118,14 @@ impl Target {
             None => RuntaraSdk::embedded(self.store.clone(), instance_id, TENANT),
             Some(server) => RuntaraSdk::new(
                 SdkConfig::new(instance_id, TENANT)
-                    .with_server_addr(server.instance_addr)
-                    .with_ca_cert(server.ca_path.clone())
+                    .with_server_addr(server.ready.instance_addr)
+                    .with_ca_cert(
+                        server
+                            .ready
+                            .ca_path
+                            .clone()
+                            .context("no CA in the ready line")?,
+                    )
                     .with_heartbeat_interval(Duration::ZERO),
             )?,
         })

@@ -189,9 +189,10 @@ pub async fn w3(
 
 /// A management client for the target's server.
 async fn management(target: &Target) -> anyhow::Result<ManagementSdk> {
-    let server = target.server.as_ref().context("needs a server")?;
+    let ready = &target.server.as_ref().context("needs a server")?.ready;
+    let ca = ready.ca_path.as_ref().context("no CA in the ready line")?;
     let sdk = ManagementSdk::new(
-        ManagementConfig::new(server.management_addr.to_string()).with_ca_cert(&server.ca_path),
+        ManagementConfig::new(ready.management_addr.to_string()).with_ca_cert(ca),
     )?;
     sdk.connect().await?;
     Ok(sdk)

@@ -12,6 +12,7 @@ pub mod log_tail;
 pub mod management;
 mod management_endpoint;
 pub mod management_tokens;
+pub mod process;
 pub mod supervisor;
 mod tls_setup;
 

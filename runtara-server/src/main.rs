@@ -22,16 +22,7 @@ async fn main() -> ExitCode {
         }
     };
     // One machine-readable line for scripts and tests.
-    println!(
-        "runtara-server ready: instance={} management={} ca={}",
-        server.instance_addr,
-        server.management_addr,
-        server
-            .ca_path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
-    );
+    println!("{}", runtara_server::process::ReadyLine::of(&server));
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;

@@ -4,57 +4,30 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use runtara_sdk::{durable, RuntaraSdk, SdkConfig, SdkError};
+use runtara_server::process::ServerProcess;
 
 const SERVER: &str = env!("CARGO_BIN_EXE_runtara-server");
 const STEPS: u32 = 30;
 
-/// A server process, killed (SIGKILL) when dropped so a failing test leaves none behind.
-struct Server(Child);
-
-impl Server {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// Starts the server binary and waits for its ready line; returns it and its CA path.
-fn start_server(data_dir: &Path, port: u16) -> (Server, String) {
-    let mut child = Command::new(SERVER)
+fn start_server(data_dir: &Path, port: u16) -> (ServerProcess, String) {
+    let mut command = Command::new(SERVER);
+    command
         .arg("--data-dir")
         .arg(data_dir)
         .args(["--instance-addr", &format!("127.0.0.1:{port}")])
         .args(["--management-addr", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let ready = lines
-        .next()
-        .expect("server exited before it was ready")
-        .unwrap();
-    let ca = ready
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("ca="))
-        .unwrap_or_else(|| panic!("no ca= in `{ready}`"))
-        .to_owned();
-    (Server(child), ca)
+        .stderr(Stdio::inherit());
+    let server = ServerProcess::spawn(command).unwrap();
+    let ca = server.ready.ca_path.clone().unwrap().display().to_string();
+    (server, ca)
 }
 
 fn free_udp_port() -> u16 {
@@ -151,14 +124,19 @@ async fn payload_step(key: String, instance: usize, n: u32) -> Result<String, Sd
 /// the database passes SQLite's integrity check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_server_with_100_instances_in_flight() {
-    const INSTANCES: usize = 100;
+    // `RUNTARA_FAULT_SCALE=N` runs the long variant with N × 100 instances.
+    let scale: usize = std::env::var("RUNTARA_FAULT_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let instances_count = 100 * scale.max(1);
     const STEPS: u32 = 15;
     let dir = tempfile::tempdir().unwrap();
     let port = free_udp_port();
     let (mut server, ca) = start_server(dir.path(), port);
     let (acked, mut acks) = tokio::sync::mpsc::unbounded_channel::<(usize, u32, String)>();
     let mut workflows = Vec::new();
-    for instance in 0..INSTANCES {
+    for instance in 0..instances_count {
         let config = SdkConfig::new(format!("many-{instance}"), "tests")
             .with_server_addr(format!("127.0.0.1:{port}").parse().unwrap())
             .with_ca_cert(&ca)
@@ -179,7 +157,7 @@ async fn sigkill_of_the_server_with_100_instances_in_flight() {
     drop(acked);
     // Kill once a third of all checkpoints are acknowledged: the rest are in flight.
     let mut acknowledged = Vec::new();
-    while acknowledged.len() < INSTANCES * STEPS as usize / 3 {
+    while acknowledged.len() < instances_count * STEPS as usize / 3 {
         acknowledged.push(acks.recv().await.unwrap());
     }
     server.kill();
@@ -190,7 +168,7 @@ async fn sigkill_of_the_server_with_100_instances_in_flight() {
     while let Some(ack) = acks.recv().await {
         acknowledged.push(ack);
     }
-    assert_eq!(acknowledged.len(), INSTANCES * STEPS as usize);
+    assert_eq!(acknowledged.len(), instances_count * STEPS as usize);
 
     let path = dir.path().join("runtara.db");
     let store = runtara_core::connect(&format!("sqlite://{}", path.display()))
@@ -204,7 +182,7 @@ async fn sigkill_of_the_server_with_100_instances_in_flight() {
         let expected = serde_json::to_vec(value).unwrap();
         assert_eq!(stored, Some(expected), "instance {instance} step {n}");
     }
-    for instance in 0..INSTANCES {
+    for instance in 0..instances_count {
         let record = store
             .get_instance(&format!("many-{instance}"))
             .await

@@ -1,20 +1,20 @@
 //! A real `runtara-server` process for end-to-end tests, and polling helpers.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use runtara_management_sdk::{InstanceInfo, ManagementSdk, SdkConfig};
+use runtara_server::process::ServerProcess;
 
 /// The workflow binary the tests register as an image.
 pub const WORKFLOW: &str = env!("CARGO_BIN_EXE_order-workflow");
 
 /// A `runtara-server` process, killed (SIGKILL) when dropped.
 pub struct Server {
-    child: Child,
+    process: ServerProcess,
     /// Instance endpoint.
     pub instance_addr: SocketAddr,
     /// Management endpoint.
@@ -59,7 +59,8 @@ impl Server {
         management_port: u16,
         extra: &[&str],
     ) -> Server {
-        let mut child = Command::new(server_binary())
+        let mut command = Command::new(server_binary());
+        command
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--instance-addr", &format!("127.0.0.1:{instance_port}")])
@@ -67,35 +68,19 @@ impl Server {
             .args(test_defaults(extra))
             .args(extra)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let ready = BufReader::new(stdout)
-            .lines()
-            .next()
-            .expect("runtara-server exited before it was ready")
-            .unwrap();
-        let field = |name: &str| {
-            ready
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix(name))
-                .unwrap_or_else(|| panic!("no {name} in `{ready}`"))
-                .to_owned()
-        };
+            .stderr(Stdio::inherit());
+        let process = ServerProcess::spawn(command).unwrap();
         Server {
-            instance_addr: field("instance=").parse().unwrap(),
-            management_addr: field("management=").parse().unwrap(),
-            ca_path: field("ca=").into(),
-            child,
+            instance_addr: process.ready.instance_addr,
+            management_addr: process.ready.management_addr,
+            ca_path: process.ready.ca_path.clone().unwrap(),
+            process,
         }
     }
 
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 
     /// A connected management client that pins the server's certificate.
@@ -104,12 +89,6 @@ impl Server {
         let sdk = ManagementSdk::new(config).unwrap();
         sdk.connect().await.unwrap();
         sdk
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

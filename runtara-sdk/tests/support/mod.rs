@@ -6,15 +6,14 @@
 //! operator would see: the same database, opened by the test.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use runtara_sdk::{Persistence, RuntaraSdk, SdkConfig};
+use runtara_server::process::ServerProcess;
 
 /// One backend under test.
 pub struct Fixture {
@@ -24,20 +23,8 @@ pub struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-/// A `runtara-server` process, killed when dropped.
-pub struct ServerProcess {
-    child: Child,
-    /// Its instance endpoint.
-    pub instance_addr: SocketAddr,
-    /// The CA certificate it wrote.
-    pub ca_path: PathBuf,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn postgres_url() -> Option<String> {
+    std::env::var("RUNTARA_TEST_POSTGRES_URL").ok()
 }
 
 /// The `runtara-server` binary beside this test's binary (`cargo test --workspace`
@@ -54,49 +41,24 @@ fn server_binary() -> PathBuf {
     binary
 }
 
-impl ServerProcess {
-    /// Starts the server on random loopback ports over `data_dir` and waits until it is ready.
-    pub fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> ServerProcess {
-        let mut command = Command::new(server_binary());
-        command
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args([
-                "--instance-addr",
-                "127.0.0.1:0",
-                "--management-addr",
-                "127.0.0.1:0",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(url) = database_url {
-            command.args(["--database-url", url]);
-        }
-        let mut child = command.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let ready = BufReader::new(stdout)
-            .lines()
-            .next()
-            .expect("runtara-server exited before it was ready")
-            .unwrap();
-        let field = |name: &str| {
-            ready
-                .split_whitespace()
-                .find_map(|word| word.strip_prefix(name))
-                .unwrap_or_else(|| panic!("no {name} in `{ready}`"))
-                .to_owned()
-        };
-        ServerProcess {
-            instance_addr: field("instance=").parse().unwrap(),
-            ca_path: field("ca=").into(),
-            child,
-        }
+/// Starts the server binary on random loopback ports over `data_dir`.
+fn start_server(data_dir: &std::path::Path, database_url: Option<&str>) -> ServerProcess {
+    let mut command = Command::new(server_binary());
+    command
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--instance-addr",
+            "127.0.0.1:0",
+            "--management-addr",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::inherit());
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
     }
-}
-
-fn postgres_url() -> Option<String> {
-    std::env::var("RUNTARA_TEST_POSTGRES_URL").ok()
+    ServerProcess::spawn(command).unwrap()
 }
 
 impl Fixture {
@@ -135,7 +97,7 @@ impl Fixture {
 
     async fn quic(database_url: Option<String>) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let server = ServerProcess::start(dir.path(), database_url.as_deref());
+        let server = start_server(dir.path(), database_url.as_deref());
         let url = database_url
             .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("runtara.db").display()));
         let store = runtara_sdk::persistence::connect(&url).await.unwrap();
@@ -157,8 +119,8 @@ impl Fixture {
             None => RuntaraSdk::embedded(self.store.clone(), instance_id, tenant),
             Some(server) => {
                 let config = SdkConfig::new(instance_id, tenant)
-                    .with_server_addr(server.instance_addr)
-                    .with_ca_cert(server.ca_path.clone())
+                    .with_server_addr(server.ready.instance_addr)
+                    .with_ca_cert(server.ready.ca_path.clone().unwrap())
                     .with_heartbeat_interval(Duration::ZERO);
                 RuntaraSdk::new(config).unwrap()
             }
