@@ -141,6 +141,9 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         let target = Target::open(mode, &dir, postgres_url.as_deref()).await?;
         let prefix = format!("{prefix}-{}", mode.name());
         workloads::read_path(&target, &mut report, &prefix).await?;
+        if !mode.quic() {
+            workloads::w1_store(&target, &mut report, &prefix).await?;
+        }
         workloads::w1(&target, &mut report, &prefix, sizes.w1_runs, "W1").await?;
         workloads::w2(&target, &mut report, &prefix, sizes.w2_instances).await?;
         workloads::w3(&target, &mut report, &prefix, sizes.w3_steps).await?;

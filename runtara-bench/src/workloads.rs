@@ -398,3 +398,31 @@ pub async fn read_path(target: &Target, report: &mut Report, prefix: &str) -> an
     report.add(target.mode.name(), "R", median(&mut times), "read_ms");
     Ok(())
 }
+
+/// `W1-store` (diagnostic): W1's 100 sequential checkpoints straight on the storage,
+/// without the SDK, to separate the SDK's cost from the storage's.
+pub async fn w1_store(target: &Target, report: &mut Report, prefix: &str) -> anyhow::Result<()> {
+    let id = format!("{prefix}-w1-store");
+    let epoch = target
+        .store
+        .register_instance(&id, TENANT, None)
+        .await?
+        .epoch;
+    let state = serde_json::to_vec(&crate::steps::StepOutput {
+        n: 1,
+        text: "x".repeat(72),
+    })?;
+    let mut times = Vec::with_capacity(500);
+    for n in 0..550 {
+        let start = Instant::now();
+        target
+            .store
+            .save_checkpoint(&id, epoch, &format!("bench_step::s{n}"), &state)
+            .await?;
+        if n >= 50 {
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    report.add(target.mode.name(), "W1-store", median(&mut times), "ms_per_step");
+    Ok(())
+}
