@@ -423,6 +423,11 @@ pub async fn w1_store(target: &Target, report: &mut Report, prefix: &str) -> any
             times.push(start.elapsed().as_secs_f64() * 1000.0);
         }
     }
-    report.add(target.mode.name(), "W1-store", median(&mut times), "ms_per_step");
+    report.add(
+        target.mode.name(),
+        "W1-store",
+        median(&mut times),
+        "ms_per_step",
+    );
     Ok(())
 }
