@@ -12,8 +12,8 @@ use std::time::Duration;
 use runtara_protocol::endpoint::client_endpoint;
 use runtara_protocol::tls::ClientTls;
 use runtara_protocol::{
-    read_frame, write_frame, Hello, HelloReply, ManagementRequest, ManagementResponse,
-    ProtocolError, Role, WireError, DEFAULT_MAX_FRAME_LEN,
+    ExchangeError, Hello, HelloReply, ManagementRequest, ManagementResponse, ProtocolError, Role,
+    WireError,
 };
 use tokio::time::Instant;
 
@@ -23,8 +23,6 @@ use crate::{Result, SdkConfig, SdkError};
 const CONNECT_ATTEMPT: Duration = Duration::from_secs(2);
 /// First and largest wait between connection attempts.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(1));
-/// Size of the writes an image upload is split into.
-pub(crate) const UPLOAD_CHUNK: usize = 256 * 1024;
 /// The client name sent in the handshake.
 const CLIENT: &str = concat!("runtara-management-sdk/", env!("CARGO_PKG_VERSION"));
 
@@ -283,32 +281,10 @@ async fn exchange<R: serde::de::DeserializeOwned>(
     request: &impl serde::Serialize,
     body: Option<&[u8]>,
 ) -> Result<R, Failure> {
-    let transient = |e: &dyn std::fmt::Display| Failure::Transient(e.to_string());
-    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| transient(&e))?;
-    let written: Result<(), Failure> = async {
-        write_frame(&mut send, request).await.map_err(|e| match e {
-            ProtocolError::Io(io) => transient(&io),
-            other => Failure::Fatal(other.into()),
-        })?;
-        for chunk in body.unwrap_or_default().chunks(UPLOAD_CHUNK) {
-            send.write_all(chunk).await.map_err(|e| transient(&e))?;
-        }
-        send.finish().map_err(|e| transient(&e))?;
-        Ok(())
-    }
-    .await;
-    let response = read_frame::<_, R>(&mut recv, DEFAULT_MAX_FRAME_LEN).await;
-    match (written, response) {
-        // The server may answer before reading everything (refusing an upload early).
-        (_, Ok(Some(response))) => Ok(response),
-        (Err(failure), _) => Err(failure),
-        (Ok(()), Ok(None)) => Err(Failure::Transient(
-            "the server closed the stream without answering".into(),
-        )),
-        (Ok(()), Err(ProtocolError::Io(io))) => Err(transient(&io)),
-        (Ok(()), Err(ProtocolError::Truncated { .. })) => {
-            Err(Failure::Transient("the reply was cut short".into()))
-        }
-        (Ok(()), Err(other)) => Err(Failure::Fatal(other.into())),
-    }
+    runtara_protocol::exchange(connection, request, body)
+        .await
+        .map_err(|error| match error {
+            ExchangeError::Transient(message) => Failure::Transient(message),
+            ExchangeError::Fatal(error) => Failure::Fatal(error.into()),
+        })
 }

@@ -46,6 +46,7 @@ pub mod endpoint;
 pub mod envelope;
 pub mod error;
 pub mod error_code;
+pub mod exchange;
 pub mod frame;
 pub mod handshake;
 pub mod instance;
@@ -59,6 +60,7 @@ pub use envelope::{
 };
 pub use error::{ProtocolError, Result};
 pub use error_code::{ErrorCode, WireError};
+pub use exchange::{exchange, ExchangeError};
 pub use frame::{
     decode_frame, encode_frame, read_frame, write_frame, DEFAULT_MAX_FRAME_LEN, LENGTH_PREFIX_LEN,
 };

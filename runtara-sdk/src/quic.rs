@@ -18,8 +18,8 @@ use runtara_core::{
 use runtara_protocol::endpoint::client_endpoint;
 use runtara_protocol::tls::ClientTls;
 use runtara_protocol::{
-    read_frame, write_frame, ByteBuf, ErrorCode, Hello, HelloReply, InstanceRequest,
-    InstanceResponse, ProtocolError, Role, WireError, DEFAULT_MAX_FRAME_LEN,
+    ByteBuf, ErrorCode, ExchangeError, Hello, HelloReply, InstanceRequest, InstanceResponse, Role,
+    WireError,
 };
 use tokio::time::Instant;
 
@@ -282,24 +282,12 @@ async fn exchange<R: serde::de::DeserializeOwned>(
     connection: &quinn::Connection,
     request: &impl serde::Serialize,
 ) -> Result<R, Failure> {
-    let transient = |e: &dyn std::fmt::Display| Failure::Transient(e.to_string());
-    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| transient(&e))?;
-    write_frame(&mut send, request).await.map_err(|e| match e {
-        ProtocolError::Io(io) => transient(&io),
-        other => Failure::Fatal(other.into()),
-    })?;
-    send.finish().map_err(|e| transient(&e))?;
-    match read_frame::<_, R>(&mut recv, DEFAULT_MAX_FRAME_LEN).await {
-        Ok(Some(response)) => Ok(response),
-        Ok(None) => Err(Failure::Transient(
-            "the server closed the stream without answering".into(),
-        )),
-        Err(ProtocolError::Io(io)) => Err(transient(&io)),
-        Err(ProtocolError::Truncated { .. }) => {
-            Err(Failure::Transient("the reply was cut short".into()))
-        }
-        Err(other) => Err(Failure::Fatal(other.into())),
-    }
+    runtara_protocol::exchange(connection, request, None)
+        .await
+        .map_err(|error| match error {
+            ExchangeError::Transient(message) => Failure::Transient(message),
+            ExchangeError::Fatal(error) => Failure::Fatal(error.into()),
+        })
 }
 
 #[async_trait]
