@@ -4,10 +4,13 @@
 //! A checkpoint (or sleep) is ONE statement: it locks the instance row, inserts the
 //! checkpoint only when the run holds the current epoch and the instance is running,
 //! updates the bookkeeping, and returns what it found so the precise error needs no
-//! further query. Operations whose decision depends on the state (register, send a
-//! signal) run in a transaction that locks the row first.
+//! further query. Concurrent checkpoints are committed together, pipelined in one
+//! transaction with one WAL flush (`group_commit.rs`); a lone one runs in autocommit.
+//! Operations whose decision depends on the state (register, send a signal) run in a
+//! transaction that locks the row first.
 
 mod connection;
+mod group_commit;
 mod images;
 mod queries;
 
@@ -17,11 +20,13 @@ use deadpool_postgres::Pool;
 use crate::guard::{check_run, plan_signal, validate_attempt, validate_id, SignalPlan, RESUMABLE};
 use crate::model::*;
 use crate::{Error, Persistence, Result};
+use group_commit::{GroupCommit, Save};
 use queries::*;
 
 /// The PostgreSQL implementation of [`Persistence`].
 pub struct PostgresPersistence {
     pool: Pool,
+    saves: GroupCommit,
 }
 
 impl std::fmt::Debug for PostgresPersistence {
@@ -38,7 +43,8 @@ impl PostgresPersistence {
     pub async fn connect(url: &str) -> Result<PostgresPersistence> {
         let pool = connection::pool(url)?;
         connection::migrate(&pool).await?;
-        Ok(PostgresPersistence { pool })
+        let saves = GroupCommit::spawn(pool.clone());
+        Ok(PostgresPersistence { pool, saves })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -84,7 +90,8 @@ impl PostgresPersistence {
         Ok(())
     }
 
-    /// The checkpoint statement shared by `save_checkpoint` and `save_sleep`.
+    /// The checkpoint statement shared by `save_checkpoint` and `save_sleep`, committed
+    /// together with concurrent saves (see [`group_commit`]).
     async fn save(
         &self,
         instance_id: &str,
@@ -95,80 +102,21 @@ impl PostgresPersistence {
     ) -> Result<Saved> {
         validate_id("instance id", instance_id)?;
         validate_id("checkpoint id", checkpoint_id)?;
-        let client = self.client().await?;
-        let row = query_one(
-            &client,
-            SAVE_CHECKPOINT,
-            &[
-                &instance_id,
-                &checkpoint_id,
-                &state,
-                &now_ms(),
-                &epoch,
-                &wake_at_ms,
-            ],
-        )
-        .await?;
-        check_run(instance_id, status_epoch_at(&row, 0)?, epoch)?;
-        let inserted: i64 = col(&row, 2)?;
-        let signal = signal_at(&row, 5)?;
-        if inserted == 1 {
-            return Ok(Saved {
-                earlier: None,
-                signal,
-            });
-        }
-        let state: Option<Vec<u8>> = col(&row, 3)?;
-        let earlier = match state {
-            Some(state) => (state, col(&row, 4)?),
-            // Stored by a transaction that committed after this statement's snapshot
-            // was taken (it waited for the row lock): read it now.
-            None => {
-                self.earlier(&client, instance_id, epoch, checkpoint_id, wake_at_ms)
-                    .await?
-            }
-        };
-        Ok(Saved {
-            earlier: Some(earlier),
-            signal,
-        })
-    }
-
-    /// Reads a checkpoint stored concurrently, and puts its wake time on the instance.
-    async fn earlier(
-        &self,
-        client: &deadpool_postgres::Object,
-        instance_id: &str,
-        epoch: i64,
-        checkpoint_id: &str,
-        wake_at_ms: Option<i64>,
-    ) -> Result<(Vec<u8>, Option<i64>)> {
-        let rows = query(
-            client,
-            "SELECT state, wake_at_ms FROM checkpoints WHERE instance_id = $1 AND checkpoint_id = $2",
-            &[&instance_id, &checkpoint_id],
-        )
-        .await?;
-        let row = rows.first().ok_or_else(|| {
-            Error::Corrupt(format!(
-                "checkpoint `{checkpoint_id}` of instance `{instance_id}` was neither stored nor found"
-            ))
-        })?;
-        let earlier: (Vec<u8>, Option<i64>) = (col(row, 0)?, col(row, 1)?);
-        if let (Some(given), stored) = (wake_at_ms, earlier.1) {
-            execute(
-                client,
-                "UPDATE instances SET wake_at_ms = $3 \
-                 WHERE instance_id = $1 AND epoch = $2 AND status = 'running'",
-                &[&instance_id, &epoch, &stored.unwrap_or(given)],
-            )
-            .await?;
-        }
-        Ok(earlier)
+        self.saves
+            .save(Save {
+                instance_id: instance_id.to_owned(),
+                epoch,
+                checkpoint_id: checkpoint_id.to_owned(),
+                state: state.to_vec(),
+                wake_at_ms,
+                now: now_ms(),
+            })
+            .await
     }
 }
 
 /// What the checkpoint statement found.
+#[derive(Debug)]
 struct Saved {
     /// State and wake time stored earlier under the id; `None` when this call stored it.
     earlier: Option<(Vec<u8>, Option<i64>)>,

@@ -236,6 +236,60 @@ LEFT JOIN LATERAL (
     ORDER BY (signal_type = 'cancel') DESC, signal_id LIMIT 1
 ) AS s ON true";
 
+/// [`SAVE_CHECKPOINT`] for several saves of DIFFERENT instances at once, as one statement
+/// (group commit). Parameters are arrays, one element per save: `$1` instance, `$2`
+/// checkpoint id, `$3` state, `$4` now, `$5` the run's epoch, `$6` wake time or NULL.
+/// Returns one row per save, in parameter order, with the columns of [`SAVE_CHECKPOINT`].
+pub(crate) const SAVE_CHECKPOINTS: &str = "\
+WITH job AS (
+    SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[])
+        WITH ORDINALITY AS j (instance_id, checkpoint_id, state, now, epoch, wake_at_ms, n)
+), inst AS (
+    SELECT i.instance_id, i.status, i.epoch FROM instances AS i
+    WHERE i.instance_id IN (SELECT instance_id FROM job)
+    FOR NO KEY UPDATE
+), ok AS (
+    SELECT job.* FROM job JOIN inst ON inst.instance_id = job.instance_id
+    WHERE inst.status = 'running' AND inst.epoch = job.epoch
+), earlier AS (
+    SELECT c.instance_id, c.state, c.wake_at_ms FROM checkpoints AS c
+    JOIN job ON c.instance_id = job.instance_id AND c.checkpoint_id = job.checkpoint_id
+), ins AS (
+    INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms, wake_at_ms)
+    SELECT instance_id, checkpoint_id, state, now, wake_at_ms FROM ok
+    ON CONFLICT (instance_id, checkpoint_id) DO NOTHING
+    RETURNING instance_id
+), upd AS (
+    UPDATE instances SET
+        checkpoint_id = CASE WHEN ok.inserted THEN ok.checkpoint_id
+                             ELSE instances.checkpoint_id END,
+        checkpoint_count = instances.checkpoint_count + CASE WHEN ok.inserted THEN 1 ELSE 0 END,
+        heartbeat_at_ms = ok.now,
+        wake_at_ms = CASE WHEN ok.wake_at_ms IS NULL THEN instances.wake_at_ms
+                          ELSE COALESCE(e.wake_at_ms, ok.wake_at_ms) END
+    FROM (
+        SELECT ok.*, ok.instance_id = ANY ((SELECT array_agg(instance_id) FROM ins)::TEXT[])
+            AS inserted
+        FROM ok
+    ) AS ok
+    LEFT JOIN earlier AS e ON e.instance_id = ok.instance_id
+    WHERE instances.instance_id = ok.instance_id
+    RETURNING 1
+)
+SELECT inst.status, inst.epoch, (CASE WHEN ins.instance_id IS NULL THEN 0 ELSE 1 END)::BIGINT,
+       e.state, e.wake_at_ms, s.signal_id, s.signal_type, s.created_at_ms
+FROM job
+LEFT JOIN inst ON inst.instance_id = job.instance_id
+LEFT JOIN ins ON ins.instance_id = job.instance_id
+LEFT JOIN earlier AS e ON e.instance_id = job.instance_id
+LEFT JOIN LATERAL (
+    SELECT signal_id, signal_type, created_at_ms FROM signals
+    WHERE signals.instance_id = job.instance_id AND acked_at_ms IS NULL
+      AND signal_type IN ('cancel', 'pause')
+    ORDER BY (signal_type = 'cancel') DESC, signal_id LIMIT 1
+) AS s ON true
+ORDER BY job.n";
+
 /// A run's own transition out of `running`, guarded, with its event; a suspend also
 /// settles pending pauses. Parameters: `$1` instance, `$2` epoch, `$3` new status,
 /// `$4` output, `$5` error, `$6` finished at, `$7` now, `$8` event payload.

@@ -1,0 +1,565 @@
+//! Group commit for checkpoints: concurrent saves share one transaction, one statement
+//! and one WAL flush.
+//!
+//! A save that finds no other save in progress runs alone, in autocommit, as one
+//! statement ([`SAVE_CHECKPOINT`]): a lone run pays no added latency. Otherwise it is
+//! queued to one of [`WRITERS`] background tasks (always the same one for an instance),
+//! which takes every save queued to it (up to [`MAX_BATCH`]), opens ONE transaction on
+//! one pooled connection, stores them all with one statement per round
+//! ([`SAVE_CHECKPOINTS`]: the same guards and answers as [`SAVE_CHECKPOINT`], over arrays),
+//! commits once, and only then answers each save with its own outcome.
+//!
+//! - A guard refusing a save (fenced epoch, terminal or missing instance) is part of that
+//!   save's outcome; it writes nothing for that save, so it undoes none of the others.
+//! - When a statement of the batch fails, the transaction is rolled back (nothing of it
+//!   was committed) and every save of the batch is run again alone, so a failing save
+//!   undoes only itself.
+//! - When the COMMIT fails, every save of the batch gets an error: none is claimed
+//!   stored.
+//!
+//! A round holds at most one save per instance; several saves of one instance in a batch
+//! go to successive rounds, in order, in the same transaction. Since an instance's saves
+//! always go to the same task, two batches running at once never lock the same instance
+//! row, so they cannot deadlock (a lone save locks a single row).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
+
+use deadpool_postgres::{GenericClient, Pool};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+use super::queries::{col, execute, pg, query, query_one, signal_at, status_epoch_at};
+use super::queries::{SAVE_CHECKPOINT, SAVE_CHECKPOINTS};
+use super::Saved;
+use crate::guard::check_run;
+use crate::{Error, Result};
+
+/// Most saves committed together.
+pub(crate) const MAX_BATCH: usize = 256;
+
+/// Batches that may run at once (each on its own pooled connection).
+const WRITERS: usize = 2;
+
+/// One checkpoint (or sleep) to store, owned so that it can wait in the queue.
+pub(crate) struct Save {
+    pub(crate) instance_id: String,
+    pub(crate) epoch: i64,
+    pub(crate) checkpoint_id: String,
+    pub(crate) state: Vec<u8>,
+    /// The wake time of a sleep; `None` for a checkpoint.
+    pub(crate) wake_at_ms: Option<i64>,
+    pub(crate) now: i64,
+}
+
+impl Save {
+    /// The parameters of [`SAVE_CHECKPOINT`].
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.instance_id,
+            &self.checkpoint_id,
+            &self.state,
+            &self.now,
+            &self.epoch,
+            &self.wake_at_ms,
+        ]
+    }
+}
+
+/// A queued save and where to answer it.
+struct Job {
+    save: Save,
+    reply: oneshot::Sender<Result<Saved>>,
+}
+
+/// Handle to the background tasks; dropping it lets each task finish what is queued and
+/// stop.
+pub(crate) struct GroupCommit {
+    pool: Pool,
+    /// One queue per task; an instance's saves always go to the same task, so two
+    /// batches running at once never touch the same instance row.
+    jobs: Vec<mpsc::UnboundedSender<Job>>,
+    /// Saves in progress through this handle, alone or queued.
+    in_progress: AtomicUsize,
+}
+
+impl GroupCommit {
+    /// Starts the background tasks on the current tokio runtime.
+    pub(crate) fn spawn(pool: Pool) -> GroupCommit {
+        let jobs = (0..WRITERS)
+            .map(|_| {
+                let (jobs, queue) = mpsc::unbounded_channel();
+                tokio::spawn(serve(pool.clone(), queue));
+                jobs
+            })
+            .collect();
+        GroupCommit {
+            pool,
+            jobs,
+            in_progress: AtomicUsize::new(0),
+        }
+    }
+
+    /// Stores `save`; resolves once it is committed (or with an error when it is not).
+    pub(crate) async fn save(&self, save: Save) -> Result<Saved> {
+        let counted = Counted::enter(&self.in_progress);
+        if counted.alone {
+            return alone(&self.pool, &save).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        let mut hasher = DefaultHasher::new();
+        save.instance_id.hash(&mut hasher);
+        // Truncating the hash is fine: it only picks a queue.
+        let writer = (hasher.finish() % self.jobs.len() as u64) as usize;
+        self.jobs[writer]
+            .send(Job { save, reply })
+            .map_err(|_| Error::Closed)?;
+        answer.await.map_err(|_| Error::Closed)?
+    }
+}
+
+/// Counts a save in progress for as long as it lives (even when its caller gives up).
+struct Counted<'a> {
+    count: &'a AtomicUsize,
+    /// No other save was in progress when this one started.
+    alone: bool,
+}
+
+impl<'a> Counted<'a> {
+    fn enter(count: &'a AtomicUsize) -> Counted<'a> {
+        let before = count.fetch_add(1, Ordering::AcqRel);
+        Counted {
+            count,
+            alone: before == 0,
+        }
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+async fn serve(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = Vec::with_capacity(16);
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&pool, batch).await;
+    }
+}
+
+/// Why a batch was not stored.
+enum Failure {
+    /// Nothing of the batch was committed: each save may be run again alone.
+    NotCommitted(Error),
+    /// The COMMIT failed: no save may be claimed stored.
+    Commit(tokio_postgres::Error),
+}
+
+async fn run_batch(pool: &Pool, batch: Vec<Job>) {
+    if batch.len() == 1 {
+        for job in batch {
+            let result = alone(pool, &job.save).await;
+            // The caller may have given up waiting; the outcome stands either way.
+            let _ = job.reply.send(result);
+        }
+        return;
+    }
+    match together(pool, &batch).await {
+        Ok(results) => {
+            for (job, result) in batch.into_iter().zip(results) {
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(Failure::NotCommitted(error)) => {
+            tracing::warn!(
+                error = %error,
+                saves = batch.len(),
+                "postgres group commit rolled back; running each save alone"
+            );
+            // One after the other, so that an instance's saves keep their order.
+            for job in batch {
+                let result = alone(pool, &job.save).await;
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(Failure::Commit(error)) => {
+            let message = format!("commit failed; the checkpoint may not be stored: {error}");
+            tracing::error!(%message, saves = batch.len(), "postgres group commit failed");
+            for job in batch {
+                let _ = job
+                    .reply
+                    .send(Err(Error::database("postgres", message.clone())));
+            }
+        }
+    }
+}
+
+/// Runs every save of `batch` in one transaction; the results are in batch order.
+///
+/// The saves are split into rounds holding at most one save per instance (the n-th save
+/// of each instance goes to round n); a round is ONE statement ([`SAVE_CHECKPOINTS`], or
+/// [`SAVE_CHECKPOINT`] for a round of one), and the rounds are pipelined in order.
+async fn together(pool: &Pool, batch: &[Job]) -> Result<Vec<Result<Saved>>, Failure> {
+    let not_committed = |e| Failure::NotCommitted(pg(e));
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|e| Failure::NotCommitted(Error::database("postgres", e)))?;
+    let tx = client.transaction().await.map_err(not_committed)?;
+    let one = tx
+        .prepare_cached(SAVE_CHECKPOINT)
+        .await
+        .map_err(not_committed)?;
+    let many = tx
+        .prepare_cached(SAVE_CHECKPOINTS)
+        .await
+        .map_err(not_committed)?;
+    let rounds = rounds(batch);
+    let arrays: Vec<Arrays<'_>> = rounds
+        .iter()
+        .map(|round| Arrays::new(batch, round))
+        .collect();
+    let calls: Vec<_> = rounds
+        .iter()
+        .zip(&arrays)
+        .map(|(round, arrays)| match round[..] {
+            [only] => (&one, batch[only].save.params()),
+            _ => (&many, arrays.params()),
+        })
+        .collect();
+    // Issued together, the statements are pipelined on the connection, in order.
+    let answers = join_all(
+        calls
+            .iter()
+            .map(|(statement, params)| tx.query(*statement, params)),
+    )
+    .await;
+    let mut results: Vec<Option<Result<Saved>>> = batch.iter().map(|_| None).collect();
+    for (round, rows) in rounds.iter().zip(answers) {
+        let rows = rows.map_err(not_committed)?;
+        if rows.len() != round.len() {
+            return Err(Failure::NotCommitted(Error::Corrupt(format!(
+                "the checkpoint statement returned {} rows for {} saves",
+                rows.len(),
+                round.len()
+            ))));
+        }
+        for (&index, row) in round.iter().zip(&rows) {
+            match finish(&tx, &batch[index].save, row).await {
+                // The transaction can no longer be trusted: drop it (it rolls back).
+                Err(error @ Error::Database { .. }) => return Err(Failure::NotCommitted(error)),
+                result => results[index] = Some(result),
+            }
+        }
+    }
+    tx.commit().await.map_err(Failure::Commit)?;
+    Ok(results
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or_else(|| Err(Error::Corrupt("a save of the batch was not run".into())))
+        })
+        .collect())
+}
+
+/// Splits `batch` into rounds of indices with at most one save per instance, keeping the
+/// order of each instance's saves.
+fn rounds(batch: &[Job]) -> Vec<Vec<usize>> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(batch.len());
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    for (index, job) in batch.iter().enumerate() {
+        let count = seen.entry(job.save.instance_id.as_str()).or_insert(0);
+        if rounds.len() <= *count {
+            rounds.push(Vec::new());
+        }
+        rounds[*count].push(index);
+        *count += 1;
+    }
+    rounds
+}
+
+/// The array parameters of [`SAVE_CHECKPOINTS`] for one round.
+struct Arrays<'a> {
+    instance_ids: Vec<&'a str>,
+    checkpoint_ids: Vec<&'a str>,
+    states: Vec<&'a [u8]>,
+    nows: Vec<i64>,
+    epochs: Vec<i64>,
+    wakes: Vec<Option<i64>>,
+}
+
+impl<'a> Arrays<'a> {
+    fn new(batch: &'a [Job], round: &[usize]) -> Arrays<'a> {
+        let saves = || round.iter().map(|&index| &batch[index].save);
+        Arrays {
+            instance_ids: saves().map(|s| s.instance_id.as_str()).collect(),
+            checkpoint_ids: saves().map(|s| s.checkpoint_id.as_str()).collect(),
+            states: saves().map(|s| s.state.as_slice()).collect(),
+            nows: saves().map(|s| s.now).collect(),
+            epochs: saves().map(|s| s.epoch).collect(),
+            wakes: saves().map(|s| s.wake_at_ms).collect(),
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+        [
+            &self.instance_ids,
+            &self.checkpoint_ids,
+            &self.states,
+            &self.nows,
+            &self.epochs,
+            &self.wakes,
+        ]
+    }
+}
+
+/// Runs one save in autocommit on a pooled connection.
+async fn alone(pool: &Pool, save: &Save) -> Result<Saved> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| Error::database("postgres", e))?;
+    let row = query_one(&client, SAVE_CHECKPOINT, &save.params()).await?;
+    finish(&client, save, &row).await
+}
+
+/// Reads what the checkpoint statement found into the save's outcome.
+async fn finish<C: GenericClient + Sync>(c: &C, save: &Save, row: &Row) -> Result<Saved> {
+    check_run(&save.instance_id, status_epoch_at(row, 0)?, save.epoch)?;
+    let inserted: i64 = col(row, 2)?;
+    let signal = signal_at(row, 5)?;
+    if inserted == 1 {
+        return Ok(Saved {
+            earlier: None,
+            signal,
+        });
+    }
+    let state: Option<Vec<u8>> = col(row, 3)?;
+    let earlier = match state {
+        Some(state) => (state, col(row, 4)?),
+        // Stored by a transaction that committed after this statement's snapshot was
+        // taken (it waited for the row lock): read it now.
+        None => earlier(c, save).await?,
+    };
+    Ok(Saved {
+        earlier: Some(earlier),
+        signal,
+    })
+}
+
+/// Reads a checkpoint stored concurrently, and puts its wake time on the instance.
+async fn earlier<C: GenericClient + Sync>(c: &C, save: &Save) -> Result<(Vec<u8>, Option<i64>)> {
+    let (instance_id, checkpoint_id) = (&save.instance_id, &save.checkpoint_id);
+    let rows = query(
+        c,
+        "SELECT state, wake_at_ms FROM checkpoints WHERE instance_id = $1 AND checkpoint_id = $2",
+        &[instance_id, checkpoint_id],
+    )
+    .await?;
+    let row = rows.first().ok_or_else(|| {
+        Error::Corrupt(format!(
+            "checkpoint `{checkpoint_id}` of instance `{instance_id}` was neither stored nor found"
+        ))
+    })?;
+    let earlier: (Vec<u8>, Option<i64>) = (col(row, 0)?, col(row, 1)?);
+    if let (Some(given), stored) = (save.wake_at_ms, earlier.1) {
+        execute(
+            c,
+            "UPDATE instances SET wake_at_ms = $3 \
+             WHERE instance_id = $1 AND epoch = $2 AND status = 'running'",
+            &[instance_id, &save.epoch, &stored.unwrap_or(given)],
+        )
+        .await?;
+    }
+    Ok(earlier)
+}
+
+/// Polls every future concurrently (first polls in order) and returns their outputs in
+/// order.
+async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::postgres::PostgresPersistence;
+    use crate::Persistence;
+
+    async fn store() -> Option<(Arc<PostgresPersistence>, String)> {
+        let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
+            eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
+            return None;
+        };
+        let store = PostgresPersistence::connect(&url).await.unwrap();
+        let prefix = format!("gc-{}-{}", crate::model::now_ms(), std::process::id());
+        Some((Arc::new(store), prefix))
+    }
+
+    fn job(
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+    ) -> (Job, oneshot::Receiver<Result<Saved>>) {
+        let (reply, answer) = oneshot::channel();
+        let save = Save {
+            instance_id: instance_id.to_owned(),
+            epoch,
+            checkpoint_id: checkpoint_id.to_owned(),
+            state: checkpoint_id.as_bytes().to_vec(),
+            wake_at_ms: None,
+            now: crate::model::now_ms(),
+        };
+        (Job { save, reply }, answer)
+    }
+
+    /// Runs `jobs` as ONE batch and returns each job's answer.
+    async fn one_batch(
+        store: &PostgresPersistence,
+        jobs: Vec<(Job, oneshot::Receiver<Result<Saved>>)>,
+    ) -> Vec<Result<Saved>> {
+        let (batch, answers): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+        run_batch(&store.pool, batch).await;
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.unwrap());
+        }
+        results
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_saves_of_distinct_instances_are_all_stored() {
+        let Some((store, prefix)) = store().await else {
+            return;
+        };
+        let ids: Vec<String> = (0..200).map(|n| format!("{prefix}-{n}")).collect();
+        for id in &ids {
+            store.register_instance(id, "t", None).await.unwrap();
+        }
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (store, id) = (store.clone(), id.clone());
+                tokio::spawn(async move { store.save_checkpoint(&id, 1, "c", b"state").await })
+            })
+            .collect();
+        for task in tasks {
+            let outcome = task.await.unwrap().unwrap();
+            assert_eq!(outcome.existing_state, None);
+        }
+        for id in &ids {
+            let stored = store.get_checkpoint(id, "c").await.unwrap();
+            assert_eq!(stored.as_deref(), Some(&b"state"[..]), "{id}");
+            let instance = store.get_instance(id).await.unwrap().unwrap();
+            assert_eq!(instance.checkpoint_count, 1, "{id}");
+            assert_eq!(instance.checkpoint_id.as_deref(), Some("c"), "{id}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_save_undoes_none_of_the_others() {
+        let Some((store, prefix)) = store().await else {
+            return;
+        };
+        let (a, b) = (format!("{prefix}-a"), format!("{prefix}-b"));
+        store.register_instance(&a, "t", None).await.unwrap();
+        store.register_instance(&b, "t", None).await.unwrap();
+        let results = one_batch(
+            &store,
+            vec![
+                job(&a, 1, "one"),
+                job(&b, 7, "fenced"),
+                // The same instance again: a second round, same transaction.
+                job(&a, 1, "two"),
+                job(&a, 1, "one"),
+                job(&format!("{prefix}-missing"), 1, "x"),
+            ],
+        )
+        .await;
+        assert!(results[0].as_ref().unwrap().earlier.is_none());
+        assert!(
+            matches!(results[1], Err(Error::Fenced { current: 1, .. })),
+            "{:?}",
+            results[1].as_ref().err()
+        );
+        assert!(results[2].as_ref().unwrap().earlier.is_none());
+        let again = results[3].as_ref().unwrap().earlier.clone();
+        assert_eq!(
+            again,
+            Some((b"one".to_vec(), None)),
+            "the repeat finds the first"
+        );
+        assert!(matches!(results[4], Err(Error::InstanceNotFound { .. })));
+        assert_eq!(store.get_checkpoint(&b, "fenced").await.unwrap(), None);
+        let instance = store.get_instance(&a).await.unwrap().unwrap();
+        assert_eq!(instance.checkpoint_count, 2);
+        assert_eq!(instance.checkpoint_id.as_deref(), Some("two"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_statement_fails_only_its_own_save() {
+        let Some((store, prefix)) = store().await else {
+            return;
+        };
+        let (a, b) = (format!("{prefix}-a"), format!("{prefix}-b"));
+        store.register_instance(&a, "t", None).await.unwrap();
+        store.register_instance(&b, "t", None).await.unwrap();
+        let results = one_batch(
+            &store,
+            vec![
+                job(&a, 1, "one"),
+                // PostgreSQL refuses a NUL in text: the batch's statement fails.
+                job(&b, 1, "bad\0id"),
+                job(&b, 1, "two"),
+            ],
+        )
+        .await;
+        assert!(results[0].is_ok(), "{:?}", results[0].as_ref().err());
+        assert!(matches!(results[1], Err(Error::Database { .. })));
+        assert!(results[2].is_ok(), "{:?}", results[2].as_ref().err());
+        assert!(store.get_checkpoint(&a, "one").await.unwrap().is_some());
+        assert!(store.get_checkpoint(&b, "two").await.unwrap().is_some());
+        assert_eq!(
+            store
+                .get_instance(&b)
+                .await
+                .unwrap()
+                .unwrap()
+                .checkpoint_count,
+            1
+        );
+    }
+}
