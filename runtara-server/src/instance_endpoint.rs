@@ -36,8 +36,13 @@ pub(crate) struct InstanceAuth {
 #[derive(Debug)]
 struct Admitted {
     identity: InstanceIdentity,
-    /// `false`: let in without a credential (dev mode); re-checked per request.
+    /// `false`: let in without a credential (dev mode); re-checked per request until
+    /// `settled`.
     proven: bool,
+    /// The instance was found existing without an image: it can never become one the
+    /// server launches (a start with its id is refused as `already_exists`), so no
+    /// further check is needed — checkpoints of dev-mode instances pay no extra read.
+    settled: std::sync::atomic::AtomicBool,
 }
 
 /// Accepts connections until the endpoint closes.
@@ -145,6 +150,7 @@ async fn admit(
             tenant_id,
         },
         proven,
+        settled: std::sync::atomic::AtomicBool::new(false),
     })
 }
 
@@ -203,7 +209,8 @@ async fn handshake(
 /// For a connection let in without a credential: refuses once the server has launched an
 /// instance of that id (which only its credential may act on).
 async fn still_unclaimed(store: &dyn Persistence, admitted: &Admitted) -> Result<(), WireError> {
-    if admitted.proven {
+    use std::sync::atomic::Ordering;
+    if admitted.proven || admitted.settled.load(Ordering::Acquire) {
         return Ok(());
     }
     let instance_id = &admitted.identity.instance_id;
@@ -211,7 +218,11 @@ async fn still_unclaimed(store: &dyn Persistence, admitted: &Admitted) -> Result
         Some(record) if record.image_id.is_some() => Err(unauthorized(format!(
             "instance `{instance_id}` was launched by the server; this connection has no credential for it"
         ))),
-        _ => Ok(()),
+        Some(_) => {
+            admitted.settled.store(true, Ordering::Release);
+            Ok(())
+        }
+        None => Ok(()),
     }
 }
 
