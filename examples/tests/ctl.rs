@@ -9,15 +9,7 @@ use std::process::{Command, Output};
 use support::{Server, WORKFLOW};
 
 fn ctl_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let binary = dir.join(format!("runtara-ctl{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo test --workspace`",
-        binary.display()
-    );
-    binary
+    runtara_server::process::workspace_binary("runtara-ctl")
 }
 
 fn ctl(server: &Server, args: &[&str]) -> Output {

@@ -131,6 +131,23 @@ impl Drop for ServerProcess {
     }
 }
 
+/// The binary `name` of this workspace, beside the running test binary
+/// (`target/<profile>/<name>`): how integration tests of other packages find
+/// `runtara-server` or `runtara-ctl`. Panics with what to run when it was not built.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
+        .map(|dir| dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX)));
+    match binary {
+        Some(binary) if binary.exists() => binary,
+        _ => panic!(
+            "the `{name}` binary is missing beside the test binary: run the tests with \
+             `cargo test --workspace` (or `cargo build` the package that has it first)"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,19 +23,6 @@ pub struct Server {
     pub ca_path: PathBuf,
 }
 
-/// The `runtara-server` binary beside the test binaries (`cargo test --workspace` builds it).
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let binary = profile_dir.join(format!("runtara-server{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo test --workspace` (or `cargo build -p runtara-server` first)",
-        binary.display()
-    );
-    binary
-}
-
 /// Test-sized timings, except those `extra` sets itself.
 fn test_defaults(extra: &[&str]) -> Vec<&'static str> {
     [
@@ -59,7 +46,7 @@ impl Server {
         management_port: u16,
         extra: &[&str],
     ) -> Server {
-        let mut command = Command::new(server_binary());
+        let mut command = Command::new(runtara_server::process::workspace_binary("runtara-server"));
         command
             .arg("--data-dir")
             .arg(data_dir)

@@ -6,7 +6,6 @@
 //! operator would see: the same database, opened by the test.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,23 +26,9 @@ fn postgres_url() -> Option<String> {
     std::env::var("RUNTARA_TEST_POSTGRES_URL").ok()
 }
 
-/// The `runtara-server` binary beside this test's binary (`cargo test --workspace`
-/// builds it; `cargo build -p runtara-server` does too).
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let binary = profile_dir.join(format!("runtara-server{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, or `cargo build -p runtara-server` first",
-        binary.display()
-    );
-    binary
-}
-
 /// Starts the server binary on random loopback ports over `data_dir`.
 fn start_server(data_dir: &std::path::Path, database_url: Option<&str>) -> ServerProcess {
-    let mut command = Command::new(server_binary());
+    let mut command = Command::new(runtara_server::process::workspace_binary("runtara-server"));
     command
         .arg("--data-dir")
         .arg(data_dir)
