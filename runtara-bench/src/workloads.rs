@@ -11,6 +11,7 @@ use runtara_management_sdk::{
 };
 use runtara_sdk::RuntaraSdk;
 
+use crate::floor::Floors;
 use crate::report::{median, percentile, Report};
 use crate::steps::bench_step;
 use crate::target::{Target, TENANT};
@@ -74,17 +75,23 @@ async fn steps(sdk: &RuntaraSdk, prefix: &str, steps: u32) -> anyhow::Result<Vec
 }
 
 /// W1: one instance, 100 sequential steps; median ms per step over the runs, and the p99
-/// of single steps. Reported under `workload`.
+/// of single steps. Reported under `workload`, with the mode's floor measured right
+/// before each run (`floor_ms`, the median over the runs) and the median of the runs'
+/// ratios to it (`x_floor`).
 pub async fn w1(
     target: &Target,
     report: &mut Report,
     prefix: &str,
     runs: usize,
     workload: &str,
+    floors: &mut Floors,
 ) -> anyhow::Result<()> {
     let mut per_run = Vec::new();
+    let mut floor_per_run = Vec::new();
+    let mut ratios = Vec::new();
     let mut all = Vec::new();
     for run in 0..=runs {
+        let floor = floors.of_mode(target.mode, 100).await?;
         let sdk = target.run(&format!("{prefix}-{workload}-{run}")).await?;
         let start = Instant::now();
         let times = steps(&sdk, "s", 100).await?;
@@ -92,12 +99,16 @@ pub async fn w1(
         sdk.completed(b"{}").await?;
         if run > 0 {
             per_run.push(elapsed / 100.0);
+            floor_per_run.push(floor);
+            ratios.push(elapsed / 100.0 / floor);
             all.extend(times);
         }
     }
     let mode = target.mode.name();
     report.add(mode, workload, median(&mut per_run), "ms_per_step");
     report.add(mode, workload, percentile(&mut all, 0.99), "p99_ms");
+    report.add(mode, workload, median(&mut floor_per_run), "floor_ms");
+    report.add(mode, workload, median(&mut ratios), "x_floor");
     Ok(())
 }
 
@@ -361,6 +372,7 @@ pub async fn w1_history(
     prefix: &str,
     count: u32,
     runs: usize,
+    floors: &mut Floors,
 ) -> anyhow::Result<()> {
     let per_instance = 100;
     let instances = count / per_instance;
@@ -379,7 +391,7 @@ pub async fn w1_history(
         }
         done += batch;
     }
-    w1(target, report, prefix, runs, "W1-history").await
+    w1(target, report, prefix, runs, "W1-history", floors).await
 }
 
 /// `R`: a read through the whole stack without a disk write (`get_checkpoint`), to

@@ -7,10 +7,10 @@
 //! Other processes may open the same file; `BEGIN IMMEDIATE` and the busy timeout
 //! serialize them.
 
-mod checkpointer;
 mod connection;
 mod images;
 mod queries;
+mod wal;
 mod writer;
 
 use async_trait::async_trait;
@@ -31,9 +31,6 @@ use writer::Writer;
 #[derive(Debug)]
 pub struct SqlitePersistence {
     writer: Writer,
-    /// Background WAL checkpoints (file databases only). Declared after the writer so
-    /// it stops after the writer's last commit.
-    _checkpointer: Option<checkpointer::Checkpointer>,
 }
 
 impl SqlitePersistence {
@@ -41,20 +38,11 @@ impl SqlitePersistence {
     /// mode and `synchronous=FULL`, and applies the migrations.
     pub async fn open(target: SqliteTarget) -> Result<SqlitePersistence> {
         // Opening and migrating touch the disk; keep that off the async workers.
-        let path = match &target {
-            SqliteTarget::File(path) => Some(path.clone()),
-            SqliteTarget::Memory => None,
-        };
         let connection = tokio::task::spawn_blocking(move || connection::open(&target))
             .await
             .map_err(|e| Error::database("sqlite", e))??;
-        let checkpointer = path
-            .map(|path| checkpointer::Checkpointer::spawn(&path))
-            .transpose()
-            .map_err(|e| Error::database("sqlite", e))?;
         Ok(SqlitePersistence {
             writer: Writer::spawn(connection)?,
-            _checkpointer: checkpointer,
         })
     }
 

@@ -120,43 +120,40 @@ async fn unsupported_urls_are_refused_clearly() {
         .starts_with("unsupported database url `mysql://localhost/db`"));
 }
 
-/// Commits never copy the WAL back themselves (`wal_autocheckpoint=0`); a background
-/// thread does. Evidence: while the store is still open, the database file alone — without
-/// its WAL — soon holds the checkpoints written.
+/// The writer checkpoints the WAL completely between batches, so the WAL is overwritten
+/// from its start instead of growing (an fsync after an append costs a journal commit
+/// more). Evidence: 3,000 sequential checkpoints (about 9,000 WAL pages, 37 MB unless
+/// checkpointed) leave a WAL of a few MB, and the database file alone — without its
+/// WAL — holds the checkpoints, while the store is still open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_wal_is_checkpointed_in_the_background() {
+async fn the_wal_is_checkpointed_and_stays_small() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("runtara.db");
     let store = connect(&url(&path)).await.unwrap();
     let epoch = store.register_instance("i", "t", None).await.unwrap().epoch;
-    for n in 0..200 {
+    for n in 0..3_000 {
         store
-            .save_checkpoint("i", epoch, &format!("c{n}"), b"state")
+            .save_checkpoint("i", epoch, &format!("c{n}"), &[7u8; 100])
             .await
             .unwrap();
     }
+    let wal = std::fs::metadata(dir.path().join("runtara.db-wal"))
+        .unwrap()
+        .len();
+    assert!(wal < 8 << 20, "the WAL grew to {wal} bytes");
+    // Copy the main file only: what it holds was checkpointed out of the WAL.
     let copy = dir.path().join("copy.db");
-    let started = std::time::Instant::now();
-    loop {
-        // Copy the main file only: what it holds was checkpointed out of the WAL.
-        std::fs::copy(&path, &copy).unwrap();
-        let stored: i64 = rusqlite::Connection::open(&copy)
-            .and_then(|c| c.query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0)))
-            .unwrap_or(0);
-        if stored == 200 {
-            break;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "the WAL was not checkpointed in the background ({stored} of 200 rows in the file)"
-        );
-        std::fs::remove_file(&copy).unwrap();
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    std::fs::copy(&path, &copy).unwrap();
+    let stored: i64 = rusqlite::Connection::open(&copy)
+        .and_then(|c| c.query_row("SELECT COUNT(*) FROM checkpoints", [], |r| r.get(0)))
+        .unwrap();
+    assert!(
+        stored > 2_000,
+        "only {stored} of 3,000 rows were checkpointed"
+    );
     let mode: i64 = rusqlite::Connection::open(&path)
         .unwrap()
         .query_row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, 1000, "a fresh connection keeps SQLite's default");
-    drop(store);
 }

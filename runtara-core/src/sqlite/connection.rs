@@ -58,7 +58,8 @@ fn open_file(path: &Path) -> Result<Connection> {
     connection
         .pragma_update(None, "synchronous", "FULL")
         .map_err(db)?;
-    // WAL checkpoints run on their own thread (see `checkpointer`), not inside commits.
+    // WAL checkpoints are run by the writer thread between batches (see `wal`), not
+    // inside the commit that crosses the threshold.
     connection
         .pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(db)?;

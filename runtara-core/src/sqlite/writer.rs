@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::wal::WalPages;
 use crate::{Error, Result};
 
 /// Most jobs committed together.
@@ -27,11 +28,12 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the thread that owns `connection`.
-    pub(crate) fn spawn(connection: Connection) -> Result<Writer> {
+    pub(crate) fn spawn(mut connection: Connection) -> Result<Writer> {
+        let wal = WalPages::follow(&mut connection).map_err(|e| Error::database("sqlite", e))?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let thread = std::thread::Builder::new()
             .name("runtara-sqlite".into())
-            .spawn(move || serve(connection, queue))
+            .spawn(move || serve(connection, queue, wal))
             .map_err(|e| Error::database("sqlite", e))?;
         Ok(Writer {
             jobs: Some(jobs),
@@ -152,8 +154,9 @@ fn execute(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
         .map(drop)
 }
 
-fn serve(connection: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
-    while let Ok(first) = queue.recv() {
+fn serve(connection: Connection, queue: mpsc::Receiver<Box<dyn Job>>, wal: WalPages) {
+    let mut next = queue.recv().ok();
+    while let Some(first) = next {
         let mut batch = Vec::with_capacity(16);
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -163,6 +166,18 @@ fn serve(connection: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
             }
         }
         run_batch(&connection, batch);
+        // Every job of the batch is answered; checkpoint now if the WAL is due.
+        next = match queue.try_recv() {
+            Ok(job) => {
+                wal.checkpoint_if_due(&connection, false);
+                Some(job)
+            }
+            Err(mpsc::TryRecvError::Empty) => {
+                wal.checkpoint_if_due(&connection, true);
+                queue.recv().ok()
+            }
+            Err(mpsc::TryRecvError::Disconnected) => None,
+        };
     }
     if let Err((_, error)) = connection.close() {
         tracing::warn!(%error, "closing the sqlite connection failed");
