@@ -29,6 +29,11 @@ pub const SQLITE: &[Migration] = &[
         name: "images",
         sql: include_str!("../migrations/sqlite/0003_images.sql"),
     },
+    Migration {
+        version: 4,
+        name: "signals_pending",
+        sql: include_str!("../migrations/sqlite/0004_signals_pending.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, oldest first.

@@ -212,7 +212,7 @@ impl Persistence for SqlitePersistence {
         let state = state.to_vec();
         self.writer
             .call(move |c| {
-                let earlier = save_checkpoint(
+                let saved = save_checkpoint(
                     c,
                     &instance_id,
                     epoch,
@@ -222,8 +222,8 @@ impl Persistence for SqlitePersistence {
                     now_ms(),
                 )?;
                 Ok(CheckpointOutcome {
-                    existing_state: earlier.map(|(state, _)| state),
-                    signal: pending_signal(c, &instance_id)?,
+                    existing_state: saved.earlier.map(|(state, _)| state),
+                    signal: saved.signal,
                 })
             })
             .await
@@ -263,7 +263,7 @@ impl Persistence for SqlitePersistence {
         let state = state.to_vec();
         self.writer
             .call(move |c| {
-                let earlier = save_checkpoint(
+                let saved = save_checkpoint(
                     c,
                     &instance_id,
                     epoch,
@@ -272,14 +272,14 @@ impl Persistence for SqlitePersistence {
                     Some(wake_at_ms),
                     now_ms(),
                 )?;
-                let (existing_state, wake_at_ms) = match earlier {
+                let (existing_state, wake_at_ms) = match saved.earlier {
                     Some((state, stored)) => (Some(state), stored.unwrap_or(wake_at_ms)),
                     None => (None, wake_at_ms),
                 };
                 Ok(SleepOutcome {
                     wake_at_ms,
                     existing_state,
-                    signal: pending_signal(c, &instance_id)?,
+                    signal: saved.signal,
                 })
             })
             .await

@@ -233,9 +233,20 @@ pub(crate) fn pending_signal(c: &Connection, instance_id: &str) -> Result<Option
 /// State and wake time stored earlier under a checkpoint id.
 pub(crate) type Earlier = (Vec<u8>, Option<i64>);
 
+/// What [`save_checkpoint`] found.
+pub(crate) struct Saved {
+    /// What was stored earlier under the id; `None` when this call stored it.
+    pub(crate) earlier: Option<Earlier>,
+    /// The highest-priority pending signal.
+    pub(crate) signal: Option<PendingSignal>,
+}
+
 /// The insert-if-absent behind `save_checkpoint` and `save_sleep`, guarded in SQL:
-/// the row goes in only when the instance is running under `epoch`. Returns what was
-/// stored earlier under the id, or `None` when this call stored it.
+/// the row goes in only when the instance is running under `epoch`.
+///
+/// Two statements on the fresh path: the guarded insert, and the instance's update,
+/// which also returns how many signals are pending (kept by triggers, see migration 4);
+/// the signal itself is read only when there is one.
 pub(crate) fn save_checkpoint(
     c: &Connection,
     instance_id: &str,
@@ -244,7 +255,7 @@ pub(crate) fn save_checkpoint(
     state: &[u8],
     wake_at_ms: Option<i64>,
     now: i64,
-) -> Result<Option<Earlier>> {
+) -> Result<Saved> {
     let inserted = execute(
         c,
         "INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms, wake_at_ms) \
@@ -254,16 +265,21 @@ pub(crate) fn save_checkpoint(
         params![instance_id, checkpoint_id, state, now, wake_at_ms, epoch],
     )?;
     if inserted == 1 {
-        execute(
+        let signals = query_opt(
             c,
             "UPDATE instances SET checkpoint_id = ?2, checkpoint_count = checkpoint_count + 1, \
-             heartbeat_at_ms = ?3 WHERE instance_id = ?1",
+             heartbeat_at_ms = ?3 WHERE instance_id = ?1 RETURNING signals_pending",
             params![instance_id, checkpoint_id, now],
-        )?;
+            |r| r.get::<_, i64>(0),
+        )?
+        .unwrap_or(0);
         if let Some(wake_at_ms) = wake_at_ms {
             set_wake(c, instance_id, wake_at_ms)?;
         }
-        return Ok(None);
+        return Ok(Saved {
+            earlier: None,
+            signal: signal_if_any(c, instance_id, signals)?,
+        });
     }
     // Either the guard refused (say precisely why) or the id was recorded before.
     ensure_run(c, instance_id, epoch)?;
@@ -278,15 +294,33 @@ pub(crate) fn save_checkpoint(
             "checkpoint `{checkpoint_id}` of instance `{instance_id}` was neither stored nor found"
         ))
     })?;
-    execute(
+    let signals = query_opt(
         c,
-        "UPDATE instances SET heartbeat_at_ms = ?2 WHERE instance_id = ?1",
+        "UPDATE instances SET heartbeat_at_ms = ?2 WHERE instance_id = ?1 RETURNING signals_pending",
         params![instance_id, now],
-    )?;
+        |r| r.get::<_, i64>(0),
+    )?
+    .unwrap_or(0);
     if let Some(given) = wake_at_ms {
         set_wake(c, instance_id, earlier.1.unwrap_or(given))?;
     }
-    Ok(Some(earlier))
+    Ok(Saved {
+        earlier: Some(earlier),
+        signal: signal_if_any(c, instance_id, signals)?,
+    })
+}
+
+/// The pending signal, looked up only when the instance's counter says there is one.
+fn signal_if_any(
+    c: &Connection,
+    instance_id: &str,
+    signals_pending: i64,
+) -> Result<Option<PendingSignal>> {
+    if signals_pending > 0 {
+        pending_signal(c, instance_id)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Records the wake time in force on the instance. A separate statement on purpose:

@@ -3,6 +3,8 @@
 //! Callers send jobs; the thread takes the first job, drains every job already queued
 //! (up to [`MAX_BATCH`]), runs them in ONE transaction — each inside its own savepoint,
 //! so a failing job undoes only itself — commits once, and only then answers every job.
+//! A job alone in its batch needs no savepoint: when it fails, the whole transaction is
+//! rolled back instead.
 //! A failed commit answers every job of the batch with an error: no caller is ever told
 //! that something is stored when it is not.
 
@@ -78,8 +80,12 @@ impl Drop for Writer {
 /// How running a job left the batch's transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
-    /// The job ran (successfully or not) and the transaction is usable.
+    /// The job ran (successfully, or failing and undone by its savepoint) and the
+    /// transaction is usable.
     Clean,
+    /// The job ran without a savepoint and failed: the transaction must be rolled back,
+    /// and the job keeps its own error.
+    Failed,
     /// The transaction can no longer be trusted (a savepoint could not be ended, or
     /// SQLite rolled the whole transaction back on its own); the batch must be abandoned.
     Poisoned,
@@ -87,8 +93,9 @@ enum Step {
 
 /// A unit of work on the writer thread.
 trait Job: Send {
-    /// Runs the work inside a savepoint of the open transaction and keeps its result.
-    fn run(&mut self, connection: &Connection) -> Step;
+    /// Runs the work in the open transaction — inside a savepoint of its own when
+    /// `savepoint` — and keeps its result.
+    fn run(&mut self, connection: &Connection, savepoint: bool) -> Step;
     /// Answers the caller: with the kept result when the batch committed
     /// (`failure` is `None`), else with the batch's failure.
     fn finish(self: Box<Self>, failure: Option<&str>);
@@ -105,10 +112,20 @@ where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T> + Send + 'static,
 {
-    fn run(&mut self, connection: &Connection) -> Step {
+    fn run(&mut self, connection: &Connection, savepoint: bool) -> Step {
         let Some(work) = self.work.take() else {
             return Step::Clean;
         };
+        if !savepoint {
+            let result = work(connection);
+            let step = match (&result, connection.is_autocommit()) {
+                (_, true) => Step::Poisoned,
+                (Ok(_), false) => Step::Clean,
+                (Err(_), false) => Step::Failed,
+            };
+            self.result = Some(result);
+            return step;
+        }
         if let Err(error) = execute(connection, "SAVEPOINT job") {
             self.result = Some(Err(Error::database("sqlite", error)));
             return Step::Poisoned;
@@ -191,11 +208,27 @@ fn run_batch(connection: &Connection, mut batch: Vec<Box<dyn Job>>) {
         batch.into_iter().for_each(|job| job.finish(Some(&message)));
         return;
     }
-    let poisoned = batch
-        .iter_mut()
-        .any(|job| job.run(connection) == Step::Poisoned);
+    let savepoints = batch.len() > 1;
+    let mut undo = false;
+    let mut poisoned = false;
+    for job in &mut batch {
+        match job.run(connection, savepoints) {
+            Step::Clean => {}
+            Step::Failed => undo = true,
+            Step::Poisoned => {
+                poisoned = true;
+                break;
+            }
+        }
+    }
     let failure = if poisoned {
         Some("the transaction became unusable and was rolled back; nothing was stored".to_owned())
+    } else if undo {
+        // The lone job failed: undo its writes; it answers with its own error.
+        if let Err(error) = execute(connection, "ROLLBACK") {
+            tracing::error!(%error, "sqlite rollback failed");
+        }
+        None
     } else {
         execute(connection, "COMMIT")
             .err()
@@ -356,6 +389,21 @@ mod tests {
         assert_eq!(children(&writer).await.unwrap(), 0);
         writer.call(insert(4, 1)).await.unwrap();
         assert_eq!(children(&writer).await.unwrap(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_failing_job_undoes_its_writes() {
+        let writer = writer();
+        let result = writer
+            .call(|c: &Connection| {
+                insert(7, 1)(c)?;
+                Err::<(), _>(Error::Closed)
+            })
+            .await;
+        assert!(matches!(result, Err(Error::Closed)), "{result:?}");
+        assert_eq!(children(&writer).await.unwrap(), 0);
+        writer.call(insert(8, 1)).await.unwrap();
+        assert_eq!(children(&writer).await.unwrap(), 1, "the next batch works");
     }
 
     #[tokio::test]
