@@ -1,6 +1,9 @@
 //! The physical floor, measured on the same data dir in the same run: an fdatasync, a
 //! SQLite WAL `synchronous=FULL` commit, a PostgreSQL autocommit insert, and a QUIC
-//! request/response on a new stream (what every instance request costs).
+//! request/response on a new stream (what every instance request costs) between two
+//! processes — this one and an echo server (this binary as `runtara-bench echo`), as an
+//! instance and its server are. (Within one process the same round trip is 0.09 ms
+//! against 0.13–0.17 ms between two: waking another process's threads costs.)
 //!
 //! Each figure is measured the way W1 is: a block of sequential operations timed as a
 //! whole (mean per operation), and the median over blocks. The disk is measured in its
@@ -15,8 +18,10 @@
 //! minute, and a ratio is only meaningful between figures taken at the same time.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::net::SocketAddr;
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -52,7 +57,17 @@ struct Postgres {
 
 struct Quic {
     connection: quinn::Connection,
-    echo: tokio::task::JoinHandle<()>,
+    /// The echo server process; killed on drop.
+    echo: EchoProcess,
+}
+
+struct EchoProcess(Child);
+
+impl Drop for EchoProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Floors {
@@ -152,7 +167,7 @@ impl Floors {
     /// Drops the PostgreSQL floor's table and stops the echo server.
     pub async fn close(self) -> anyhow::Result<()> {
         self.quic.connection.close(0u32.into(), b"done");
-        self.quic.echo.abort();
+        drop(self.quic.echo);
         if let Some(postgres) = self.postgres {
             postgres
                 .client
@@ -211,28 +226,49 @@ async fn postgres(url: &str) -> anyhow::Result<Postgres> {
 }
 
 async fn quic(dir: &Path) -> anyhow::Result<Quic> {
-    let cert = DevCertificate::load_or_create(&dir.join("floor-quic"))?;
-    let server = server_endpoint("127.0.0.1:0".parse()?, &cert.cert_pem, &cert.key_pem, None)?;
-    let addr = server.local_addr()?;
-    let echo = tokio::spawn(async move {
-        while let Some(incoming) = server.accept().await {
-            let Ok(connection) = incoming.await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                while let Ok((mut send, mut recv)) = connection.accept_bi().await {
-                    tokio::spawn(async move {
-                        if let Ok(request) = recv.read_to_end(64 * 1024).await {
-                            let _ = send.write_all(&request).await;
-                            let _ = send.finish();
-                        }
-                    });
-                }
-            });
-        }
-    });
+    let cert_dir = dir.join("floor-quic");
+    let cert = DevCertificate::load_or_create(&cert_dir)?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("echo")
+        .arg(&cert_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the QUIC echo process")?;
+    let stdout = child.stdout.take().context("the echo process has no stdout")?;
+    let echo = EchoProcess(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr: SocketAddr = line
+        .trim()
+        .parse()
+        .with_context(|| format!("the echo process said `{}`, not its address", line.trim()))?;
     let ca_pem = std::fs::read(&cert.ca_path)?;
     let client = client_endpoint(&ClientTls::Verify { ca_pem }, addr)?;
     let connection = client.connect(addr, "localhost")?.await?;
     Ok(Quic { connection, echo })
+}
+
+/// `runtara-bench echo <cert-dir>`: a QUIC server answering each stream with what it
+/// read; prints its address, then serves until killed.
+pub async fn serve_echo(cert_dir: &Path) -> anyhow::Result<()> {
+    let cert = DevCertificate::load_or_create(cert_dir)?;
+    let server = server_endpoint("127.0.0.1:0".parse()?, &cert.cert_pem, &cert.key_pem, None)?;
+    println!("{}", server.local_addr()?);
+    while let Some(incoming) = server.accept().await {
+        let Ok(connection) = incoming.await else {
+            continue;
+        };
+        tokio::spawn(async move {
+            while let Ok((mut send, mut recv)) = connection.accept_bi().await {
+                tokio::spawn(async move {
+                    if let Ok(request) = recv.read_to_end(64 * 1024).await {
+                        let _ = send.write_all(&request).await;
+                        let _ = send.finish();
+                    }
+                });
+            }
+        });
+    }
+    Ok(())
 }

@@ -18,9 +18,10 @@
 //! median of a read through the whole stack (`get_checkpoint`: no disk write), which
 //! separates the stack's own cost from the fsync.
 //!
-//! The binary has two more roles: `runtara-bench serve …` is a `runtara-server` (so the
-//! server runs as its own process), and launched by a server with no arguments it is the
-//! worker instance of `W2-processes` and `W4`.
+//! The binary has three more roles: `runtara-bench serve …` is a `runtara-server` (so the
+//! server runs as its own process), `runtara-bench echo <dir>` is the QUIC echo server
+//! the floor's round trip is measured against, and launched by a server with no
+//! arguments it is the worker instance of `W2-processes` and `W4`.
 
 mod floor;
 mod report;
@@ -70,6 +71,8 @@ fn main() -> ExitCode {
     };
     let result = if args.get(1).map(String::as_str) == Some("serve") {
         runtime.block_on(serve(&args[1..]))
+    } else if args.get(1).map(String::as_str) == Some("echo") && args.len() == 3 {
+        runtime.block_on(floor::serve_echo(std::path::Path::new(&args[2])))
     } else if args.len() == 1 && std::env::var_os("RUNTARA_INSTANCE_ID").is_some() {
         runtime.block_on(worker::run())
     } else {
