@@ -235,7 +235,10 @@ async fn quic(dir: &Path) -> anyhow::Result<Quic> {
         .stderr(Stdio::inherit())
         .spawn()
         .context("starting the QUIC echo process")?;
-    let stdout = child.stdout.take().context("the echo process has no stdout")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("the echo process has no stdout")?;
     let echo = EchoProcess(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line)?;
