@@ -42,9 +42,7 @@ fn open_file(path: &Path) -> Result<Connection> {
     let connection = Connection::open(path).map_err(db)?;
     // Other processes may hold the lock for a moment (BEGIN IMMEDIATE waits this long).
     connection.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
-    let mode: String = connection
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(db)?;
+    let mode = switch_to_wal(&connection).map_err(db)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::database(
             "sqlite",
@@ -64,6 +62,28 @@ fn open_file(path: &Path) -> Result<Connection> {
         .pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(db)?;
     Ok(connection)
+}
+
+/// Switches the file to WAL mode (a no-op once it is), returning the mode now in force.
+///
+/// Switching a new file takes an exclusive lock and fails at once with `SQLITE_BUSY`
+/// (the busy timeout does not apply) while another connection — say a second process
+/// creating the same file — holds any lock; so it is retried for up to [`BUSY_TIMEOUT`].
+fn switch_to_wal(connection: &Connection) -> rusqlite::Result<String> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if error.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Applies every embedded migration not yet recorded in `runtara_migrations`.
