@@ -14,7 +14,8 @@
 //! WAL after 3,500 checkpoints.) SQLite's own auto-checkpoint does it inside the commit
 //! that crosses the threshold, delaying that batch's answers. Here the writer thread
 //! checkpoints after answering a batch: as soon as the WAL holds [`IDLE_PAGES`] pages
-//! and no job is waiting, or at [`MAX_PAGES`] regardless.
+//! and no job is waiting, or at [`MAX_PAGES`] regardless. A caller that committed on its
+//! own thread asks the writer thread to do it, rather than delay its own answer.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
@@ -43,11 +44,15 @@ impl WalPages {
         Ok(pages)
     }
 
+    /// Whether a checkpoint is due: `idle` says no job is waiting.
+    pub(crate) fn is_due(&self, idle: bool) -> bool {
+        let pages = self.0.load(Ordering::Relaxed);
+        pages >= if idle { IDLE_PAGES } else { MAX_PAGES }
+    }
+
     /// Checkpoints the WAL when it is due: `idle` says no job is waiting.
     pub(crate) fn checkpoint_if_due(&self, connection: &Connection, idle: bool) {
-        let pages = self.0.load(Ordering::Relaxed);
-        let due = if idle { IDLE_PAGES } else { MAX_PAGES };
-        if pages < due {
+        if !self.is_due(idle) {
             return;
         }
         let result = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
