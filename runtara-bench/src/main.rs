@@ -24,6 +24,7 @@
 //! arguments it is the worker instance of `W2-processes` and `W4`.
 
 mod floor;
+mod pg_schema;
 mod report;
 mod steps;
 mod target;
@@ -97,7 +98,14 @@ async fn serve(args: &[String]) -> anyhow::Result<()> {
 }
 
 async fn bench(cli: Cli) -> anyhow::Result<()> {
-    let postgres_url = std::env::var("RUNTARA_BENCH_POSTGRES_URL").ok();
+    // Each run gets a schema of its own, as each SQLite mode gets a new file: figures
+    // must not depend on what earlier runs left behind (this machine's PostgreSQL runs
+    // without autovacuum).
+    let postgres = match std::env::var("RUNTARA_BENCH_POSTGRES_URL") {
+        Ok(url) => Some(pg_schema::Schema::create(&url).await?),
+        Err(_) => None,
+    };
+    let postgres_url = postgres.as_ref().map(|schema| schema.url.clone());
     let wanted = |name: &str| cli.modes.is_empty() || cli.modes.iter().any(|m| m == name);
     for mode in &cli.modes {
         let known = mode == "floor" || Mode::ALL.iter().any(|m| m.name() == mode);
@@ -181,6 +189,9 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         .await?;
     }
     floors.close().await?;
+    if let Some(schema) = postgres {
+        schema.drop().await?;
+    }
     add_ratios(&mut report);
     report.finish();
     if !cli.json {
