@@ -338,11 +338,12 @@ impl Supervisor {
         log: Arc<LogTail>,
         timeout: Option<Duration>,
     ) {
+        let mut collectors = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(collect(out, log.clone()));
+            collectors.push(tokio::spawn(collect(out, log.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(collect(err, log.clone()));
+            collectors.push(tokio::spawn(collect(err, log.clone())));
         }
         let timeout = async {
             match timeout {
@@ -363,6 +364,14 @@ impl Supervisor {
                 child.wait().await
             }
         };
+        // The readers reach the end of the pipes once the process is gone: let them, so the
+        // tail holds its last words (bounded: a descendant may still hold the pipes open).
+        let drained = async {
+            for collector in collectors {
+                let _ = collector.await;
+            }
+        };
+        let _ = tokio::time::timeout(OUTPUT_DRAIN, drained).await;
         let exit = match &status {
             Ok(status) => status.to_string(),
             Err(error) => format!("unknown exit ({error})"),
@@ -582,6 +591,9 @@ fn timeout_reason(timeout: Option<Duration>) -> String {
 fn kill_group(child: &mut tokio::process::Child) {
     let _ = child.start_kill();
 }
+
+/// How long an exited process's output readers get to reach the end of its pipes.
+const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
 
 /// Copies a process's output into its log tail, line by line.
 async fn collect(stream: impl AsyncRead + Unpin, log: Arc<LogTail>) {
