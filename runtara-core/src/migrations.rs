@@ -54,6 +54,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "images",
         sql: include_str!("../migrations/postgres/0003_images.sql"),
     },
+    Migration {
+        version: 4,
+        name: "checkpoints_key",
+        sql: include_str!("../migrations/postgres/0004_checkpoints_key.sql"),
+    },
 ];
 
 /// The table recording applied migrations (same in both dialects).
