@@ -122,33 +122,20 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     let mut floors = floor::Floors::open(&root, postgres_url.as_deref()).await?;
     if wanted("floor") {
         let (blocks, samples) = if cli.quick { (3, 100) } else { (5, 200) };
-        let mut values = Vec::new();
+        // One block of each figure in turn, so that all four see the same drift.
+        let mut figures: [Vec<f64>; 4] = Default::default();
         for _ in 0..blocks {
-            values.push(floors.fsync_ms(samples)?);
+            figures[0].push(floors.fsync_ms(samples)?);
+            figures[1].push(floors.sqlite_commit_ms(samples)?);
+            figures[2].extend(floors.postgres_commit_ms(samples).await?);
+            figures[3].push(floors.quic_rtt_ms(samples).await?);
         }
-        report.add("floor", "fsync", report::median(&mut values), "ms");
-        let mut values = Vec::new();
-        for _ in 0..blocks {
-            values.push(floors.sqlite_commit_ms(samples)?);
-        }
-        report.add("floor", "sqlite_commit", report::median(&mut values), "ms");
-        if postgres_url.is_some() {
-            let mut values = Vec::new();
-            for _ in 0..blocks {
-                values.extend(floors.postgres_commit_ms(samples).await?);
+        let names = ["fsync", "sqlite_commit", "postgres_commit", "quic_rtt"];
+        for (name, mut values) in names.into_iter().zip(figures) {
+            if !values.is_empty() {
+                report.add("floor", name, report::median(&mut values), "ms");
             }
-            report.add(
-                "floor",
-                "postgres_commit",
-                report::median(&mut values),
-                "ms",
-            );
         }
-        let mut values = Vec::new();
-        for _ in 0..blocks {
-            values.push(floors.quic_rtt_ms(samples).await?);
-        }
-        report.add("floor", "quic_rtt", report::median(&mut values), "ms");
     }
     for mode in Mode::ALL {
         if !wanted(mode.name()) || (mode.postgres() && postgres_url.is_none()) {

@@ -38,6 +38,8 @@
 
 pub mod error;
 mod guard;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod in_progress;
 pub mod instance_handler;
 pub mod migrations;
 pub mod model;

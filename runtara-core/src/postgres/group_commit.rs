@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::task::Poll;
 
 use deadpool_postgres::{GenericClient, Pool};
@@ -38,6 +38,7 @@ use super::queries::{col, execute, pg, query, query_one, signal_at, status_epoch
 use super::queries::{SAVE_CHECKPOINT, SAVE_CHECKPOINTS};
 use super::Saved;
 use crate::guard::check_run;
+use crate::in_progress::InProgress;
 use crate::{Error, Result};
 
 /// Most saves committed together.
@@ -107,8 +108,8 @@ impl GroupCommit {
 
     /// Stores `save`; resolves once it is committed (or with an error when it is not).
     pub(crate) async fn save(&self, save: Save) -> Result<Saved> {
-        let counted = Counted::enter(&self.in_progress);
-        if counted.alone {
+        let in_progress = InProgress::enter(&self.in_progress);
+        if in_progress.alone {
             return alone(&self.pool, &save).await;
         }
         let (reply, answer) = oneshot::channel();
@@ -120,29 +121,6 @@ impl GroupCommit {
             .send(Job { save, reply })
             .map_err(|_| Error::Closed)?;
         answer.await.map_err(|_| Error::Closed)?
-    }
-}
-
-/// Counts a save in progress for as long as it lives (even when its caller gives up).
-struct Counted<'a> {
-    count: &'a AtomicUsize,
-    /// No other save was in progress when this one started.
-    alone: bool,
-}
-
-impl<'a> Counted<'a> {
-    fn enter(count: &'a AtomicUsize) -> Counted<'a> {
-        let before = count.fetch_add(1, Ordering::AcqRel);
-        Counted {
-            count,
-            alone: before == 0,
-        }
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -21,6 +21,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::wal::WalPages;
+use crate::in_progress::InProgress;
 use crate::{Error, Result};
 
 /// Most jobs committed together.
@@ -81,29 +82,6 @@ enum Message {
     Checkpoint,
 }
 
-/// Counts a call in progress for as long as it lives (even when its caller gives up).
-struct InProgress<'a> {
-    count: &'a AtomicUsize,
-    /// No other call was in progress when this one started.
-    alone: bool,
-}
-
-impl<'a> InProgress<'a> {
-    fn enter(count: &'a AtomicUsize) -> InProgress<'a> {
-        let before = count.fetch_add(1, Ordering::AcqRel);
-        InProgress {
-            count,
-            alone: before == 0,
-        }
-    }
-}
-
-impl Drop for InProgress<'_> {
-    fn drop(&mut self) {
-        self.count.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 impl Writer {
     /// Starts the thread that serves the queue.
     pub(crate) fn spawn(mut connection: Connection) -> Result<Writer> {
@@ -152,10 +130,7 @@ impl Writer {
         } else {
             job
         };
-        let jobs = self.jobs.as_ref().ok_or(Error::Closed)?;
-        self.shared.queued.fetch_add(1, Ordering::AcqRel);
-        if jobs.send(Message::Job(job)).is_err() {
-            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        if !self.send(Message::Job(job)) {
             return Err(Error::Closed);
         }
         let answered = answer.await.map_err(|_| Error::Closed)?;
@@ -182,16 +157,23 @@ impl Writer {
         drop(guard);
         if due && !self.shared.checkpoint_asked.swap(true, Ordering::AcqRel) {
             // Counted as queued: until it is done, callers queue behind it.
-            self.shared.queued.fetch_add(1, Ordering::AcqRel);
-            let sent = self
-                .jobs
-                .as_ref()
-                .is_some_and(|jobs| jobs.send(Message::Checkpoint).is_ok());
-            if !sent {
-                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-            }
+            self.send(Message::Checkpoint);
         }
         Ok(())
+    }
+
+    /// Sends `message` to the thread, counted as queued until the thread has dealt with
+    /// it; `false` when the thread is gone.
+    fn send(&self, message: Message) -> bool {
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(message).is_ok());
+        if !sent {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        sent
     }
 }
 
@@ -456,26 +438,46 @@ mod tests {
         })
     }
 
-    /// Runs `jobs` as ONE batch: a first job holds the thread until all are queued.
+    /// A call holding the connection until released.
+    struct Held {
+        release: std_mpsc::Sender<()>,
+        call: tokio::task::JoinHandle<Result<()>>,
+    }
+
+    impl Held {
+        /// Starts a call that holds the connection; returns once it does.
+        async fn start(writer: &std::sync::Arc<Writer>) -> Held {
+            let (release, wait) = std_mpsc::channel::<()>();
+            let (started, running) = std_mpsc::channel::<()>();
+            let call = {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer
+                        .call(move |_| {
+                            let _ = started.send(());
+                            let _ = wait.recv_timeout(Duration::from_secs(5));
+                            Ok(())
+                        })
+                        .await
+                })
+            };
+            tokio::task::spawn_blocking(move || running.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            Held { release, call }
+        }
+
+        /// Lets the call finish.
+        async fn release(self) {
+            self.release.send(()).unwrap();
+            self.call.await.unwrap().unwrap();
+        }
+    }
+
+    /// Runs `jobs` as ONE batch: a first call holds the connection until all are queued.
     async fn one_batch(writer: &std::sync::Arc<Writer>, jobs: Vec<TestJob>) -> Vec<Result<()>> {
-        let (release, wait) = std_mpsc::channel::<()>();
-        let (started, running) = std_mpsc::channel::<()>();
-        let blocker = {
-            let writer = writer.clone();
-            tokio::spawn(async move {
-                writer
-                    .call(move |_| {
-                        let _ = started.send(());
-                        let _ = wait.recv_timeout(Duration::from_secs(5));
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        tokio::task::spawn_blocking(move || running.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let held = Held::start(writer).await;
         let tasks: Vec<_> = jobs
             .into_iter()
             .map(|job| {
@@ -484,8 +486,7 @@ mod tests {
             })
             .collect();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        release.send(()).unwrap();
-        blocker.await.unwrap().unwrap();
+        held.release().await;
         let mut results = Vec::new();
         for task in tasks {
             results.push(task.await.unwrap());
@@ -589,31 +590,13 @@ mod tests {
         );
         // Held by a blocker, the connection is busy: a second call queues to the thread.
         let writer = std::sync::Arc::new(writer);
-        let (release, wait) = std_mpsc::channel::<()>();
-        let (started, running) = std_mpsc::channel::<()>();
-        let blocker = {
-            let writer = writer.clone();
-            tokio::spawn(async move {
-                writer
-                    .call(move |_| {
-                        let _ = started.send(());
-                        let _ = wait.recv_timeout(Duration::from_secs(5));
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        tokio::task::spawn_blocking(move || running.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let held = Held::start(&writer).await;
         let queued = {
             let writer = writer.clone();
             tokio::spawn(async move { writer.call(thread()).await })
         };
         tokio::time::sleep(Duration::from_millis(20)).await;
-        release.send(()).unwrap();
-        blocker.await.unwrap().unwrap();
+        held.release().await;
         let there = queued.await.unwrap().unwrap();
         assert_eq!(
             there.as_deref(),
