@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod};
 use tokio_postgres::NoTls;
 
 use super::queries::pg;
@@ -43,6 +43,11 @@ pub(crate) fn pool(url: &str) -> Result<Pool> {
     );
     Pool::builder(manager)
         .max_size(POOL_SIZE)
+        // The most recently used connection first: a lone caller keeps talking to one warm
+        // backend. With the default FIFO, after any burst had opened all 16 connections a
+        // lone caller rotated through 16 cold backends, which cost embedded W1 ~40% more
+        // per step (W1-history 2.1× the floor against 1.6×).
+        .queue_mode(QueueMode::Lifo)
         .build()
         .map_err(|e| Error::database("postgres", e))
 }
