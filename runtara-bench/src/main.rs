@@ -4,6 +4,7 @@
 //! cargo run --release -p runtara-bench                 # every mode, full sizes, a table
 //! cargo run --release -p runtara-bench -- --quick      # within a minute
 //! cargo run --release -p runtara-bench -- --json --modes embedded-sqlite,quic-sqlite
+//! cargo run --release -p runtara-bench -- --modes quic-postgres --workloads W1,W2
 //! ```
 //!
 //! PostgreSQL modes run when `RUNTARA_BENCH_POSTGRES_URL` is set. Workloads:
@@ -53,6 +54,10 @@ struct Cli {
     /// `quic-sqlite`, `quic-postgres`); default: all available.
     #[arg(long, value_delimiter = ',')]
     modes: Vec<String>,
+    /// Workloads to run, comma-separated (`R`, `W1-store`, `W1`, `W2`, `W3`, `W4`,
+    /// `W2-processes`, `W5`, `W1-history`); default: all.
+    #[arg(long, value_delimiter = ',')]
+    workloads: Vec<String>,
     /// Where to put the data dirs (default: a temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -111,6 +116,14 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         let known = mode == "floor" || Mode::ALL.iter().any(|m| m.name() == mode);
         anyhow::ensure!(known, "unknown mode `{mode}`");
     }
+    for workload in &cli.workloads {
+        anyhow::ensure!(
+            WORKLOADS.contains(&workload.as_str()),
+            "unknown workload `{workload}` (known: {})",
+            WORKLOADS.join(", ")
+        );
+    }
+    let run = |name: &str| cli.workloads.is_empty() || cli.workloads.iter().any(|w| w == name);
     let sizes = if cli.quick { Sizes::QUICK } else { Sizes::FULL };
     let temp = tempfile::tempdir()?;
     let root = cli.dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
@@ -145,35 +158,35 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)?;
         let target = Target::open(mode, &dir, postgres_url.as_deref()).await?;
         let prefix = format!("{prefix}-{}", mode.name());
-        workloads::read_path(&target, &mut report, &prefix).await?;
-        if !mode.quic() {
+        if run("R") {
+            workloads::read_path(&target, &mut report, &prefix).await?;
+        }
+        if !mode.quic() && run("W1-store") {
             workloads::w1_store(&target, &mut report, &prefix).await?;
         }
-        workloads::w1(
-            &target,
-            &mut report,
-            &prefix,
-            sizes.w1_runs,
-            "W1",
-            &mut floors,
-        )
-        .await?;
-        workloads::w2(&target, &mut report, &prefix, sizes.w2_instances).await?;
-        workloads::w3(&target, &mut report, &prefix, sizes.w3_steps).await?;
-        if mode.quic() {
+        if run("W1") {
+            let runs = sizes.w1_runs;
+            workloads::w1(&target, &mut report, &prefix, runs, "W1", &mut floors).await?;
+        }
+        if run("W2") {
+            workloads::w2(&target, &mut report, &prefix, sizes.w2_instances).await?;
+        }
+        if run("W3") {
+            workloads::w3(&target, &mut report, &prefix, sizes.w3_steps).await?;
+        }
+        if mode.quic() && run("W4") {
             workloads::w4(&target, &mut report, &prefix, &dir, sizes.w4_samples).await?;
+        }
+        if mode.quic() && run("W2-processes") {
             workloads::w2_processes(&target, &mut report, &prefix, sizes.w2_processes).await?;
+        }
+        if mode.quic() && run("W5") {
             workloads::w5(&target, &mut report, &prefix, sizes.w5_instances).await?;
         }
-        workloads::w1_history(
-            &target,
-            &mut report,
-            &prefix,
-            sizes.history,
-            sizes.w1_runs,
-            &mut floors,
-        )
-        .await?;
+        if run("W1-history") {
+            let (count, runs) = (sizes.history, sizes.w1_runs);
+            workloads::w1_history(&target, &mut report, &prefix, count, runs, &mut floors).await?;
+        }
     }
     floors.close().await?;
     if let Some(schema) = postgres {
@@ -186,6 +199,19 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The workloads `--workloads` may name.
+const WORKLOADS: [&str; 9] = [
+    "R",
+    "W1-store",
+    "W1",
+    "W2",
+    "W3",
+    "W4",
+    "W2-processes",
+    "W5",
+    "W1-history",
+];
 
 /// W2 as a multiple of W1's rate (target ≥ 5), and W1-history over W1 (target ≤ 1.2).
 /// (W1's ratio to its floor, target ≤ 1.5, is reported by W1 itself: see
