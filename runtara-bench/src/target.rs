@@ -100,6 +100,10 @@ impl Target {
             (false, _) => format!("sqlite://{}", dir.join("runtara.db").display()),
         };
         let store = runtara_core::connect(&url).await?;
+        if !mode.quic() {
+            // As a long-running embedding service would (the server does the same).
+            store.warm_up().await?;
+        }
         let server = if mode.quic() {
             Some(start_server(dir, &url)?)
         } else {

@@ -26,6 +26,14 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     /// Short name of the backend: `"sqlite"` or `"postgres"`.
     fn backend_name(&self) -> &'static str;
 
+    /// Gets ready for a burst of concurrent calls: opens the backend's connections and
+    /// prepares the statements of the checkpoint path ahead of time, so that the first
+    /// burst does not pay for them. Changes no data. A no-op where there is nothing to
+    /// warm (SQLite). A long-running process (the server does) calls it once at start-up.
+    async fn warm_up(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Creates an instance in status `pending`, ahead of its process.
     ///
     /// Fails with [`InstanceExists`](crate::Error::InstanceExists) when the id is taken.

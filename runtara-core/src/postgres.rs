@@ -130,6 +130,10 @@ impl Persistence for PostgresPersistence {
         "postgres"
     }
 
+    async fn warm_up(&self) -> Result<()> {
+        connection::warm_up(&self.pool).await
+    }
+
     async fn create_instance(&self, new: NewInstance) -> Result<InstanceRecord> {
         validate_id("instance id", &new.instance_id)?;
         validate_id("tenant id", &new.tenant_id)?;

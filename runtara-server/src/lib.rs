@@ -146,6 +146,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let persistence = runtara_core::connect(&url)
         .await
         .with_context(|| format!("opening the database {url}"))?;
+    // In the background: serving can start while the connections open.
+    let warming = persistence.clone();
+    tokio::spawn(async move {
+        if let Err(error) = warming.warm_up().await {
+            tracing::warn!(%error, "warming up the database connections failed");
+        }
+    });
     let tls = tls_setup::load(&config)?;
     let endpoint = |addr: SocketAddr, what: &str| {
         runtara_protocol::endpoint::server_endpoint(

@@ -2,10 +2,12 @@
 
 use std::str::FromStr;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, QueueMode, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
-use super::queries::pg;
+use super::group_commit::join_all;
+use super::queries::{pg, query, SAVE_CHECKPOINT, SAVE_CHECKPOINTS, TRANSITION};
 use crate::migrations::{MIGRATIONS_TABLE, POSTGRES};
 use crate::model::now_ms;
 use crate::{Error, Result};
@@ -50,6 +52,44 @@ pub(crate) fn pool(url: &str) -> Result<Pool> {
         .queue_mode(QueueMode::Lifo)
         .build()
         .map_err(|e| Error::database("postgres", e))
+}
+
+/// Opens every connection of the pool at once and, on each, prepares and runs once the
+/// statements of the checkpoint path with parameters that match no instance, so that
+/// PostgreSQL has parsed and planned them (the first plan of the group-commit statement
+/// alone costs milliseconds). Nothing is written.
+pub(crate) async fn warm_up(pool: &Pool) -> Result<()> {
+    let mut opened = Vec::with_capacity(POOL_SIZE);
+    for client in join_all((0..POOL_SIZE).map(|_| pool.get())).await {
+        opened.push(client.map_err(|e| Error::database("postgres", e))?);
+    }
+    join_all(opened.iter().map(warm_up_one))
+        .await
+        .into_iter()
+        .collect()
+}
+
+/// Runs each hot statement once on `client`, matching no instance.
+async fn warm_up_one(client: &Object) -> Result<()> {
+    let (none, no_bytes, no_text) = (None::<i64>, None::<&[u8]>, None::<&str>);
+    let one: [&(dyn ToSql + Sync); 6] = [&"", &"", &&b""[..], &0_i64, &0_i64, &none];
+    query(client, SAVE_CHECKPOINT, &one).await?;
+    let (texts, bytes) = (Vec::<&str>::new(), Vec::<&[u8]>::new());
+    let (ints, wakes) = (Vec::<i64>::new(), Vec::<Option<i64>>::new());
+    let many: [&(dyn ToSql + Sync); 6] = [&texts, &texts, &bytes, &ints, &ints, &wakes];
+    query(client, SAVE_CHECKPOINTS, &many).await?;
+    let transition: [&(dyn ToSql + Sync); 8] = [
+        &"",
+        &0_i64,
+        &"completed",
+        &no_bytes,
+        &no_text,
+        &none,
+        &0_i64,
+        &no_bytes,
+    ];
+    query(client, TRANSITION, &transition).await?;
+    Ok(())
 }
 
 /// Applies every embedded migration not yet recorded in `runtara_migrations`, in one
@@ -99,4 +139,41 @@ pub(crate) async fn migrate(pool: &Pool) -> Result<()> {
         );
     }
     tx.commit().await.map_err(pg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::PostgresPersistence;
+    use crate::Persistence;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn warm_up_opens_every_connection_and_prepares_the_checkpoint_path() {
+        let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
+            eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
+            return;
+        };
+        let store = PostgresPersistence::connect(&url).await.unwrap();
+        store.warm_up().await.unwrap();
+        let status = store.pool.status();
+        assert_eq!((status.size, status.available), (POOL_SIZE, POOL_SIZE));
+        let client = store.pool.get().await.unwrap();
+        let prepared: i64 = client
+            .query_one("SELECT count(*) FROM pg_prepared_statements", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(prepared >= 3, "only {prepared} statements prepared");
+        let written: i64 = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM instances WHERE instance_id = '') \
+                      + (SELECT count(*) FROM checkpoints WHERE instance_id = '') \
+                      + (SELECT count(*) FROM events WHERE instance_id = '')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(written, 0, "warming up wrote rows");
+    }
 }

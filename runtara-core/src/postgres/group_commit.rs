@@ -366,7 +366,7 @@ async fn earlier<C: GenericClient + Sync>(c: &C, save: &Save) -> Result<(Vec<u8>
 
 /// Polls every future concurrently (first polls in order) and returns their outputs in
 /// order.
-async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
