@@ -157,3 +157,25 @@ async fn the_wal_is_checkpointed_and_stays_small() {
         .unwrap();
     assert_eq!(mode, 1000, "a fresh connection keeps SQLite's default");
 }
+
+#[tokio::test]
+async fn new_files_use_1_kib_pages_and_large_states_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runtara.db");
+    let large: Vec<u8> = (0..300_000u32).map(|n| (n % 251) as u8).collect();
+    {
+        let store = connect(&url(&path)).await.unwrap();
+        let epoch = store.register_instance("i", "t", None).await.unwrap().epoch;
+        store.save_checkpoint("i", epoch, "big", &large).await.unwrap();
+    }
+    let store = connect(&url(&path)).await.unwrap();
+    assert_eq!(
+        store.get_checkpoint("i", "big").await.unwrap().as_deref(),
+        Some(&large[..])
+    );
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let page_size: i64 = connection
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(page_size, 1024);
+}

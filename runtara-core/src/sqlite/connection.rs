@@ -15,6 +15,16 @@ use crate::{Error, Result};
 /// How long a write waits for another process holding the database lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Page size of a new database file (an existing file keeps its own).
+///
+/// Each commit appends every page it changed to the WAL and fsyncs it, and on a virtio
+/// disk the fsync's cost grows with the bytes: a checkpoint changes three pages (the
+/// checkpoint row, its key, the instance row), 12 KiB at SQLite's default 4 KiB pages
+/// but 3 KiB at 1 KiB. Measured on the bench machine: 0.232 ms per checkpoint commit at
+/// 4 KiB, 0.199 ms at 1 KiB, against 0.179 ms for a one-page commit. States over ~1 KiB
+/// spill to overflow pages, which costs little more than the bytes themselves.
+const PAGE_SIZE: i64 = 1024;
+
 /// Prepared statements kept per connection (the backend uses about forty).
 const STATEMENT_CACHE: usize = 96;
 
@@ -42,6 +52,10 @@ fn open_file(path: &Path) -> Result<Connection> {
     let connection = Connection::open(path).map_err(db)?;
     // Other processes may hold the lock for a moment (BEGIN IMMEDIATE waits this long).
     connection.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+    // Takes effect only while the file is still empty (before WAL mode and the tables).
+    connection
+        .pragma_update(None, "page_size", PAGE_SIZE)
+        .map_err(db)?;
     let mode = switch_to_wal(&connection).map_err(db)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::database(

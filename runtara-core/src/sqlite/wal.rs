@@ -22,10 +22,11 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
-/// WAL pages after which the writer checkpoints when it has nothing else to do.
-const IDLE_PAGES: i32 = 256;
+/// WAL pages after which the writer checkpoints when it has nothing else to do (1 MiB
+/// at the 1 KiB pages of a new file).
+const IDLE_PAGES: i32 = 1_024;
 /// WAL pages after which the writer checkpoints before the next batch (~4 MiB).
-const MAX_PAGES: i32 = 1_000;
+const MAX_PAGES: i32 = 4_000;
 
 /// The WAL's size in pages after the last commit, as SQLite reports it.
 #[derive(Debug, Clone, Default)]
