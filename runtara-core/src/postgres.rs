@@ -16,6 +16,7 @@ mod queries;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use tokio_postgres::types::ToSql;
 
 use crate::guard::{check_run, plan_signal, validate_attempt, validate_id, SignalPlan, RESUMABLE};
 use crate::model::*;
@@ -169,23 +170,31 @@ impl Persistence for PostgresPersistence {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         let now = now_ms();
-        // Create-if-absent first, so two first registers cannot both "create".
-        let created = execute(
-            &tx,
-            "INSERT INTO instances (instance_id, tenant_id, status, epoch, resume_from, \
-             created_at_ms, started_at_ms, heartbeat_at_ms) \
-             VALUES ($1, $2, 'running', 1, $3, $4, $4, $4) ON CONFLICT (instance_id) DO NOTHING",
-            &[&instance_id, &tenant_id, &resume_from, &now],
-        )
-        .await?;
+        // Create-if-absent first, so two first registers cannot both "create"; then the
+        // row is locked. The two are pipelined, in that order.
+        let insert: [&(dyn ToSql + Sync); 4] = [&instance_id, &tenant_id, &resume_from, &now];
+        let (created, locked) = tokio::join!(
+            biased;
+            execute(&tx, REGISTER_NEW, &insert),
+            lock_instance(&tx, instance_id)
+        );
+        let created = created?;
+        let locked = match locked? {
+            // The lock ran before a concurrent first register committed the row that the
+            // insert then waited for: lock it now.
+            None if created == 0 => lock_instance(&tx, instance_id).await?,
+            locked => locked,
+        };
+        let registered = |tx| insert_event(tx, instance_id, "registered", resume_from, None, now);
         let registration = if created == 1 {
+            registered(&tx).await?;
             Registration {
                 epoch: 1,
                 created: true,
                 previous_status: None,
             }
         } else {
-            let Some((owner, status, epoch)) = lock_instance(&tx, instance_id).await? else {
+            let Some((owner, status, epoch)) = locked else {
                 return Err(Error::Corrupt(format!(
                     "instance `{instance_id}` vanished while it was being registered"
                 )));
@@ -202,35 +211,29 @@ impl Persistence for PostgresPersistence {
                     status,
                 });
             }
-            let changed = execute(
-                &tx,
-                "UPDATE instances SET status = 'running', epoch = epoch + 1, resume_from = $2, \
-                 wake_at_ms = NULL, started_at_ms = COALESCE(started_at_ms, $3), heartbeat_at_ms = $3 \
-                 WHERE instance_id = $1 AND epoch = $4 \
-                 AND status IN ('pending', 'running', 'suspended', 'sleeping')",
-                &[&instance_id, &resume_from, &now, &epoch],
-            )
-            .await?;
-            if changed != 1 {
+            // The row is locked and checked: the three writes are pipelined.
+            let resume: [&(dyn ToSql + Sync); 4] = [&instance_id, &resume_from, &now, &epoch];
+            let answer: [&(dyn ToSql + Sync); 2] = [&instance_id, &now];
+            let (changed, answered, event) = tokio::join!(
+                biased;
+                execute(&tx, REGISTER_RESUME, &resume),
+                // The run that resumes it answers every queued resume.
+                execute(&tx, ANSWER_RESUMES, &answer),
+                registered(&tx)
+            );
+            if changed? != 1 {
                 return Err(Error::Corrupt(format!(
                     "instance `{instance_id}` changed while it was being registered"
                 )));
             }
-            // The run that resumes it answers every queued resume.
-            execute(
-                &tx,
-                "UPDATE signals SET acked_at_ms = $2, acknowledged = true \
-                 WHERE instance_id = $1 AND signal_type = 'resume' AND acked_at_ms IS NULL",
-                &[&instance_id, &now],
-            )
-            .await?;
+            answered?;
+            event?;
             Registration {
                 epoch: epoch + 1,
                 created: false,
                 previous_status: Some(status),
             }
         };
-        insert_event(&tx, instance_id, "registered", resume_from, None, now).await?;
         tx.commit().await.map_err(pg)?;
         Ok(registration)
     }

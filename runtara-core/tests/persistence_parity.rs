@@ -64,6 +64,7 @@ macro_rules! parity {
 
 parity!(
     register_creates_then_resumes_with_a_new_epoch,
+    concurrent_first_registers_create_once_and_take_distinct_epochs,
     register_refuses_another_tenant_and_terminal_instances,
     create_instance_is_pending_and_unique,
     checkpoint_is_insert_if_absent,
@@ -135,6 +136,31 @@ async fn register_creates_then_resumes_with_a_new_epoch(store: Arc<dyn Persisten
     assert!(!second.created);
     assert_eq!(second.previous_status, Some(InstanceStatus::Running));
     assert_eq!(store.get_instance(&id).await.unwrap().unwrap().epoch, 2);
+}
+
+async fn concurrent_first_registers_create_once_and_take_distinct_epochs(
+    store: Arc<dyn Persistence>,
+) {
+    for round in 0..5 {
+        let id = unique(&format!("race{round}"));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, id) = (store.clone(), id.clone());
+                tokio::spawn(async move { store.register_instance(&id, "t", None).await })
+            })
+            .collect();
+        let mut epochs = Vec::new();
+        let mut created = 0;
+        for task in tasks {
+            let registration = task.await.unwrap().unwrap();
+            created += usize::from(registration.created);
+            epochs.push(registration.epoch);
+        }
+        epochs.sort_unstable();
+        assert_eq!(created, 1, "exactly one register created the instance");
+        assert_eq!(epochs, (1..=8).collect::<Vec<i64>>());
+        assert_eq!(store.get_instance(&id).await.unwrap().unwrap().epoch, 8);
+    }
 }
 
 async fn register_refuses_another_tenant_and_terminal_instances(store: Arc<dyn Persistence>) {

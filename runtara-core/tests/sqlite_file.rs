@@ -166,7 +166,10 @@ async fn new_files_use_1_kib_pages_and_large_states_round_trip() {
     {
         let store = connect(&url(&path)).await.unwrap();
         let epoch = store.register_instance("i", "t", None).await.unwrap().epoch;
-        store.save_checkpoint("i", epoch, "big", &large).await.unwrap();
+        store
+            .save_checkpoint("i", epoch, "big", &large)
+            .await
+            .unwrap();
     }
     let store = connect(&url(&path)).await.unwrap();
     assert_eq!(

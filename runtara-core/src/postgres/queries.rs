@@ -359,6 +359,25 @@ WITH upd AS (
 )
 SELECT count(*) FROM upd";
 
+/// A first register: creates the instance, running under epoch 1, unless the id is
+/// taken. Parameters: `$1` instance, `$2` tenant, `$3` resume-from, `$4` now.
+pub(crate) const REGISTER_NEW: &str = "\
+INSERT INTO instances (instance_id, tenant_id, status, epoch, resume_from, created_at_ms,
+    started_at_ms, heartbeat_at_ms)
+VALUES ($1, $2, 'running', 1, $3, $4, $4, $4) ON CONFLICT (instance_id) DO NOTHING";
+
+/// A register resuming a locked, checked instance under the next epoch. Parameters:
+/// `$1` instance, `$2` resume-from, `$3` now, `$4` the epoch found.
+pub(crate) const REGISTER_RESUME: &str = "\
+UPDATE instances SET status = 'running', epoch = epoch + 1, resume_from = $2, wake_at_ms = NULL,
+    started_at_ms = COALESCE(started_at_ms, $3), heartbeat_at_ms = $3
+WHERE instance_id = $1 AND epoch = $4 AND status IN ('pending', 'running', 'suspended', 'sleeping')";
+
+/// Answers every queued resume of instance `$1` at `$2`.
+pub(crate) const ANSWER_RESUMES: &str = "\
+UPDATE signals SET acked_at_ms = $2, acknowledged = true
+WHERE instance_id = $1 AND signal_type = 'resume' AND acked_at_ms IS NULL";
+
 /// Creates a pending instance unless the id is taken, with its `created` event.
 /// Parameters: `$1` instance, `$2` tenant, `$3` image, `$4` input, `$5` now.
 pub(crate) fn create_instance_sql() -> String {
