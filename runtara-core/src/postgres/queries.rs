@@ -197,7 +197,9 @@ pub(crate) const PENDING_SIGNAL: &str =
      ORDER BY (signal_type = 'cancel') DESC, signal_id LIMIT 1";
 
 /// `save_checkpoint` and `save_sleep` in one statement: lock and guard, insert-if-absent,
-/// instance bookkeeping, the earlier state and the pending signal.
+/// instance bookkeeping, the earlier state and the pending signal. The earlier state is
+/// looked up only when the insert found the id taken: a fresh checkpoint, the common
+/// case, costs no second index probe.
 ///
 /// Parameters: `$1` instance, `$2` checkpoint id, `$3` state, `$4` now, `$5` epoch,
 /// `$6` wake time (NULL for a plain checkpoint). Columns: status, epoch (NULL when the
@@ -208,13 +210,14 @@ WITH inst AS (
     SELECT status, epoch FROM instances WHERE instance_id = $1 FOR NO KEY UPDATE
 ), ok AS (
     SELECT 1 FROM inst WHERE status = 'running' AND epoch = $5
-), earlier AS (
-    SELECT state, wake_at_ms FROM checkpoints WHERE instance_id = $1 AND checkpoint_id = $2
 ), ins AS (
     INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms, wake_at_ms)
     SELECT $1, $2, $3, $4, $6::BIGINT FROM ok
     ON CONFLICT (instance_id, checkpoint_id) DO NOTHING
     RETURNING 1
+), earlier AS (
+    SELECT state, wake_at_ms FROM checkpoints
+    WHERE instance_id = $1 AND checkpoint_id = $2 AND NOT EXISTS (SELECT 1 FROM ins)
 ), upd AS (
     UPDATE instances SET
         checkpoint_id = CASE WHEN EXISTS (SELECT 1 FROM ins) THEN $2 ELSE instances.checkpoint_id END,
@@ -251,14 +254,15 @@ WITH job AS (
 ), ok AS (
     SELECT job.* FROM job JOIN inst ON inst.instance_id = job.instance_id
     WHERE inst.status = 'running' AND inst.epoch = job.epoch
-), earlier AS (
-    SELECT c.instance_id, c.state, c.wake_at_ms FROM checkpoints AS c
-    JOIN job ON c.instance_id = job.instance_id AND c.checkpoint_id = job.checkpoint_id
 ), ins AS (
     INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms, wake_at_ms)
     SELECT instance_id, checkpoint_id, state, now, wake_at_ms FROM ok
     ON CONFLICT (instance_id, checkpoint_id) DO NOTHING
     RETURNING instance_id
+), earlier AS (
+    SELECT c.instance_id, c.state, c.wake_at_ms FROM checkpoints AS c
+    JOIN job ON c.instance_id = job.instance_id AND c.checkpoint_id = job.checkpoint_id
+    WHERE job.instance_id NOT IN (SELECT instance_id FROM ins)
 ), upd AS (
     UPDATE instances SET
         checkpoint_id = CASE WHEN ok.inserted THEN ok.checkpoint_id
