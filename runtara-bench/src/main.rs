@@ -10,7 +10,8 @@
 //! PostgreSQL modes run when `RUNTARA_BENCH_POSTGRES_URL` is set. Workloads:
 //! `W1` one instance, 100 sequential `#[durable]` steps (~100 B of JSON each): median
 //! ms per step over 5 runs after a warm-up, and the p99 of single steps; `W2` 200
-//! instances × 10 steps at once in one process; `W2-processes` the same launched as
+//! instances × 10 steps at once in one process (median of 3 runs after a warm-up);
+//! `W2-processes` the same launched as
 //! processes through the management API; `W3` an instance with 10,000 recorded steps
 //! restarted and replayed; `W4` `start_instance` to the first step body; `W5` server
 //! memory per connected idle instance; `W1-history` W1 again after 100,000 checkpoints;
@@ -169,7 +170,8 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
             workloads::w1(&target, &mut report, &prefix, runs, "W1", &mut floors).await?;
         }
         if run("W2") {
-            workloads::w2(&target, &mut report, &prefix, sizes.w2_instances).await?;
+            let (instances, runs) = (sizes.w2_instances, sizes.w2_runs);
+            workloads::w2(&target, &mut report, &prefix, instances, runs).await?;
         }
         if run("W3") {
             workloads::w3(&target, &mut report, &prefix, sizes.w3_steps).await?;

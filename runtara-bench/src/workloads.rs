@@ -23,6 +23,8 @@ pub struct Sizes {
     pub w1_runs: usize,
     /// W2 instances.
     pub w2_instances: usize,
+    /// Measured W2 runs (after a warm-up run).
+    pub w2_runs: usize,
     /// W2-processes instances.
     pub w2_processes: usize,
     /// W3 recorded steps.
@@ -40,6 +42,7 @@ impl Sizes {
     pub const FULL: Sizes = Sizes {
         w1_runs: 5,
         w2_instances: 200,
+        w2_runs: 3,
         w2_processes: 200,
         w3_steps: 10_000,
         w4_samples: 20,
@@ -50,6 +53,7 @@ impl Sizes {
     pub const QUICK: Sizes = Sizes {
         w1_runs: 3,
         w2_instances: 200,
+        w2_runs: 1,
         w2_processes: 30,
         w3_steps: 2_000,
         w4_samples: 5,
@@ -112,16 +116,31 @@ pub async fn w1(
     Ok(())
 }
 
-/// W2: `instances` × 10 steps, all at once in this process.
+/// W2: `instances` × 10 steps, all at once in this process; like W1, one warm-up run,
+/// then the median of `runs` (a single run lasts a fraction of a second).
 pub async fn w2(
     target: &Target,
     report: &mut Report,
     prefix: &str,
     instances: usize,
+    runs: usize,
 ) -> anyhow::Result<()> {
+    let mut rates = Vec::with_capacity(runs);
+    for run in 0..=runs {
+        let rate = w2_once(target, &format!("{prefix}-w2-{run}"), instances).await?;
+        if run > 0 {
+            rates.push(rate);
+        }
+    }
+    report.add(target.mode.name(), "W2", median(&mut rates), "steps_per_s");
+    Ok(())
+}
+
+/// One W2 run: steps per second, or an error when any instance failed.
+async fn w2_once(target: &Target, prefix: &str, instances: usize) -> anyhow::Result<f64> {
     let mut sdks = Vec::with_capacity(instances);
     for n in 0..instances {
-        sdks.push(target.run(&format!("{prefix}-w2-{n}")).await?);
+        sdks.push(target.run(&format!("{prefix}-{n}")).await?);
     }
     let start = Instant::now();
     let tasks: Vec<_> = sdks
@@ -142,13 +161,7 @@ pub async fn w2(
     }
     let elapsed = start.elapsed().as_secs_f64();
     anyhow::ensure!(failures == 0, "W2: {failures} instances failed");
-    report.add(
-        target.mode.name(),
-        "W2",
-        (instances * 10) as f64 / elapsed,
-        "steps_per_s",
-    );
-    Ok(())
+    Ok((instances * 10) as f64 / elapsed)
 }
 
 /// W3: an instance with `recorded` steps restarted: register plus replaying them all.
