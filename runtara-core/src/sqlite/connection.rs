@@ -25,6 +25,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// spill to overflow pages, which costs little more than the bytes themselves.
 const PAGE_SIZE: i64 = 1024;
 
+/// Page cache per connection: 16 MiB (a negative `cache_size` is in KiB), against
+/// SQLite's default 2 MiB. A restart loads its instance's whole history (W3: 10,000
+/// checkpoints); past the cache each page is a `pread`. Register plus load of 10,000
+/// checkpoints went from 24-32 ms to 20-23 ms in 3 paired runs.
+const CACHE_KIB: i64 = -16 * 1024;
+
 /// Prepared statements kept per connection (the backend uses about forty).
 const STATEMENT_CACHE: usize = 96;
 
@@ -36,6 +42,10 @@ pub(crate) fn open(target: &SqliteTarget) -> Result<Connection> {
         SqliteTarget::File(path) => open_file(path)?,
     };
     connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    connection
+        .pragma_update(None, "cache_size", CACHE_KIB)
+        .map_err(db)?;
+
     migrate(&connection)?;
     Ok(connection)
 }
