@@ -241,10 +241,14 @@ impl Persistence for PostgresPersistence {
     async fn load_replay(&self, instance_id: &str) -> Result<ReplayLog> {
         validate_id("instance id", instance_id)?;
         let client = self.client().await?;
-        let mut log = ReplayLog::default();
+        let mut rows = Vec::new();
         for row in query(&client, LOAD_REPLAY, &[&instance_id]).await? {
-            let part: i32 = col(&row, 0)?;
-            let checkpoint_id: String = col(&row, 2)?;
+            let key: (i32, i64, String) = (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
+            rows.push((key, row));
+        }
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut log = ReplayLog::default();
+        for ((part, _, checkpoint_id), row) in rows {
             if part == 0 {
                 log.checkpoints.push((checkpoint_id, col(&row, 3)?));
             } else {
