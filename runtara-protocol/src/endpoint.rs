@@ -21,12 +21,23 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Keep-alive interval, well under the idle timeout.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
+/// Receive window of one stream on the client side (bytes).
+const CLIENT_STREAM_WINDOW: u32 = 8 << 20;
+
 fn quic_error(context: &str, error: impl std::fmt::Display) -> ProtocolError {
     ProtocolError::Quic(format!("{context}: {error}"))
 }
 
 fn transport() -> Result<Arc<quinn::TransportConfig>> {
+    transport_with(|_| {})
+}
+
+/// [`transport`] with client-only settings applied by `adjust`.
+fn transport_with(
+    adjust: impl FnOnce(&mut quinn::TransportConfig),
+) -> Result<Arc<quinn::TransportConfig>> {
     let mut transport = quinn::TransportConfig::default();
+    adjust(&mut transport);
     transport
         .max_concurrent_bidi_streams(MAX_CONCURRENT_STREAMS.into())
         .max_concurrent_uni_streams(0u32.into())
@@ -121,7 +132,13 @@ pub fn client_endpoint(tls: &ClientTls, server: SocketAddr) -> Result<quinn::End
     let crypto = QuicClientConfig::try_from(client_config(tls)?)
         .map_err(|e| quic_error("client crypto", e))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(transport()?);
+    // A restarted instance receives its whole history in one reply (10,000 checkpoints
+    // are ~1.3 MB); quinn's default stream window (1.25 MB) made the server wait for a
+    // window update in the middle. Only the client's window grows: the server reads
+    // whole frames and keeps its default.
+    config.transport_config(transport_with(|t| {
+        t.stream_receive_window(CLIENT_STREAM_WINDOW.into());
+    })?);
     let bind: SocketAddr = if server.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
