@@ -215,7 +215,8 @@ const WORKLOADS: [&str; 9] = [
     "W1-history",
 ];
 
-/// W2 as a multiple of W1's rate (target ≥ 5), and W1-history over W1 (target ≤ 1.2).
+/// W2 as a multiple of W1's rate (target ≥ 5), and W1-history over W1 (target ≤ 1.2), also
+/// as the ratio of the two runs' `x_floor` (`x_W1_drift_corrected`, a diagnostic).
 /// (W1's ratio to its floor, target ≤ 1.5, is reported by W1 itself: see
 /// [`workloads::w1`].)
 fn add_ratios(report: &mut Report) {
@@ -230,6 +231,12 @@ fn add_ratios(report: &mut Report) {
         }
         if let Some(history) = report.get(name, "W1-history", "ms_per_step") {
             ratios.push((name, "W1-history", history / w1, "x_W1"));
+        }
+        // The same comparison with each side divided by the floor measured alongside it:
+        // W1 and W1-history run half a minute apart, and the machine drifts meanwhile.
+        let floor_ratio = |workload| report.get(name, workload, "x_floor");
+        if let (Some(history), Some(w1)) = (floor_ratio("W1-history"), floor_ratio("W1")) {
+            ratios.push((name, "W1-history", history / w1, "x_W1_drift_corrected"));
         }
     }
     for (mode, workload, value, unit) in ratios {
