@@ -6,8 +6,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, Recycli
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
-use super::group_commit::join_all;
-use super::queries::{pg, query, SAVE_CHECKPOINT, SAVE_CHECKPOINTS, TRANSITION};
+use super::group_commit::{self, join_all};
+use super::queries::{pg, query, TRANSITION};
 use crate::migrations::{MIGRATIONS_TABLE, POSTGRES};
 use crate::model::now_ms;
 use crate::{Error, Result};
@@ -71,13 +71,8 @@ pub(crate) async fn warm_up(pool: &Pool) -> Result<()> {
 
 /// Runs each hot statement once on `client`, matching no instance.
 async fn warm_up_one(client: &Object) -> Result<()> {
+    group_commit::warm_up(client).await?;
     let (none, no_bytes, no_text) = (None::<i64>, None::<&[u8]>, None::<&str>);
-    let one: [&(dyn ToSql + Sync); 6] = [&"", &"", &&b""[..], &0_i64, &0_i64, &none];
-    query(client, SAVE_CHECKPOINT, &one).await?;
-    let (texts, bytes) = (Vec::<&str>::new(), Vec::<&[u8]>::new());
-    let (ints, wakes) = (Vec::<i64>::new(), Vec::<Option<i64>>::new());
-    let many: [&(dyn ToSql + Sync); 6] = [&texts, &texts, &bytes, &ints, &ints, &wakes];
-    query(client, SAVE_CHECKPOINTS, &many).await?;
     let transition: [&(dyn ToSql + Sync); 8] = [
         &"",
         &0_i64,

@@ -268,7 +268,8 @@ fn rounds(batch: &[Job]) -> Vec<Vec<usize>> {
     rounds
 }
 
-/// The array parameters of [`SAVE_CHECKPOINTS`] for one round.
+/// The array parameters of [`SAVE_CHECKPOINTS`] for one round (empty by default).
+#[derive(Default)]
 struct Arrays<'a> {
     instance_ids: Vec<&'a str>,
     checkpoint_ids: Vec<&'a str>,
@@ -301,6 +302,22 @@ impl<'a> Arrays<'a> {
             &self.wakes,
         ]
     }
+}
+
+/// Runs both checkpoint statements once on `client`, for a save of no instance, so that
+/// the connection has them parsed and planned. Writes nothing.
+pub(crate) async fn warm_up<C: GenericClient + Sync>(client: &C) -> Result<()> {
+    let nothing = Save {
+        instance_id: String::new(),
+        epoch: 0,
+        checkpoint_id: String::new(),
+        state: Vec::new(),
+        wake_at_ms: None,
+        now: 0,
+    };
+    query(client, SAVE_CHECKPOINT, &nothing.params()).await?;
+    query(client, SAVE_CHECKPOINTS, &Arrays::default().params()).await?;
+    Ok(())
 }
 
 /// Runs one save in autocommit on a pooled connection.
