@@ -182,3 +182,60 @@ async fn new_files_use_1_kib_pages_and_large_states_round_trip() {
         .unwrap();
     assert_eq!(page_size, 1024);
 }
+
+#[tokio::test]
+async fn the_wal_is_preallocated_and_a_crash_copy_recovers_every_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runtara.db");
+    let wal_path = dir.path().join("runtara.db-wal");
+    let store = connect(&url(&path)).await.unwrap();
+    // Opening wrote the zeros: the first megabyte of commits overwrites, never appends.
+    let preallocated = std::fs::metadata(&wal_path).unwrap().len();
+    assert!(
+        preallocated > 1 << 20,
+        "the WAL holds {preallocated} bytes after opening"
+    );
+    let epoch = store.register_instance("i", "t", None).await.unwrap().epoch;
+    for n in 0..40 {
+        store
+            .save_checkpoint("i", epoch, &format!("c{n}"), &[n; 100])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        std::fs::metadata(&wal_path).unwrap().len(),
+        preallocated,
+        "the commits stayed inside the preallocated WAL"
+    );
+    // What a `kill -9` leaves: the database and a WAL whose tail is still zeros.
+    let crashed = dir.path().join("crashed");
+    std::fs::create_dir(&crashed).unwrap();
+    std::fs::copy(&path, crashed.join("runtara.db")).unwrap();
+    std::fs::copy(&wal_path, crashed.join("runtara.db-wal")).unwrap();
+    let recovered = connect(&url(&crashed.join("runtara.db"))).await.unwrap();
+    let checkpoints = recovered.list_checkpoints("i").await.unwrap();
+    assert_eq!(
+        checkpoints.len(),
+        40,
+        "every acknowledged checkpoint is back"
+    );
+    assert_eq!(
+        recovered
+            .get_checkpoint("i", "c39")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&[39u8; 100][..])
+    );
+    // And it keeps working on top of the recovered WAL.
+    let epoch = recovered
+        .register_instance("i", "t", None)
+        .await
+        .unwrap()
+        .epoch;
+    recovered
+        .save_checkpoint("i", epoch, "after", b"more")
+        .await
+        .unwrap();
+    assert_eq!(recovered.list_checkpoints("i").await.unwrap().len(), 41);
+}

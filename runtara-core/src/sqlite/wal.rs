@@ -17,6 +17,7 @@
 //! and no job is waiting, or at [`MAX_PAGES`] regardless. A caller that committed on its
 //! own thread asks the writer thread to do it, rather than delay its own answer.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
@@ -73,4 +74,54 @@ impl WalPages {
             Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
         }
     }
+}
+
+/// WAL frames written ahead of the first commit: the idle checkpoint threshold plus
+/// room for one more batch, so a WAL that is checkpointed when idle never grows.
+const PREALLOCATED_FRAMES: u64 = IDLE_PAGES as u64 + 64;
+/// A WAL file's header, and each frame's header, in bytes.
+const WAL_HEADER: u64 = 32;
+const FRAME_HEADER: u64 = 24;
+
+/// Extends the WAL file of `connection` (at `wal_path`) with zeros to hold
+/// [`PREALLOCATED_FRAMES`] frames, so that the first megabyte of commits after an open
+/// overwrites written blocks instead of appending (see the module docs: an append makes
+/// every fsync commit the file's new size too).
+///
+/// SQLite deletes the WAL when the last connection closes, so a new process starts with
+/// an empty one; without this, its first thousand commits pay the append. The zeros are
+/// never read as frames: SQLite writes a new header with random salts at the start of
+/// an empty WAL, and a frame counts only if its salts and running checksum match.
+/// The file is only ever extended past its current end, under the write lock
+/// (`BEGIN IMMEDIATE`), so no frame another connection wrote can be overwritten.
+pub(crate) fn preallocate(connection: &Connection, wal_path: &Path) -> rusqlite::Result<()> {
+    let page_size: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+    let page_size = u64::try_from(page_size).unwrap_or(4096);
+    let wanted = WAL_HEADER + PREALLOCATED_FRAMES * (FRAME_HEADER + page_size);
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    let extended = extend_with_zeros(wal_path, wanted);
+    connection.execute_batch("ROLLBACK")?;
+    if let Err(error) = extended {
+        // Only a speed-up: the WAL then grows as it would have anyway.
+        tracing::debug!(%error, path = %wal_path.display(), "could not preallocate the WAL");
+    }
+    Ok(())
+}
+
+/// Writes zeros from the end of the file at `path` up to `wanted` bytes and syncs them.
+fn extend_with_zeros(path: &Path, wanted: u64) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let mut at = file.metadata()?.len();
+    if at >= wanted {
+        return Ok(());
+    }
+    file.seek(SeekFrom::Start(at))?;
+    let zeros = vec![0u8; 64 * 1024];
+    while at < wanted {
+        let len = (wanted - at).min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..len])?;
+        at += len as u64;
+    }
+    file.sync_all()
 }
