@@ -137,14 +137,29 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     if wanted("floor") {
         let (blocks, samples) = if cli.quick { (3, 100) } else { (5, 200) };
         // One block of each figure in turn, so that all four see the same drift.
-        let mut figures: [Vec<f64>; 4] = Default::default();
+        let mut figures: [Vec<f64>; 6] = Default::default();
         for _ in 0..blocks {
             figures[0].push(floors.fsync_ms(samples)?);
             figures[1].push(floors.sqlite_commit_ms(samples)?);
             figures[2].extend(floors.postgres_commit_ms(samples).await?);
             figures[3].push(floors.quic_rtt_ms(samples).await?);
+            figures[4].push(floors.sequential_of_mode(Mode::QuicSqlite, samples).await?);
+            if postgres_url.is_some() {
+                figures[5].push(
+                    floors
+                        .sequential_of_mode(Mode::QuicPostgres, samples)
+                        .await?,
+                );
+            }
         }
-        let names = ["fsync", "sqlite_commit", "postgres_commit", "quic_rtt"];
+        let names = [
+            "fsync",
+            "sqlite_commit",
+            "postgres_commit",
+            "quic_rtt",
+            "quic_rtt_then_sqlite_commit",
+            "quic_rtt_then_postgres_commit",
+        ];
         for (name, mut values) in names.into_iter().zip(figures) {
             if !values.is_empty() {
                 report.add("floor", name, report::median(&mut values), "ms");

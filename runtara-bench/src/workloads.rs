@@ -81,7 +81,9 @@ async fn steps(sdk: &RuntaraSdk, prefix: &str, steps: u32) -> anyhow::Result<Vec
 /// W1: one instance, 100 sequential steps; median ms per step over the runs, and the p99
 /// of single steps. Reported under `workload`, with the mode's floor measured right
 /// before each run (`floor_ms`, the median over the runs) and the median of the runs'
-/// ratios to it (`x_floor`).
+/// ratios to it (`x_floor`). QUIC modes also report the floor with its parts used in
+/// sequence (`step_floor_ms`, see [`Floors::sequential_of_mode`]) and the ratio to it
+/// (`x_step_floor`), diagnostics.
 pub async fn w1(
     target: &Target,
     report: &mut Report,
@@ -93,9 +95,16 @@ pub async fn w1(
     let mut per_run = Vec::new();
     let mut floor_per_run = Vec::new();
     let mut ratios = Vec::new();
+    let mut step_floor_per_run = Vec::new();
+    let mut step_ratios = Vec::new();
     let mut all = Vec::new();
     for run in 0..=runs {
         let floor = floors.of_mode(target.mode, 100).await?;
+        let step_floor = if target.mode.quic() {
+            Some(floors.sequential_of_mode(target.mode, 100).await?)
+        } else {
+            None
+        };
         let sdk = target.run(&format!("{prefix}-{workload}-{run}")).await?;
         let start = Instant::now();
         let times = steps(&sdk, "s", 100).await?;
@@ -105,6 +114,10 @@ pub async fn w1(
             per_run.push(elapsed / 100.0);
             floor_per_run.push(floor);
             ratios.push(elapsed / 100.0 / floor);
+            if let Some(step_floor) = step_floor {
+                step_floor_per_run.push(step_floor);
+                step_ratios.push(elapsed / 100.0 / step_floor);
+            }
             all.extend(times);
         }
     }
@@ -113,6 +126,15 @@ pub async fn w1(
     report.add(mode, workload, percentile(&mut all, 0.99), "p99_ms");
     report.add(mode, workload, median(&mut floor_per_run), "floor_ms");
     report.add(mode, workload, median(&mut ratios), "x_floor");
+    if !step_ratios.is_empty() {
+        report.add(
+            mode,
+            workload,
+            median(&mut step_floor_per_run),
+            "step_floor_ms",
+        );
+        report.add(mode, workload, median(&mut step_ratios), "x_step_floor");
+    }
     Ok(())
 }
 
