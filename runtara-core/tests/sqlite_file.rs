@@ -207,6 +207,10 @@ async fn the_wal_is_preallocated_and_a_crash_copy_recovers_every_checkpoint() {
         preallocated,
         "the commits stayed inside the preallocated WAL"
     );
+    // A second handle on the file finds the WAL large enough and leaves it alone.
+    let second = connect(&url(&path)).await.unwrap();
+    assert_eq!(std::fs::metadata(&wal_path).unwrap().len(), preallocated);
+    assert_eq!(second.list_checkpoints("i").await.unwrap().len(), 40);
     // What a `kill -9` leaves: the database and a WAL whose tail is still zeros.
     let crashed = dir.path().join("crashed");
     std::fs::create_dir(&crashed).unwrap();

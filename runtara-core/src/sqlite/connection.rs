@@ -85,15 +85,8 @@ fn open_file(path: &Path) -> Result<Connection> {
     connection
         .pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(db)?;
-    super::wal::preallocate(&connection, &wal_path(path)).map_err(db)?;
+    super::wal::preallocate(&connection);
     Ok(connection)
-}
-
-/// The WAL file SQLite keeps beside the database file at `path`.
-fn wal_path(path: &Path) -> std::path::PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push("-wal");
-    name.into()
 }
 
 /// Switches the file to WAL mode (a no-op once it is), returning the mode now in force.

@@ -83,10 +83,10 @@ const PREALLOCATED_FRAMES: u64 = IDLE_PAGES as u64 + 64;
 const WAL_HEADER: u64 = 32;
 const FRAME_HEADER: u64 = 24;
 
-/// Extends the WAL file of `connection` (at `wal_path`) with zeros to hold
-/// [`PREALLOCATED_FRAMES`] frames, so that the first megabyte of commits after an open
-/// overwrites written blocks instead of appending (see the module docs: an append makes
-/// every fsync commit the file's new size too).
+/// Extends the WAL file of `connection` with zeros to hold [`PREALLOCATED_FRAMES`]
+/// frames, so that the first megabyte of commits after an open overwrites written blocks
+/// instead of appending (see the module docs: an append makes every fsync commit the
+/// file's new size too).
 ///
 /// SQLite deletes the WAL when the last connection closes, so a new process starts with
 /// an empty one; without this, its first thousand commits pay the append. The zeros are
@@ -94,18 +94,34 @@ const FRAME_HEADER: u64 = 24;
 /// an empty WAL, and a frame counts only if its salts and running checksum match.
 /// The file is only ever extended past its current end, under the write lock
 /// (`BEGIN IMMEDIATE`), so no frame another connection wrote can be overwritten.
-pub(crate) fn preallocate(connection: &Connection, wal_path: &Path) -> rusqlite::Result<()> {
+///
+/// Only a speed-up: when anything fails (a read-only file, another process holding the
+/// write lock), the WAL grows as it would have anyway.
+pub(crate) fn preallocate(connection: &Connection) {
+    let Some(wal_path) = connection.path().map(|db| format!("{db}-wal")) else {
+        return;
+    };
+    if let Err(error) = preallocate_at(connection, Path::new(&wal_path)) {
+        tracing::debug!(%error, path = %wal_path, "could not preallocate the WAL");
+    }
+}
+
+fn preallocate_at(
+    connection: &Connection,
+    wal_path: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     let page_size: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
-    let page_size = u64::try_from(page_size).unwrap_or(4096);
-    let wanted = WAL_HEADER + PREALLOCATED_FRAMES * (FRAME_HEADER + page_size);
+    let wanted = WAL_HEADER + PREALLOCATED_FRAMES * (FRAME_HEADER + u64::try_from(page_size)?);
+    // SQLite creates the file in the first transaction; until then it is empty.
+    let current = std::fs::metadata(wal_path).map_or(0, |m| m.len());
+    if current >= wanted {
+        // Already as large (another connection is using it): no need to take the lock.
+        return Ok(());
+    }
     connection.execute_batch("BEGIN IMMEDIATE")?;
     let extended = extend_with_zeros(wal_path, wanted);
     connection.execute_batch("ROLLBACK")?;
-    if let Err(error) = extended {
-        // Only a speed-up: the WAL then grows as it would have anyway.
-        tracing::debug!(%error, path = %wal_path.display(), "could not preallocate the WAL");
-    }
-    Ok(())
+    Ok(extended?)
 }
 
 /// Writes zeros from the end of the file at `path` up to `wanted` bytes and syncs them.
