@@ -63,6 +63,20 @@ pub fn server_endpoint(
     key_pem: &[u8],
     reset_secret: Option<&[u8]>,
 ) -> Result<quinn::Endpoint> {
+    let socket =
+        std::net::UdpSocket::bind(bind).map_err(|e| quic_error(&format!("binding {bind}"), e))?;
+    server_endpoint_on(socket, cert_pem, key_pem, reset_secret)
+}
+
+/// [`server_endpoint`] on a socket already bound, such as one of
+/// [`reuse_port_sockets`]. Must be called inside the tokio runtime that is to drive the
+/// endpoint.
+pub fn server_endpoint_on(
+    socket: std::net::UdpSocket,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    reset_secret: Option<&[u8]>,
+) -> Result<quinn::Endpoint> {
     let crypto = QuicServerConfig::try_from(server_config(cert_pem, key_pem)?)
         .map_err(|e| quic_error("server crypto", e))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
@@ -88,15 +102,45 @@ pub fn server_endpoint(
         }
         None => quinn::EndpointConfig::default(),
     };
-    let socket =
-        std::net::UdpSocket::bind(bind).map_err(|e| quic_error(&format!("binding {bind}"), e))?;
+    let addr = socket
+        .local_addr()
+        .map_err(|e| quic_error("reading the bound address", e))?;
     quinn::Endpoint::new(
         endpoint_config,
         Some(config),
         socket,
         Arc::new(quinn::TokioRuntime),
     )
-    .map_err(|e| quic_error(&format!("starting the endpoint on {bind}"), e))
+    .map_err(|e| quic_error(&format!("starting the endpoint on {addr}"), e))
+}
+
+/// `count` UDP sockets bound to the same address with `SO_REUSEPORT`, so that several
+/// endpoints (one per thread) share one port. Port 0 picks a free port for the first;
+/// the others join it. The kernel hands each datagram to a socket by a hash of its
+/// source and destination, so all of a connection's datagrams reach the same endpoint.
+pub fn reuse_port_sockets(bind: SocketAddr, count: usize) -> Result<Vec<std::net::UdpSocket>> {
+    let mut addr = bind;
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .map_err(|e| quic_error("creating a UDP socket", e))?;
+        socket
+            .set_reuse_port(true)
+            .map_err(|e| quic_error("setting SO_REUSEPORT", e))?;
+        socket
+            .bind(&addr.into())
+            .map_err(|e| quic_error(&format!("binding {addr}"), e))?;
+        let socket = std::net::UdpSocket::from(socket);
+        addr = socket
+            .local_addr()
+            .map_err(|e| quic_error("reading the bound address", e))?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
 }
 
 /// Bytes of the stateless-reset secret.

@@ -71,6 +71,11 @@ pub struct Cli {
     /// launch (by default those may connect without one, for development).
     #[arg(long, env = "RUNTARA_REQUIRE_INSTANCE_CREDENTIALS")]
     pub require_instance_credentials: bool,
+    /// Threads serving the instance endpoint, each with an endpoint of its own on the
+    /// same port (0: the main runtime); default: one per core with SQLite, the main
+    /// runtime with PostgreSQL.
+    #[arg(long, env = "RUNTARA_INSTANCE_THREADS")]
+    pub instance_threads: Option<usize>,
 }
 
 impl From<Cli> for ServerConfig {
@@ -92,6 +97,7 @@ impl From<Cli> for ServerConfig {
             tokens_file: cli.tokens_file,
             management_tokens: cli.management_tokens,
             require_instance_credentials: cli.require_instance_credentials,
+            instance_threads: cli.instance_threads,
         }
     }
 }

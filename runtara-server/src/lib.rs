@@ -8,6 +8,7 @@ pub mod cli;
 pub mod credentials;
 pub mod image_store;
 mod instance_endpoint;
+mod instance_threads;
 pub mod log_tail;
 pub mod management;
 mod management_endpoint;
@@ -27,6 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::credentials::CredentialKey;
 use crate::image_store::ImageStore;
+use crate::instance_threads::{InstanceThreads, Placement};
 use crate::management::Management;
 use crate::management_tokens::ManagementTokens;
 use crate::supervisor::{RunnerSettings, Supervisor};
@@ -67,6 +69,11 @@ pub struct ServerConfig {
     /// Refuse every instance without a valid credential, including instances the server
     /// did not launch (by default those are let in, for development).
     pub require_instance_credentials: bool,
+    /// Threads serving the instance endpoint, each with a single-threaded runtime and an
+    /// endpoint of its own on the shared port; `Some(0)` serves it on the main runtime.
+    /// `None` (the default) chooses: one thread per core with SQLite, the main runtime
+    /// with PostgreSQL (whose client runs on the main runtime).
+    pub instance_threads: Option<usize>,
 }
 
 impl ServerConfig {
@@ -93,6 +100,7 @@ impl ServerConfig {
             tokens_file: None,
             management_tokens: None,
             require_instance_credentials: false,
+            instance_threads: None,
         }
     }
 
@@ -129,8 +137,9 @@ pub struct RunningServer {
     pub ca_path: Option<PathBuf>,
     /// The server's storage.
     pub persistence: Arc<dyn Persistence>,
-    endpoints: [quinn::Endpoint; 2],
-    accept_loops: [JoinHandle<()>; 2],
+    endpoints: Vec<quinn::Endpoint>,
+    accept_loops: Vec<JoinHandle<()>>,
+    instance_threads: Option<InstanceThreads>,
 }
 
 /// Opens the database, sets up TLS, adopts unfinished instances and starts serving.
@@ -163,11 +172,45 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         )
         .with_context(|| format!("starting the {what} endpoint on {addr}"))
     };
-    let instance_endpoint = endpoint(config.instance_addr, "instance")?;
+    let auth = instance_endpoint::InstanceAuth {
+        key: credential_key.clone(),
+        require_credentials: config.require_instance_credentials,
+    };
+    let mut endpoints = Vec::new();
+    let mut accept_loops = Vec::new();
+    let mut instance_threads = None;
+    let instance_addr = match Placement::auto(config.instance_threads, persistence.backend_name()) {
+        Placement::MainRuntime => {
+            let instance_endpoint = endpoint(config.instance_addr, "instance")?;
+            accept_loops.push(tokio::spawn(instance_endpoint::serve(
+                instance_endpoint.clone(),
+                persistence.clone(),
+                auth,
+            )));
+            let addr = instance_endpoint
+                .local_addr()
+                .context("reading the bound address")?;
+            endpoints.push(instance_endpoint);
+            addr
+        }
+        Placement::Threads(count) => {
+            let (addr, threads) = InstanceThreads::start(
+                config.instance_addr,
+                count,
+                &tls,
+                persistence.clone(),
+                auth,
+            )
+            .await
+            .with_context(|| {
+                format!("starting the instance endpoint on {}", config.instance_addr)
+            })?;
+            endpoints.extend(threads.endpoints().iter().cloned());
+            instance_threads = Some(threads);
+            addr
+        }
+    };
     let management_endpoint = endpoint(config.management_addr, "management")?;
-    let instance_addr = instance_endpoint
-        .local_addr()
-        .context("reading the bound address")?;
     let management_addr = management_endpoint
         .local_addr()
         .context("reading the bound address")?;
@@ -204,20 +247,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         supervisor.clone(),
         tokens,
     ));
-    let accept_loops = [
-        tokio::spawn(instance_endpoint::serve(
-            instance_endpoint.clone(),
-            persistence.clone(),
-            instance_endpoint::InstanceAuth {
-                key: credential_key,
-                require_credentials: config.require_instance_credentials,
-            },
-        )),
-        tokio::spawn(management_endpoint::serve(
-            management_endpoint.clone(),
-            management,
-        )),
-    ];
+    accept_loops.push(tokio::spawn(management_endpoint::serve(
+        management_endpoint.clone(),
+        management,
+    )));
+    endpoints.push(management_endpoint);
     supervisor
         .recover()
         .await
@@ -234,8 +268,9 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         management_addr,
         ca_path: tls.ca_path,
         persistence,
-        endpoints: [instance_endpoint, management_endpoint],
+        endpoints,
         accept_loops,
+        instance_threads,
     })
 }
 
@@ -267,6 +302,9 @@ impl RunningServer {
         }
         for accept_loop in &self.accept_loops {
             accept_loop.abort();
+        }
+        if let Some(threads) = self.instance_threads {
+            threads.stop().await;
         }
     }
 }
