@@ -65,9 +65,42 @@ pub use url::{DatabaseUrl, SqliteTarget};
 ///
 /// See the crate docs for the accepted URLs.
 pub async fn connect(url: &str) -> Result<Arc<dyn Persistence>> {
+    connect_with(url, ConnectOptions::default()).await
+}
+
+/// How [`connect_with`] opens a backend; the default is what [`connect`] does.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// SQLite: run every write on the writer thread, including that of a caller alone in
+    /// progress (which by default commits on its own thread, saving two thread
+    /// wake-ups). For a server whose runtime threads each serve many connections, where
+    /// a commit on such a thread would stall all of them for its fsync.
+    pub sqlite_commits_on_writer_thread: bool,
+}
+
+impl ConnectOptions {
+    /// The defaults.
+    pub fn new() -> Self {
+        ConnectOptions::default()
+    }
+
+    /// Sets [`sqlite_commits_on_writer_thread`](Self::sqlite_commits_on_writer_thread).
+    pub fn sqlite_commits_on_writer_thread(mut self, on_writer_thread: bool) -> Self {
+        self.sqlite_commits_on_writer_thread = on_writer_thread;
+        self
+    }
+}
+
+/// [`connect`] with `options`.
+pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Arc<dyn Persistence>> {
+    #[cfg(not(feature = "sqlite"))]
+    let _ = options;
     match DatabaseUrl::parse(url)? {
         #[cfg(feature = "sqlite")]
-        DatabaseUrl::Sqlite(target) => Ok(Arc::new(sqlite::SqlitePersistence::open(target).await?)),
+        DatabaseUrl::Sqlite(target) => Ok(Arc::new(
+            sqlite::SqlitePersistence::open_with(target, &options).await?,
+        )),
         #[cfg(not(feature = "sqlite"))]
         DatabaseUrl::Sqlite(_) => Err(Error::BackendDisabled { backend: "sqlite" }),
         #[cfg(feature = "postgres")]

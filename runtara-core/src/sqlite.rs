@@ -19,7 +19,7 @@ use rusqlite::params;
 use crate::guard::{plan_signal, validate_attempt, validate_id, SignalPlan, RESUMABLE};
 use crate::model::*;
 use crate::url::SqliteTarget;
-use crate::{Error, Persistence, Result};
+use crate::{ConnectOptions, Error, Persistence, Result};
 use images::{delete_image, get_image, insert_image, list_images, list_unfinished};
 use queries::*;
 use writer::Writer;
@@ -37,12 +37,20 @@ impl SqlitePersistence {
     /// Opens `target` (creating the file and its parent directories if needed), sets WAL
     /// mode and `synchronous=FULL`, and applies the migrations.
     pub async fn open(target: SqliteTarget) -> Result<SqlitePersistence> {
+        SqlitePersistence::open_with(target, &ConnectOptions::default()).await
+    }
+
+    /// [`open`](Self::open) with `options`.
+    pub async fn open_with(
+        target: SqliteTarget,
+        options: &ConnectOptions,
+    ) -> Result<SqlitePersistence> {
         // Opening and migrating touch the disk; keep that off the async workers.
         let connection = tokio::task::spawn_blocking(move || connection::open(&target))
             .await
             .map_err(|e| Error::database("sqlite", e))??;
         Ok(SqlitePersistence {
-            writer: Writer::spawn(connection)?,
+            writer: Writer::spawn(connection, !options.sqlite_commits_on_writer_thread)?,
         })
     }
 

@@ -152,7 +152,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let credential_key = CredentialKey::load_or_create(&config.data_dir)
         .context("loading the instance credential key")?;
     let url = config.database_url();
-    let persistence = runtara_core::connect(&url)
+    // The instance endpoint's threads each serve many connections: an SQLite commit must
+    // not block one of them (see `instance_threads`).
+    let options = runtara_core::ConnectOptions::new().sqlite_commits_on_writer_thread(true);
+    let persistence = runtara_core::connect_with(&url, options)
         .await
         .with_context(|| format!("opening the database {url}"))?;
     // In the background: serving can start while the connections open.

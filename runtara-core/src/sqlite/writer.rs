@@ -11,7 +11,10 @@
 //! thread instead: handing a job to a sleeping thread and the answer back costs two
 //! thread wake-ups, about a tenth of a commit on a VM. It holds the connection for as
 //! long as its own commit takes, which it would wait for anyway. As soon as two callers
-//! are in progress, both queue to the writer thread and share commits, as above.
+//! are in progress, both queue to the writer thread and share commits, as above. A store
+//! opened with `ConnectOptions::sqlite_commits_on_writer_thread` sends every job to the
+//! writer thread, for callers whose thread must not block (a server thread serving many
+//! connections).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, TryLockError};
@@ -34,6 +37,8 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     /// Calls in progress, on this thread or queued.
     in_progress: AtomicUsize,
+    /// Whether a caller alone in progress may commit on its own thread.
+    commit_on_caller: bool,
     jobs: Option<mpsc::Sender<Message>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -83,8 +88,10 @@ enum Message {
 }
 
 impl Writer {
-    /// Starts the thread that serves the queue.
-    pub(crate) fn spawn(mut connection: Connection) -> Result<Writer> {
+    /// Starts the thread that serves the queue. With `commit_on_caller`, a caller alone
+    /// in progress runs its job on its own thread (see the module docs); without, every
+    /// job goes to the writer thread.
+    pub(crate) fn spawn(mut connection: Connection, commit_on_caller: bool) -> Result<Writer> {
         let wal = WalPages::follow(&mut connection).map_err(|e| Error::database("sqlite", e))?;
         let shared = Arc::new(Shared {
             connection: Mutex::new(Some(connection)),
@@ -103,6 +110,7 @@ impl Writer {
         Ok(Writer {
             shared,
             in_progress: AtomicUsize::new(0),
+            commit_on_caller,
             jobs: Some(jobs),
             thread: Some(thread),
         })
@@ -122,7 +130,7 @@ impl Writer {
             reply,
         });
         let in_progress = InProgress::enter(&self.in_progress);
-        let job = if in_progress.alone {
+        let job = if in_progress.alone && self.commit_on_caller {
             match self.run_here(job) {
                 Ok(()) => return answer.try_recv().map_err(|_| Error::Closed)?,
                 Err(job) => job,
@@ -420,7 +428,7 @@ mod tests {
                  INSERT INTO parent VALUES (1);",
             )
             .unwrap();
-        Writer::spawn(connection).unwrap()
+        Writer::spawn(connection, true).unwrap()
     }
 
     fn insert(id: i64, parent: i64) -> impl FnOnce(&Connection) -> Result<()> + Send {
@@ -603,6 +611,17 @@ mod tests {
             Some("runtara-sqlite"),
             "queued behind a caller"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_commit_on_caller_even_a_lone_call_runs_on_the_writer_thread() {
+        let connection = Connection::open_in_memory().unwrap();
+        let writer = Writer::spawn(connection, false).unwrap();
+        let thread = writer
+            .call(|_: &Connection| Ok(std::thread::current().name().map(str::to_owned)))
+            .await
+            .unwrap();
+        assert_eq!(thread.as_deref(), Some("runtara-sqlite"));
     }
 
     #[tokio::test]
