@@ -118,7 +118,17 @@ pub fn server_endpoint_on(
 /// endpoints (one per thread) share one port. Port 0 picks a free port for the first;
 /// the others join it. The kernel hands each datagram to a socket by a hash of its
 /// source and destination, so all of a connection's datagrams reach the same endpoint.
+///
+/// A port already in use fails as a plain bind would, even when its holder is another
+/// process's group of `SO_REUSEPORT` sockets (which these could otherwise join, silently
+/// sharing its traffic): the port is first bound once without the option.
 pub fn reuse_port_sockets(bind: SocketAddr, count: usize) -> Result<Vec<std::net::UdpSocket>> {
+    if bind.port() != 0 {
+        drop(
+            std::net::UdpSocket::bind(bind)
+                .map_err(|e| quic_error(&format!("binding {bind}"), e))?,
+        );
+    }
     let mut addr = bind;
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count {

@@ -175,6 +175,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         )
         .with_context(|| format!("starting the {what} endpoint on {addr}"))
     };
+    let management_endpoint = endpoint(config.management_addr, "management")?;
+    let management_addr = management_endpoint
+        .local_addr()
+        .context("reading the bound address")?;
     let auth = instance_endpoint::InstanceAuth {
         key: credential_key.clone(),
         require_credentials: config.require_instance_credentials,
@@ -213,10 +217,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             addr
         }
     };
-    let management_endpoint = endpoint(config.management_addr, "management")?;
-    let management_addr = management_endpoint
-        .local_addr()
-        .context("reading the bound address")?;
 
     let images = ImageStore::open(config.data_dir.join("images"), config.max_image_bytes)
         .context("opening the image store")?;

@@ -8,6 +8,9 @@ use runtara_core::InstanceStatus;
 use runtara_sdk::{RuntaraSdk, SdkConfig};
 use runtara_server::{RunningServer, ServerConfig};
 
+/// The tests count this process's threads: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Threads of this process whose name starts like the instance endpoint's (Linux keeps
 /// the first 15 bytes of a thread's name).
 fn endpoint_threads() -> usize {
@@ -68,6 +71,7 @@ async fn run_instances(server: &RunningServer, prefix: &str, count: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_are_served_by_every_endpoint_thread_and_shutdown_stops_them() {
+    let _serial = SERIAL.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let before = endpoint_threads();
     let server = server(dir.path(), Some(3)).await;
@@ -83,4 +87,24 @@ async fn instances_are_served_by_every_endpoint_thread_and_shutdown_stops_them()
     assert_eq!(endpoint_threads(), before);
     run_instances(&server, "main", 5).await;
     server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_port_is_refused() {
+    let _serial = SERIAL.lock().await;
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = server(first_dir.path(), Some(2)).await;
+    let mut config = ServerConfig::new(second_dir.path());
+    config.instance_addr = first.instance_addr;
+    config.management_addr = "127.0.0.1:0".parse().unwrap();
+    config.instance_threads = Some(2);
+    let error = runtara_server::start(config).await.unwrap_err();
+    let message = format!("{error:#}");
+    assert!(
+        message.contains(&format!("binding {}", first.instance_addr)),
+        "{message}"
+    );
+    // The first server still serves every instance.
+    run_instances(&first, "alone", 6).await;
+    first.shutdown().await;
 }
