@@ -115,12 +115,8 @@ impl InstanceThreads {
         Ok((bound, started))
     }
 
-    /// The endpoints, to close them.
-    pub(crate) fn endpoints(&self) -> &[quinn::Endpoint] {
-        &self.endpoints
-    }
-
-    fn close(&self) {
+    /// Closes every endpoint: the threads end once their clients have seen the close.
+    pub(crate) fn close(&self) {
         for endpoint in &self.endpoints {
             endpoint.close(0u32.into(), b"server shutting down");
         }

@@ -212,7 +212,6 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             .with_context(|| {
                 format!("starting the instance endpoint on {}", config.instance_addr)
             })?;
-            endpoints.extend(threads.endpoints().iter().cloned());
             instance_threads = Some(threads);
             addr
         }
@@ -300,6 +299,9 @@ impl RunningServer {
         for endpoint in &self.endpoints {
             endpoint.close(0u32.into(), b"server shutting down");
         }
+        if let Some(threads) = &self.instance_threads {
+            threads.close();
+        }
         for endpoint in &self.endpoints {
             let _ = tokio::time::timeout(Duration::from_secs(5), endpoint.wait_idle()).await;
         }
@@ -307,6 +309,7 @@ impl RunningServer {
             accept_loop.abort();
         }
         if let Some(threads) = self.instance_threads {
+            // Each thread lets its clients see the close before it ends.
             threads.stop().await;
         }
     }
