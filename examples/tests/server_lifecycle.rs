@@ -95,6 +95,26 @@ async fn register_start_and_poll_to_completed() {
     assert_eq!(launched_pids(&sdk, "order-ORD-456").await.len(), 1);
 }
 
+/// A server started as the README starts it, with the default, relative data dir
+/// (`./runtara-data`): its instances run in their own folders, yet find their image
+/// binary and the certificate to trust.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_the_default_relative_data_dir_runs_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_in(dir.path());
+    assert!(dir.path().join("runtara-data").is_dir());
+    assert!(server.ca_path.is_absolute(), "{}", server.ca_path.display());
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    let instance_id = start(&sdk, &image_id, json!({"order_id": "ORD-1", "steps": 2})).await;
+    let status = wait_for(&sdk, &instance_id, Duration::from_secs(30), |s| {
+        matches!(s.status.as_str(), "completed" | "failed")
+    })
+    .await;
+    assert_eq!(status.status, "completed", "{status:#?}");
+    assert_eq!(output(&status)["order_id"], "ORD-1");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_then_resume_completes_without_rerunning_steps() {
     let dir = tempfile::tempdir().unwrap();

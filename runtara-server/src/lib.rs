@@ -143,9 +143,13 @@ pub struct RunningServer {
 }
 
 /// Opens the database, sets up TLS, adopts unfinished instances and starts serving.
-pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    // Instances run in their own folders, so every path derived from the data dir (the
+    // image binaries, the CA certificate handed to instances) must not be relative.
+    config.data_dir = std::fs::canonicalize(&config.data_dir)
+        .with_context(|| format!("resolving the data dir {}", config.data_dir.display()))?;
     let tokens = config
         .load_management_tokens()
         .context("loading the management tokens")?;

@@ -47,9 +47,25 @@ impl Server {
         extra: &[&str],
     ) -> Server {
         let mut command = Command::new(runtara_server::process::workspace_binary("runtara-server"));
+        command.arg("--data-dir").arg(data_dir);
+        Server::spawn(command, instance_port, management_port, extra)
+    }
+
+    /// Starts a server in `dir` as a user would: no `--data-dir`, so the data dir is the
+    /// default, relative `./runtara-data`. Any ports.
+    pub fn start_in(dir: &Path) -> Server {
+        let mut command = Command::new(runtara_server::process::workspace_binary("runtara-server"));
+        command.current_dir(dir).env_remove("RUNTARA_DATA_DIR");
+        Server::spawn(command, 0, 0, &[])
+    }
+
+    fn spawn(
+        mut command: Command,
+        instance_port: u16,
+        management_port: u16,
+        extra: &[&str],
+    ) -> Server {
         command
-            .arg("--data-dir")
-            .arg(data_dir)
             .args(["--instance-addr", &format!("127.0.0.1:{instance_port}")])
             .args(["--management-addr", &format!("127.0.0.1:{management_port}")])
             .args(test_defaults(extra))
