@@ -7,12 +7,16 @@
 //!
 //! ```json
 //! {"order_id": "ORD-1", "items": ["a", "b"], "steps": 5, "step_delay_ms": 100,
-//!  "sleep_ms": 0, "log_file": "/tmp/side-effects.log"}
+//!  "sleep_ms": 0, "log_file": "/tmp/side-effects.log", "manual_checkpoints": false}
 //! ```
 //!
 //! Each step is a `#[durable]` function; after a crash, a pause or a long sleep the
 //! relaunched process skips the recorded steps. With `log_file`, every step body that
 //! actually runs appends a line there, so tests can prove no step ran twice.
+//!
+//! With `manual_checkpoints`, the steps use the SDK's `checkpoint` call directly, as the
+//! `RuntaraSdk` reference shows it: a pause makes the program return cleanly without
+//! acknowledging it, and the server records the instance as suspended.
 
 use std::io::Write;
 use std::time::Duration;
@@ -29,6 +33,7 @@ struct Input {
     step_delay_ms: u64,
     sleep_ms: u64,
     log_file: Option<String>,
+    manual_checkpoints: bool,
 }
 
 impl Default for Input {
@@ -40,6 +45,7 @@ impl Default for Input {
             step_delay_ms: 0,
             sleep_ms: 0,
             log_file: None,
+            manual_checkpoints: false,
         }
     }
 }
@@ -104,6 +110,40 @@ async fn run(sdk: &RuntaraSdk, input: Input) -> Result<serde_json::Value, Workfl
     }))
 }
 
+/// The reference's checkpoint loop: the state so far is checkpointed before each step;
+/// a recorded checkpoint means the step was reached before, so it is skipped. `None`
+/// when a pause stopped the loop (the program then just exits).
+async fn run_with_checkpoints(
+    sdk: &RuntaraSdk,
+    input: &Input,
+) -> Result<Option<serde_json::Value>, WorkflowError> {
+    let mut done: Vec<u32> = Vec::new();
+    for n in 1..=input.steps {
+        let state = serde_json::to_vec(&done).unwrap_or_default();
+        let result = sdk.checkpoint(&format!("item-{n}"), &state).await?;
+        if result.should_cancel() {
+            return Err(SdkError::Cancelled.into());
+        }
+        if result.should_pause() {
+            // Exit cleanly - will be resumed later.
+            return Ok(None);
+        }
+        if let Some(existing) = result.existing_state() {
+            done = serde_json::from_slice(existing).unwrap_or_default();
+            continue;
+        }
+        println!("step {n}: processing item-{n}");
+        done.push(n);
+        if input.step_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(input.step_delay_ms)).await;
+        }
+    }
+    Ok(Some(serde_json::json!({
+        "order_id": input.order_id,
+        "steps": input.steps,
+    })))
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let sdk = match RuntaraSdk::from_env() {
@@ -127,6 +167,25 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if input.manual_checkpoints {
+        return match run_with_checkpoints(&sdk, &input).await {
+            Ok(Some(output)) => match sdk.completed(output.to_string().as_bytes()).await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("order-workflow: cannot report completion: {error}");
+                    std::process::ExitCode::FAILURE
+                }
+            },
+            Ok(None) => {
+                println!("paused");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("order-workflow: {error}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match run(&sdk, input).await {
         Ok(output) => match sdk.completed(output.to_string().as_bytes()).await {
             Ok(()) => {

@@ -145,6 +145,43 @@ async fn pause_then_resume_completes_without_rerunning_steps() {
     assert_eq!(launched_pids(&sdk, &id).await.len(), 2);
 }
 
+/// The reference's checkpoint loop answers a pause by returning cleanly, without
+/// acknowledging it: the instance is suspended (not relaunched as a crash), and a resume
+/// completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_exit_at_a_pause_without_an_ack_suspends() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0, 0, &[]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    let input =
+        json!({"order_id": "M", "steps": 8, "step_delay_ms": 150, "manual_checkpoints": true});
+    let id = start(&sdk, &image_id, input).await;
+
+    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= 2
+    })
+    .await;
+    sdk.pause_instance(&id).await.unwrap();
+    let paused = wait_status(&sdk, &id, "suspended").await;
+    assert!(paused.checkpoint_count < 8, "paused before the end");
+    let pid = launched_pids(&sdk, &id).await[0];
+    wait_for(&sdk, &id, Duration::from_secs(10), |_| !process_alive(pid)).await;
+    let events = sdk.list_events(&id).await.unwrap();
+    assert!(events.iter().any(|e| e.kind == "exited"), "{events:#?}");
+    assert_eq!(
+        sdk.get_instance_status(&id).await.unwrap().status,
+        "suspended",
+        "the clean exit was handled as a pause, not a crash"
+    );
+    assert_eq!(launched_pids(&sdk, &id).await.len(), 1, "not relaunched");
+
+    sdk.resume_instance(&id).await.unwrap();
+    let done = wait_status(&sdk, &id, "completed").await;
+    assert_eq!(output(&done)["steps"], 8);
+    assert_eq!(launched_pids(&sdk, &id).await.len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_ends_cancelled_with_the_process_gone() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@
 //! | `completed`, `failed`, `cancelled`, `suspended` | nothing (the process stopped as asked) |
 //! | `sleeping` | relaunch at the wake time |
 //! | `running` or `pending` with a cancel queued | `cancelled` |
+//! | `running` with a pause queued (the process stopped at it without acknowledging it) | `suspended`, the pause settled |
 //! | `running` or `pending` otherwise (a crash) | relaunch from the last checkpoint after a backoff; after `max_restarts` crashes in a row, `failed` with the reason |
 //!
 //! A process that stops heartbeating for `heartbeat_timeout` is killed and handled as a
@@ -429,18 +430,27 @@ impl Supervisor {
                         .await?;
                     return Ok(());
                 }
-                let cancel = self
+                let signal = self
                     .store
                     .pending_signal(instance_id)
                     .await?
-                    .is_some_and(|s| s.signal_type == SignalType::Cancel);
-                if cancel {
-                    self.store
-                        .set_status(instance_id, &unfinished, InstanceStatus::Cancelled, None)
-                        .await?;
-                    return Ok(());
+                    .map(|s| s.signal_type);
+                match signal {
+                    Some(SignalType::Cancel) => {
+                        self.store
+                            .set_status(instance_id, &unfinished, InstanceStatus::Cancelled, None)
+                            .await?;
+                    }
+                    // It stopped while a pause was queued without acknowledging it (the
+                    // spec's `if result.should_pause() { return Ok(()) }`): paused as
+                    // asked, not crashed. Guarded by the run's epoch; settles the pause.
+                    Some(SignalType::Pause) if instance.status == InstanceStatus::Running => {
+                        self.store
+                            .suspend_instance(instance_id, instance.epoch)
+                            .await?;
+                    }
+                    _ => self.crashed(&instance, exit).await?,
                 }
-                self.crashed(&instance, exit).await?;
             }
             _ => {
                 tracing::info!(%instance_id, status = %instance.status, %exit, "instance process exited");
