@@ -182,6 +182,36 @@ async fn a_clean_exit_at_a_pause_without_an_ack_suspends() {
     assert_eq!(launched_pids(&sdk, &id).await.len(), 2);
 }
 
+/// The management README's "Sending Signals" snippet as written: pause, resume and
+/// cancel back to back on a running instance. The resume withdraws the pause the
+/// process has not taken yet; the cancel ends the instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_cancel_back_to_back_ends_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0, 0, &[]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    let input = json!({"order_id": "S", "steps": 50, "step_delay_ms": 200});
+    let id = start(&sdk, &image_id, input).await;
+    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= 1
+    })
+    .await;
+
+    sdk.pause_instance(&id).await.unwrap();
+    let resumed = sdk.resume_instance(&id).await.unwrap();
+    assert!(
+        resumed.applied || resumed.status == "suspended",
+        "{resumed:?}"
+    );
+    sdk.cancel_instance(&id).await.unwrap();
+    let done = wait_for(&sdk, &id, Duration::from_secs(30), |s| {
+        !matches!(s.status.as_str(), "running" | "pending" | "suspended")
+    })
+    .await;
+    assert_eq!(done.status, "cancelled", "{done:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_ends_cancelled_with_the_process_gone() {
     let dir = tempfile::tempdir().unwrap();

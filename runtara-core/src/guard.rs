@@ -94,6 +94,9 @@ pub(crate) enum SignalPlan {
     Queue,
     /// No process runs it: move it to this status at once.
     Apply(InstanceStatus),
+    /// A resume of an instance that has not stopped yet: it withdraws the queued pauses
+    /// (refused when there is none).
+    WithdrawPause,
     /// Refuse it.
     Reject,
 }
@@ -108,6 +111,7 @@ pub(crate) fn plan_signal(signal: crate::SignalType, status: InstanceStatus) -> 
         (Pause, Running | Pending) => SignalPlan::Queue,
         (Pause, Sleeping) => SignalPlan::Apply(Suspended),
         (Resume, Suspended) => SignalPlan::Queue,
+        (Resume, Running | Pending) => SignalPlan::WithdrawPause,
         _ => SignalPlan::Reject,
     }
 }
@@ -157,6 +161,8 @@ mod tests {
         assert_eq!(plan_signal(Pause, Sleeping), SignalPlan::Apply(Suspended));
         assert_eq!(plan_signal(Pause, Suspended), SignalPlan::Reject);
         assert_eq!(plan_signal(Resume, Suspended), SignalPlan::Queue);
+        assert_eq!(plan_signal(Resume, Running), SignalPlan::WithdrawPause);
+        assert_eq!(plan_signal(Resume, Pending), SignalPlan::WithdrawPause);
         assert_eq!(plan_signal(Resume, Sleeping), SignalPlan::Reject);
     }
 }

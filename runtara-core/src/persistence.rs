@@ -131,18 +131,22 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<()>;
 
     /// Queues a signal. Cancel of an instance with no process (`pending`, `suspended`,
-    /// `sleeping`) takes effect at once; so does pause of a `sleeping` one. A signal to a
-    /// terminal instance fails with [`Terminal`](crate::Error::Terminal); one that makes no
-    /// sense in the current state (pause of a suspended instance, resume of a running one)
-    /// with [`SignalRejected`](crate::Error::SignalRejected).
+    /// `sleeping`) takes effect at once; so does pause of a `sleeping` one. Resume of a
+    /// `running` or `pending` instance with a pause still queued withdraws the pause (it
+    /// is settled, not acknowledged) and the instance carries on. A signal to a terminal
+    /// instance fails with [`Terminal`](crate::Error::Terminal); one that makes no sense in
+    /// the current state (pause of a suspended instance, resume of a running one with no
+    /// pause queued) with [`SignalRejected`](crate::Error::SignalRejected).
     async fn send_signal(&self, instance_id: &str, signal: SignalType) -> Result<SignalOutcome>;
 
     /// The highest-priority unacknowledged signal (cancel outranks pause; oldest first).
     async fn pending_signal(&self, instance_id: &str) -> Result<Option<PendingSignal>>;
 
     /// Acknowledges every pending signal of `signal` type. With `acknowledged`, the
-    /// instance takes the matching state: cancel → `cancelled`, pause → `suspended`.
-    /// Without it, the signals are dropped and the status stays.
+    /// instance takes the matching state (cancel → `cancelled`, pause → `suspended`) if
+    /// such a signal is still queued; with none queued (a resume withdrew the pause),
+    /// nothing changes. Without `acknowledged`, the signals are dropped and the status
+    /// stays.
     async fn acknowledge_signal(
         &self,
         instance_id: &str,

@@ -508,6 +508,27 @@ impl Persistence for PostgresPersistence {
                 .await?;
                 SignalOutcome::Applied(to)
             }
+            SignalPlan::WithdrawPause => {
+                let pause = SignalType::Pause.as_str();
+                if query(&tx, SIGNAL_QUEUED, &[&instance_id, &pause])
+                    .await?
+                    .is_empty()
+                {
+                    return Err(Error::SignalRejected {
+                        instance_id: instance_id.to_owned(),
+                        signal,
+                        status,
+                    });
+                }
+                execute(
+                    &tx,
+                    "UPDATE signals SET acked_at_ms = $3, acknowledged = false \
+                     WHERE instance_id = $1 AND signal_type = $2 AND acked_at_ms IS NULL",
+                    &[&instance_id, &pause, &now],
+                )
+                .await?;
+                SignalOutcome::Applied(status)
+            }
             SignalPlan::Queue => {
                 let row = query_one(
                     &tx,
@@ -553,11 +574,23 @@ impl Persistence for PostgresPersistence {
             (true, SignalType::Pause) => Some(InstanceStatus::Suspended),
             _ => None,
         };
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        // The instance takes the signal's state only when one is still queued (a resume
+        // may have withdrawn a pause); the row lock orders this after any such resume,
+        // and the query below runs with a snapshot taken after it.
+        let to = match to {
+            Some(to) => {
+                lock_instance(&tx, instance_id).await?;
+                let queued = query(&tx, SIGNAL_QUEUED, &[&instance_id, &signal.as_str()]).await?;
+                (!queued.is_empty()).then_some(to)
+            }
+            None => None,
+        };
         let now = now_ms();
         let finished = to.filter(|s| s.is_terminal()).map(|_| now);
         let row = query_one(
-            &client,
+            &tx,
             ACKNOWLEDGE_SIGNAL,
             &[
                 &instance_id,
@@ -572,8 +605,9 @@ impl Persistence for PostgresPersistence {
         .await?;
         let changed: i64 = col(&row, 0)?;
         if changed == 0 {
-            return Err(refusal(&client, instance_id, epoch).await);
+            return Err(refusal(&tx, instance_id, epoch).await);
         }
+        tx.commit().await.map_err(pg)?;
         Ok(())
     }
 

@@ -486,6 +486,17 @@ impl Persistence for SqlitePersistence {
                         )?;
                         SignalOutcome::Applied(to)
                     }
+                    SignalPlan::WithdrawPause => {
+                        if !signal_queued(c, &instance_id, SignalType::Pause)? {
+                            return Err(Error::SignalRejected {
+                                instance_id,
+                                signal,
+                                status,
+                            });
+                        }
+                        settle_signals(c, &instance_id, SignalType::Pause, false, now)?;
+                        SignalOutcome::Applied(status)
+                    }
                     SignalPlan::Queue => {
                         execute(
                             c,
@@ -529,6 +540,12 @@ impl Persistence for SqlitePersistence {
                 let to = match (acknowledged, signal) {
                     (true, SignalType::Cancel) => Some(InstanceStatus::Cancelled),
                     (true, SignalType::Pause) => Some(InstanceStatus::Suspended),
+                    _ => None,
+                };
+                // The state follows only a signal still queued (a resume may have
+                // withdrawn a pause).
+                let to = match to {
+                    Some(to) if signal_queued(c, &instance_id, signal)? => Some(to),
                     _ => None,
                 };
                 match to {

@@ -101,6 +101,7 @@ parity!(
     images_are_versioned_per_tenant_and_name,
     an_image_in_use_cannot_be_deleted,
     list_unfinished_spans_tenants,
+    resume_withdraws_a_pause_not_yet_taken,
 );
 
 /// Registers a new instance and returns its id and epoch.
@@ -906,13 +907,6 @@ async fn signals_to_instances_without_a_process(store: Arc<dyn Persistence>) {
             .unwrap(),
         SignalOutcome::Queued(_)
     ));
-    assert_err!(
-        store.send_signal(&pending, SignalType::Resume).await,
-        Error::SignalRejected {
-            status: InstanceStatus::Pending,
-            ..
-        }
-    );
     let epoch = store
         .register_instance(&pending, "t", None)
         .await
@@ -1484,4 +1478,63 @@ async fn list_unfinished_spans_tenants(store: Arc<dyn Persistence>) {
         .collect();
     assert!(unfinished.contains(&a) && unfinished.contains(&b));
     assert!(!unfinished.contains(&done));
+}
+
+async fn resume_withdraws_a_pause_not_yet_taken(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "withdraw").await;
+    // Nothing to withdraw: a resume of a running instance is refused.
+    assert_err!(
+        store.send_signal(&id, SignalType::Resume).await,
+        Error::SignalRejected {
+            status: InstanceStatus::Running,
+            ..
+        }
+    );
+    store.send_signal(&id, SignalType::Pause).await.unwrap();
+    assert_eq!(
+        store.send_signal(&id, SignalType::Resume).await.unwrap(),
+        SignalOutcome::Applied(InstanceStatus::Running)
+    );
+    assert_eq!(store.pending_signal(&id).await.unwrap(), None);
+    let reply = store
+        .save_checkpoint(&id, epoch, "next", b"")
+        .await
+        .unwrap();
+    assert_eq!(reply.signal, None);
+    // A run that saw the pause before it was withdrawn acknowledges it: it keeps running.
+    store
+        .acknowledge_signal(&id, epoch, SignalType::Pause, true)
+        .await
+        .unwrap();
+    assert_eq!(status(&store, &id).await, InstanceStatus::Running);
+    // A later pause works as before.
+    store.send_signal(&id, SignalType::Pause).await.unwrap();
+    store
+        .acknowledge_signal(&id, epoch, SignalType::Pause, true)
+        .await
+        .unwrap();
+    assert_eq!(status(&store, &id).await, InstanceStatus::Suspended);
+
+    // The same for an instance whose process has not registered yet.
+    let pending = unique("withdraw-pending");
+    store
+        .create_instance(NewInstance {
+            instance_id: pending.clone(),
+            tenant_id: "t".into(),
+            ..NewInstance::default()
+        })
+        .await
+        .unwrap();
+    store
+        .send_signal(&pending, SignalType::Pause)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .send_signal(&pending, SignalType::Resume)
+            .await
+            .unwrap(),
+        SignalOutcome::Applied(InstanceStatus::Pending)
+    );
+    assert_eq!(store.pending_signal(&pending).await.unwrap(), None);
 }

@@ -162,9 +162,9 @@ pub struct InstancePage {
 pub struct SignalOutcome {
     /// The instance's status after the signal.
     pub status: String,
-    /// True when the signal took effect at once (no process was running the instance);
-    /// false when it is queued for the running process, which acts on it at its next
-    /// checkpoint.
+    /// True when the signal took effect at once (no process was running the instance, or
+    /// a resume withdrew a pause that the running process had not taken yet); false when
+    /// it is queued for the running process, which acts on it at its next checkpoint.
     pub applied: bool,
 }
 

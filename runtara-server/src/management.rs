@@ -454,6 +454,9 @@ impl Management {
                 self.supervisor.kill(instance_id);
             }
             SignalType::Cancel => self.supervisor.cancel_after_grace(instance_id),
+            // A resume that withdrew a queued pause: the process carries on.
+            SignalType::Resume
+                if matches!(status, InstanceStatus::Running | InstanceStatus::Pending) => {}
             SignalType::Resume => self.supervisor.spawn_resume(instance_id.to_owned()),
             SignalType::Pause => {}
         }

@@ -314,6 +314,10 @@ WITH upd AS (
 )
 SELECT count(*) FROM upd";
 
+/// Whether a signal of a type is queued. Parameters: `$1` instance, `$2` signal type.
+pub(crate) const SIGNAL_QUEUED: &str = "SELECT 1 FROM signals \
+     WHERE instance_id = $1 AND signal_type = $2 AND acked_at_ms IS NULL LIMIT 1";
+
 /// Acknowledges the pending signals of one type, guarded; with a new status (`$4`, NULL
 /// to keep it) the instance takes it and an event is stored. Parameters: `$1` instance,
 /// `$2` epoch, `$3` signal type, `$4` new status, `$5` finished at, `$6` now,

@@ -210,6 +210,18 @@ pub(crate) fn settle_signals(
     .map(drop)
 }
 
+/// Whether a signal of this type is queued (unacknowledged).
+pub(crate) fn signal_queued(c: &Connection, instance_id: &str, signal: SignalType) -> Result<bool> {
+    let row: Option<i64> = query_opt(
+        c,
+        "SELECT 1 FROM signals \
+         WHERE instance_id = ?1 AND signal_type = ?2 AND acked_at_ms IS NULL LIMIT 1",
+        params![instance_id, signal.as_str()],
+        |r| r.get(0),
+    )?;
+    Ok(row.is_some())
+}
+
 /// The highest-priority unacknowledged cancel or pause (cancel first, then oldest).
 pub(crate) fn pending_signal(c: &Connection, instance_id: &str) -> Result<Option<PendingSignal>> {
     let row: Option<(i64, String, i64)> = query_opt(
