@@ -12,10 +12,14 @@
 //!
 //! Certificate verification is on unless asked otherwise: give the CA to trust
 //! (`RUNTARA_CA_CERT`, [`SdkConfig::with_ca_cert`]) or, for local development only, skip
-//! verification ([`SdkConfig::localhost`], `RUNTARA_SKIP_CERT_VERIFICATION=true`).
+//! verification ([`SdkConfig::localhost`], `RUNTARA_SKIP_CERT_VERIFICATION=true`). A
+//! configuration with neither (such as `SdkConfig::new("127.0.0.1:8002")`) trusts the file
+//! `RUNTARA_CA_CERT` names; failing that, for a loopback address, the certificate a
+//! development server keeps in its default data dir, `./runtara-data/tls/ca.pem`, when
+//! that file exists.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::SdkError;
@@ -28,6 +32,9 @@ pub const DEFAULT_SERVER_NAME: &str = "localhost";
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default deadline for connecting.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Where a server on its default data dir keeps the certificate to trust, relative to
+/// the directory it runs in.
+pub const DEFAULT_LOCAL_CA: &str = "runtara-data/tls/ca.pem";
 
 /// How the SDK reaches the management endpoint.
 ///
@@ -122,7 +129,7 @@ impl SdkConfig {
                 invalid(
                     "RUNTARA_SKIP_CERT_VERIFICATION",
                     &value,
-                    "expected `true` or `false`",
+                    "expected `true` or `false` (or 1/0, yes/no)",
                 )
             })?;
         }
@@ -228,6 +235,31 @@ pub(crate) fn check_addr_syntax(addr: &str) -> Result<(), String> {
 }
 
 /// `true`/`false` (and `1`/`0`, `yes`/`no`), case-insensitive.
+impl SdkConfig {
+    /// The certificate file to trust when verification is on: [`ca_cert`](Self::ca_cert);
+    /// else `RUNTARA_CA_CERT`; else, for a loopback `addr`, [`DEFAULT_LOCAL_CA`] if it is a
+    /// file. `None` when there is none of these.
+    pub(crate) fn trusted_ca(&self, addr: SocketAddr) -> Option<PathBuf> {
+        self.trusted_ca_with(addr, |var| std::env::var(var).ok(), Path::is_file)
+    }
+
+    fn trusted_ca_with(
+        &self,
+        addr: SocketAddr,
+        lookup: impl Fn(&str) -> Option<String>,
+        is_file: impl Fn(&Path) -> bool,
+    ) -> Option<PathBuf> {
+        if let Some(path) = &self.ca_cert {
+            return Some(path.clone());
+        }
+        if let Some(value) = lookup("RUNTARA_CA_CERT").filter(|v| !v.trim().is_empty()) {
+            return Some(value.into());
+        }
+        let local = Path::new(DEFAULT_LOCAL_CA);
+        (addr.ip().is_loopback() && is_file(local)).then(|| local.to_path_buf())
+    }
+}
+
 pub(crate) fn parse_bool(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Some(true),
@@ -239,6 +271,37 @@ pub(crate) fn parse_bool(value: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_certificate_to_trust_falls_back_to_the_environment_then_the_local_data_dir() {
+        let loopback: SocketAddr = "127.0.0.1:8002".parse().unwrap();
+        let remote: SocketAddr = "10.0.0.5:8002".parse().unwrap();
+        let env = |var: &str| (var == "RUNTARA_CA_CERT").then(|| "/etc/ca.pem".to_owned());
+        let no_env = |_: &str| None;
+        let exists = |_: &Path| true;
+        let missing = |_: &Path| false;
+        let plain = SdkConfig::new("127.0.0.1:8002");
+
+        let given = plain.clone().with_ca_cert("mine.pem");
+        assert_eq!(
+            given.trusted_ca_with(loopback, env, exists),
+            Some(PathBuf::from("mine.pem"))
+        );
+        assert_eq!(
+            plain.trusted_ca_with(remote, env, exists),
+            Some(PathBuf::from("/etc/ca.pem"))
+        );
+        assert_eq!(
+            plain.trusted_ca_with(loopback, no_env, exists),
+            Some(PathBuf::from(DEFAULT_LOCAL_CA))
+        );
+        assert_eq!(plain.trusted_ca_with(loopback, no_env, missing), None);
+        assert_eq!(
+            plain.trusted_ca_with(remote, no_env, exists),
+            None,
+            "loopback only"
+        );
+    }
     use std::collections::HashMap;
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

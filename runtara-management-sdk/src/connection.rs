@@ -67,14 +67,16 @@ impl Connection {
         let tls = if config.skip_cert_verification {
             ClientTls::SkipVerification
         } else {
-            let path = config.ca_cert.as_ref().ok_or_else(|| {
-                SdkError::Config(
-                    "no certificate to trust: set RUNTARA_CA_CERT to the server's \
-                     `<data-dir>/tls/ca.pem` (`SdkConfig::with_ca_cert`), or use \
-                     `SdkConfig::localhost()` for local development"
-                        .into(),
-                )
+            let path = config.trusted_ca(addr).ok_or_else(|| {
+                SdkError::Config(format!(
+                    "no certificate to trust: pass the server's `<data-dir>/tls/ca.pem` with \
+                     `SdkConfig::with_ca_cert` or the RUNTARA_CA_CERT environment variable; \
+                     for a local development server, run from the directory holding \
+                     `{}`, or use `SdkConfig::localhost()` (no verification)",
+                    crate::config::DEFAULT_LOCAL_CA
+                ))
             })?;
+            let path = &path;
             let ca_pem = std::fs::read(path).map_err(|source| SdkError::Io {
                 path: path.clone(),
                 source,

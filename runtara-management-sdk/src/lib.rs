@@ -13,7 +13,8 @@
 //! use runtara_management_sdk::{ManagementSdk, SdkConfig, StartInstanceOptions};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! // Trust the server's certificate: its `<data-dir>/tls/ca.pem`.
+//! // Trust the server's certificate: its `<data-dir>/tls/ca.pem`. Without
+//! // `with_ca_cert`, `RUNTARA_CA_CERT` is used, and on loopback `./runtara-data/tls/ca.pem`.
 //! let sdk = ManagementSdk::new(SdkConfig::new("127.0.0.1:8002").with_ca_cert("runtara-data/tls/ca.pem"))?;
 //! sdk.connect().await?;
 //!

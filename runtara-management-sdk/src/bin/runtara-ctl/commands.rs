@@ -16,7 +16,7 @@ use crate::cli::{Cli, Command};
 use crate::output;
 
 /// Where a server started in the current directory keeps its CA certificate.
-pub const DEFAULT_LOCAL_CA: &str = "runtara-data/tls/ca.pem";
+pub use runtara_management_sdk::config::DEFAULT_LOCAL_CA;
 
 /// Why a command failed, and so the exit code.
 #[derive(Debug, thiserror::Error)]
