@@ -273,7 +273,7 @@ impl From<WireCheckpoint> for Checkpoint {
 /// The server's health ([`ManagementSdk::health`](crate::ManagementSdk::health)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
-    /// Server name and version (`runtara-server/0.1.0`).
+    /// Server name and version (`runtara-server/1.0.0`).
     pub server: String,
     /// Database backend (`sqlite`, `postgres`).
     pub database: String,

@@ -41,7 +41,7 @@ impl ManagementSdk {
     }
 
     /// Connects if needed and returns the server's name and version
-    /// (`runtara-server/0.1.0`).
+    /// (`runtara-server/1.0.0`).
     pub async fn server_version(&self) -> Result<String> {
         self.connection.connect().await
     }

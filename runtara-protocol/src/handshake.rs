@@ -34,7 +34,7 @@ pub enum Role {
 pub struct Hello {
     /// The protocol version the client speaks.
     pub protocol_version: u32,
-    /// Client name and version, for logs (`runtara-sdk/0.1.0`).
+    /// Client name and version, for logs (`runtara-sdk/1.0.0`).
     pub client: String,
     /// Who is calling.
     pub role: Role,
@@ -66,7 +66,7 @@ pub enum HelloReply {
     Welcome {
         /// The server's protocol version.
         protocol_version: u32,
-        /// Server name and version (`runtara-server/0.1.0`).
+        /// Server name and version (`runtara-server/1.0.0`).
         server: String,
     },
     /// Refused, with the reason (`version_mismatch`, `unauthorized`, `unsupported`, …).

@@ -195,7 +195,7 @@ pub struct WireCheckpoint {
 pub enum ManagementResponse {
     /// Reply to `Ping`.
     Pong {
-        /// Server name and version (`runtara-server/0.1.0`).
+        /// Server name and version (`runtara-server/1.0.0`).
         server: String,
         /// The server's clock, milliseconds since the Unix epoch.
         server_time_ms: i64,
