@@ -164,7 +164,8 @@ pub struct SignalOutcome {
     pub status: String,
     /// True when the signal took effect at once (no process was running the instance, or
     /// a resume withdrew a pause that the running process had not taken yet); false when
-    /// it is queued for the running process, which acts on it at its next checkpoint.
+    /// it is queued: for the running process, which acts on it at its next checkpoint, or,
+    /// for a resume of a suspended instance, for the process the server relaunches.
     pub applied: bool,
 }
 

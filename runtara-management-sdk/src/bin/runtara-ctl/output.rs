@@ -207,6 +207,12 @@ pub fn started(result: &StartInstanceResult) -> (String, Value) {
 pub fn signalled(instance_id: &str, signal: &str, outcome: &SignalOutcome) -> (String, Value) {
     let text = if outcome.applied {
         format!("{signal}: {instance_id} is now {}\n", outcome.status)
+    } else if signal == "resume" {
+        format!(
+            "resume: queued for {instance_id}; the server relaunches it from its last \
+             checkpoint (status: {})\n",
+            outcome.status
+        )
     } else {
         format!(
             "{signal}: queued for {instance_id}; the running process acts on it at its next \
@@ -334,6 +340,18 @@ mod tests {
             launches: 1,
             log_tail: Some("line 1\nline 2".into()),
         }
+    }
+
+    #[test]
+    fn a_queued_resume_says_the_server_relaunches_the_instance() {
+        let queued = |status: &str| SignalOutcome {
+            status: status.into(),
+            applied: false,
+        };
+        let (resume, _) = signalled("i-1", "resume", &queued("suspended"));
+        assert!(resume.contains("relaunches it"), "{resume}");
+        let (pause, _) = signalled("i-1", "pause", &queued("running"));
+        assert!(pause.contains("at its next checkpoint"), "{pause}");
     }
 
     #[test]
