@@ -7,7 +7,8 @@
 //!
 //! ```json
 //! {"order_id": "ORD-1", "items": ["a", "b"], "steps": 5, "step_delay_ms": 100,
-//!  "sleep_ms": 0, "log_file": "/tmp/side-effects.log", "manual_checkpoints": false}
+//!  "sleep_ms": 0, "log_file": "/tmp/side-effects.log", "manual_checkpoints": false,
+//!  "pause_exit_delay_ms": 0}
 //! ```
 //!
 //! Each step is a `#[durable]` function; after a crash, a pause or a long sleep the
@@ -34,6 +35,8 @@ struct Input {
     sleep_ms: u64,
     log_file: Option<String>,
     manual_checkpoints: bool,
+    /// With `manual_checkpoints`: how long to linger after seeing a pause before returning.
+    pause_exit_delay_ms: u64,
 }
 
 impl Default for Input {
@@ -46,6 +49,7 @@ impl Default for Input {
             sleep_ms: 0,
             log_file: None,
             manual_checkpoints: false,
+            pause_exit_delay_ms: 0,
         }
     }
 }
@@ -62,6 +66,8 @@ enum WorkflowError {
     Sdk(#[from] SdkError),
     #[error("side-effect log: {0}")]
     Log(#[from] std::io::Error),
+    #[error("recorded state does not decode: {0}")]
+    State(serde_json::Error),
 }
 
 #[durable(max_retries = 0)]
@@ -125,11 +131,13 @@ async fn run_with_checkpoints(
             return Err(SdkError::Cancelled.into());
         }
         if result.should_pause() {
+            println!("pause seen at item-{n}");
+            tokio::time::sleep(Duration::from_millis(input.pause_exit_delay_ms)).await;
             // Exit cleanly - will be resumed later.
             return Ok(None);
         }
         if let Some(existing) = result.existing_state() {
-            done = serde_json::from_slice(existing).unwrap_or_default();
+            done = serde_json::from_slice(existing).map_err(WorkflowError::State)?;
             continue;
         }
         println!("step {n}: processing item-{n}");

@@ -212,6 +212,45 @@ async fn pause_resume_cancel_back_to_back_ends_cancelled() {
     assert_eq!(done.status, "cancelled", "{done:#?}");
 }
 
+/// A resume that arrives after the process has taken the pause, but before it is gone:
+/// the pause is withdrawn, and the process, which stops anyway, is relaunched at once
+/// rather than handled as a crash (here a crash would fail the instance: no restarts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_after_the_pause_was_taken_relaunches_without_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0, 0, &["--max-restarts", "0"]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    let input = json!({
+        "order_id": "W", "steps": 6, "step_delay_ms": 100,
+        "manual_checkpoints": true, "pause_exit_delay_ms": 500,
+    });
+    let id = start(&sdk, &image_id, input).await;
+    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= 1
+    })
+    .await;
+
+    sdk.pause_instance(&id).await.unwrap();
+    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
+        s.log_tail
+            .as_deref()
+            .unwrap_or_default()
+            .contains("pause seen")
+    })
+    .await;
+    let resumed = sdk.resume_instance(&id).await.unwrap();
+    assert!(resumed.applied, "{resumed:?}");
+    assert_eq!(resumed.status, "running");
+
+    let done = wait_for(&sdk, &id, Duration::from_secs(30), |s| {
+        matches!(s.status.as_str(), "completed" | "failed" | "suspended")
+    })
+    .await;
+    assert_eq!(done.status, "completed", "{done:#?}");
+    assert_eq!(launched_pids(&sdk, &id).await.len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_ends_cancelled_with_the_process_gone() {
     let dir = tempfile::tempdir().unwrap();

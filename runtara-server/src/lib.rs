@@ -146,10 +146,16 @@ pub struct RunningServer {
 pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
-    // Instances run in their own folders, so every path derived from the data dir (the
-    // image binaries, the CA certificate handed to instances) must not be relative.
-    config.data_dir = std::fs::canonicalize(&config.data_dir)
+    // Instances run in their own folders, so every path handed to them or derived from the
+    // data dir (the image binaries, the CA certificate to trust) must not be relative.
+    config.data_dir = std::path::absolute(&config.data_dir)
         .with_context(|| format!("resolving the data dir {}", config.data_dir.display()))?;
+    if let Some(cert) = &config.tls_cert {
+        config.tls_cert = Some(
+            std::path::absolute(cert)
+                .with_context(|| format!("resolving the certificate path {}", cert.display()))?,
+        );
+    }
     let tokens = config
         .load_management_tokens()
         .context("loading the management tokens")?;

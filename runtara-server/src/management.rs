@@ -454,9 +454,9 @@ impl Management {
                 self.supervisor.kill(instance_id);
             }
             SignalType::Cancel => self.supervisor.cancel_after_grace(instance_id),
-            // A resume that withdrew a queued pause: the process carries on.
-            SignalType::Resume
-                if matches!(status, InstanceStatus::Running | InstanceStatus::Pending) => {}
+            // Applied only when it withdrew a queued pause: the process carries on (or,
+            // had it taken the pause already, is relaunched when it exits).
+            SignalType::Resume if applied => self.supervisor.pause_withdrawn(instance_id),
             SignalType::Resume => self.supervisor.spawn_resume(instance_id.to_owned()),
             SignalType::Pause => {}
         }

@@ -10,7 +10,8 @@
 //! | `completed`, `failed`, `cancelled`, `suspended` | nothing (the process stopped as asked) |
 //! | `sleeping` | relaunch at the wake time |
 //! | `running` or `pending` with a cancel queued | `cancelled` |
-//! | `running` with a pause queued (the process stopped at it without acknowledging it) | `suspended`, the pause settled |
+//! | `running` with a pause queued, after a clean exit (the process returned at the pause without acknowledging it) | `suspended`, the pause settled; if a resume withdrew it meanwhile, relaunched at once |
+//! | `running`, nothing queued, after a resume withdrew a pause during the run | relaunched at once (the process may have taken the pause before the resume) |
 //! | `running` or `pending` otherwise (a crash) | relaunch from the last checkpoint after a backoff; after `max_restarts` crashes in a row, `failed` with the reason |
 //!
 //! A process that stops heartbeating for `heartbeat_timeout` is killed and handled as a
@@ -80,6 +81,22 @@ struct Run {
     timeout: Option<Duration>,
     /// A resume arrived while the paused process was still exiting.
     resume_after_exit: bool,
+    /// A resume withdrew a queued pause while this process ran: should it stop for that
+    /// pause anyway, it is relaunched at once rather than handled as a crash.
+    relaunch_on_exit: bool,
+}
+
+/// How a process ended, as `after_exit` weighs it.
+#[derive(Debug)]
+struct Exited {
+    /// The exit status, for events and messages.
+    how: String,
+    /// It exited on its own with status 0.
+    clean: bool,
+    /// It was killed for running past its timeout.
+    timed_out: bool,
+    /// A resume withdrew a pause while it ran ([`Run::relaunch_on_exit`]).
+    relaunch: bool,
 }
 
 /// A summary for status replies.
@@ -392,15 +409,25 @@ impl Supervisor {
             run.live = None;
             run.kill = None;
             if std::mem::take(&mut run.resume_after_exit) {
+                // It stopped as asked (suspended) and a resume is waiting: nothing else
+                // to decide, and the new run must not be judged by this exit.
+                run.relaunch_on_exit = false;
                 drop(runs);
                 self.spawn_resume(instance_id.clone());
+                return;
             }
         }
+        let exited = Exited {
+            how: exit,
+            clean: status.as_ref().is_ok_and(|s| s.success()),
+            timed_out,
+            relaunch: self
+                .runs()
+                .get_mut(&instance_id)
+                .is_some_and(|run| std::mem::take(&mut run.relaunch_on_exit)),
+        };
         let reason = timeout_reason(timeout_of(&self, &instance_id));
-        if let Err(error) = self
-            .after_exit(&instance_id, &exit, timed_out, reason)
-            .await
-        {
+        if let Err(error) = self.after_exit(&instance_id, &exited, reason).await {
             tracing::warn!(%instance_id, %error, "handling the process exit failed");
         }
     }
@@ -408,10 +435,10 @@ impl Supervisor {
     async fn after_exit(
         self: &Arc<Self>,
         instance_id: &str,
-        exit: &str,
-        timed_out: bool,
+        exited: &Exited,
         timeout_reason: String,
     ) -> anyhow::Result<()> {
+        let exit = exited.how.as_str();
         let Some(instance) = self.store.get_instance(instance_id).await? else {
             return Ok(());
         };
@@ -419,7 +446,7 @@ impl Supervisor {
         match instance.status {
             InstanceStatus::Sleeping => self.schedule_wake(&instance),
             InstanceStatus::Pending | InstanceStatus::Running => {
-                if timed_out {
+                if exited.timed_out {
                     self.store
                         .set_status(
                             instance_id,
@@ -441,13 +468,31 @@ impl Supervisor {
                             .set_status(instance_id, &unfinished, InstanceStatus::Cancelled, None)
                             .await?;
                     }
-                    // It stopped while a pause was queued without acknowledging it (the
-                    // spec's `if result.should_pause() { return Ok(()) }`): paused as
-                    // asked, not crashed. Guarded by the run's epoch; settles the pause.
-                    Some(SignalType::Pause) if instance.status == InstanceStatus::Running => {
+                    // It returned cleanly while a pause was queued, without acknowledging
+                    // it (the reference's `if result.should_pause() { return Ok(()) }`):
+                    // paused as asked, not crashed. The acknowledgement takes the pause only
+                    // if it is still queued, atomically; a resume that withdrew it meanwhile
+                    // leaves the instance running, and it is relaunched at once.
+                    Some(SignalType::Pause)
+                        if exited.clean && instance.status == InstanceStatus::Running =>
+                    {
                         self.store
-                            .suspend_instance(instance_id, instance.epoch)
+                            .acknowledge_signal(
+                                instance_id,
+                                instance.epoch,
+                                SignalType::Pause,
+                                true,
+                            )
                             .await?;
+                        let now = self.store.get_instance(instance_id).await?;
+                        if now.is_some_and(|i| i.status == InstanceStatus::Running) {
+                            self.spawn_launch(instance_id.to_owned(), Duration::ZERO);
+                        }
+                    }
+                    // It stopped for a pause that a resume withdrew: carry on.
+                    None if exited.relaunch => {
+                        tracing::info!(%instance_id, "relaunching after a withdrawn pause");
+                        self.spawn_launch(instance_id.to_owned(), Duration::ZERO);
                     }
                     _ => self.crashed(&instance, exit).await?,
                 }
@@ -457,6 +502,16 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// A resume withdrew a pause queued for the instance: if its process is running and
+    /// had already taken the pause, relaunch it when it exits instead of counting a crash.
+    pub fn pause_withdrawn(&self, instance_id: &str) {
+        if let Some(run) = self.runs().get_mut(instance_id) {
+            if run.live.is_some() {
+                run.relaunch_on_exit = true;
+            }
+        }
     }
 
     /// A process ended without a terminal event: relaunch with backoff, or give up.
