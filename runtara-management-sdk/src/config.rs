@@ -55,6 +55,7 @@ pub struct SdkConfig {
     /// The name the server certificate must carry.
     pub server_name: String,
     /// PEM file of the certificate(s) to trust, e.g. the server's `<data-dir>/tls/ca.pem`.
+    /// `None`: see [`new`](Self::new) for where the certificate is looked for.
     pub ca_cert: Option<PathBuf>,
     /// Accept any server certificate. Development only: anyone on the network path can
     /// impersonate the server.
@@ -83,7 +84,10 @@ impl std::fmt::Debug for SdkConfig {
 
 impl SdkConfig {
     /// A config for the management endpoint at `addr` (`host:port`), with certificate
-    /// verification on: trust the server with [`with_ca_cert`](Self::with_ca_cert).
+    /// verification on: trust the server with [`with_ca_cert`](Self::with_ca_cert). Without
+    /// it, the certificate `RUNTARA_CA_CERT` names is trusted; failing that, for a loopback
+    /// address, `./runtara-data/tls/ca.pem` (a server on its default data dir) if that file
+    /// exists and only this user can have written it.
     pub fn new(addr: impl Into<String>) -> Self {
         SdkConfig {
             addr: addr.into(),
@@ -238,16 +242,23 @@ pub(crate) fn check_addr_syntax(addr: &str) -> Result<(), String> {
 impl SdkConfig {
     /// The certificate file to trust when verification is on: [`ca_cert`](Self::ca_cert);
     /// else `RUNTARA_CA_CERT`; else, for a loopback `addr`, [`DEFAULT_LOCAL_CA`] if it is a
-    /// file. `None` when there is none of these.
+    /// file that only this user can have written ([`local_ca_is_trustworthy`]). `None` when
+    /// there is none of these.
     pub(crate) fn trusted_ca(&self, addr: SocketAddr) -> Option<PathBuf> {
-        self.trusted_ca_with(addr, |var| std::env::var(var).ok(), Path::is_file)
+        let path =
+            self.trusted_ca_with(addr, |var| std::env::var(var).ok(), local_ca_is_trustworthy)?;
+        if self.ca_cert.is_none() {
+            let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+            tracing::info!(ca = %shown.display(), "no CA certificate configured; trusting this one");
+        }
+        Some(path)
     }
 
     fn trusted_ca_with(
         &self,
         addr: SocketAddr,
         lookup: impl Fn(&str) -> Option<String>,
-        is_file: impl Fn(&Path) -> bool,
+        trustworthy: impl Fn(&Path) -> bool,
     ) -> Option<PathBuf> {
         if let Some(path) = &self.ca_cert {
             return Some(path.clone());
@@ -256,10 +267,33 @@ impl SdkConfig {
             return Some(value.into());
         }
         let local = Path::new(DEFAULT_LOCAL_CA);
-        (addr.ip().is_loopback() && is_file(local)).then(|| local.to_path_buf())
+        (addr.ip().is_loopback() && trustworthy(local)).then(|| local.to_path_buf())
     }
 }
 
+/// Whether the local development CA file may be trusted without being named: a regular
+/// file, not writable by group or others, owned by the user this process runs as (on
+/// Linux, the owner of `/proc/self`). Another local user who could write it could
+/// otherwise impersonate the server on a loopback port.
+#[cfg(unix)]
+pub fn local_ca_is_trustworthy(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(file) = std::fs::metadata(path) else {
+        return false;
+    };
+    if !file.is_file() || file.mode() & 0o022 != 0 {
+        return false;
+    }
+    std::fs::metadata("/proc/self").map_or(true, |me| me.uid() == file.uid())
+}
+
+/// Whether the local development CA file may be trusted without being named.
+#[cfg(not(unix))]
+pub fn local_ca_is_trustworthy(path: &Path) -> bool {
+    path.is_file()
+}
+
+/// `true`/`false`, `1`/`0` or `yes`/`no`, in any case.
 pub(crate) fn parse_bool(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Some(true),
@@ -301,6 +335,23 @@ mod tests {
             None,
             "loopback only"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_local_ca_writable_by_others_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "pem").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(local_ca_is_trustworthy(&path));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(!local_ca_is_trustworthy(&path));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+        assert!(!local_ca_is_trustworthy(&path));
+        assert!(!local_ca_is_trustworthy(dir.path()), "not a file");
+        assert!(!local_ca_is_trustworthy(&dir.path().join("missing.pem")));
     }
     use std::collections::HashMap;
 

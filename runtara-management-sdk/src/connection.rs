@@ -76,8 +76,7 @@ impl Connection {
                     crate::config::DEFAULT_LOCAL_CA
                 ))
             })?;
-            let path = &path;
-            let ca_pem = std::fs::read(path).map_err(|source| SdkError::Io {
+            let ca_pem = std::fs::read(&path).map_err(|source| SdkError::Io {
                 path: path.clone(),
                 source,
             })?;

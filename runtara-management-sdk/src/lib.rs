@@ -66,7 +66,8 @@
 //!
 //! Flags fall back to the same environment variables as [`SdkConfig::from_env`]. Without
 //! `--ca-cert` or `--insecure`, a loopback address uses `./runtara-data/tls/ca.pem` when
-//! that file exists (the server's default data directory). `--json` prints one JSON
+//! that file exists (the server's default data directory), is owned by the user and is not
+//! writable by group or others. `--json` prints one JSON
 //! document per result on stdout. Errors go to stderr as `runtara-ctl: <message>`.
 //!
 //! Exit codes: `0` success; `1` the server refused the request (not found, invalid

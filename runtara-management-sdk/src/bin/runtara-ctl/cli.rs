@@ -15,7 +15,8 @@ Exit codes:
   4  `wait` timed out
 
 Without --ca-cert or --insecure, a loopback --addr trusts ./runtara-data/tls/ca.pem when
-that file exists (the server's default data directory).";
+that file exists (the server's default data directory), is yours and is not writable by
+group or others.";
 
 /// Manage Runtara images and instances on a runtara-server.
 #[derive(Debug, Parser)]

@@ -78,7 +78,9 @@ pub fn sdk_config(cli: &Cli) -> Result<SdkConfig, CtlError> {
         Some(path) => config = config.with_ca_cert(path),
         None if !cli.insecure
             && is_loopback(&cli.addr)
-            && Path::new(DEFAULT_LOCAL_CA).is_file() =>
+            && runtara_management_sdk::config::local_ca_is_trustworthy(Path::new(
+                DEFAULT_LOCAL_CA,
+            )) =>
         {
             tracing::debug!("trusting {DEFAULT_LOCAL_CA}");
             config = config.with_ca_cert(DEFAULT_LOCAL_CA);
