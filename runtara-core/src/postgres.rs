@@ -6,8 +6,8 @@
 //! updates the bookkeeping, and returns what it found so the precise error needs no
 //! further query. Concurrent checkpoints are committed together, pipelined in one
 //! transaction with one WAL flush (`group_commit.rs`); a lone one runs in autocommit.
-//! Operations whose decision depends on the state (register, send a signal) run in a
-//! transaction that locks the row first.
+//! Operations whose decision depends on the state (register, send a signal, acknowledge
+//! one that moves the instance) run in a transaction that locks the row first.
 
 mod connection;
 mod group_commit;

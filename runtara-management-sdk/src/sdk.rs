@@ -191,7 +191,8 @@ impl ManagementSdk {
 
     /// Resumes a suspended instance from its last checkpoint, with its original input.
     /// On an instance still running with a pause its process has not taken yet, it
-    /// withdraws the pause and the instance carries on (`applied`, status `running`).
+    /// withdraws the pause and the instance carries on (`applied`, status `running`, or
+    /// `pending` if its process has not registered yet).
     pub async fn resume_instance(&self, instance_id: &str) -> Result<SignalOutcome> {
         self.signal("resume_instance", instance_id, WireSignalType::Resume)
             .await

@@ -363,8 +363,10 @@ impl RuntaraSdk {
     }
 
     /// Acknowledges a received signal. With `acknowledged`, the instance takes the
-    /// matching state (cancel → `cancelled`, pause → `suspended`); without it, the signal
-    /// is dropped.
+    /// matching state (cancel → `cancelled`, pause → `suspended`) if such a signal is still
+    /// queued (a resume may have withdrawn a pause; then nothing changes, and the server
+    /// relaunches the run should this process stop anyway); without it, the signal is
+    /// dropped.
     pub async fn acknowledge_signal(
         &self,
         signal_type: SignalType,
