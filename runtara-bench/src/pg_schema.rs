@@ -11,13 +11,13 @@ pub struct Schema {
 }
 
 impl Schema {
-    /// Creates `runtara_bench_<pid>` in the database at `url`.
-    pub async fn create(url: &str) -> anyhow::Result<Schema> {
+    /// Creates `runtara_bench_<pid><suffix>` in the database at `url`.
+    pub async fn create(url: &str, suffix: &str) -> anyhow::Result<Schema> {
         let (admin, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
             .await
             .context("connecting to RUNTARA_BENCH_POSTGRES_URL")?;
         tokio::spawn(connection);
-        let name = format!("runtara_bench_{}", std::process::id());
+        let name = format!("runtara_bench_{}{suffix}", std::process::id());
         admin
             .batch_execute(&format!(
                 "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"

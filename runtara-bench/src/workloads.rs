@@ -84,6 +84,11 @@ async fn steps(sdk: &RuntaraSdk, prefix: &str, steps: u32) -> anyhow::Result<Vec
 /// ratios to it (`x_floor`). QUIC modes also report the floor with its parts used in
 /// sequence (`step_floor_ms`, see [`Floors::sequential_of_mode`]) and the ratio to it
 /// (`x_step_floor`), diagnostics.
+///
+/// With a `baseline` (another target of the same mode on an empty database), each run is
+/// paired with a run there right before it, and the median of the pairs' ratios is
+/// reported as `x_W1_paired`: the two sides of each ratio are seconds apart, so the
+/// machine's drift cancels out.
 pub async fn w1(
     target: &Target,
     report: &mut Report,
@@ -91,7 +96,9 @@ pub async fn w1(
     runs: usize,
     workload: &str,
     floors: &mut Floors,
+    baseline: Option<&Target>,
 ) -> anyhow::Result<()> {
+    let mut paired = Vec::new();
     let mut per_run = Vec::new();
     let mut floor_per_run = Vec::new();
     let mut ratios = Vec::new();
@@ -99,18 +106,26 @@ pub async fn w1(
     let mut step_ratios = Vec::new();
     let mut all = Vec::new();
     for run in 0..=runs {
+        let base = match baseline {
+            Some(baseline) => Some(
+                one_run(baseline, &format!("{prefix}-{workload}-base-{run}"))
+                    .await?
+                    .0,
+            ),
+            None => None,
+        };
         let floor = floors.of_mode(target.mode, 100).await?;
         let step_floor = if target.mode.quic() {
             Some(floors.sequential_of_mode(target.mode, 100).await?)
         } else {
             None
         };
-        let sdk = target.run(&format!("{prefix}-{workload}-{run}")).await?;
-        let start = Instant::now();
-        let times = steps(&sdk, "s", 100).await?;
-        let elapsed = start.elapsed().as_secs_f64() * 1000.0;
-        sdk.completed(b"{}").await?;
+        let (per_step, times) = one_run(target, &format!("{prefix}-{workload}-{run}")).await?;
+        let elapsed = per_step * 100.0;
         if run > 0 {
+            if let Some(base) = base {
+                paired.push(per_step / base);
+            }
             per_run.push(elapsed / 100.0);
             floor_per_run.push(floor);
             ratios.push(elapsed / 100.0 / floor);
@@ -135,7 +150,20 @@ pub async fn w1(
         );
         report.add(mode, workload, median(&mut step_ratios), "x_step_floor");
     }
+    if !paired.is_empty() {
+        report.add(mode, workload, median(&mut paired), "x_W1_paired");
+    }
     Ok(())
+}
+
+/// One W1 run on a new instance: ms per step over the 100 steps, and each step's latency.
+async fn one_run(target: &Target, instance_id: &str) -> anyhow::Result<(f64, Vec<f64>)> {
+    let sdk = target.run(instance_id).await?;
+    let start = Instant::now();
+    let times = steps(&sdk, "s", 100).await?;
+    let per_step = start.elapsed().as_secs_f64() * 1000.0 / 100.0;
+    sdk.completed(b"{}").await?;
+    Ok((per_step, times))
 }
 
 /// W2: `instances` × 10 steps, all at once in this process; like W1, one warm-up run,
@@ -400,9 +428,11 @@ pub async fn w5(
     Ok(())
 }
 
-/// Fills the database with `count` checkpoints (200 instances in parallel), then W1.
+/// Fills the database with `count` checkpoints (200 instances in parallel), then W1, each
+/// run paired with one on `baseline`, a target of the same mode on an empty database.
 pub async fn w1_history(
     target: &Target,
+    baseline: &Target,
     report: &mut Report,
     prefix: &str,
     count: u32,
@@ -426,7 +456,17 @@ pub async fn w1_history(
         }
         done += batch;
     }
-    w1(target, report, prefix, runs, "W1-history", floors).await
+    let workload = "W1-history";
+    w1(
+        target,
+        report,
+        prefix,
+        runs,
+        workload,
+        floors,
+        Some(baseline),
+    )
+    .await
 }
 
 /// `R`: a read through the whole stack without a disk write (`get_checkpoint`), to
