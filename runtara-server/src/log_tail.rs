@@ -1,43 +1,78 @@
-//! The last lines a process printed, kept for status replies.
+//! An instance process's output: written by the process straight to a file in its
+//! folder (so it outlives the server that launched it: a pipe would break when a server
+//! restart closes it, and the process's next print would fail), and its last lines read
+//! back from there for status replies and failure reasons.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 
 /// Lines kept.
 const MAX_LINES: usize = 50;
 /// Longest line kept (longer ones are cut).
 const MAX_LINE: usize = 1024;
+/// How much of the file's end is read for the tail.
+const TAIL_BYTES: u64 = 64 * 1024;
+/// The file's name in the instance's folder.
+pub const OUTPUT_FILE: &str = "output.log";
 
-/// A bounded tail of output lines; safe to share between the stdout and stderr readers.
-#[derive(Debug, Default)]
+/// The output file of the instance whose folder is `dir`.
+#[derive(Debug, Clone)]
 pub struct LogTail {
-    lines: Mutex<VecDeque<String>>,
+    path: PathBuf,
 }
 
 impl LogTail {
-    /// Appends a line, dropping the oldest beyond the limit.
-    pub fn push(&self, line: &str) {
-        let mut line = line.to_owned();
-        if line.len() > MAX_LINE {
-            let mut cut = MAX_LINE;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
-            line.push('…');
+    /// The output file in the instance folder `dir`.
+    pub fn in_dir(dir: &Path) -> LogTail {
+        LogTail {
+            path: dir.join(OUTPUT_FILE),
         }
-        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        if lines.len() == MAX_LINES {
-            lines.pop_front();
-        }
-        lines.push_back(line);
     }
 
-    /// The kept lines joined by newlines, or `None` when nothing was printed.
-    pub fn text(&self) -> Option<String> {
-        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
-        (!lines.is_empty()).then(|| lines.iter().cloned().collect::<Vec<_>>().join("\n"))
+    /// Empties the file (a new process's output replaces the last one's) and returns it
+    /// as the process's stdout and stderr.
+    pub fn create(&self) -> std::io::Result<(Stdio, Stdio)> {
+        let file = File::create(&self.path)?;
+        let err = file.try_clone()?;
+        Ok((Stdio::from(file), Stdio::from(err)))
     }
+
+    /// The last lines printed, joined by newlines (long lines cut), or `None` when there
+    /// is nothing (or no file).
+    pub fn text(&self) -> Option<String> {
+        let mut file = File::open(&self.path).ok()?;
+        let len = file.metadata().ok()?.len();
+        let start = len.saturating_sub(TAIL_BYTES);
+        file.seek(SeekFrom::Start(start)).ok()?;
+        let mut bytes = Vec::new();
+        file.take(TAIL_BYTES).read_to_end(&mut bytes).ok()?;
+        tail_of(&String::from_utf8_lossy(&bytes), start > 0)
+    }
+}
+
+/// The last [`MAX_LINES`] lines of `text`, each cut at [`MAX_LINE`] bytes; with
+/// `partial_start`, the first line (cut by the read) is dropped.
+fn tail_of(text: &str, partial_start: bool) -> Option<String> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    if partial_start && !lines.is_empty() {
+        lines.remove(0);
+    }
+    let first = lines.len().saturating_sub(MAX_LINES);
+    let kept: Vec<String> = lines[first..].iter().map(|line| cut(line)).collect();
+    (!kept.is_empty()).then(|| kept.join("\n"))
+}
+
+fn cut(line: &str) -> String {
+    if line.len() <= MAX_LINE {
+        return line.to_owned();
+    }
+    let mut end = MAX_LINE;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &line[..end])
 }
 
 #[cfg(test)]
@@ -46,15 +81,31 @@ mod tests {
 
     #[test]
     fn keeps_the_last_lines_and_cuts_long_ones() {
-        let tail = LogTail::default();
-        assert_eq!(tail.text(), None);
-        for n in 0..(MAX_LINES + 5) {
-            tail.push(&format!("line {n}"));
-        }
-        tail.push(&"é".repeat(MAX_LINE));
-        let text = tail.text().unwrap();
-        assert!(!text.contains("line 5\n"));
-        assert!(text.starts_with("line 6\n"));
-        assert!(text.ends_with('…'));
+        assert_eq!(tail_of("", false), None);
+        let mut text: String = (0..(MAX_LINES + 5))
+            .map(|n| format!("line {n}\n"))
+            .collect();
+        text.push_str(&"é".repeat(MAX_LINE));
+        let tail = tail_of(&text, false).unwrap();
+        assert!(!tail.contains("line 5\n"));
+        assert!(tail.starts_with("line 6\n"));
+        assert!(tail.ends_with('…'));
+        assert_eq!(tail_of("cut\nwhole\n", true).unwrap(), "whole");
+    }
+
+    #[test]
+    fn reads_back_what_the_process_wrote_and_a_new_process_starts_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogTail::in_dir(dir.path());
+        assert_eq!(log.text(), None, "no file yet");
+        std::fs::write(dir.path().join(OUTPUT_FILE), "a\nb\n").unwrap();
+        assert_eq!(log.text().as_deref(), Some("a\nb"));
+        let big: String = (0..20_000).map(|n| format!("line {n}\n")).collect();
+        std::fs::write(dir.path().join(OUTPUT_FILE), big).unwrap();
+        let tail = log.text().unwrap();
+        assert!(tail.ends_with("line 19999"));
+        assert_eq!(tail.lines().count(), MAX_LINES);
+        drop(log.create().unwrap());
+        assert_eq!(log.text(), None, "emptied for the next process");
     }
 }

@@ -29,7 +29,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use runtara_core::{now_ms, InstanceRecord, InstanceStatus, Persistence, SignalType};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::oneshot;
 
 use crate::credentials::CredentialKey;
@@ -75,8 +74,6 @@ struct Run {
     live: Option<u64>,
     /// Kill switch of the live process.
     kill: Option<oneshot::Sender<()>>,
-    /// Output of the last process.
-    log: Arc<LogTail>,
     /// Per-instance timeout, from the start request.
     timeout: Option<Duration>,
     /// A resume arrived while the paused process was still exiting.
@@ -142,13 +139,16 @@ impl Supervisor {
 
     /// Launch count and log tail of an instance.
     pub fn info(&self, instance_id: &str) -> RunInfo {
-        self.runs()
-            .get(instance_id)
-            .map(|run| RunInfo {
-                launches: run.launches,
-                log_tail: run.log.text(),
-            })
-            .unwrap_or_default()
+        let launches = self.runs().get(instance_id).map_or(0, |run| run.launches);
+        RunInfo {
+            launches,
+            log_tail: self.output(instance_id).text(),
+        }
+    }
+
+    /// The output file of the instance's current (or last) process.
+    fn output(&self, instance_id: &str) -> LogTail {
+        LogTail::in_dir(&self.settings.instances_dir.join(instance_id))
     }
 
     /// Sets the per-instance timeout (counted from the next launch).
@@ -233,7 +233,7 @@ impl Supervisor {
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let (kill_tx, kill_rx) = oneshot::channel();
-        let (log, timeout) = {
+        let timeout = {
             let mut runs = self.runs();
             let run = runs.entry(instance_id.to_owned()).or_default();
             if run.live.is_some() {
@@ -245,8 +245,7 @@ impl Supervisor {
             run.kill = Some(kill_tx);
             run.launches += 1;
             run.checkpoints_at_launch = instance.checkpoint_count;
-            run.log = Arc::new(LogTail::default());
-            (run.log.clone(), run.timeout)
+            run.timeout
         };
         let child = match self.spawn_process(&instance, &image_id).await {
             Ok(child) => child,
@@ -282,7 +281,7 @@ impl Supervisor {
         tracing::info!(%instance_id, ?pid, generation, "instance process launched");
         let me = self.clone();
         let id = instance_id.to_owned();
-        tokio::spawn(async move { me.watch(id, generation, child, kill_rx, log, timeout).await });
+        tokio::spawn(async move { me.watch(id, generation, child, kill_rx, timeout).await });
         Ok(())
     }
 
@@ -302,6 +301,9 @@ impl Supervisor {
         let input_path = dir.join("input.json");
         tokio::fs::write(&input_path, instance.input.as_deref().unwrap_or(b"null")).await?;
 
+        // A file, not a pipe: the process must be able to print after this server is
+        // gone (a restart leaves it running for the next one to adopt).
+        let (stdout, stderr) = LogTail::in_dir(&dir).create()?;
         let mut command = tokio::process::Command::new(&binary);
         command
             .env_clear()
@@ -332,8 +334,8 @@ impl Supervisor {
             )
             .current_dir(&dir)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(stdout)
+            .stderr(stderr)
             .kill_on_drop(false);
         if let Some(ca) = &self.settings.ca_path {
             command.env("RUNTARA_CA_CERT", ca);
@@ -353,16 +355,8 @@ impl Supervisor {
         generation: u64,
         mut child: tokio::process::Child,
         kill: oneshot::Receiver<()>,
-        log: Arc<LogTail>,
         timeout: Option<Duration>,
     ) {
-        let mut collectors = Vec::with_capacity(2);
-        if let Some(out) = child.stdout.take() {
-            collectors.push(tokio::spawn(collect(out, log.clone())));
-        }
-        if let Some(err) = child.stderr.take() {
-            collectors.push(tokio::spawn(collect(err, log.clone())));
-        }
         let timeout = async {
             match timeout {
                 Some(after) => tokio::time::sleep(after).await,
@@ -382,14 +376,6 @@ impl Supervisor {
                 child.wait().await
             }
         };
-        // The readers reach the end of the pipes once the process is gone: let them, so the
-        // tail holds its last words (bounded: a descendant may still hold the pipes open).
-        let drained = async {
-            for collector in collectors {
-                let _ = collector.await;
-            }
-        };
-        let _ = tokio::time::timeout(OUTPUT_DRAIN, drained).await;
         let exit = match &status {
             Ok(status) => status.to_string(),
             Err(error) => format!("unknown exit ({error})"),
@@ -529,7 +515,7 @@ impl Supervisor {
                 run.crashes = 0;
             }
             run.crashes += 1;
-            (run.crashes, run.log.text())
+            (run.crashes, self.output(instance_id).text())
         };
         if crashes > self.settings.max_restarts {
             let reason = format!(
@@ -655,15 +641,4 @@ fn timeout_reason(timeout: Option<Duration>) -> String {
 /// in the server's terminal does not reach them; a server restart leaves them running.
 fn kill_group(child: &mut tokio::process::Child) {
     let _ = child.start_kill();
-}
-
-/// How long an exited process's output readers get to reach the end of its pipes.
-const OUTPUT_DRAIN: Duration = Duration::from_millis(500);
-
-/// Copies a process's output into its log tail, line by line.
-async fn collect(stream: impl AsyncRead + Unpin, log: Arc<LogTail>) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        log.push(&line);
-    }
 }
