@@ -85,6 +85,15 @@ pub fn sdk_config(cli: &Cli) -> Result<SdkConfig, CtlError> {
             tracing::debug!("trusting {DEFAULT_LOCAL_CA}");
             config = config.with_ca_cert(DEFAULT_LOCAL_CA);
         }
+        None if !cli.insecure
+            && is_loopback(&cli.addr)
+            && Path::new(DEFAULT_LOCAL_CA).is_file() =>
+        {
+            return Err(CtlError::Usage(format!(
+                "`{DEFAULT_LOCAL_CA}` is not trusted without --ca-cert: it must be owned by \
+                 you and not writable by group or others (or pass --ca-cert, or --insecure)"
+            )))
+        }
         None if !cli.insecure => {
             return Err(CtlError::Usage(format!(
                 "no certificate to trust: pass --ca-cert with the server's \
