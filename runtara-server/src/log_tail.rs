@@ -3,8 +3,8 @@
 //! restart closes it, and the process's next print would fail), and its last lines read
 //! back from there for status replies and failure reasons.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -16,6 +16,10 @@ const MAX_LINE: usize = 1024;
 const TAIL_BYTES: u64 = 64 * 1024;
 /// The file's name in the instance's folder.
 pub const OUTPUT_FILE: &str = "output.log";
+/// Past this size the file is emptied ([`LogTail::limit`]).
+pub const MAX_BYTES: u64 = 8 * 1024 * 1024;
+/// What an emptied file starts with.
+const DROPPED: &[u8] = b"[runtara-server: earlier output dropped (over 8 MiB)]\n";
 
 /// The output file of the instance whose folder is `dir`.
 #[derive(Debug, Clone)]
@@ -32,11 +36,34 @@ impl LogTail {
     }
 
     /// Empties the file (a new process's output replaces the last one's) and returns it
-    /// as the process's stdout and stderr.
+    /// as the process's stdout and stderr, in append mode (so that [`limit`](Self::limit)
+    /// can empty it under a writing process).
     pub fn create(&self) -> std::io::Result<(Stdio, Stdio)> {
-        let file = File::create(&self.path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        file.set_len(0)?;
         let err = file.try_clone()?;
         Ok((Stdio::from(file), Stdio::from(err)))
+    }
+
+    /// Empties the file, leaving a note, once it is larger than [`MAX_BYTES`]: a process
+    /// that prints without end must not fill the disk. Best effort.
+    pub fn limit(&self) {
+        self.limit_to(MAX_BYTES);
+    }
+
+    fn limit_to(&self, max: u64) {
+        let too_big = std::fs::metadata(&self.path).is_ok_and(|m| m.len() > max);
+        if !too_big {
+            return;
+        }
+        if let Ok(mut file) = OpenOptions::new().append(true).open(&self.path) {
+            if file.set_len(0).is_ok() {
+                let _ = file.write_all(DROPPED);
+            }
+        }
     }
 
     /// The last lines printed, joined by newlines (long lines cut), or `None` when there
@@ -107,5 +134,30 @@ mod tests {
         assert_eq!(tail.lines().count(), MAX_LINES);
         drop(log.create().unwrap());
         assert_eq!(log.text(), None, "emptied for the next process");
+    }
+
+    #[test]
+    fn a_file_over_the_limit_is_emptied_and_the_writer_carries_on_at_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogTail::in_dir(dir.path());
+        let (stdout, _) = log.create().unwrap();
+        let mut writer = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(OUTPUT_FILE))
+            .unwrap();
+        drop(stdout);
+        writer.write_all(&[b'x'; 100]).unwrap();
+        log.limit_to(1_000);
+        assert_eq!(log.text().unwrap().len(), 100, "under the limit: kept");
+        writer.write_all(&[b'y'; 1_000]).unwrap();
+        log.limit_to(1_000);
+        writer.write_all(b"\nafter\n").unwrap();
+        let text = log.text().unwrap();
+        assert!(
+            text.starts_with("[runtara-server: earlier output dropped"),
+            "{text}"
+        );
+        assert!(text.ends_with("after"), "{text}");
+        assert!(!text.contains('x'), "{text}");
     }
 }

@@ -599,6 +599,7 @@ impl Supervisor {
                 if instance.status != InstanceStatus::Running || instance.image_id.is_none() {
                     continue;
                 }
+                self.output(&instance.instance_id).limit();
                 let last = instance
                     .heartbeat_at_ms
                     .or(instance.started_at_ms)
