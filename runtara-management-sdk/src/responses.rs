@@ -70,7 +70,7 @@ pub struct InstanceInfo {
     pub wake_at: Option<String>,
     /// How many times the server launched a process for it (in the server's lifetime).
     pub launches: u32,
-    /// The tail of the last process's stdout and stderr, when the server ran it.
+    /// The tail of the last process's stdout and stderr (its `output.log`), if it printed.
     pub log_tail: Option<String>,
 }
 

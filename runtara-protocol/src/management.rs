@@ -137,7 +137,7 @@ pub struct WireInstance {
     pub wake_at_ms: Option<i64>,
     /// How many times the server launched a process for it (this server's lifetime).
     pub launches: u32,
-    /// The tail of the last process's stdout and stderr, when this server ran it.
+    /// The tail of the last process's stdout and stderr (its `output.log`), if it printed.
     pub log_tail: Option<String>,
 }
 
