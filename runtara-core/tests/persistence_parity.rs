@@ -111,6 +111,20 @@ async fn running(store: &Arc<dyn Persistence>, prefix: &str) -> (String, i64) {
     (id, epoch)
 }
 
+/// Creates a new `pending` instance (no process has registered it) and returns its id.
+async fn pending(store: &Arc<dyn Persistence>, prefix: &str) -> String {
+    let id = unique(prefix);
+    store
+        .create_instance(NewInstance {
+            instance_id: id.clone(),
+            tenant_id: "t".into(),
+            ..NewInstance::default()
+        })
+        .await
+        .unwrap();
+    id
+}
+
 async fn status(store: &Arc<dyn Persistence>, id: &str) -> InstanceStatus {
     store.get_instance(id).await.unwrap().unwrap().status
 }
@@ -404,15 +418,7 @@ async fn signal_rules_follow_the_state(store: Arc<dyn Persistence>) {
         InstanceStatus::Cancelled
     );
 
-    let pending = unique("pending");
-    store
-        .create_instance(NewInstance {
-            instance_id: pending.clone(),
-            tenant_id: "t".into(),
-            ..NewInstance::default()
-        })
-        .await
-        .unwrap();
+    let pending = pending(&store, "pending").await;
     assert_eq!(
         store
             .send_signal(&pending, SignalType::Cancel)
@@ -891,15 +897,7 @@ async fn acknowledging_a_pause_settles_every_queued_pause(store: Arc<dyn Persist
 
 async fn signals_to_instances_without_a_process(store: Arc<dyn Persistence>) {
     // Pause of a pending instance waits for its first run.
-    let pending = unique("sig-pending");
-    store
-        .create_instance(NewInstance {
-            instance_id: pending.clone(),
-            tenant_id: "t".into(),
-            ..NewInstance::default()
-        })
-        .await
-        .unwrap();
+    let pending = pending(&store, "sig-pending").await;
     assert!(matches!(
         store
             .send_signal(&pending, SignalType::Pause)
@@ -1516,15 +1514,7 @@ async fn resume_withdraws_a_pause_not_yet_taken(store: Arc<dyn Persistence>) {
     assert_eq!(status(&store, &id).await, InstanceStatus::Suspended);
 
     // The same for an instance whose process has not registered yet.
-    let pending = unique("withdraw-pending");
-    store
-        .create_instance(NewInstance {
-            instance_id: pending.clone(),
-            tenant_id: "t".into(),
-            ..NewInstance::default()
-        })
-        .await
-        .unwrap();
+    let pending = pending(&store, "withdraw-pending").await;
     store
         .send_signal(&pending, SignalType::Pause)
         .await
