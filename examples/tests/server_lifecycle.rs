@@ -23,6 +23,26 @@ async fn register(sdk: &ManagementSdk) -> String {
     .image_id
 }
 
+/// A server over `dir` (test timings plus `extra` flags, any ports), a client, and the
+/// workflow registered as an image: the image id.
+async fn server_with_image(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (Server, ManagementSdk, String) {
+    let server = Server::start(dir, 0, 0, extra);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    (server, sdk, image_id)
+}
+
+/// Waits until the instance has recorded at least `n` checkpoints.
+async fn wait_checkpoints(sdk: &ManagementSdk, instance_id: &str, n: i64) {
+    wait_for(sdk, instance_id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= n
+    })
+    .await;
+}
+
 async fn start(sdk: &ManagementSdk, image_id: &str, input: serde_json::Value) -> String {
     sdk.start_instance(StartInstanceOptions::new(image_id, TENANT).with_input(input))
         .await
@@ -50,9 +70,7 @@ fn output(status: &runtara_management_sdk::InstanceInfo) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_start_and_poll_to_completed() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), 0, 0, &[]);
-    let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[]).await;
 
     let instance = sdk
         .start_instance(
@@ -119,16 +137,11 @@ async fn a_server_on_the_default_relative_data_dir_runs_instances() {
 async fn pause_then_resume_completes_without_rerunning_steps() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("steps.log");
-    let server = Server::start(dir.path(), 0, 0, &[]);
-    let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[]).await;
     let input = json!({"order_id": "P", "steps": 8, "step_delay_ms": 150, "log_file": log});
     let id = start(&sdk, &image_id, input).await;
 
-    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
-        s.checkpoint_count >= 2
-    })
-    .await;
+    wait_checkpoints(&sdk, &id, 2).await;
     sdk.pause_instance(&id).await.unwrap();
     let paused = wait_status(&sdk, &id, "suspended").await;
     assert!(paused.checkpoint_count < 8, "paused before the end");
@@ -151,17 +164,12 @@ async fn pause_then_resume_completes_without_rerunning_steps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_exit_at_a_pause_without_an_ack_suspends() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), 0, 0, &[]);
-    let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[]).await;
     let input =
         json!({"order_id": "M", "steps": 8, "step_delay_ms": 150, "manual_checkpoints": true});
     let id = start(&sdk, &image_id, input).await;
 
-    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
-        s.checkpoint_count >= 2
-    })
-    .await;
+    wait_checkpoints(&sdk, &id, 2).await;
     sdk.pause_instance(&id).await.unwrap();
     let paused = wait_status(&sdk, &id, "suspended").await;
     assert!(paused.checkpoint_count < 8, "paused before the end");
@@ -188,15 +196,10 @@ async fn a_clean_exit_at_a_pause_without_an_ack_suspends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_cancel_back_to_back_ends_cancelled() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), 0, 0, &[]);
-    let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[]).await;
     let input = json!({"order_id": "S", "steps": 50, "step_delay_ms": 200});
     let id = start(&sdk, &image_id, input).await;
-    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
-        s.checkpoint_count >= 1
-    })
-    .await;
+    wait_checkpoints(&sdk, &id, 1).await;
 
     sdk.pause_instance(&id).await.unwrap();
     let resumed = sdk.resume_instance(&id).await.unwrap();
@@ -218,18 +221,13 @@ async fn pause_resume_cancel_back_to_back_ends_cancelled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_after_the_pause_was_taken_relaunches_without_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), 0, 0, &["--max-restarts", "0"]);
-    let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &["--max-restarts", "0"]).await;
     let input = json!({
         "order_id": "W", "steps": 6, "step_delay_ms": 100,
         "manual_checkpoints": true, "pause_exit_delay_ms": 500,
     });
     let id = start(&sdk, &image_id, input).await;
-    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
-        s.checkpoint_count >= 1
-    })
-    .await;
+    wait_checkpoints(&sdk, &id, 1).await;
 
     sdk.pause_instance(&id).await.unwrap();
     wait_for(&sdk, &id, Duration::from_secs(30), |s| {
@@ -254,15 +252,10 @@ async fn a_resume_after_the_pause_was_taken_relaunches_without_a_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_ends_cancelled_with_the_process_gone() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), 0, 0, &[]);
-    let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[]).await;
     let id = start(&sdk, &image_id, json!({"steps": 200, "step_delay_ms": 100})).await;
 
-    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
-        s.checkpoint_count >= 1
-    })
-    .await;
+    wait_checkpoints(&sdk, &id, 1).await;
     sdk.cancel_instance(&id).await.unwrap();
     let cancelled = wait_status(&sdk, &id, "cancelled").await;
     assert!(cancelled.checkpoint_count < 200);
@@ -277,16 +270,11 @@ async fn cancel_ends_cancelled_with_the_process_gone() {
 async fn sigkill_of_the_instance_process_is_relaunched_and_completes() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("steps.log");
-    let server = Server::start(dir.path(), 0, 0, &[]);
-    let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[]).await;
     let input = json!({"order_id": "K", "steps": 8, "step_delay_ms": 150, "log_file": log});
     let id = start(&sdk, &image_id, input).await;
 
-    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
-        s.checkpoint_count >= 3
-    })
-    .await;
+    wait_checkpoints(&sdk, &id, 3).await;
     let pid = launched_pids(&sdk, &id).await[0];
     std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
@@ -307,9 +295,8 @@ async fn sigkill_of_the_instance_process_is_relaunched_and_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_durable_sleep_exits_and_is_relaunched_on_time() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), 0, 0, &["--sleep-exit-threshold-ms", "300"]);
-    let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let (_server, sdk, image_id) =
+        server_with_image(dir.path(), &["--sleep-exit-threshold-ms", "300"]).await;
     let id = start(&sdk, &image_id, json!({"steps": 2, "sleep_ms": 2000})).await;
 
     let sleeping = wait_status(&sdk, &id, "sleeping").await;
@@ -348,10 +335,7 @@ async fn instances_survive_a_server_sigkill_and_restart() {
         ids.push(start(&sdk, &image_id, input).await);
     }
     for id in &ids {
-        wait_for(&sdk, id, Duration::from_secs(30), |s| {
-            s.checkpoint_count >= 2
-        })
-        .await;
+        wait_checkpoints(&sdk, id, 2).await;
     }
     server.kill();
     drop(sdk);
@@ -381,9 +365,8 @@ async fn instances_survive_a_server_sigkill_and_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), 0, 0, &["--max-image-bytes", "100000000"]);
-    let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let (_server, sdk, image_id) =
+        server_with_image(dir.path(), &["--max-image-bytes", "100000000"]).await;
 
     let unknown = sdk
         .start_instance(StartInstanceOptions::new("img-nope", TENANT))
@@ -502,16 +485,12 @@ async fn a_crash_loop_ends_failed_with_the_reason_and_a_timeout_fails_the_run() 
 async fn a_stale_process_is_fenced_out_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("steps.log");
-    let server = Server::start(dir.path(), 0, 0, &["--heartbeat-timeout-ms", "1000"]);
-    let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let (_server, sdk, image_id) =
+        server_with_image(dir.path(), &["--heartbeat-timeout-ms", "1000"]).await;
     let input = json!({"order_id": "F", "steps": 10, "step_delay_ms": 100, "log_file": log});
     let id = start(&sdk, &image_id, input).await;
 
-    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
-        s.checkpoint_count >= 2
-    })
-    .await;
+    wait_checkpoints(&sdk, &id, 2).await;
     let stale = launched_pids(&sdk, &id).await[0];
     let signal = |sig: &str| {
         std::process::Command::new("kill")
