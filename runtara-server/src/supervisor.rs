@@ -303,7 +303,7 @@ impl Supervisor {
 
         // A file, not a pipe: the process must be able to print after this server is
         // gone (a restart leaves it running for the next one to adopt).
-        let (stdout, stderr) = LogTail::in_dir(&dir).create()?;
+        let (stdout, stderr) = self.output(&instance.instance_id).create()?;
         let mut command = tokio::process::Command::new(&binary);
         command
             .env_clear()
