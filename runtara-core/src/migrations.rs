@@ -59,6 +59,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "checkpoints_key",
         sql: include_str!("../migrations/postgres/0004_checkpoints_key.sql"),
     },
+    Migration {
+        version: 5,
+        name: "derived_progress",
+        sql: include_str!("../migrations/postgres/0005_derived_progress.sql"),
+    },
 ];
 
 /// The table recording applied migrations (same in both dialects).

@@ -622,10 +622,11 @@ impl Persistence for PostgresPersistence {
         let status = filter.status.map(InstanceStatus::as_str);
         let limit = filter.limit.map(i64::from);
         let offset = i64::from(filter.offset);
-        let sql = format!(
-            "SELECT {INSTANCE_COLUMNS} FROM instances WHERE tenant_id = $1 \
+        let sql = instances_sql(
+            "SELECT * FROM instances WHERE tenant_id = $1 \
              AND ($2::TEXT IS NULL OR status = $2) ORDER BY created_at_ms DESC, instance_id \
-             LIMIT $3 OFFSET $4"
+             LIMIT $3 OFFSET $4",
+            "ORDER BY i.created_at_ms DESC, i.instance_id",
         );
         let instances = query(
             &client,

@@ -102,6 +102,7 @@ parity!(
     an_image_in_use_cannot_be_deleted,
     list_unfinished_spans_tenants,
     resume_withdraws_a_pause_not_yet_taken,
+    every_read_shows_the_last_checkpoint_and_counts_it_as_a_sign_of_life,
 );
 
 /// Registers a new instance and returns its id and epoch.
@@ -1527,4 +1528,67 @@ async fn resume_withdraws_a_pause_not_yet_taken(store: Arc<dyn Persistence>) {
         SignalOutcome::Applied(InstanceStatus::Pending)
     );
     assert_eq!(store.pending_signal(&pending).await.unwrap(), None);
+}
+
+async fn every_read_shows_the_last_checkpoint_and_counts_it_as_a_sign_of_life(
+    store: Arc<dyn Persistence>,
+) {
+    let tenant = unique("progress-tenant");
+    let id = unique("progress");
+    let epoch = store
+        .register_instance(&id, &tenant, None)
+        .await
+        .unwrap()
+        .epoch;
+    let registered = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            registered.checkpoint_id.as_deref(),
+            registered.checkpoint_count
+        ),
+        (None, 0)
+    );
+    let before = registered.heartbeat_at_ms.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    for step in ["first", "second", "third"] {
+        store
+            .save_checkpoint(&id, epoch, step, b"{}")
+            .await
+            .unwrap();
+    }
+    // A repeat stores nothing: neither the last checkpoint nor the count moves.
+    store
+        .save_checkpoint(&id, epoch, "first", b"{}")
+        .await
+        .unwrap();
+    let page = store
+        .list_instances(&InstanceFilter {
+            tenant_id: tenant.clone(),
+            ..InstanceFilter::default()
+        })
+        .await
+        .unwrap();
+    let unfinished = store.list_unfinished().await.unwrap();
+    let reads = [
+        store.get_instance(&id).await.unwrap().unwrap(),
+        page.instances
+            .into_iter()
+            .find(|i| i.instance_id == id)
+            .unwrap(),
+        unfinished
+            .into_iter()
+            .find(|i| i.instance_id == id)
+            .unwrap(),
+    ];
+    for record in reads {
+        assert_eq!(
+            (record.checkpoint_id.as_deref(), record.checkpoint_count),
+            (Some("third"), 3)
+        );
+        let heartbeat = record.heartbeat_at_ms.unwrap();
+        assert!(
+            heartbeat > before,
+            "a checkpoint is a heartbeat: {heartbeat} > {before}"
+        );
+    }
 }

@@ -2,12 +2,12 @@
 //! and one WAL flush.
 //!
 //! A save that finds no other save in progress runs alone, in autocommit, as one
-//! statement ([`SAVE_CHECKPOINT`]): a lone run pays no added latency. Otherwise it is
-//! queued to one of [`WRITERS`] background tasks (always the same one for an instance),
-//! which takes every save queued to it (up to [`MAX_BATCH`]), opens ONE transaction on
-//! one pooled connection, stores them all with one statement per round
-//! ([`SAVE_CHECKPOINTS`]: the same guards and answers as [`SAVE_CHECKPOINT`], over arrays),
-//! commits once, and only then answers each save with its own outcome.
+//! statement ([`SAVE_CHECKPOINT`], or [`SAVE_SLEEP`] for a sleep): a lone run pays no
+//! added latency. Otherwise it is queued to one of [`WRITERS`] background tasks (always
+//! the same one for an instance), which takes every save queued to it (up to
+//! [`MAX_BATCH`]), opens ONE transaction on one pooled connection, stores them all with
+//! one statement per round ([`SAVE_CHECKPOINTS`]: the same guards and answers, over
+//! arrays), commits once, and only then answers each save with its own outcome.
 //!
 //! - A guard refusing a save (fenced epoch, terminal or missing instance) is part of that
 //!   save's outcome; it writes nothing for that save, so it undoes none of the others.
@@ -35,7 +35,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::queries::{col, execute, pg, query, query_one, signal_at, status_epoch_at};
-use super::queries::{SAVE_CHECKPOINT, SAVE_CHECKPOINTS};
+use super::queries::{NOT_STORED, PENDING_SIGNAL, SAVE_CHECKPOINT, SAVE_CHECKPOINTS, SAVE_SLEEP};
 use super::Saved;
 use crate::guard::check_run;
 use crate::in_progress::InProgress;
@@ -60,7 +60,18 @@ pub(crate) struct Save {
 
 impl Save {
     /// The parameters of [`SAVE_CHECKPOINT`].
-    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+    fn checkpoint_params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.instance_id,
+            &self.checkpoint_id,
+            &self.state,
+            &self.now,
+            &self.epoch,
+        ]
+    }
+
+    /// The parameters of [`SAVE_SLEEP`].
+    fn sleep_params(&self) -> [&(dyn ToSql + Sync); 6] {
         [
             &self.instance_id,
             &self.checkpoint_id,
@@ -188,8 +199,8 @@ async fn run_batch(pool: &Pool, batch: Vec<Job>) {
 /// Runs every save of `batch` in one transaction; the results are in batch order.
 ///
 /// The saves are split into rounds holding at most one save per instance (the n-th save
-/// of each instance goes to round n); a round is ONE statement ([`SAVE_CHECKPOINTS`], or
-/// [`SAVE_CHECKPOINT`] for a round of one), and the rounds are pipelined in order.
+/// of each instance goes to round n); a round is ONE statement ([`SAVE_CHECKPOINTS`]), and
+/// the rounds are pipelined in order.
 async fn together(pool: &Pool, batch: &[Job]) -> Result<Vec<Result<Saved>>, Failure> {
     let not_committed = |e| Failure::NotCommitted(pg(e));
     let mut client = pool
@@ -197,10 +208,6 @@ async fn together(pool: &Pool, batch: &[Job]) -> Result<Vec<Result<Saved>>, Fail
         .await
         .map_err(|e| Failure::NotCommitted(Error::database("postgres", e)))?;
     let tx = client.transaction().await.map_err(not_committed)?;
-    let one = tx
-        .prepare_cached(SAVE_CHECKPOINT)
-        .await
-        .map_err(not_committed)?;
     let many = tx
         .prepare_cached(SAVE_CHECKPOINTS)
         .await
@@ -210,21 +217,9 @@ async fn together(pool: &Pool, batch: &[Job]) -> Result<Vec<Result<Saved>>, Fail
         .iter()
         .map(|round| Arrays::new(batch, round))
         .collect();
-    let calls: Vec<_> = rounds
-        .iter()
-        .zip(&arrays)
-        .map(|(round, arrays)| match round[..] {
-            [only] => (&one, batch[only].save.params()),
-            _ => (&many, arrays.params()),
-        })
-        .collect();
+    let params: Vec<_> = arrays.iter().map(Arrays::params).collect();
     // Issued together, the statements are pipelined on the connection, in order.
-    let answers = join_all(
-        calls
-            .iter()
-            .map(|(statement, params)| tx.query(*statement, params)),
-    )
-    .await;
+    let answers = join_all(params.iter().map(|params| tx.query(&many, params))).await;
     let mut results: Vec<Option<Result<Saved>>> = batch.iter().map(|_| None).collect();
     for (round, rows) in rounds.iter().zip(answers) {
         let rows = rows.map_err(not_committed)?;
@@ -304,7 +299,7 @@ impl<'a> Arrays<'a> {
     }
 }
 
-/// Runs both checkpoint statements once on `client`, for a save of no instance, so that
+/// Runs every checkpoint statement once on `client`, for a save of no instance, so that
 /// the connection has them parsed and planned. Writes nothing.
 pub(crate) async fn warm_up<C: GenericClient + Sync>(client: &C) -> Result<()> {
     let nothing = Save {
@@ -315,8 +310,16 @@ pub(crate) async fn warm_up<C: GenericClient + Sync>(client: &C) -> Result<()> {
         wake_at_ms: None,
         now: 0,
     };
-    query(client, SAVE_CHECKPOINT, &nothing.params()).await?;
+    query(client, SAVE_CHECKPOINT, &nothing.checkpoint_params()).await?;
+    query(client, SAVE_SLEEP, &nothing.sleep_params()).await?;
     query(client, SAVE_CHECKPOINTS, &Arrays::default().params()).await?;
+    query(
+        client,
+        NOT_STORED,
+        &[&nothing.instance_id, &nothing.checkpoint_id],
+    )
+    .await?;
+    query(client, PENDING_SIGNAL, &[&nothing.instance_id]).await?;
     Ok(())
 }
 
@@ -326,35 +329,65 @@ async fn alone(pool: &Pool, save: &Save) -> Result<Saved> {
         .get()
         .await
         .map_err(|e| Error::database("postgres", e))?;
-    let row = query_one(&client, SAVE_CHECKPOINT, &save.params()).await?;
-    finish(&client, save, &row).await
+    if save.wake_at_ms.is_some() {
+        let row = query_one(&client, SAVE_SLEEP, &save.sleep_params()).await?;
+        return finish(&client, save, &row).await;
+    }
+    let rows = query(&client, SAVE_CHECKPOINT, &save.checkpoint_params()).await?;
+    let Some(row) = rows.first() else {
+        return not_stored(&client, save).await;
+    };
+    let signalled: bool = col(row, 0)?;
+    let signal = match signalled {
+        true => query(&client, PENDING_SIGNAL, &[&save.instance_id])
+            .await?
+            .first()
+            .map(|row| signal_at(row, 0))
+            .transpose()?
+            .flatten(),
+        false => None,
+    };
+    Ok(Saved {
+        earlier: None,
+        signal,
+    })
+}
+
+/// Why [`SAVE_CHECKPOINT`] stored nothing: the guard's precise error, or the state stored
+/// earlier under the id.
+async fn not_stored<C: GenericClient + Sync>(c: &C, save: &Save) -> Result<Saved> {
+    let (instance_id, checkpoint_id) = (&save.instance_id, &save.checkpoint_id);
+    let row = query_one(c, NOT_STORED, &[instance_id, checkpoint_id]).await?;
+    check_run(instance_id, status_epoch_at(&row, 0)?, save.epoch)?;
+    let state: Option<Vec<u8>> = col(&row, 2)?;
+    let Some(state) = state else {
+        // Epochs only grow, so a guard that refused the write cannot pass again.
+        return Err(Error::Corrupt(format!(
+            "instance `{instance_id}` is running under epoch {} but refused checkpoint \
+             `{checkpoint_id}`",
+            save.epoch
+        )));
+    };
+    Ok(Saved {
+        earlier: Some((state, col(&row, 3)?)),
+        signal: signal_at(&row, 4)?,
+    })
 }
 
 /// Reads what the checkpoint statement found into the save's outcome.
 async fn finish<C: GenericClient + Sync>(c: &C, save: &Save, row: &Row) -> Result<Saved> {
     check_run(&save.instance_id, status_epoch_at(row, 0)?, save.epoch)?;
     let inserted: i64 = col(row, 2)?;
-    let signal = signal_at(row, 5)?;
-    if inserted == 1 {
-        return Ok(Saved {
-            earlier: None,
-            signal,
-        });
-    }
-    let state: Option<Vec<u8>> = col(row, 3)?;
-    let earlier = match state {
-        Some(state) => (state, col(row, 4)?),
-        // Stored by a transaction that committed after this statement's snapshot was
-        // taken (it waited for the row lock): read it now.
-        None => earlier(c, save).await?,
+    let signal = signal_at(row, 3)?;
+    let earlier = match inserted {
+        1 => None,
+        _ => Some(earlier(c, save).await?),
     };
-    Ok(Saved {
-        earlier: Some(earlier),
-        signal,
-    })
+    Ok(Saved { earlier, signal })
 }
 
-/// Reads a checkpoint stored concurrently, and puts its wake time on the instance.
+/// Reads the checkpoint stored earlier under the save's id (the guard let the save
+/// through, so the run may write), and puts its wake time on the instance for a sleep.
 async fn earlier<C: GenericClient + Sync>(c: &C, save: &Save) -> Result<(Vec<u8>, Option<i64>)> {
     let (instance_id, checkpoint_id) = (&save.instance_id, &save.checkpoint_id);
     let rows = query(

@@ -3,7 +3,7 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::queries::{col, execute, instance_from_row, pg, query, query_one, INSTANCE_COLUMNS};
+use super::queries::{col, execute, instance_from_row, instances_sql, pg, query, query_one};
 use crate::model::{now_ms, DeletedImage, ImageRecord, InstanceRecord, NewImage};
 use crate::{Error, Result};
 
@@ -136,10 +136,9 @@ pub(crate) async fn delete_image(
 }
 
 pub(crate) async fn list_unfinished<C: GenericClient + Sync>(c: &C) -> Result<Vec<InstanceRecord>> {
-    let sql = format!(
-        "SELECT {INSTANCE_COLUMNS} FROM instances \
-         WHERE status IN ('pending','running','suspended','sleeping') \
-         ORDER BY created_at_ms, instance_id"
+    let sql = instances_sql(
+        "SELECT * FROM instances WHERE status IN ('pending','running','suspended','sleeping')",
+        "ORDER BY i.created_at_ms, i.instance_id",
     );
     query(c, &sql, &[])
         .await?
