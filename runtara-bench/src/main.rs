@@ -21,6 +21,10 @@
 //! median of a read through the whole stack (`get_checkpoint`: no disk write), which
 //! separates the stack's own cost from the fsync.
 //!
+//! `RUNTARA_BENCH_INSTANCE_THREADS=<n>` starts the QUIC modes' servers with
+//! `--instance-threads <n>` (`0`: the instance endpoint on the main runtime), for paired
+//! comparisons of the server's threading.
+//!
 //! The binary has three more roles: `runtara-bench serve …` is a `runtara-server` (so the
 //! server runs as its own process), `runtara-bench echo <dir>` is the QUIC echo server
 //! the floor's round trip is measured against, and launched by a server with no

@@ -73,6 +73,10 @@ fn start_server(data_dir: &Path, database_url: &str) -> anyhow::Result<ServerPro
         ])
         .env("RUST_LOG", "error")
         .stderr(Stdio::inherit());
+    // A diagnostic: the server's threading, for paired comparisons.
+    if let Ok(threads) = std::env::var("RUNTARA_BENCH_INSTANCE_THREADS") {
+        command.args(["--instance-threads", &threads]);
+    }
     ServerProcess::spawn(command).context("starting the server process")
 }
 

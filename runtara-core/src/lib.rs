@@ -77,6 +77,8 @@ pub struct ConnectOptions {
     /// wake-ups). For a server whose runtime threads each serve many connections, where
     /// a commit on such a thread would stall all of them for its fsync.
     pub sqlite_commits_on_writer_thread: bool,
+    /// PostgreSQL: connections kept in the pool (`None`: 16).
+    pub postgres_pool_size: Option<usize>,
 }
 
 impl ConnectOptions {
@@ -90,11 +92,17 @@ impl ConnectOptions {
         self.sqlite_commits_on_writer_thread = on_writer_thread;
         self
     }
+
+    /// Sets [`postgres_pool_size`](Self::postgres_pool_size) (at least 1).
+    pub fn postgres_pool_size(mut self, size: usize) -> Self {
+        self.postgres_pool_size = Some(size.max(1));
+        self
+    }
 }
 
 /// [`connect`] with `options`.
 pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Arc<dyn Persistence>> {
-    #[cfg(not(feature = "sqlite"))]
+    #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
     let _ = options;
     match DatabaseUrl::parse(url)? {
         #[cfg(feature = "sqlite")]
@@ -105,7 +113,7 @@ pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Arc<dyn 
         DatabaseUrl::Sqlite(_) => Err(Error::BackendDisabled { backend: "sqlite" }),
         #[cfg(feature = "postgres")]
         DatabaseUrl::Postgres(url) => Ok(Arc::new(
-            postgres::PostgresPersistence::connect(&url).await?,
+            postgres::PostgresPersistence::connect_with(&url, &options).await?,
         )),
         #[cfg(not(feature = "postgres"))]
         DatabaseUrl::Postgres(_) => Err(Error::BackendDisabled {

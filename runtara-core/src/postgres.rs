@@ -42,7 +42,16 @@ impl PostgresPersistence {
     /// Connects to `url` (`postgres://user@host:port/db`, no TLS) and applies the
     /// migrations.
     pub async fn connect(url: &str) -> Result<PostgresPersistence> {
-        let pool = connection::pool(url)?;
+        PostgresPersistence::connect_with(url, &crate::ConnectOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with `options` (the pool's size).
+    pub async fn connect_with(
+        url: &str,
+        options: &crate::ConnectOptions,
+    ) -> Result<PostgresPersistence> {
+        let size = options.postgres_pool_size.unwrap_or(connection::POOL_SIZE);
+        let pool = connection::pool(url, size)?;
         connection::migrate(&pool).await?;
         let saves = GroupCommit::spawn(pool.clone());
         Ok(PostgresPersistence { pool, saves })

@@ -72,8 +72,8 @@ pub struct Cli {
     #[arg(long, env = "RUNTARA_REQUIRE_INSTANCE_CREDENTIALS")]
     pub require_instance_credentials: bool,
     /// Threads serving the instance endpoint, each with an endpoint of its own on the
-    /// same port (0: the main runtime); default: one per core with SQLite, the main
-    /// runtime with PostgreSQL.
+    /// same port (0: the main runtime); default: one per core. With PostgreSQL each
+    /// thread has a connection pool of its own.
     #[arg(long, env = "RUNTARA_INSTANCE_THREADS")]
     pub instance_threads: Option<usize>,
 }

@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::credentials::CredentialKey;
 use crate::image_store::ImageStore;
-use crate::instance_threads::{InstanceThreads, Placement};
+use crate::instance_threads::{InstanceThreads, Placement, ThreadStore};
 use crate::management::Management;
 use crate::management_tokens::ManagementTokens;
 use crate::supervisor::{RunnerSettings, Supervisor};
@@ -71,8 +71,8 @@ pub struct ServerConfig {
     pub require_instance_credentials: bool,
     /// Threads serving the instance endpoint, each with a single-threaded runtime and an
     /// endpoint of its own on the shared port; `Some(0)` serves it on the main runtime.
-    /// `None` (the default) chooses: one thread per core with SQLite, the main runtime
-    /// with PostgreSQL (whose client runs on the main runtime).
+    /// `None` (the default): one thread per core. With PostgreSQL each thread opens a
+    /// connection pool of its own (8 connections), and the main runtime keeps 4.
     pub instance_threads: Option<usize>,
 }
 
@@ -142,6 +142,13 @@ pub struct RunningServer {
     instance_threads: Option<InstanceThreads>,
 }
 
+/// PostgreSQL connections of each instance endpoint thread (see `instance_threads`).
+const THREAD_POOL_SIZE: usize = 8;
+
+/// PostgreSQL connections of the main runtime when the instance endpoint threads have
+/// their own: management and supervision only.
+const MAIN_POOL_SIZE: usize = 4;
+
 /// Opens the database, sets up TLS, adopts unfinished instances and starts serving.
 pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     std::fs::create_dir_all(&config.data_dir)
@@ -165,6 +172,17 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     // The instance endpoint's threads each serve many connections: an SQLite commit must
     // not block one of them (see `instance_threads`).
     let options = runtara_core::ConnectOptions::new().sqlite_commits_on_writer_thread(true);
+    let is_postgres = matches!(
+        runtara_core::DatabaseUrl::parse(&url),
+        Ok(runtara_core::DatabaseUrl::Postgres(_))
+    );
+    let placement = Placement::auto(config.instance_threads);
+    // With PostgreSQL each instance endpoint thread has a pool of its own, and the main
+    // runtime's serves only management and supervision.
+    let options = match (is_postgres, placement) {
+        (true, Placement::Threads(_)) => options.postgres_pool_size(MAIN_POOL_SIZE),
+        _ => options,
+    };
     let persistence = runtara_core::connect_with(&url, options)
         .await
         .with_context(|| format!("opening the database {url}"))?;
@@ -196,7 +214,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     let mut endpoints = Vec::new();
     let mut accept_loops = Vec::new();
     let mut instance_threads = None;
-    let instance_addr = match Placement::auto(config.instance_threads, persistence.backend_name()) {
+    let instance_addr = match placement {
         Placement::MainRuntime => {
             let instance_endpoint = endpoint(config.instance_addr, "instance")?;
             accept_loops.push(tokio::spawn(instance_endpoint::serve(
@@ -211,17 +229,19 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
             addr
         }
         Placement::Threads(count) => {
-            let (addr, threads) = InstanceThreads::start(
-                config.instance_addr,
-                count,
-                &tls,
-                persistence.clone(),
-                auth,
-            )
-            .await
-            .with_context(|| {
-                format!("starting the instance endpoint on {}", config.instance_addr)
-            })?;
+            let store = match is_postgres {
+                true => ThreadStore::Own {
+                    url: url.clone(),
+                    pool_size: THREAD_POOL_SIZE,
+                },
+                false => ThreadStore::Shared(persistence.clone()),
+            };
+            let (addr, threads) =
+                InstanceThreads::start(config.instance_addr, count, &tls, store, auth)
+                    .await
+                    .with_context(|| {
+                        format!("starting the instance endpoint on {}", config.instance_addr)
+                    })?;
             instance_threads = Some(threads);
             addr
         }

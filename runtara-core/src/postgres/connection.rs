@@ -15,14 +15,14 @@ use crate::{Error, Result};
 /// Session setting added to every connection (see [`pool`]).
 const GENERIC_PLANS: &str = "-c plan_cache_mode=force_generic_plan";
 
-/// Connections kept in the pool.
+/// Connections kept in the pool by default.
 pub(crate) const POOL_SIZE: usize = 16;
 
 /// Advisory lock key serializing migrations across processes (`"runtara"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x0072_756e_7461_7261;
 
-/// Builds the pool for `url` (`postgres://user@host:port/db`).
-pub(crate) fn pool(url: &str) -> Result<Pool> {
+/// Builds the pool of `size` connections for `url` (`postgres://user@host:port/db`).
+pub(crate) fn pool(url: &str, size: usize) -> Result<Pool> {
     let mut config = tokio_postgres::Config::from_str(url).map_err(|_| Error::UnsupportedUrl {
         url: url.to_owned(),
     })?;
@@ -44,7 +44,7 @@ pub(crate) fn pool(url: &str) -> Result<Pool> {
         },
     );
     Pool::builder(manager)
-        .max_size(POOL_SIZE)
+        .max_size(size)
         // The most recently used connection first: a lone caller keeps talking to one warm
         // backend. With the default FIFO, after any burst had opened all 16 connections a
         // lone caller rotated through 16 cold backends, which cost embedded W1 ~40% more
@@ -59,8 +59,9 @@ pub(crate) fn pool(url: &str) -> Result<Pool> {
 /// PostgreSQL has parsed and planned them (the first plan of the group-commit statement
 /// alone costs milliseconds). Nothing is written.
 pub(crate) async fn warm_up(pool: &Pool) -> Result<()> {
-    let mut opened = Vec::with_capacity(POOL_SIZE);
-    for client in join_all((0..POOL_SIZE).map(|_| pool.get())).await {
+    let size = pool.status().max_size;
+    let mut opened = Vec::with_capacity(size);
+    for client in join_all((0..size).map(|_| pool.get())).await {
         opened.push(client.map_err(|e| Error::database("postgres", e))?);
     }
     join_all(opened.iter().map(warm_up_one))
