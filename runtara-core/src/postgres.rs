@@ -50,7 +50,10 @@ impl PostgresPersistence {
         url: &str,
         options: &crate::ConnectOptions,
     ) -> Result<PostgresPersistence> {
-        let size = options.postgres_pool_size.unwrap_or(connection::POOL_SIZE);
+        let size = options
+            .postgres_pool_size
+            .unwrap_or(connection::POOL_SIZE)
+            .max(1);
         let pool = connection::pool(url, size)?;
         connection::migrate(&pool).await?;
         let saves = GroupCommit::spawn(pool.clone());

@@ -1556,11 +1556,29 @@ async fn every_read_shows_the_last_checkpoint_and_counts_it_as_a_sign_of_life(
             .await
             .unwrap();
     }
-    // A repeat stores nothing: neither the last checkpoint nor the count moves.
+    // A repeat stores nothing (neither the last checkpoint nor the count moves), but it
+    // is a sign of life too.
+    let saved = store
+        .get_instance(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .heartbeat_at_ms;
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     store
         .save_checkpoint(&id, epoch, "first", b"{}")
         .await
         .unwrap();
+    let repeated = store
+        .get_instance(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .heartbeat_at_ms;
+    assert!(
+        repeated > saved,
+        "a repeat is a heartbeat: {repeated:?} > {saved:?}"
+    );
     let page = store
         .list_instances(&InstanceFilter {
             tenant_id: tenant.clone(),

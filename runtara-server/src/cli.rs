@@ -73,7 +73,8 @@ pub struct Cli {
     pub require_instance_credentials: bool,
     /// Threads serving the instance endpoint, each with an endpoint of its own on the
     /// same port (0: the main runtime); default: one per core. With PostgreSQL each
-    /// thread has a connection pool of its own.
+    /// thread has a connection pool of its own (16 connections shared out, at least 2
+    /// each).
     #[arg(long, env = "RUNTARA_INSTANCE_THREADS")]
     pub instance_threads: Option<usize>,
 }

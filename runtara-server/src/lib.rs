@@ -72,7 +72,8 @@ pub struct ServerConfig {
     /// Threads serving the instance endpoint, each with a single-threaded runtime and an
     /// endpoint of its own on the shared port; `Some(0)` serves it on the main runtime.
     /// `None` (the default): one thread per core. With PostgreSQL each thread opens a
-    /// connection pool of its own (8 connections), and the main runtime keeps 4.
+    /// connection pool of its own (16 connections shared out, at least 2 each: 8 each
+    /// with two threads), and the main runtime keeps 4.
     pub instance_threads: Option<usize>,
 }
 
@@ -142,8 +143,9 @@ pub struct RunningServer {
     instance_threads: Option<InstanceThreads>,
 }
 
-/// PostgreSQL connections of each instance endpoint thread (see `instance_threads`).
-const THREAD_POOL_SIZE: usize = 8;
+/// PostgreSQL connections shared out among the instance endpoint threads (see
+/// `instance_threads`), each getting at least 2: with two threads, 8 each.
+const THREADS_POOL_BUDGET: usize = 16;
 
 /// PostgreSQL connections of the main runtime when the instance endpoint threads have
 /// their own: management and supervision only.
@@ -232,7 +234,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
             let store = match is_postgres {
                 true => ThreadStore::Own {
                     url: url.clone(),
-                    pool_size: THREAD_POOL_SIZE,
+                    pool_size: (THREADS_POOL_BUDGET / count).max(2),
                 },
                 false => ThreadStore::Shared(persistence.clone()),
             };

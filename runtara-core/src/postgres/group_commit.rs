@@ -18,9 +18,12 @@
 //!   stored.
 //!
 //! A round holds at most one save per instance; several saves of one instance in a batch
-//! go to successive rounds, in order, in the same transaction. Since an instance's saves
-//! always go to the same task, two batches running at once never lock the same instance
-//! row, so they cannot deadlock (a lone save locks a single row).
+//! go to successive rounds, in order, in the same transaction. An instance's saves go to
+//! the same task of a store, so one store's batches never lock the same instance row.
+//! Two stores' batches might (a server's endpoint threads each have a store, and an
+//! instance that reconnects may land on another thread), so the first round, which holds
+//! every instance of the batch, locks their rows in instance id order: batches wait for
+//! each other rather than deadlock (a lone save locks a single row).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -368,6 +371,7 @@ async fn not_stored<C: GenericClient + Sync>(c: &C, save: &Save) -> Result<Saved
             save.epoch
         )));
     };
+    touch(c, save, None).await?;
     Ok(Saved {
         earlier: Some((state, col(&row, 3)?)),
         signal: signal_at(&row, 4)?,
@@ -387,7 +391,7 @@ async fn finish<C: GenericClient + Sync>(c: &C, save: &Save, row: &Row) -> Resul
 }
 
 /// Reads the checkpoint stored earlier under the save's id (the guard let the save
-/// through, so the run may write), and puts its wake time on the instance for a sleep.
+/// through, so the run may write), and touches the instance (see [`touch`]).
 async fn earlier<C: GenericClient + Sync>(c: &C, save: &Save) -> Result<(Vec<u8>, Option<i64>)> {
     let (instance_id, checkpoint_id) = (&save.instance_id, &save.checkpoint_id);
     let rows = query(
@@ -402,16 +406,28 @@ async fn earlier<C: GenericClient + Sync>(c: &C, save: &Save) -> Result<(Vec<u8>
         ))
     })?;
     let earlier: (Vec<u8>, Option<i64>) = (col(row, 0)?, col(row, 1)?);
-    if let (Some(given), stored) = (save.wake_at_ms, earlier.1) {
-        execute(
-            c,
-            "UPDATE instances SET wake_at_ms = $3 \
-             WHERE instance_id = $1 AND epoch = $2 AND status = 'running'",
-            &[instance_id, &save.epoch, &stored.unwrap_or(given)],
-        )
-        .await?;
-    }
+    touch(
+        c,
+        save,
+        save.wake_at_ms.map(|given| earlier.1.unwrap_or(given)),
+    )
+    .await?;
     Ok(earlier)
+}
+
+/// After a save that found its id taken: the repeat still counts as a heartbeat (a stored
+/// checkpoint counts through the sign of life derived at read time), and a repeated
+/// sleep puts the wake time in force back on the instance (`wake_at_ms`). Guarded like
+/// every run's write; the rare path, so a statement of its own.
+async fn touch<C: GenericClient + Sync>(c: &C, save: &Save, wake_at_ms: Option<i64>) -> Result<()> {
+    execute(
+        c,
+        "UPDATE instances SET heartbeat_at_ms = $3, wake_at_ms = COALESCE($4, wake_at_ms) \
+         WHERE instance_id = $1 AND epoch = $2 AND status = 'running'",
+        &[&save.instance_id, &save.epoch, &save.now, &wake_at_ms],
+    )
+    .await
+    .map(drop)
 }
 
 /// Polls every future concurrently (first polls in order) and returns their outputs in

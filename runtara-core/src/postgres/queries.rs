@@ -310,6 +310,7 @@ WITH job AS (
 ), inst AS (
     SELECT i.instance_id, i.status, i.epoch FROM instances AS i
     WHERE i.instance_id IN (SELECT instance_id FROM job)
+    ORDER BY i.instance_id
     FOR NO KEY UPDATE
 ), ok AS (
     SELECT job.* FROM job JOIN inst ON inst.instance_id = job.instance_id
