@@ -189,6 +189,22 @@ pub struct InstanceRecord {
     pub wake_at_ms: Option<i64>,
 }
 
+/// A running instance's latest sign of life, for a supervisor's periodic liveness check
+/// ([`Persistence::list_running`](crate::Persistence::list_running)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Liveness {
+    /// Unique id of the instance.
+    pub instance_id: String,
+    /// Image it runs (None for embedded instances).
+    pub image_id: Option<String>,
+    /// Last heartbeat (checkpoints count as heartbeats), as in [`InstanceRecord`].
+    pub heartbeat_at_ms: Option<i64>,
+    /// When a process first registered it.
+    pub started_at_ms: Option<i64>,
+    /// When the instance was created.
+    pub created_at_ms: i64,
+}
+
 /// Arguments for creating an instance ahead of its process (the server does this).
 #[derive(Debug, Clone, Default)]
 pub struct NewInstance {

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use crate::model::{
     CheckpointOutcome, CheckpointRecord, DeletedImage, EventRecord, ImageRecord, InstanceFilter,
-    InstancePage, InstanceRecord, InstanceStatus, NewImage, NewInstance, PendingSignal,
+    InstancePage, InstanceRecord, InstanceStatus, Liveness, NewImage, NewInstance, PendingSignal,
     Registration, ReplayLog, RetryAttemptRecord, SignalOutcome, SignalType, SleepOutcome,
 };
 use crate::Result;
@@ -173,6 +173,11 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     /// Instances that are not finished (`pending`, `running`, `suspended`, `sleeping`)
     /// across all tenants, oldest first: what a starting server adopts.
     async fn list_unfinished(&self) -> Result<Vec<InstanceRecord>>;
+
+    /// Every `running` instance's latest sign of life, across all tenants: what a
+    /// supervisor checks periodically. Cheaper than [`list_unfinished`](Self::list_unfinished):
+    /// it reads no input, output or checkpoint count.
+    async fn list_running(&self) -> Result<Vec<Liveness>>;
 
     /// Stores a new image version: `version` is one more than the highest of
     /// `(tenant_id, name)`, chosen atomically.

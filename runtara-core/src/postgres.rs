@@ -734,6 +734,11 @@ impl Persistence for PostgresPersistence {
         images::list_unfinished(&client).await
     }
 
+    async fn list_running(&self) -> Result<Vec<Liveness>> {
+        let client = self.client().await?;
+        images::list_running(&client).await
+    }
+
     async fn insert_image(&self, new: NewImage) -> Result<ImageRecord> {
         validate_id("image id", &new.image_id)?;
         validate_id("tenant id", &new.tenant_id)?;

@@ -20,7 +20,7 @@ use crate::guard::{plan_signal, validate_attempt, validate_id, SignalPlan, RESUM
 use crate::model::*;
 use crate::url::SqliteTarget;
 use crate::{ConnectOptions, Error, Persistence, Result};
-use images::{delete_image, get_image, insert_image, list_images, list_unfinished};
+use images::{delete_image, get_image, insert_image, list_images, list_running, list_unfinished};
 use queries::*;
 use writer::Writer;
 
@@ -630,6 +630,10 @@ impl Persistence for SqlitePersistence {
 
     async fn list_unfinished(&self) -> Result<Vec<InstanceRecord>> {
         self.writer.call(list_unfinished).await
+    }
+
+    async fn list_running(&self) -> Result<Vec<Liveness>> {
+        self.writer.call(list_running).await
     }
 
     async fn insert_image(&self, new: NewImage) -> Result<ImageRecord> {

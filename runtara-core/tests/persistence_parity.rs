@@ -1477,6 +1477,18 @@ async fn list_unfinished_spans_tenants(store: Arc<dyn Persistence>) {
         .collect();
     assert!(unfinished.contains(&a) && unfinished.contains(&b));
     assert!(!unfinished.contains(&done));
+
+    // Only running instances have a liveness to check: not pending, not finished.
+    let waiting = pending(&store, "unfinished-pending").await;
+    let running: Vec<String> = store
+        .list_running()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.instance_id)
+        .collect();
+    assert!(running.contains(&a) && running.contains(&b));
+    assert!(!running.contains(&done) && !running.contains(&waiting));
 }
 
 async fn resume_withdraws_a_pause_not_yet_taken(store: Arc<dyn Persistence>) {
@@ -1564,6 +1576,21 @@ async fn every_read_shows_the_last_checkpoint_and_counts_it_as_a_sign_of_life(
         .unwrap()
         .unwrap()
         .heartbeat_at_ms;
+    assert!(
+        saved > Some(before),
+        "a checkpoint is a heartbeat: {saved:?} > {before}"
+    );
+    let live = store
+        .list_running()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|l| l.instance_id == id)
+        .unwrap();
+    assert_eq!(
+        (live.heartbeat_at_ms, live.started_at_ms),
+        (saved, registered.started_at_ms)
+    );
     tokio::time::sleep(std::time::Duration::from_millis(3)).await;
     store
         .save_checkpoint(&id, epoch, "first", b"{}")

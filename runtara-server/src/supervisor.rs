@@ -591,12 +591,12 @@ impl Supervisor {
         let started_ms = now_ms();
         loop {
             tokio::time::sleep(period).await;
-            let Ok(unfinished) = self.store.list_unfinished().await else {
+            let Ok(running) = self.store.list_running().await else {
                 continue;
             };
             let now = now_ms();
-            for instance in unfinished {
-                if instance.status != InstanceStatus::Running || instance.image_id.is_none() {
+            for instance in running {
+                if instance.image_id.is_none() {
                     continue;
                 }
                 self.output(&instance.instance_id).limit();
@@ -617,7 +617,12 @@ impl Supervisor {
                     self.kill(&instance.instance_id);
                 } else {
                     tracing::warn!(instance_id = %instance.instance_id, "no heartbeat from an adopted instance; relaunching it");
-                    let _ = self.crashed(&instance, "heartbeats stopped").await;
+                    match self.store.get_instance(&instance.instance_id).await {
+                        Ok(Some(record)) if record.status == InstanceStatus::Running => {
+                            let _ = self.crashed(&record, "heartbeats stopped").await;
+                        }
+                        _ => {}
+                    }
                 }
             }
         }

@@ -4,7 +4,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::queries::{col, execute, instance_from_row, instances_sql, pg, query, query_one};
-use crate::model::{now_ms, DeletedImage, ImageRecord, InstanceRecord, NewImage};
+use crate::model::{now_ms, DeletedImage, ImageRecord, InstanceRecord, Liveness, NewImage};
 use crate::{Error, Result};
 
 const IMAGE_COLUMNS: &str =
@@ -133,6 +133,33 @@ pub(crate) async fn delete_image(
         image,
         binary_still_used: others > 0,
     })
+}
+
+pub(crate) async fn list_running<C: GenericClient + Sync>(c: &C) -> Result<Vec<Liveness>> {
+    let rows = query(
+        c,
+        "SELECT i.instance_id, i.image_id, GREATEST(i.heartbeat_at_ms, last.created_at_ms), \
+             i.started_at_ms, i.created_at_ms \
+         FROM instances AS i \
+         LEFT JOIN LATERAL ( \
+             SELECT c.created_at_ms FROM checkpoints AS c \
+             WHERE c.instance_id = i.instance_id ORDER BY c.seq DESC LIMIT 1 \
+         ) AS last ON true \
+         WHERE i.status = 'running' ORDER BY i.created_at_ms, i.instance_id",
+        &[],
+    )
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Liveness {
+                instance_id: col(row, 0)?,
+                image_id: col(row, 1)?,
+                heartbeat_at_ms: col(row, 2)?,
+                started_at_ms: col(row, 3)?,
+                created_at_ms: col(row, 4)?,
+            })
+        })
+        .collect()
 }
 
 pub(crate) async fn list_unfinished<C: GenericClient + Sync>(c: &C) -> Result<Vec<InstanceRecord>> {

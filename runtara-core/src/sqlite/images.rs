@@ -3,7 +3,7 @@
 use rusqlite::{params, Connection, Row};
 
 use super::queries::{execute, query_all, query_opt};
-use crate::model::{now_ms, DeletedImage, ImageRecord, InstanceRecord, NewImage};
+use crate::model::{now_ms, DeletedImage, ImageRecord, InstanceRecord, Liveness, NewImage};
 use crate::{Error, Result};
 
 const IMAGE_COLUMNS: &str =
@@ -89,6 +89,24 @@ pub(crate) fn delete_image(c: &Connection, image_id: &str) -> Result<DeletedImag
         image,
         binary_still_used: others > 0,
     })
+}
+
+pub(crate) fn list_running(c: &Connection) -> Result<Vec<Liveness>> {
+    query_all(
+        c,
+        "SELECT instance_id, image_id, heartbeat_at_ms, started_at_ms, created_at_ms \
+         FROM instances WHERE status = 'running' ORDER BY created_at_ms, instance_id",
+        [],
+        |r| {
+            Ok(Liveness {
+                instance_id: r.get(0)?,
+                image_id: r.get(1)?,
+                heartbeat_at_ms: r.get(2)?,
+                started_at_ms: r.get(3)?,
+                created_at_ms: r.get(4)?,
+            })
+        },
+    )
 }
 
 pub(crate) fn list_unfinished(c: &Connection) -> Result<Vec<InstanceRecord>> {
