@@ -2,12 +2,12 @@
 //! and one WAL flush.
 //!
 //! A save that finds no other save in progress runs alone, in autocommit, as one
-//! statement ([`SAVE_CHECKPOINT`], or [`SAVE_SLEEP`] for a sleep): a lone run pays no
-//! added latency. Otherwise it is queued to one of [`WRITERS`] background tasks (always
-//! the same one for an instance), which takes every save queued to it (up to
-//! [`MAX_BATCH`]), opens ONE transaction on one pooled connection, stores them all with
-//! one statement per round ([`SAVE_CHECKPOINTS`]: the same guards and answers, over
-//! arrays), commits once, and only then answers each save with its own outcome.
+//! statement ([`SAVE_CHECKPOINT`]; a sleep always runs alone, with [`SAVE_SLEEP`]): a lone
+//! run pays no added latency. Otherwise it is queued to one of [`WRITERS`] background
+//! tasks (always the same one for an instance), which takes every save queued to it (up
+//! to [`MAX_BATCH`]), opens ONE transaction on one pooled connection, stores them all with
+//! one statement per round ([`SAVE_CHECKPOINTS`]: the same guards, over arrays), commits
+//! once, and only then answers each save with its own outcome.
 //!
 //! - A guard refusing a save (fenced epoch, terminal or missing instance) is part of that
 //!   save's outcome; it writes nothing for that save, so it undoes none of the others.
@@ -123,7 +123,7 @@ impl GroupCommit {
     /// Stores `save`; resolves once it is committed (or with an error when it is not).
     pub(crate) async fn save(&self, save: Save) -> Result<Saved> {
         let in_progress = InProgress::enter(&self.in_progress);
-        if in_progress.alone {
+        if in_progress.alone || save.wake_at_ms.is_some() {
             return alone(&self.pool, &save).await;
         }
         let (reply, answer) = oneshot::channel();
@@ -225,16 +225,21 @@ async fn together(pool: &Pool, batch: &[Job]) -> Result<Vec<Result<Saved>>, Fail
     let answers = join_all(params.iter().map(|params| tx.query(&many, params))).await;
     let mut results: Vec<Option<Result<Saved>>> = batch.iter().map(|_| None).collect();
     for (round, rows) in rounds.iter().zip(answers) {
-        let rows = rows.map_err(not_committed)?;
-        if rows.len() != round.len() {
-            return Err(Failure::NotCommitted(Error::Corrupt(format!(
-                "the checkpoint statement returned {} rows for {} saves",
-                rows.len(),
-                round.len()
-            ))));
+        // The saves stored, by instance (a round holds one save per instance), and
+        // whether a signal is pending for each.
+        let mut stored: HashMap<String, bool> = HashMap::with_capacity(round.len());
+        for row in rows.map_err(not_committed)? {
+            let stored_one = col(&row, 0).and_then(|id| Ok((id, col(&row, 1)?)));
+            let (instance_id, signalled) = stored_one.map_err(Failure::NotCommitted)?;
+            stored.insert(instance_id, signalled);
         }
-        for (&index, row) in round.iter().zip(&rows) {
-            match finish(&tx, &batch[index].save, row).await {
+        for &index in round {
+            let save = &batch[index].save;
+            let outcome = match stored.get(&save.instance_id) {
+                Some(&signalled) => with_signal(&tx, save, signalled).await,
+                None => not_stored(&tx, save).await,
+            };
+            match outcome {
                 // The transaction can no longer be trusted: drop it (it rolls back).
                 Err(error @ Error::Database { .. }) => return Err(Failure::NotCommitted(error)),
                 result => results[index] = Some(result),
@@ -274,7 +279,6 @@ struct Arrays<'a> {
     states: Vec<&'a [u8]>,
     nows: Vec<i64>,
     epochs: Vec<i64>,
-    wakes: Vec<Option<i64>>,
 }
 
 impl<'a> Arrays<'a> {
@@ -286,18 +290,16 @@ impl<'a> Arrays<'a> {
             states: saves().map(|s| s.state.as_slice()).collect(),
             nows: saves().map(|s| s.now).collect(),
             epochs: saves().map(|s| s.epoch).collect(),
-            wakes: saves().map(|s| s.wake_at_ms).collect(),
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
         [
             &self.instance_ids,
             &self.checkpoint_ids,
             &self.states,
             &self.nows,
             &self.epochs,
-            &self.wakes,
         ]
     }
 }
@@ -337,12 +339,21 @@ async fn alone(pool: &Pool, save: &Save) -> Result<Saved> {
         return finish(&client, save, &row).await;
     }
     let rows = query(&client, SAVE_CHECKPOINT, &save.checkpoint_params()).await?;
-    let Some(row) = rows.first() else {
-        return not_stored(&client, save).await;
-    };
-    let signalled: bool = col(row, 0)?;
+    match rows.first() {
+        Some(row) => with_signal(&client, save, col(row, 0)?).await,
+        None => not_stored(&client, save).await,
+    }
+}
+
+/// The outcome of a save that was stored; the pending signal is read only when the
+/// checkpoint statement said there is one.
+async fn with_signal<C: GenericClient + Sync>(
+    c: &C,
+    save: &Save,
+    signalled: bool,
+) -> Result<Saved> {
     let signal = match signalled {
-        true => query(&client, PENDING_SIGNAL, &[&save.instance_id])
+        true => query(c, PENDING_SIGNAL, &[&save.instance_id])
             .await?
             .first()
             .map(|row| signal_at(row, 0))
@@ -461,7 +472,7 @@ mod tests {
 
     use super::*;
     use crate::postgres::PostgresPersistence;
-    use crate::Persistence;
+    use crate::{Persistence, SignalType};
 
     async fn store() -> Option<(Arc<PostgresPersistence>, String)> {
         let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
@@ -571,6 +582,55 @@ mod tests {
         let instance = store.get_instance(&a).await.unwrap().unwrap();
         assert_eq!(instance.checkpoint_count, 2);
         assert_eq!(instance.checkpoint_id.as_deref(), Some("two"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_answers_each_save_with_its_own_pending_signal() {
+        let Some((store, prefix)) = store().await else {
+            return;
+        };
+        let (paused, cancelled, quiet) = (
+            format!("{prefix}-paused"),
+            format!("{prefix}-cancelled"),
+            format!("{prefix}-quiet"),
+        );
+        for id in [&paused, &cancelled, &quiet] {
+            store.register_instance(id, "t", None).await.unwrap();
+        }
+        store.send_signal(&paused, SignalType::Pause).await.unwrap();
+        store
+            .send_signal(&cancelled, SignalType::Pause)
+            .await
+            .unwrap();
+        store
+            .send_signal(&cancelled, SignalType::Cancel)
+            .await
+            .unwrap();
+        let results = one_batch(
+            &store,
+            vec![
+                job(&paused, 1, "one"),
+                job(&cancelled, 1, "one"),
+                job(&quiet, 1, "one"),
+                // A repeat learns of the signal too.
+                job(&paused, 1, "one"),
+            ],
+        )
+        .await;
+        let signals: Vec<Option<SignalType>> = results
+            .iter()
+            .map(|r| r.as_ref().unwrap().signal.as_ref().map(|s| s.signal_type))
+            .collect();
+        assert_eq!(
+            signals,
+            [
+                Some(SignalType::Pause),
+                Some(SignalType::Cancel),
+                None,
+                Some(SignalType::Pause)
+            ]
+        );
+        assert!(results[3].as_ref().unwrap().earlier.is_some());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -267,8 +267,8 @@ LEFT JOIN LATERAL (
     ORDER BY (signal_type = 'cancel') DESC, signal_id LIMIT 1
 ) AS s ON true";
 
-/// `save_sleep` in one statement: lock and guard, insert-if-absent, the wake time on the
-/// instance, and the pending signal. When the id was taken, the caller reads the state
+/// `save_sleep` in one statement (a sleep is always saved alone): lock and guard,
+/// insert-if-absent, the wake time on the instance, and the pending signal. When the id was taken, the caller reads the state
 /// stored earlier and puts its wake time on the instance.
 ///
 /// Parameters: `$1` instance, `$2` checkpoint id, `$3` state, `$4` now, `$5` epoch,
@@ -298,15 +298,20 @@ LEFT JOIN LATERAL (
     ORDER BY (signal_type = 'cancel') DESC, signal_id LIMIT 1
 ) AS s ON true";
 
-/// Several saves (checkpoints or sleeps) of DIFFERENT instances at once, as one
-/// statement (group commit), with the guards of [`SAVE_CHECKPOINT`] and [`SAVE_SLEEP`].
-/// Parameters are arrays, one element per save: `$1` instance, `$2` checkpoint id, `$3`
-/// state, `$4` now, `$5` the run's epoch, `$6` wake time or NULL. Returns one row per
-/// save, in parameter order, with the columns of [`SAVE_SLEEP`].
+/// [`SAVE_CHECKPOINT`] for several checkpoints of DIFFERENT instances at once, as one
+/// statement (group commit; sleeps are saved alone). Parameters are arrays, one element
+/// per save: `$1` instance, `$2` checkpoint id, `$3` state, `$4` now, `$5` the run's
+/// epoch. Returns a row for each save it stored: its instance and whether a cancel or
+/// pause is pending for it; the caller asks [`NOT_STORED`] about the others.
+///
+/// It locks its instances' rows in instance id order: two stores' batches may hold the
+/// same instances (see `group_commit`), and then wait for each other rather than deadlock.
+/// Answering with `RETURNING` instead of a `SELECT` over CTEs and a signal lookup per save:
+/// a batch of 100 took 1.48–1.60 ms in `pgbench` against 1.60–1.86 ms.
 pub(crate) const SAVE_CHECKPOINTS: &str = "\
 WITH job AS (
-    SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[])
-        WITH ORDINALITY AS j (instance_id, checkpoint_id, state, now, epoch, wake_at_ms, n)
+    SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::BIGINT[], $5::BIGINT[])
+        AS j (instance_id, checkpoint_id, state, now, epoch)
 ), inst AS (
     SELECT i.instance_id, i.status, i.epoch FROM instances AS i
     WHERE i.instance_id IN (SELECT instance_id FROM job)
@@ -315,29 +320,15 @@ WITH job AS (
 ), ok AS (
     SELECT job.* FROM job JOIN inst ON inst.instance_id = job.instance_id
     WHERE inst.status = 'running' AND inst.epoch = job.epoch
-), ins AS (
-    INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms, wake_at_ms)
-    SELECT instance_id, checkpoint_id, state, now, wake_at_ms FROM ok
-    ON CONFLICT (instance_id, checkpoint_id) DO NOTHING
-    RETURNING instance_id
-), upd AS (
-    UPDATE instances SET wake_at_ms = ok.wake_at_ms
-    FROM ok
-    WHERE instances.instance_id = ok.instance_id AND ok.wake_at_ms IS NOT NULL
-      AND ok.instance_id IN (SELECT instance_id FROM ins)
 )
-SELECT inst.status, inst.epoch, (CASE WHEN ins.instance_id IS NULL THEN 0 ELSE 1 END)::BIGINT,
-       s.signal_id, s.signal_type, s.created_at_ms
-FROM job
-LEFT JOIN inst ON inst.instance_id = job.instance_id
-LEFT JOIN ins ON ins.instance_id = job.instance_id
-LEFT JOIN LATERAL (
-    SELECT signal_id, signal_type, created_at_ms FROM signals
-    WHERE signals.instance_id = job.instance_id AND acked_at_ms IS NULL
-      AND signal_type IN ('cancel', 'pause')
-    ORDER BY (signal_type = 'cancel') DESC, signal_id LIMIT 1
-) AS s ON true
-ORDER BY job.n";
+INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms)
+SELECT instance_id, checkpoint_id, state, now FROM ok
+ON CONFLICT (instance_id, checkpoint_id) DO NOTHING
+RETURNING instance_id, EXISTS (
+    SELECT 1 FROM signals AS s
+    WHERE s.instance_id = checkpoints.instance_id AND s.acked_at_ms IS NULL
+      AND s.signal_type IN ('cancel', 'pause')
+)";
 
 /// A run's own transition out of `running`, guarded, with its event; a suspend also
 /// settles pending pauses. Parameters: `$1` instance, `$2` epoch, `$3` new status,
