@@ -595,17 +595,21 @@ impl Supervisor {
                 continue;
             };
             let now = now_ms();
+            // Whether an instance has been silent past the timeout.
+            let silent = |heartbeat: Option<i64>, started: Option<i64>, created: i64| {
+                let last = heartbeat.or(started).unwrap_or(created).max(started_ms);
+                now.saturating_sub(last) > timeout_ms
+            };
             for instance in running {
                 if instance.image_id.is_none() {
                     continue;
                 }
                 self.output(&instance.instance_id).limit();
-                let last = instance
-                    .heartbeat_at_ms
-                    .or(instance.started_at_ms)
-                    .unwrap_or(instance.created_at_ms)
-                    .max(started_ms);
-                if now.saturating_sub(last) <= timeout_ms {
+                if !silent(
+                    instance.heartbeat_at_ms,
+                    instance.started_at_ms,
+                    instance.created_at_ms,
+                ) {
                     continue;
                 }
                 let ours = self
@@ -616,9 +620,17 @@ impl Supervisor {
                     tracing::warn!(instance_id = %instance.instance_id, "no heartbeat; killing the process");
                     self.kill(&instance.instance_id);
                 } else {
-                    tracing::warn!(instance_id = %instance.instance_id, "no heartbeat from an adopted instance; relaunching it");
+                    // Read in full, and only if it is still running and silent.
                     match self.store.get_instance(&instance.instance_id).await {
-                        Ok(Some(record)) if record.status == InstanceStatus::Running => {
+                        Ok(Some(record))
+                            if record.status == InstanceStatus::Running
+                                && silent(
+                                    record.heartbeat_at_ms,
+                                    record.started_at_ms,
+                                    record.created_at_ms,
+                                ) =>
+                        {
+                            tracing::warn!(instance_id = %instance.instance_id, "no heartbeat from an adopted instance; relaunching it");
                             let _ = self.crashed(&record, "heartbeats stopped").await;
                         }
                         _ => {}

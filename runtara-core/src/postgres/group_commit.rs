@@ -50,7 +50,8 @@ pub(crate) const MAX_BATCH: usize = 256;
 /// Batches that may run at once (each on its own pooled connection).
 const WRITERS: usize = 2;
 
-/// One checkpoint (or sleep) to store, owned so that it can wait in the queue.
+/// One checkpoint (or sleep, always saved alone) to store, owned so that a checkpoint
+/// can wait in the queue.
 pub(crate) struct Save {
     pub(crate) instance_id: String,
     pub(crate) epoch: i64,
@@ -205,6 +206,10 @@ async fn run_batch(pool: &Pool, batch: Vec<Job>) {
 /// of each instance goes to round n); a round is ONE statement ([`SAVE_CHECKPOINTS`]), and
 /// the rounds are pipelined in order.
 async fn together(pool: &Pool, batch: &[Job]) -> Result<Vec<Result<Saved>>, Failure> {
+    debug_assert!(
+        batch.iter().all(|job| job.save.wake_at_ms.is_none()),
+        "a sleep is saved alone: the batch statement would drop its wake time"
+    );
     let not_committed = |e| Failure::NotCommitted(pg(e));
     let mut client = pool
         .get()
@@ -233,12 +238,21 @@ async fn together(pool: &Pool, batch: &[Job]) -> Result<Vec<Result<Saved>>, Fail
             let (instance_id, signalled) = stored_one.map_err(Failure::NotCommitted)?;
             stored.insert(instance_id, signalled);
         }
-        for &index in round {
+        // The follow-ups (a pending signal, or why nothing was stored) are rare; issued
+        // together, they are pipelined too.
+        let tx = &tx;
+        let outcomes = join_all(round.iter().map(|&index| {
             let save = &batch[index].save;
-            let outcome = match stored.get(&save.instance_id) {
-                Some(&signalled) => with_signal(&tx, save, signalled).await,
-                None => not_stored(&tx, save).await,
-            };
+            let signalled = stored.get(&save.instance_id).copied();
+            async move {
+                match signalled {
+                    Some(signalled) => with_signal(tx, save, signalled).await,
+                    None => not_stored(tx, save).await,
+                }
+            }
+        }))
+        .await;
+        for (&index, outcome) in round.iter().zip(outcomes) {
             match outcome {
                 // The transaction can no longer be trusted: drop it (it rolls back).
                 Err(error @ Error::Database { .. }) => return Err(Failure::NotCommitted(error)),
@@ -389,7 +403,7 @@ async fn not_stored<C: GenericClient + Sync>(c: &C, save: &Save) -> Result<Saved
     })
 }
 
-/// Reads what the checkpoint statement found into the save's outcome.
+/// Reads what [`SAVE_SLEEP`] found into the save's outcome.
 async fn finish<C: GenericClient + Sync>(c: &C, save: &Save, row: &Row) -> Result<Saved> {
     check_run(&save.instance_id, status_epoch_at(row, 0)?, save.epoch)?;
     let inserted: i64 = col(row, 2)?;

@@ -268,8 +268,9 @@ LEFT JOIN LATERAL (
 ) AS s ON true";
 
 /// `save_sleep` in one statement (a sleep is always saved alone): lock and guard,
-/// insert-if-absent, the wake time on the instance, and the pending signal. When the id was taken, the caller reads the state
-/// stored earlier and puts its wake time on the instance.
+/// insert-if-absent, the wake time on the instance, and the pending signal. When the id
+/// was taken, the caller reads the state stored earlier and puts its wake time on the
+/// instance.
 ///
 /// Parameters: `$1` instance, `$2` checkpoint id, `$3` state, `$4` now, `$5` epoch,
 /// `$6` wake time. Columns: status, epoch (NULL when the instance is missing), inserted
