@@ -47,8 +47,12 @@ use crate::{Error, Result};
 /// Most saves committed together.
 pub(crate) const MAX_BATCH: usize = 256;
 
-/// Batches that may run at once (each on its own pooled connection).
-const WRITERS: usize = 2;
+/// Batches of one store that may run at once (each on its own pooled connection). One:
+/// the server's endpoint threads each have a store, so two already overlap there, and
+/// a second writer per store cost quic-postgres W2 ~10 % (six paired runs: 17.3–18.7k
+/// steps/s against 19.5–21.5k with one), while embedded-postgres W2 was the same either
+/// way (33–38k).
+const WRITERS: usize = 1;
 
 /// One checkpoint (or sleep, always saved alone) to store, owned so that a checkpoint
 /// can wait in the queue.
