@@ -1542,6 +1542,16 @@ async fn resume_withdraws_a_pause_not_yet_taken(store: Arc<dyn Persistence>) {
     assert_eq!(store.pending_signal(&pending).await.unwrap(), None);
 }
 
+/// The instance's latest sign of life, as `get_instance` reads it.
+async fn heartbeat(store: &Arc<dyn Persistence>, id: &str) -> Option<i64> {
+    store
+        .get_instance(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .heartbeat_at_ms
+}
+
 async fn every_read_shows_the_last_checkpoint_and_counts_it_as_a_sign_of_life(
     store: Arc<dyn Persistence>,
 ) {
@@ -1570,12 +1580,7 @@ async fn every_read_shows_the_last_checkpoint_and_counts_it_as_a_sign_of_life(
     }
     // A repeat stores nothing (neither the last checkpoint nor the count moves), but it
     // is a sign of life too.
-    let saved = store
-        .get_instance(&id)
-        .await
-        .unwrap()
-        .unwrap()
-        .heartbeat_at_ms;
+    let saved = heartbeat(&store, &id).await;
     assert!(
         saved > Some(before),
         "a checkpoint is a heartbeat: {saved:?} > {before}"
@@ -1596,12 +1601,7 @@ async fn every_read_shows_the_last_checkpoint_and_counts_it_as_a_sign_of_life(
         .save_checkpoint(&id, epoch, "first", b"{}")
         .await
         .unwrap();
-    let repeated = store
-        .get_instance(&id)
-        .await
-        .unwrap()
-        .unwrap()
-        .heartbeat_at_ms;
+    let repeated = heartbeat(&store, &id).await;
     assert!(
         repeated > saved,
         "a repeat is a heartbeat: {repeated:?} > {saved:?}"

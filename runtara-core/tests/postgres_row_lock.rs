@@ -5,29 +5,18 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use runtara_core::{connect, Error};
+use runtara_core::{connect, Error, Persistence};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saves_queued_behind_a_row_lock_store_one_id_once() {
-    let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
-        eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
+    let Some(mut run) = Running::register("row-lock").await else {
         return;
     };
-    let store = connect(&url).await.unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let id = format!("row-lock-{}-{nanos}", std::process::id());
-    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
-
-    let (mut client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let holder = client.transaction().await.unwrap();
+    let (store, id, epoch) = (run.store.clone(), run.id.clone(), run.epoch);
+    let holder = run.holder.transaction().await.unwrap();
     holder
         .execute(
             "SELECT 1 FROM instances WHERE instance_id = $1 FOR UPDATE",
@@ -75,8 +64,41 @@ async fn saves_queued_behind_a_row_lock_store_one_id_once() {
     );
 }
 
-/// Opens a second connection for a transaction that holds the instance row.
-async fn holder_client(url: &str) -> tokio_postgres::Client {
+/// A running instance, and two more connections: one for a transaction that holds the
+/// instance row, one to watch the saves wait for it.
+struct Running {
+    store: Arc<dyn Persistence>,
+    id: String,
+    epoch: i64,
+    holder: tokio_postgres::Client,
+    watcher: tokio_postgres::Client,
+}
+
+impl Running {
+    /// Registers a new instance; `None` when `RUNTARA_TEST_POSTGRES_URL` is not set.
+    async fn register(prefix: &str) -> Option<Running> {
+        let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
+            eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
+            return None;
+        };
+        let store = connect(&url).await.unwrap();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let id = format!("{prefix}-{}-{nanos}", std::process::id());
+        let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
+        Some(Running {
+            store,
+            id,
+            epoch,
+            holder: client(&url).await,
+            watcher: client(&url).await,
+        })
+    }
+}
+
+async fn client(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -109,26 +131,13 @@ async fn until_saves_wait(client: &tokio_postgres::Client, count: i64) {
         .expect("the saves never waited for the instance row lock");
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_queued_behind_a_row_lock_store_one_id_once() {
-    let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
-        eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
+    let Some(mut run) = Running::register("row-lock-checkpoint").await else {
         return;
     };
-    let store = connect(&url).await.unwrap();
-    let id = unique("row-lock-checkpoint");
-    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
-    let mut client = holder_client(&url).await;
-    let watcher = holder_client(&url).await;
-    let holder = client.transaction().await.unwrap();
+    let (store, id, epoch) = (run.store.clone(), run.id.clone(), run.epoch);
+    let holder = run.holder.transaction().await.unwrap();
     holder
         .execute(
             "SELECT 1 FROM instances WHERE instance_id = $1 FOR UPDATE",
@@ -143,7 +152,7 @@ async fn checkpoints_queued_behind_a_row_lock_store_one_id_once() {
             tokio::spawn(async move { store.save_checkpoint(&id, epoch, "same", &[n]).await })
         })
         .collect();
-    until_saves_wait(&watcher, 2).await;
+    until_saves_wait(&run.watcher, 2).await;
     holder.commit().await.unwrap();
 
     let mut outcomes = Vec::new();
@@ -167,17 +176,12 @@ async fn checkpoints_queued_behind_a_row_lock_store_one_id_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_queued_behind_a_new_epoch_is_fenced_and_stores_nothing() {
-    let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
-        eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
+    let Some(mut run) = Running::register("row-lock-fence").await else {
         return;
     };
-    let store = connect(&url).await.unwrap();
-    let id = unique("row-lock-fence");
-    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
-    let mut client = holder_client(&url).await;
-    let watcher = holder_client(&url).await;
+    let (store, id, epoch) = (run.store.clone(), run.id.clone(), run.epoch);
     // Another run taking over: the row moves to the next epoch, not yet committed.
-    let holder = client.transaction().await.unwrap();
+    let holder = run.holder.transaction().await.unwrap();
     holder
         .execute(
             "UPDATE instances SET epoch = epoch + 1 WHERE instance_id = $1",
@@ -193,7 +197,7 @@ async fn a_save_queued_behind_a_new_epoch_is_fenced_and_stores_nothing() {
         let (store, id) = (store.clone(), id.clone());
         tokio::spawn(async move { store.save_sleep(&id, epoch, "nap", b"x", 5).await })
     };
-    until_saves_wait(&watcher, 2).await;
+    until_saves_wait(&run.watcher, 2).await;
     holder.commit().await.unwrap();
 
     let error = save.await.unwrap().unwrap_err();
