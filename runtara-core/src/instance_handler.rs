@@ -2,6 +2,7 @@
 
 use runtara_protocol::{
     ByteBuf, ErrorCode, InstanceRequest, InstanceResponse, RecordedStep, WireError,
+    DEFAULT_MAX_FRAME_LEN, MAX_STATE_LEN, REPLAY_PAGE_BYTES,
 };
 
 use crate::wire::to_wire;
@@ -40,18 +41,55 @@ async fn run(
             let registration = store
                 .register_instance(id, &who.tenant_id, checkpoint_id.as_deref())
                 .await?;
-            let log = store.load_replay(id).await?;
+            // The whole log in one frame, for SDKs older than `RegisterPaged`.
+            let log = store
+                .load_replay_page(id, 0, DEFAULT_MAX_FRAME_LEN - 64 * 1024)
+                .await?;
+            if log.more_after.is_some()
+                || page_bytes(&log.checkpoints, &log.retry_attempts) > ONE_FRAME
+            {
+                return Err(Error::InvalidInput {
+                    what: "register",
+                    reason: format!(
+                        "the checkpoints of instance `{id}` do not fit in one reply; \
+                         this instance's runtara-sdk is too old to read them in pages \
+                         (rebuild the workflow with a newer runtara-sdk)"
+                    ),
+                });
+            }
             InstanceResponse::Registered {
                 epoch: registration.epoch,
-                checkpoints: log
-                    .checkpoints
-                    .into_iter()
-                    .map(|(checkpoint_id, state)| RecordedStep {
-                        checkpoint_id,
-                        state: ByteBuf::from(state),
-                    })
-                    .collect(),
+                checkpoints: recorded_steps(log.checkpoints),
                 retry_attempts: log.retry_attempts,
+            }
+        }
+        InstanceRequest::RegisterPaged { checkpoint_id } => {
+            let registration = store
+                .register_instance(id, &who.tenant_id, checkpoint_id.as_deref())
+                .await?;
+            let mut log = store.load_replay_page(id, 0, REPLAY_PAGE_BYTES).await?;
+            // A first checkpoint too large for a page with the retry attempts beside it
+            // is sent alone, by the next `ReplayPage`.
+            if page_bytes(&log.checkpoints, &log.retry_attempts) > REPLAY_PAGE_BYTES
+                && log.checkpoints.len() == 1
+            {
+                log.checkpoints.clear();
+                log.more_after = Some(0);
+            }
+            InstanceResponse::RegisteredPage {
+                epoch: registration.epoch,
+                checkpoints: recorded_steps(log.checkpoints),
+                retry_attempts: log.retry_attempts,
+                more_after: log.more_after,
+            }
+        }
+        InstanceRequest::ReplayPage { after_seq } => {
+            let log = store
+                .load_replay_page(id, after_seq, REPLAY_PAGE_BYTES)
+                .await?;
+            InstanceResponse::ReplayPage {
+                checkpoints: recorded_steps(log.checkpoints),
+                more_after: log.more_after,
             }
         }
         InstanceRequest::Checkpoint {
@@ -59,6 +97,7 @@ async fn run(
             checkpoint_id,
             state,
         } => {
+            check_state_len(&checkpoint_id, &state)?;
             let outcome = store
                 .save_checkpoint(id, epoch, &checkpoint_id, &state)
                 .await?;
@@ -79,6 +118,7 @@ async fn run(
             state,
             duration_ms,
         } => {
+            check_state_len(&checkpoint_id, &state)?;
             let now = now_ms();
             let wake_at = now.saturating_add(i64::try_from(duration_ms).unwrap_or(i64::MAX));
             let outcome = store
@@ -155,6 +195,44 @@ async fn run(
             InstanceResponse::Status(record.into())
         }
     })
+}
+
+/// Most bytes of a reply holding a whole replay log.
+const ONE_FRAME: usize = DEFAULT_MAX_FRAME_LEN - 1024;
+
+/// Bytes a page of checkpoints and retry attempts takes on the wire, counted as the
+/// storage's pages count them (a checkpoint: state, id and 16 bytes).
+fn page_bytes(checkpoints: &[(String, Vec<u8>)], attempts: &[(String, u32)]) -> usize {
+    let steps: usize = checkpoints
+        .iter()
+        .map(|(id, s)| id.len() + s.len() + 16)
+        .sum();
+    let retries: usize = attempts.iter().map(|(id, _)| id.len() + 16).sum();
+    steps + retries
+}
+
+fn recorded_steps(checkpoints: Vec<(String, Vec<u8>)>) -> Vec<RecordedStep> {
+    checkpoints
+        .into_iter()
+        .map(|(checkpoint_id, state)| RecordedStep {
+            checkpoint_id,
+            state: ByteBuf::from(state),
+        })
+        .collect()
+}
+
+/// Refuses a state that could not be replayed in one frame.
+fn check_state_len(checkpoint_id: &str, state: &[u8]) -> Result<()> {
+    if state.len() > MAX_STATE_LEN {
+        return Err(Error::InvalidInput {
+            what: "checkpoint state",
+            reason: format!(
+                "the state of `{checkpoint_id}` is {} bytes; the limit is {MAX_STATE_LEN}",
+                state.len()
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The response to a request that could not be decoded.

@@ -256,6 +256,20 @@ pub struct ReplayLog {
     pub checkpoints: Vec<(String, Vec<u8>)>,
     /// For each checkpoint id with retries, the highest attempt number recorded.
     pub retry_attempts: Vec<(String, u32)>,
+    /// `Some(seq)` when this is one page of a longer log: the rest follows the
+    /// checkpoint with this sequence number (ask with
+    /// [`Persistence::load_replay_page`](crate::Persistence::load_replay_page)).
+    /// `None` when the log is whole.
+    pub more_after: Option<i64>,
+}
+
+/// One page of an instance's checkpoints, in the order they were recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CheckpointPage {
+    /// The checkpoints of this page.
+    pub checkpoints: Vec<CheckpointRecord>,
+    /// `Some(seq)` when more checkpoints follow the one with this sequence number.
+    pub more_after: Option<i64>,
 }
 
 /// One stored checkpoint.

@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    CheckpointOutcome, CheckpointRecord, DeletedImage, EventRecord, ImageRecord, InstanceFilter,
-    InstancePage, InstanceRecord, InstanceStatus, Liveness, NewImage, NewInstance, PendingSignal,
-    Registration, ReplayLog, RetryAttemptRecord, SignalOutcome, SignalType, SleepOutcome,
+    CheckpointOutcome, CheckpointPage, CheckpointRecord, DeletedImage, EventRecord, ImageRecord,
+    InstanceFilter, InstancePage, InstanceRecord, InstanceStatus, Liveness, NewImage, NewInstance,
+    PendingSignal, Registration, ReplayLog, RetryAttemptRecord, SignalOutcome, SignalType,
+    SleepOutcome,
 };
 use crate::Result;
 
@@ -52,6 +53,18 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
 
     /// Everything the run needs to replay recorded steps in memory, in one round trip.
     async fn load_replay(&self, instance_id: &str) -> Result<ReplayLog>;
+
+    /// One page of the replay log: the checkpoints recorded after sequence number
+    /// `after_seq` (`0` for the first page), as many as fit in `max_bytes` of state and
+    /// always at least one, so a page can be sent in a bounded frame. The retry attempts
+    /// come with the first page (`after_seq == 0`) only. `more_after` says where the next
+    /// page starts.
+    async fn load_replay_page(
+        &self,
+        instance_id: &str,
+        after_seq: i64,
+        max_bytes: usize,
+    ) -> Result<ReplayLog>;
 
     /// One atomic insert-if-absent: returns the state stored earlier under
     /// `checkpoint_id`, or stores `state` and returns `existing_state: None`.
@@ -163,6 +176,16 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
 
     /// All checkpoints of an instance, in the order they were recorded.
     async fn list_checkpoints(&self, instance_id: &str) -> Result<Vec<CheckpointRecord>>;
+
+    /// One page of [`list_checkpoints`](Self::list_checkpoints): the checkpoints recorded
+    /// after sequence number `after_seq` (`0` for the first page), as many as fit in
+    /// `max_bytes` of state and always at least one.
+    async fn list_checkpoints_page(
+        &self,
+        instance_id: &str,
+        after_seq: i64,
+        max_bytes: usize,
+    ) -> Result<CheckpointPage>;
 
     /// All events of an instance, oldest first.
     async fn list_events(&self, instance_id: &str) -> Result<Vec<EventRecord>>;

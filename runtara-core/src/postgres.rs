@@ -270,6 +270,36 @@ impl Persistence for PostgresPersistence {
         Ok(log)
     }
 
+    async fn load_replay_page(
+        &self,
+        instance_id: &str,
+        after_seq: i64,
+        max_bytes: usize,
+    ) -> Result<ReplayLog> {
+        let page = self
+            .list_checkpoints_page(instance_id, after_seq, max_bytes)
+            .await?;
+        let retry_attempts = if after_seq <= 0 {
+            let client = self.client().await?;
+            query(&client, MAX_ATTEMPTS, &[&instance_id])
+                .await?
+                .iter()
+                .map(|row| Ok((col(row, 0)?, attempt(row, 1)?)))
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(ReplayLog {
+            checkpoints: page
+                .checkpoints
+                .into_iter()
+                .map(|record| (record.checkpoint_id, record.state))
+                .collect(),
+            retry_attempts,
+            more_after: page.more_after,
+        })
+    }
+
     async fn save_checkpoint(
         &self,
         instance_id: &str,
@@ -682,6 +712,40 @@ impl Persistence for PostgresPersistence {
                 })
             })
             .collect()
+    }
+
+    async fn list_checkpoints_page(
+        &self,
+        instance_id: &str,
+        after_seq: i64,
+        max_bytes: usize,
+    ) -> Result<CheckpointPage> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let rows = query(
+            &client,
+            CHECKPOINTS_PAGE,
+            &[&instance_id, &after_seq, &max_bytes],
+        )
+        .await?;
+        let mut page = CheckpointPage::default();
+        let mut total = 0_i64;
+        let mut last = None;
+        for row in &rows {
+            last = Some(col::<i64>(row, 0)?);
+            total = col(row, 5)?;
+            page.checkpoints.push(CheckpointRecord {
+                checkpoint_id: col(row, 1)?,
+                state: col(row, 2)?,
+                created_at_ms: col(row, 3)?,
+                wake_at_ms: col(row, 4)?,
+            });
+        }
+        if i64::try_from(page.checkpoints.len()).unwrap_or(i64::MAX) < total {
+            page.more_after = last;
+        }
+        Ok(page)
     }
 
     async fn list_events(&self, instance_id: &str) -> Result<Vec<EventRecord>> {

@@ -202,6 +202,36 @@ impl Persistence for SqlitePersistence {
                 Ok(ReplayLog {
                     checkpoints: load_checkpoints(c, &instance_id)?,
                     retry_attempts: max_attempts(c, &instance_id)?,
+                    more_after: None,
+                })
+            })
+            .await
+    }
+
+    async fn load_replay_page(
+        &self,
+        instance_id: &str,
+        after_seq: i64,
+        max_bytes: usize,
+    ) -> Result<ReplayLog> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .call(move |c| {
+                let (checkpoints, more_after) =
+                    checkpoints_page(c, &instance_id, after_seq, max_bytes)?;
+                let retry_attempts = if after_seq <= 0 {
+                    max_attempts(c, &instance_id)?
+                } else {
+                    Vec::new()
+                };
+                Ok(ReplayLog {
+                    checkpoints: checkpoints
+                        .into_iter()
+                        .map(|record| (record.checkpoint_id, record.state))
+                        .collect(),
+                    retry_attempts,
+                    more_after,
                 })
             })
             .await
@@ -609,6 +639,26 @@ impl Persistence for SqlitePersistence {
         let instance_id = instance_id.to_owned();
         self.writer
             .call(move |c| list_checkpoints(c, &instance_id))
+            .await
+    }
+
+    async fn list_checkpoints_page(
+        &self,
+        instance_id: &str,
+        after_seq: i64,
+        max_bytes: usize,
+    ) -> Result<CheckpointPage> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .call(move |c| {
+                let (checkpoints, more_after) =
+                    checkpoints_page(c, &instance_id, after_seq, max_bytes)?;
+                Ok(CheckpointPage {
+                    checkpoints,
+                    more_after,
+                })
+            })
             .await
     }
 

@@ -103,6 +103,7 @@ parity!(
     list_unfinished_spans_tenants,
     resume_withdraws_a_pause_not_yet_taken,
     every_read_shows_the_last_checkpoint_and_counts_it_as_a_sign_of_life,
+    pages_of_checkpoints_are_bounded_ordered_and_whole,
 );
 
 /// Registers a new instance and returns its id and epoch.
@@ -1636,4 +1637,93 @@ async fn every_read_shows_the_last_checkpoint_and_counts_it_as_a_sign_of_life(
             "a checkpoint is a heartbeat: {heartbeat} > {before}"
         );
     }
+}
+
+/// Reads every page of `id`'s replay log (or checkpoint listing) with `budget`, checking
+/// each page's bound, and returns the ids in order.
+async fn all_pages(
+    store: &Arc<dyn Persistence>,
+    id: &str,
+    budget: usize,
+    replay: bool,
+) -> Vec<String> {
+    let (mut ids, mut after, mut pages) = (Vec::new(), 0, 0);
+    loop {
+        let (page, more): (Vec<(String, usize)>, Option<i64>) = if replay {
+            let log = store.load_replay_page(id, after, budget).await.unwrap();
+            assert_eq!(
+                log.retry_attempts.is_empty(),
+                after != 0,
+                "retry attempts come with the first page only"
+            );
+            let page = log
+                .checkpoints
+                .into_iter()
+                .map(|(c, s)| (c, s.len()))
+                .collect();
+            (page, log.more_after)
+        } else {
+            let page = store
+                .list_checkpoints_page(id, after, budget)
+                .await
+                .unwrap();
+            let items = page
+                .checkpoints
+                .into_iter()
+                .map(|c| (c.checkpoint_id, c.state.len()));
+            (items.collect(), page.more_after)
+        };
+        pages += 1;
+        assert!(!page.is_empty(), "a page holds at least one checkpoint");
+        let bytes: usize = page.iter().map(|(c, len)| c.len() + len + 16).sum();
+        assert!(
+            page.len() == 1 || bytes <= budget,
+            "page of {bytes} bytes over {budget}"
+        );
+        ids.extend(page.into_iter().map(|(c, _)| c));
+        match more {
+            Some(next) => after = next,
+            None => break,
+        }
+        assert!(pages < 100, "pages never end");
+    }
+    ids
+}
+
+async fn pages_of_checkpoints_are_bounded_ordered_and_whole(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "pages").await;
+    let sizes = [10, 500, 0, 3000, 10, 10, 10, 2000, 1];
+    let mut expected = Vec::new();
+    for (n, size) in sizes.iter().enumerate() {
+        let checkpoint = format!("c{n}");
+        store
+            .save_checkpoint(&id, epoch, &checkpoint, &vec![b'x'; *size])
+            .await
+            .unwrap();
+        expected.push(checkpoint);
+    }
+    store
+        .record_retry_attempt(&id, epoch, "c1", 1, None)
+        .await
+        .unwrap();
+    for budget in [1, 100, 600, 1024, 5000, usize::MAX] {
+        assert_eq!(
+            all_pages(&store, &id, budget, true).await,
+            expected,
+            "replay, {budget}"
+        );
+        assert_eq!(
+            all_pages(&store, &id, budget, false).await,
+            expected,
+            "list, {budget}"
+        );
+    }
+    // One page when it all fits, and the first page is the whole log then.
+    let whole = store.load_replay_page(&id, 0, usize::MAX).await.unwrap();
+    assert_eq!(whole.more_after, None);
+    assert_eq!(whole, store.load_replay(&id).await.unwrap());
+    // No checkpoints: one empty page, nothing more.
+    let (empty, _) = running(&store, "pages-empty").await;
+    let page = store.list_checkpoints_page(&empty, 0, 10).await.unwrap();
+    assert_eq!((page.checkpoints.len(), page.more_after), (0, None));
 }

@@ -273,7 +273,47 @@ impl ManagementSdk {
     }
 
     /// An instance's checkpoints, in the order recorded.
+    ///
+    /// Read in pages of at most a few MiB each, so an instance whose checkpoints add up
+    /// to more than one message can hold is listed whole.
     pub async fn list_checkpoints(&self, instance_id: &str) -> Result<Vec<Checkpoint>> {
+        const OP: &str = "list_checkpoints";
+        let mut all = Vec::new();
+        let mut after_seq = 0;
+        loop {
+            let request = ManagementRequest::ListCheckpointsPage {
+                instance_id: instance_id.to_owned(),
+                after_seq,
+            };
+            let (checkpoints, more_after) = match self.connection.call(OP, &request, None).await {
+                Ok(ManagementResponse::CheckpointPage {
+                    checkpoints,
+                    more_after,
+                }) => (checkpoints, more_after),
+                Err(SdkError::Server { code, .. }) if code == "malformed" && after_seq == 0 => {
+                    // A server older than paged listings.
+                    return self.list_checkpoints_whole(instance_id).await;
+                }
+                Ok(other) => return Err(unexpected(OP, &other)),
+                Err(error) => return Err(error),
+            };
+            let empty = checkpoints.is_empty();
+            all.extend(checkpoints.into_iter().map(Checkpoint::from));
+            match more_after {
+                Some(next) if !empty => after_seq = next,
+                Some(_) => {
+                    return Err(SdkError::UnexpectedResponse {
+                        operation: OP,
+                        response: "an empty page that says more follow".into(),
+                    })
+                }
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// `list_checkpoints` in one message, for servers that do not page it.
+    async fn list_checkpoints_whole(&self, instance_id: &str) -> Result<Vec<Checkpoint>> {
         const OP: &str = "list_checkpoints";
         let request = ManagementRequest::ListCheckpoints {
             instance_id: instance_id.to_owned(),
@@ -315,6 +355,7 @@ fn unexpected(operation: &'static str, response: &ManagementResponse) -> SdkErro
         ManagementResponse::Events(_) => "events",
         ManagementResponse::Checkpoints(_) => "checkpoints",
         ManagementResponse::Health { .. } => "health",
+        ManagementResponse::CheckpointPage { .. } => "checkpoint_page",
     };
     SdkError::UnexpectedResponse {
         operation,

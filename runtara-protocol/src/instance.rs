@@ -45,6 +45,15 @@ pub struct RecordedStep {
     pub state: ByteBuf,
 }
 
+/// Largest checkpoint state an instance may send, so that any recorded checkpoint fits in
+/// one frame again when it is replayed (a page holds at least one checkpoint).
+pub const MAX_STATE_LEN: usize = crate::DEFAULT_MAX_FRAME_LEN - 64 * 1024;
+
+/// Bytes of checkpoint state (ids and framing included) the server puts in one page of a
+/// replay log or of a checkpoint listing; a page holds at least one checkpoint whatever
+/// its size. Small logs, the common case, come whole in the reply to `RegisterPaged`.
+pub const REPLAY_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Every value of [`WireStatus::status`], in lifecycle order.
 pub const INSTANCE_STATUSES: [&str; 7] = [
     "pending",
@@ -188,6 +197,20 @@ pub enum InstanceRequest {
         /// Another instance's id; `None` for the caller itself.
         instance_id: Option<String>,
     },
+    /// `Register`, with the replay log in pages: answered by `RegisteredPage`, whose
+    /// first page holds at most [`REPLAY_PAGE_BYTES`] of checkpoints; the rest is read
+    /// with `ReplayPage`. (`Register` answers the whole log in one frame and fails when
+    /// it does not fit.)
+    RegisterPaged {
+        /// Checkpoint the run says it resumes from.
+        checkpoint_id: Option<String>,
+    },
+    /// The next page of the replay log: the checkpoints recorded after `after_seq` (a
+    /// `more_after` of the previous page). Answered by `ReplayPage`.
+    ReplayPage {
+        /// Where the page starts: the previous page's `more_after`.
+        after_seq: i64,
+    },
 }
 
 /// The server's response to an [`InstanceRequest`].
@@ -233,6 +256,24 @@ pub enum InstanceResponse {
     Status(WireStatus),
     /// The request failed; nothing was changed.
     Error(crate::WireError),
+    /// Reply to `RegisterPaged`: the first page of the replay log.
+    RegisteredPage {
+        /// The run's epoch.
+        epoch: i64,
+        /// The first checkpoints, in record order.
+        checkpoints: Vec<RecordedStep>,
+        /// Highest retry attempt per checkpoint id.
+        retry_attempts: Vec<(String, u32)>,
+        /// `Some(seq)`: more checkpoints follow; ask `ReplayPage { after_seq: seq }`.
+        more_after: Option<i64>,
+    },
+    /// Reply to `ReplayPage`.
+    ReplayPage {
+        /// The checkpoints of this page, in record order (at least one).
+        checkpoints: Vec<RecordedStep>,
+        /// `Some(seq)`: more checkpoints follow.
+        more_after: Option<i64>,
+    },
 }
 
 impl InstanceRequest {
@@ -256,6 +297,8 @@ impl InstanceRequest {
             InstanceRequest::GetStatus {
                 instance_id: Some(_),
             } => "get_instance_status",
+            InstanceRequest::RegisterPaged { .. } => "register",
+            InstanceRequest::ReplayPage { .. } => "replay_page",
         }
     }
 
@@ -275,7 +318,9 @@ impl InstanceRequest {
             | InstanceRequest::GetCheckpoint { .. }
             | InstanceRequest::CustomEvent { .. }
             | InstanceRequest::PollSignal
-            | InstanceRequest::GetStatus { .. } => None,
+            | InstanceRequest::GetStatus { .. }
+            | InstanceRequest::RegisterPaged { .. }
+            | InstanceRequest::ReplayPage { .. } => None,
         }
     }
 }

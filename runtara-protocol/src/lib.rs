@@ -67,7 +67,7 @@ pub use frame::{
 pub use handshake::{answer_hello, check_hello, wrong_endpoint, Hello, HelloReply, Role};
 pub use instance::{
     InstanceRequest, InstanceResponse, RecordedStep, WireSignal, WireSignalType, WireStatus,
-    INSTANCE_STATUSES,
+    INSTANCE_STATUSES, MAX_STATE_LEN, REPLAY_PAGE_BYTES,
 };
 pub use management::{
     ManagementRequest, ManagementResponse, WireCheckpoint, WireEvent, WireImage, WireInstance,

@@ -104,6 +104,17 @@ pub enum ManagementRequest {
     },
     /// Server health. Answered by [`ManagementResponse::Health`].
     Health,
+    /// One page of an instance's checkpoints, in the order recorded: those after
+    /// `after_seq` (`0` for the first page), at most
+    /// [`REPLAY_PAGE_BYTES`](crate::REPLAY_PAGE_BYTES) of them and at least one.
+    /// Answered by [`ManagementResponse::CheckpointPage`]. (`ListCheckpoints` answers
+    /// all of them in one frame and fails when they do not fit.)
+    ListCheckpointsPage {
+        /// The instance.
+        instance_id: String,
+        /// Where the page starts: `0`, then the previous page's `more_after`.
+        after_seq: i64,
+    },
 }
 
 /// One instance as operators see it.
@@ -246,5 +257,12 @@ pub enum ManagementResponse {
         uptime_s: u64,
         /// Instance processes this server is running.
         running_processes: u32,
+    },
+    /// Reply to `ListCheckpointsPage`.
+    CheckpointPage {
+        /// The checkpoints of this page.
+        checkpoints: Vec<WireCheckpoint>,
+        /// `Some(seq)`: more checkpoints follow; ask again with `after_seq: seq`.
+        more_after: Option<i64>,
     },
 }

@@ -90,6 +90,10 @@ fn requests() -> Vec<InstanceRequest> {
         GetStatus {
             instance_id: Some("other".into()),
         },
+        RegisterPaged {
+            checkpoint_id: Some("a".into()),
+        },
+        ReplayPage { after_seq: 41 },
     ]
 }
 
@@ -103,6 +107,22 @@ fn responses() -> Vec<InstanceResponse> {
                 state: bytes(b"1"),
             }],
             retry_attempts: vec![("a".into(), 2)],
+        },
+        RegisteredPage {
+            epoch: 4,
+            checkpoints: vec![RecordedStep {
+                checkpoint_id: "a".into(),
+                state: bytes(b"1"),
+            }],
+            retry_attempts: vec![("a".into(), 2)],
+            more_after: Some(12),
+        },
+        ReplayPage {
+            checkpoints: vec![RecordedStep {
+                checkpoint_id: "b".into(),
+                state: bytes(b"2"),
+            }],
+            more_after: None,
         },
         Checkpointed {
             existing_state: None,
@@ -228,6 +248,10 @@ fn management_requests() -> Vec<ManagementRequest> {
         ManagementRequest::ListCheckpoints {
             instance_id: "i".into(),
         },
+        ManagementRequest::ListCheckpointsPage {
+            instance_id: "i".into(),
+            after_seq: 3,
+        },
         ManagementRequest::Health,
     ]
 }
@@ -307,6 +331,15 @@ fn management_responses() -> Vec<ManagementResponse> {
             uptime_s: 3,
             running_processes: 0,
         },
+        ManagementResponse::CheckpointPage {
+            checkpoints: vec![WireCheckpoint {
+                checkpoint_id: "d".into(),
+                state: ByteBuf::from(vec![4]),
+                created_at_ms: 7,
+                wake_at_ms: None,
+            }],
+            more_after: Some(9),
+        },
     ]
 }
 
@@ -343,6 +376,8 @@ fn request_variant(r: &InstanceRequest) -> usize {
         AckSignal { .. } => 11,
         RetryAttempt { .. } => 12,
         GetStatus { .. } => 13,
+        RegisterPaged { .. } => 14,
+        ReplayPage { .. } => 15,
     }
 }
 
@@ -357,6 +392,8 @@ fn response_variant(r: &InstanceResponse) -> usize {
         Signal(_) => 5,
         Status(_) => 6,
         Error(_) => 7,
+        RegisteredPage { .. } => 8,
+        ReplayPage { .. } => 9,
     }
 }
 
@@ -375,6 +412,7 @@ fn management_request_variant(r: &ManagementRequest) -> usize {
         ListEvents { .. } => 9,
         ListCheckpoints { .. } => 10,
         Health => 11,
+        ListCheckpointsPage { .. } => 12,
     }
 }
 
@@ -393,6 +431,7 @@ fn management_response_variant(r: &ManagementResponse) -> usize {
         Events(_) => 9,
         Checkpoints(_) => 10,
         Health { .. } => 11,
+        CheckpointPage { .. } => 12,
     }
 }
 
@@ -408,10 +447,10 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 
 #[test]
 fn every_variant_has_a_sample() {
-    covered(&requests(), request_variant, 14);
-    covered(&responses(), response_variant, 8);
-    covered(&management_requests(), management_request_variant, 12);
-    covered(&management_responses(), management_response_variant, 12);
+    covered(&requests(), request_variant, 16);
+    covered(&responses(), response_variant, 10);
+    covered(&management_requests(), management_request_variant, 13);
+    covered(&management_responses(), management_response_variant, 13);
     // Every code in the sample set, in its wire order.
     let codes: Vec<ErrorCode> = wire_errors().iter().map(|e| e.code).collect();
     assert_eq!(codes, ErrorCode::ALL);

@@ -106,7 +106,7 @@ pub enum SdkError {
     #[error("tls: {0}")]
     Tls(String),
     /// The server sent something this SDK cannot understand.
-    #[error("protocol error")]
+    #[error("protocol error: {0}")]
     Protocol(#[from] runtara_protocol::ProtocolError),
     /// The start input file (`RUNTARA_INPUT_FILE`) cannot be read or decoded.
     #[error("cannot read the start input {path}: {reason}")]
@@ -124,4 +124,19 @@ pub enum SdkError {
         /// The backend.
         backend: &'static str,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_protocol_error_shows_its_detail() {
+        let error = SdkError::from(runtara_protocol::ProtocolError::Malformed(
+            "unexpected end of input".into(),
+        ));
+        let message = error.to_string();
+        assert!(message.starts_with("protocol error: "), "{message}");
+        assert!(message.contains("unexpected end of input"), "{message}");
+    }
 }

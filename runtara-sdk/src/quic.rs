@@ -256,6 +256,27 @@ impl Quic {
         }
     }
 
+    /// `register` in one frame, for servers that do not page the replay log.
+    async fn register_whole(&self, checkpoint_id: Option<String>) -> Result<(i64, ReplayLog)> {
+        let request = InstanceRequest::Register { checkpoint_id };
+        let response = self.call("register", &request).await?;
+        Self::expect("register", response, |r| match r {
+            InstanceResponse::Registered {
+                epoch,
+                checkpoints,
+                retry_attempts,
+            } => Some((
+                epoch,
+                ReplayLog {
+                    checkpoints: recorded(checkpoints),
+                    retry_attempts,
+                    more_after: None,
+                },
+            )),
+            _ => None,
+        })
+    }
+
     fn expect<T>(
         operation: &'static str,
         response: InstanceResponse,
@@ -267,6 +288,29 @@ impl Quic {
             message: "the server answered with a response of another kind".into(),
         })
     }
+}
+
+/// Refuses, before sending, a state the server would refuse: one that could not be
+/// replayed in one frame.
+fn check_state_len(checkpoint_id: &str, state: &[u8]) -> Result<()> {
+    if state.len() > runtara_protocol::MAX_STATE_LEN {
+        return Err(SdkError::Persistence(runtara_core::Error::InvalidInput {
+            what: "checkpoint state",
+            reason: format!(
+                "the state of `{checkpoint_id}` is {} bytes; the limit over QUIC is {}",
+                state.len(),
+                runtara_protocol::MAX_STATE_LEN
+            ),
+        }));
+    }
+    Ok(())
+}
+
+fn recorded(steps: Vec<runtara_protocol::RecordedStep>) -> Vec<(String, Vec<u8>)> {
+    steps
+        .into_iter()
+        .map(|step| (step.checkpoint_id, step.state.into_vec()))
+        .collect()
 }
 
 fn refused(operation: &'static str, error: WireError) -> SdkError {
@@ -330,27 +374,55 @@ impl Backend for Quic {
         _tenant_id: &str,
         checkpoint_id: Option<&str>,
     ) -> Result<(i64, ReplayLog)> {
-        let request = InstanceRequest::Register {
-            checkpoint_id: checkpoint_id.map(str::to_owned),
+        let checkpoint_id = checkpoint_id.map(str::to_owned);
+        let request = InstanceRequest::RegisterPaged {
+            checkpoint_id: checkpoint_id.clone(),
         };
-        let response = self.call("register", &request).await?;
-        Self::expect("register", response, |r| match r {
-            InstanceResponse::Registered {
-                epoch,
-                checkpoints,
-                retry_attempts,
-            } => Some((
-                epoch,
-                ReplayLog {
-                    checkpoints: checkpoints
-                        .into_iter()
-                        .map(|step| (step.checkpoint_id, step.state.into_vec()))
-                        .collect(),
+        let (epoch, mut log) = match self.call("register", &request).await {
+            Err(SdkError::Server { code, .. }) if code == "malformed" => {
+                // A server older than paged replay logs: ask for the log in one frame.
+                return self.register_whole(checkpoint_id).await;
+            }
+            response => Self::expect("register", response?, |r| match r {
+                InstanceResponse::RegisteredPage {
+                    epoch,
+                    checkpoints,
                     retry_attempts,
-                },
-            )),
-            _ => None,
-        })
+                    more_after,
+                } => Some((
+                    epoch,
+                    ReplayLog {
+                        checkpoints: recorded(checkpoints),
+                        retry_attempts,
+                        more_after,
+                    },
+                )),
+                _ => None,
+            })?,
+        };
+        while let Some(after_seq) = log.more_after {
+            let request = InstanceRequest::ReplayPage { after_seq };
+            let response = self.call("replay_page", &request).await?;
+            let (checkpoints, more_after) = Self::expect("replay_page", response, |r| match r {
+                InstanceResponse::ReplayPage {
+                    checkpoints,
+                    more_after,
+                } => Some((checkpoints, more_after)),
+                _ => None,
+            })?;
+            if checkpoints.is_empty() && more_after.is_some() {
+                return Err(SdkError::Server {
+                    operation: "replay_page",
+                    code: "unexpected_response".into(),
+                    message: format!(
+                        "an empty page of the replay log after {after_seq} that says more follow"
+                    ),
+                });
+            }
+            log.checkpoints.extend(recorded(checkpoints));
+            log.more_after = more_after;
+        }
+        Ok((epoch, log))
     }
 
     async fn checkpoint(
@@ -360,6 +432,7 @@ impl Backend for Quic {
         checkpoint_id: &str,
         state: &[u8],
     ) -> Result<CheckpointOutcome> {
+        check_state_len(checkpoint_id, state)?;
         let request = InstanceRequest::Checkpoint {
             epoch,
             checkpoint_id: checkpoint_id.to_owned(),
@@ -401,6 +474,7 @@ impl Backend for Quic {
         state: &[u8],
         duration_ms: i64,
     ) -> Result<Duration> {
+        check_state_len(checkpoint_id, state)?;
         let request = InstanceRequest::Sleep {
             epoch,
             checkpoint_id: checkpoint_id.to_owned(),

@@ -15,7 +15,8 @@ use runtara_core::{
 };
 use runtara_protocol::{
     ByteBuf, ErrorCode, Hello, ManagementRequest, ManagementResponse, Role, WireCheckpoint,
-    WireError, WireEvent, WireImage, WireInstance, WireSignalType,
+    WireError, WireEvent, WireImage, WireInstance, WireSignalType, DEFAULT_MAX_FRAME_LEN,
+    REPLAY_PAGE_BYTES,
 };
 use tokio::io::AsyncRead;
 
@@ -86,6 +87,18 @@ fn check_instance_id(id: &str) -> Result<(), WireError> {
             ),
         ))
     }
+}
+
+fn wire_checkpoints(checkpoints: Vec<runtara_core::CheckpointRecord>) -> Vec<WireCheckpoint> {
+    checkpoints
+        .into_iter()
+        .map(|c| WireCheckpoint {
+            checkpoint_id: c.checkpoint_id,
+            state: ByteBuf::from(c.state),
+            created_at_ms: c.created_at_ms,
+            wake_at_ms: c.wake_at_ms,
+        })
+        .collect()
 }
 
 fn wire_image(image: ImageRecord) -> WireImage {
@@ -314,23 +327,38 @@ impl Management {
                 )
             }
             ManagementRequest::ListCheckpoints { instance_id } => {
+                // The whole list in one frame, for clients older than `ListCheckpointsPage`.
                 self.visible_instance(caller, &instance_id).await?;
-                let checkpoints = self
+                let page = self
                     .store
-                    .list_checkpoints(&instance_id)
+                    .list_checkpoints_page(&instance_id, 0, DEFAULT_MAX_FRAME_LEN - 64 * 1024)
                     .await
                     .map_err(engine)?;
-                ManagementResponse::Checkpoints(
-                    checkpoints
-                        .into_iter()
-                        .map(|c| WireCheckpoint {
-                            checkpoint_id: c.checkpoint_id,
-                            state: ByteBuf::from(c.state),
-                            created_at_ms: c.created_at_ms,
-                            wake_at_ms: c.wake_at_ms,
-                        })
-                        .collect(),
-                )
+                if page.more_after.is_some() {
+                    return Err(error(
+                        ErrorCode::InvalidInput,
+                        format!(
+                            "the checkpoints of instance `{instance_id}` do not fit in one reply; \
+                             use a newer management SDK or runtara-ctl, which read them in pages"
+                        ),
+                    ));
+                }
+                ManagementResponse::Checkpoints(wire_checkpoints(page.checkpoints))
+            }
+            ManagementRequest::ListCheckpointsPage {
+                instance_id,
+                after_seq,
+            } => {
+                self.visible_instance(caller, &instance_id).await?;
+                let page = self
+                    .store
+                    .list_checkpoints_page(&instance_id, after_seq, REPLAY_PAGE_BYTES)
+                    .await
+                    .map_err(engine)?;
+                ManagementResponse::CheckpointPage {
+                    checkpoints: wire_checkpoints(page.checkpoints),
+                    more_after: page.more_after,
+                }
             }
             ManagementRequest::RegisterImage { .. } => {
                 return Err(error(

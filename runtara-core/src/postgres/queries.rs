@@ -450,3 +450,24 @@ FROM checkpoints WHERE instance_id = $1
 UNION ALL
 SELECT 1, MIN(seq), checkpoint_id, NULL::BYTEA, MAX(attempt)
 FROM retry_attempts WHERE instance_id = $1 GROUP BY checkpoint_id";
+
+/// Checkpoints of `$1` after sequence number `$2`, as many as fit in `$3` bytes (a
+/// checkpoint counts its state, its id and 16 bytes of framing) and at least one, each
+/// row with the number of checkpoints after `$2`. Sizes come from the values' headers,
+/// so the states left for a later page are not read.
+pub(crate) const CHECKPOINTS_PAGE: &str = "\
+WITH sizes AS (
+    SELECT seq, octet_length(state)::BIGINT + octet_length(checkpoint_id) + 16 AS len,
+           (SUM(octet_length(state)::BIGINT + octet_length(checkpoint_id) + 16)
+               OVER (ORDER BY seq))::BIGINT AS upto,
+           COUNT(*) OVER () AS total
+    FROM checkpoints WHERE instance_id = $1 AND seq > $2)
+SELECT c.seq, c.checkpoint_id, c.state, c.created_at_ms, c.wake_at_ms, s.total
+FROM sizes AS s JOIN checkpoints AS c ON c.seq = s.seq
+WHERE s.upto - s.len = 0 OR s.upto <= $3
+ORDER BY s.seq";
+
+/// The highest retry attempt per checkpoint id of `$1`, in the order of the first.
+pub(crate) const MAX_ATTEMPTS: &str = "\
+SELECT checkpoint_id, MAX(attempt) FROM retry_attempts WHERE instance_id = $1
+GROUP BY checkpoint_id ORDER BY MIN(seq)";

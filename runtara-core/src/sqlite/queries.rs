@@ -359,6 +359,47 @@ pub(crate) fn load_checkpoints(
     )
 }
 
+/// Checkpoints of `instance_id` after `after_seq`, as many as fit in `max_bytes` (a
+/// checkpoint counts its state, its id and 16 bytes of framing) and at least one, with
+/// whether more follow. Sizes are read from the records' headers, so checkpoints left
+/// for a later page are not read.
+pub(crate) fn checkpoints_page(
+    c: &Connection,
+    instance_id: &str,
+    after_seq: i64,
+    max_bytes: usize,
+) -> Result<(Vec<CheckpointRecord>, Option<i64>)> {
+    let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+    let rows = query_all(
+        c,
+        "WITH sizes AS (\
+            SELECT seq, length(state) + length(checkpoint_id) + 16 AS len, \
+                   SUM(length(state) + length(checkpoint_id) + 16) OVER (ORDER BY seq) AS upto, \
+                   COUNT(*) OVER () AS total \
+            FROM checkpoints WHERE instance_id = ?1 AND seq > ?2) \
+         SELECT c.seq, c.checkpoint_id, c.state, c.created_at_ms, c.wake_at_ms, s.total \
+         FROM sizes AS s JOIN checkpoints AS c ON c.seq = s.seq \
+         WHERE s.upto - s.len = 0 OR s.upto <= ?3 ORDER BY s.seq",
+        params![instance_id, after_seq, max_bytes],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                CheckpointRecord {
+                    checkpoint_id: r.get(1)?,
+                    state: r.get(2)?,
+                    created_at_ms: r.get(3)?,
+                    wake_at_ms: r.get(4)?,
+                },
+                r.get::<_, i64>(5)?,
+            ))
+        },
+    )?;
+    let total = rows.first().map_or(0, |row| row.2);
+    let last = rows.last().map(|row| row.0);
+    let more_after = last.filter(|_| i64::try_from(rows.len()).unwrap_or(i64::MAX) < total);
+    Ok((rows.into_iter().map(|row| row.1).collect(), more_after))
+}
+
 pub(crate) fn max_attempts(c: &Connection, instance_id: &str) -> Result<Vec<(String, u32)>> {
     query_all(
         c,

@@ -112,6 +112,11 @@ impl Fixture {
         }
     }
 
+    /// Whether the SDKs talk to a server over QUIC.
+    pub fn is_quic(&self) -> bool {
+        self.server.is_some()
+    }
+
     /// A new run of `instance_id`: a fresh SDK, connected and registered (as after a restart).
     pub async fn run(&self, instance_id: &str) -> RuntaraSdk {
         let sdk = self.sdk(instance_id);
