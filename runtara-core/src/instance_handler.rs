@@ -74,12 +74,14 @@ async fn run(
                 && log.checkpoints.len() == 1
             {
                 log.checkpoints.clear();
+                log.producers.clear();
                 log.more_after = Some(0);
             }
             InstanceResponse::RegisteredPage {
                 epoch: registration.epoch,
                 checkpoints: recorded_steps(log.checkpoints),
                 retry_attempts: log.retry_attempts,
+                producers: log.producers,
                 more_after: log.more_after,
             }
         }
@@ -89,7 +91,24 @@ async fn run(
                 .await?;
             InstanceResponse::ReplayPage {
                 checkpoints: recorded_steps(log.checkpoints),
+                producers: log.producers,
                 more_after: log.more_after,
+            }
+        }
+        InstanceRequest::CheckpointStep {
+            epoch,
+            checkpoint_id,
+            state,
+            producer,
+        } => {
+            check_state_len(&checkpoint_id, &state)?;
+            let outcome = store
+                .save_step(id, epoch, &checkpoint_id, &state, &producer)
+                .await?;
+            InstanceResponse::CheckpointedStep {
+                existing_state: outcome.existing_state.map(ByteBuf::from),
+                existing_producer: outcome.existing_producer,
+                signal: outcome.signal.map(Into::into),
             }
         }
         InstanceRequest::Checkpoint {

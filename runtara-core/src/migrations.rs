@@ -34,6 +34,11 @@ pub const SQLITE: &[Migration] = &[
         name: "signals_pending",
         sql: include_str!("../migrations/sqlite/0004_signals_pending.sql"),
     },
+    Migration {
+        version: 6,
+        name: "checkpoint_producer",
+        sql: include_str!("../migrations/sqlite/0006_checkpoint_producer.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, oldest first.
@@ -63,6 +68,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         name: "derived_progress",
         sql: include_str!("../migrations/postgres/0005_derived_progress.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "checkpoint_producer",
+        sql: include_str!("../migrations/postgres/0007_checkpoint_producer.sql"),
     },
 ];
 

@@ -234,6 +234,9 @@ pub struct Registration {
 pub struct CheckpointOutcome {
     /// The state recorded earlier under this id; `None` when this call stored it.
     pub existing_state: Option<Vec<u8>>,
+    /// The function that recorded the earlier state, when it said (see
+    /// [`Persistence::save_step`](crate::Persistence::save_step)).
+    pub existing_producer: Option<String>,
     /// The highest-priority pending signal (cancel outranks pause).
     pub signal: Option<PendingSignal>,
 }
@@ -256,11 +259,37 @@ pub struct ReplayLog {
     pub checkpoints: Vec<(String, Vec<u8>)>,
     /// For each checkpoint id with retries, the highest attempt number recorded.
     pub retry_attempts: Vec<(String, u32)>,
+    /// For each checkpoint (of this page) recorded with a producer, the function that
+    /// recorded it: `(checkpoint id, producer)`.
+    pub producers: Vec<(String, String)>,
     /// `Some(seq)` when this is one page of a longer log: the rest follows the
     /// checkpoint with this sequence number (ask with
     /// [`Persistence::load_replay_page`](crate::Persistence::load_replay_page)).
     /// `None` when the log is whole.
     pub more_after: Option<i64>,
+}
+
+impl ReplayLog {
+    /// A page of the replay log made of a page of checkpoint records.
+    pub(crate) fn from_page(
+        records: Vec<CheckpointRecord>,
+        retry_attempts: Vec<(String, u32)>,
+        more_after: Option<i64>,
+    ) -> ReplayLog {
+        let producers = records
+            .iter()
+            .filter_map(|r| Some((r.checkpoint_id.clone(), r.producer.clone()?)))
+            .collect();
+        ReplayLog {
+            checkpoints: records
+                .into_iter()
+                .map(|r| (r.checkpoint_id, r.state))
+                .collect(),
+            retry_attempts,
+            producers,
+            more_after,
+        }
+    }
 }
 
 /// One page of an instance's checkpoints, in the order they were recorded.
@@ -283,6 +312,8 @@ pub struct CheckpointRecord {
     pub created_at_ms: i64,
     /// Wake time, when the checkpoint was saved by a durable sleep.
     pub wake_at_ms: Option<i64>,
+    /// The function that recorded it (its module path), for a durable call's result.
+    pub producer: Option<String>,
 }
 
 /// One stored event.

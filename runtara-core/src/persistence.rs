@@ -77,6 +77,19 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
         state: &[u8],
     ) -> Result<CheckpointOutcome>;
 
+    /// [`save_checkpoint`](Self::save_checkpoint) of a durable call's result, recording
+    /// with it the function that produced it (`producer`, its module path). When the id
+    /// was recorded earlier, the outcome names the function that recorded it, so the
+    /// caller can refuse another function's result.
+    async fn save_step(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+        producer: &str,
+    ) -> Result<CheckpointOutcome>;
+
     /// Read-only lookup of one checkpoint.
     async fn get_checkpoint(
         &self,

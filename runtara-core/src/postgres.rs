@@ -112,6 +112,7 @@ impl PostgresPersistence {
         checkpoint_id: &str,
         state: &[u8],
         wake_at_ms: Option<i64>,
+        producer: Option<&str>,
     ) -> Result<Saved> {
         validate_id("instance id", instance_id)?;
         validate_id("checkpoint id", checkpoint_id)?;
@@ -122,17 +123,35 @@ impl PostgresPersistence {
                 checkpoint_id: checkpoint_id.to_owned(),
                 state: state.to_vec(),
                 wake_at_ms,
+                producer: producer.map(str::to_owned),
                 now: now_ms(),
             })
             .await
     }
 }
 
+/// State, wake time and producer of a checkpoint stored earlier.
+pub(crate) type Earlier = (Vec<u8>, Option<i64>, Option<String>);
+
+/// A checkpoint save's outcome from what the statement found.
+fn outcome(saved: Saved) -> CheckpointOutcome {
+    let (existing_state, existing_producer) = match saved.earlier {
+        Some((state, _, producer)) => (Some(state), producer),
+        None => (None, None),
+    };
+    CheckpointOutcome {
+        existing_state,
+        existing_producer,
+        signal: saved.signal,
+    }
+}
+
 /// What the checkpoint statement found.
 #[derive(Debug)]
 struct Saved {
-    /// State and wake time stored earlier under the id; `None` when this call stored it.
-    earlier: Option<(Vec<u8>, Option<i64>)>,
+    /// State, wake time and producer stored earlier under the id; `None` when this call
+    /// stored it.
+    earlier: Option<Earlier>,
     /// The highest-priority pending signal.
     signal: Option<PendingSignal>,
 }
@@ -262,6 +281,9 @@ impl Persistence for PostgresPersistence {
         let mut log = ReplayLog::default();
         for ((part, _, checkpoint_id), row) in rows {
             if part == 0 {
+                if let Some(producer) = col::<Option<String>>(&row, 5)? {
+                    log.producers.push((checkpoint_id.clone(), producer));
+                }
                 log.checkpoints.push((checkpoint_id, col(&row, 3)?));
             } else {
                 log.retry_attempts.push((checkpoint_id, attempt(&row, 4)?));
@@ -289,15 +311,11 @@ impl Persistence for PostgresPersistence {
         } else {
             Vec::new()
         };
-        Ok(ReplayLog {
-            checkpoints: page
-                .checkpoints
-                .into_iter()
-                .map(|record| (record.checkpoint_id, record.state))
-                .collect(),
+        Ok(ReplayLog::from_page(
+            page.checkpoints,
             retry_attempts,
-            more_after: page.more_after,
-        })
+            page.more_after,
+        ))
     }
 
     async fn save_checkpoint(
@@ -308,12 +326,23 @@ impl Persistence for PostgresPersistence {
         state: &[u8],
     ) -> Result<CheckpointOutcome> {
         let saved = self
-            .save(instance_id, epoch, checkpoint_id, state, None)
+            .save(instance_id, epoch, checkpoint_id, state, None, None)
             .await?;
-        Ok(CheckpointOutcome {
-            existing_state: saved.earlier.map(|(state, _)| state),
-            signal: saved.signal,
-        })
+        Ok(outcome(saved))
+    }
+
+    async fn save_step(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+        producer: &str,
+    ) -> Result<CheckpointOutcome> {
+        let saved = self
+            .save(instance_id, epoch, checkpoint_id, state, None, Some(producer))
+            .await?;
+        Ok(outcome(saved))
     }
 
     async fn get_checkpoint(
@@ -342,10 +371,10 @@ impl Persistence for PostgresPersistence {
         wake_at_ms: i64,
     ) -> Result<SleepOutcome> {
         let saved = self
-            .save(instance_id, epoch, checkpoint_id, state, Some(wake_at_ms))
+            .save(instance_id, epoch, checkpoint_id, state, Some(wake_at_ms), None)
             .await?;
         let (existing_state, wake_at_ms) = match saved.earlier {
-            Some((state, stored)) => (Some(state), stored.unwrap_or(wake_at_ms)),
+            Some((state, stored, _)) => (Some(state), stored.unwrap_or(wake_at_ms)),
             None => (None, wake_at_ms),
         };
         Ok(SleepOutcome {
@@ -697,7 +726,7 @@ impl Persistence for PostgresPersistence {
         let client = self.client().await?;
         let rows = query(
             &client,
-            "SELECT checkpoint_id, state, created_at_ms, wake_at_ms FROM checkpoints \
+            "SELECT checkpoint_id, state, created_at_ms, wake_at_ms, producer FROM checkpoints \
              WHERE instance_id = $1 ORDER BY seq",
             &[&instance_id],
         )
@@ -709,6 +738,7 @@ impl Persistence for PostgresPersistence {
                     state: col(row, 1)?,
                     created_at_ms: col(row, 2)?,
                     wake_at_ms: col(row, 3)?,
+                    producer: col(row, 4)?,
                 })
             })
             .collect()
@@ -740,6 +770,7 @@ impl Persistence for PostgresPersistence {
                 state: col(row, 2)?,
                 created_at_ms: col(row, 3)?,
                 wake_at_ms: col(row, 4)?,
+                producer: col(row, 6)?,
             });
         }
         if i64::try_from(page.checkpoints.len()).unwrap_or(i64::MAX) < total {

@@ -54,6 +54,41 @@ impl SqlitePersistence {
         })
     }
 
+    /// A checkpoint save, with the function that produced it when known.
+    async fn save(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+        producer: Option<&str>,
+    ) -> Result<CheckpointOutcome> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        let (instance_id, checkpoint_id) = (instance_id.to_owned(), checkpoint_id.to_owned());
+        let (state, producer) = (state.to_vec(), producer.map(str::to_owned));
+        self.writer
+            .call(move |c| {
+                let record = Record {
+                    checkpoint_id: &checkpoint_id,
+                    state: &state,
+                    wake_at_ms: None,
+                    producer: producer.as_deref(),
+                };
+                let saved = save_checkpoint(c, &instance_id, epoch, record, now_ms())?;
+                let (existing_state, existing_producer) = match saved.earlier {
+                    Some((state, _, producer)) => (Some(state), producer),
+                    None => (None, None),
+                };
+                Ok(CheckpointOutcome {
+                    existing_state,
+                    existing_producer,
+                    signal: saved.signal,
+                })
+            })
+            .await
+    }
+
     /// A run's own transition out of `running`, guarded in SQL, with its event.
     async fn transition(
         &self,
@@ -199,9 +234,11 @@ impl Persistence for SqlitePersistence {
         let instance_id = instance_id.to_owned();
         self.writer
             .call(move |c| {
+                let (checkpoints, producers) = load_checkpoints(c, &instance_id)?;
                 Ok(ReplayLog {
-                    checkpoints: load_checkpoints(c, &instance_id)?,
+                    checkpoints,
                     retry_attempts: max_attempts(c, &instance_id)?,
+                    producers,
                     more_after: None,
                 })
             })
@@ -225,14 +262,7 @@ impl Persistence for SqlitePersistence {
                 } else {
                     Vec::new()
                 };
-                Ok(ReplayLog {
-                    checkpoints: checkpoints
-                        .into_iter()
-                        .map(|record| (record.checkpoint_id, record.state))
-                        .collect(),
-                    retry_attempts,
-                    more_after,
-                })
+                Ok(ReplayLog::from_page(checkpoints, retry_attempts, more_after))
             })
             .await
     }
@@ -244,26 +274,19 @@ impl Persistence for SqlitePersistence {
         checkpoint_id: &str,
         state: &[u8],
     ) -> Result<CheckpointOutcome> {
-        validate_id("instance id", instance_id)?;
-        validate_id("checkpoint id", checkpoint_id)?;
-        let (instance_id, checkpoint_id) = (instance_id.to_owned(), checkpoint_id.to_owned());
-        let state = state.to_vec();
-        self.writer
-            .call(move |c| {
-                let saved = save_checkpoint(
-                    c,
-                    &instance_id,
-                    epoch,
-                    &checkpoint_id,
-                    &state,
-                    None,
-                    now_ms(),
-                )?;
-                Ok(CheckpointOutcome {
-                    existing_state: saved.earlier.map(|(state, _)| state),
-                    signal: saved.signal,
-                })
-            })
+        self.save(instance_id, epoch, checkpoint_id, state, None)
+            .await
+    }
+
+    async fn save_step(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+        producer: &str,
+    ) -> Result<CheckpointOutcome> {
+        self.save(instance_id, epoch, checkpoint_id, state, Some(producer))
             .await
     }
 
@@ -301,17 +324,15 @@ impl Persistence for SqlitePersistence {
         let state = state.to_vec();
         self.writer
             .call(move |c| {
-                let saved = save_checkpoint(
-                    c,
-                    &instance_id,
-                    epoch,
-                    &checkpoint_id,
-                    &state,
-                    Some(wake_at_ms),
-                    now_ms(),
-                )?;
+                let record = Record {
+                    checkpoint_id: &checkpoint_id,
+                    state: &state,
+                    wake_at_ms: Some(wake_at_ms),
+                    producer: None,
+                };
+                let saved = save_checkpoint(c, &instance_id, epoch, record, now_ms())?;
                 let (existing_state, wake_at_ms) = match saved.earlier {
-                    Some((state, stored)) => (Some(state), stored.unwrap_or(wake_at_ms)),
+                    Some((state, stored, _)) => (Some(state), stored.unwrap_or(wake_at_ms)),
                     None => (None, wake_at_ms),
                 };
                 Ok(SleepOutcome {

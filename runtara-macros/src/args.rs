@@ -1,4 +1,5 @@
-//! Parsing of `#[durable(max_retries = 5, strategy = ExponentialBackoff, delay = 500)]`.
+//! Parsing of `#[durable(max_retries = 5, strategy = ExponentialBackoff, delay = 500,
+//! name = "billing::charge")]`.
 //!
 //! Every mistake in the attribute is collected (not just the first) and reported at the
 //! token at fault, with the valid choices listed.
@@ -10,9 +11,10 @@ mod kw {
     syn::custom_keyword!(max_retries);
     syn::custom_keyword!(strategy);
     syn::custom_keyword!(delay);
+    syn::custom_keyword!(name);
 }
 
-const OPTIONS: &str = "`max_retries`, `strategy`, `delay`";
+const OPTIONS: &str = "`max_retries`, `strategy`, `delay`, `name`";
 const STRATEGIES: &str = "`ExponentialBackoff`, `FixedDelay`";
 
 /// Default retries, as `runtara_sdk::RetryPolicy::DEFAULT_MAX_RETRIES`.
@@ -43,6 +45,8 @@ pub(crate) struct DurableArgs {
     pub(crate) max_retries: Option<u32>,
     pub(crate) strategy: Option<StrategyArg>,
     pub(crate) delay_ms: Option<u64>,
+    /// The function's durable identity (`name = "module::function"`), when given.
+    pub(crate) name: Option<String>,
 }
 
 impl DurableArgs {
@@ -102,6 +106,8 @@ fn parse_options(
             ("strategy", input.parse::<kw::strategy>()?.span)
         } else if input.peek(kw::delay) {
             ("delay", input.parse::<kw::delay>()?.span)
+        } else if input.peek(kw::name) {
+            ("name", input.parse::<kw::name>()?.span)
         } else {
             let unknown: Ident = input.parse().map_err(|e| {
                 syn::Error::new(
@@ -130,6 +136,7 @@ fn parse_options(
         let duplicate = match name {
             "max_retries" => args.max_retries.is_some(),
             "strategy" => args.strategy.is_some(),
+            "name" => args.name.is_some(),
             _ => args.delay_ms.is_some(),
         };
         if duplicate {
@@ -142,6 +149,7 @@ fn parse_options(
                 "max_retries" => integer::<u32>(&value, name, "a non-negative integer such as `3`")
                     .map(|n| args.max_retries = Some(n)),
                 "strategy" => strategy(&value).map(|s| args.strategy = Some(s)),
+                "name" => identity(&value).map(|n| args.name = Some(n)),
                 _ => integer::<u64>(
                     &value,
                     name,
@@ -202,6 +210,31 @@ impl Bounded for u32 {
 
 impl Bounded for u64 {
     const MAX: Self = u64::MAX;
+}
+
+/// A durable identity: a string literal such as `"charge"` or `"billing::v1::charge"`,
+/// non-empty `::`-separated segments without whitespace.
+fn identity(value: &Expr) -> syn::Result<String> {
+    const EXPECTED: &str =
+        "`name` expects a string such as `\"charge\"` or `\"billing::v1::charge\"`";
+    let Expr::Lit(syn::ExprLit {
+        lit: Lit::Str(literal),
+        ..
+    }) = value
+    else {
+        return Err(syn::Error::new_spanned(value, EXPECTED));
+    };
+    let name = literal.value();
+    let valid = !name.is_empty()
+        && !name.chars().any(char::is_whitespace)
+        && name.split("::").all(|segment| !segment.is_empty() && !segment.contains(':'));
+    if !valid {
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("{EXPECTED}: `::`-separated names without spaces, not `{name}`"),
+        ));
+    }
+    Ok(name)
 }
 
 /// `ExponentialBackoff` or `FixedDelay`, also written as a path such as
@@ -297,11 +330,11 @@ mod tests {
     fn unknown_option_lists_the_valid_ones() {
         assert_eq!(
             message("retries = 3"),
-            "unknown `#[durable]` option `retries`; expected one of: `max_retries`, `strategy`, `delay`"
+            "unknown `#[durable]` option `retries`; expected one of: `max_retries`, `strategy`, `delay`, `name`"
         );
         assert_eq!(
             message("3"),
-            "expected a `#[durable]` option, one of: `max_retries`, `strategy`, `delay`"
+            "expected a `#[durable]` option, one of: `max_retries`, `strategy`, `delay`, `name`"
         );
     }
 

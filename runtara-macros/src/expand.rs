@@ -9,7 +9,9 @@
 //! ```text
 //! pub async fn charge(key: String, __runtara_arg1: (u8, u8)) -> Result<Receipt, MyError> {
 //!     let __runtara_checkpoint_id = __private::checkpoint_id("charge", &key);
+//!     let __runtara_producer: &'static str = concat!(module_path!(), "::", "charge");
 //!     __private::run_durable(
+//!         __runtara_producer,
 //!         __runtara_checkpoint_id,
 //!         __private::RetryPolicy { max_retries: 2, strategy: __private::Strategy::ExponentialBackoff, delay_ms: 10 },
 //!         |__runtara_error: &<Result<Receipt, MyError> as __private::ResultParts>::Err| {
@@ -32,7 +34,8 @@
 //! ```
 //! `return` and `?` in `BODY` leave the attempt's `async` block, as they would leave the
 //! function. With `max_retries = 0` the same `async` block runs once through
-//! `run_durable_once`, without clones.
+//! `run_durable_once`, without clones. With `name = "billing::charge"` the producer is that
+//! name and the checkpoint id names its last segment (`"charge::{key}"`).
 //!
 //! Spans: the `run_durable` call and its `.await` are spanned on the return type, so an
 //! unmet bound on `T` or `E` is reported once, there; each clone is spanned on its
@@ -141,10 +144,23 @@ fn generate(view: &DurableFn<'_>, args: &DurableArgs) -> TokenStream {
     };
     let key_ident = &key.name;
     let fn_name = item.sig.ident.unraw().to_string();
+    // The function's identity, recorded with each result: `name = "..."`, else its module
+    // path. The checkpoint id names the identity's last segment (the function's name).
+    let (id_name, producer) = match &args.name {
+        Some(name) => {
+            let last = name.rsplit("::").next().unwrap_or(name).to_owned();
+            (last, quote! { #name })
+        }
+        None => (
+            fn_name.clone(),
+            quote! { ::core::concat!(::core::module_path!(), "::", #fn_name) },
+        ),
+    };
     // The key must be `Display`; an error about it points at the key argument.
     let key_ref = quote_spanned! {key.span=> &#key_ident };
     let checkpoint_id = quote! {
-        let __runtara_checkpoint_id = ::runtara_sdk::__private::checkpoint_id(#fn_name, #key_ref);
+        let __runtara_checkpoint_id = ::runtara_sdk::__private::checkpoint_id(#id_name, #key_ref);
+        let __runtara_producer: &'static str = #producer;
     };
 
     // Every call that can fail a bound on `T` or `E` (the call, its `.await`) is spanned
@@ -173,7 +189,12 @@ fn generate(view: &DurableFn<'_>, args: &DurableArgs) -> TokenStream {
 
     let call = if args.retries() == 0 {
         quote_spanned! {ret_span=>
-            ::runtara_sdk::__private::run_durable_once(__runtara_checkpoint_id, #attempt).await
+            ::runtara_sdk::__private::run_durable_once(
+                __runtara_producer,
+                __runtara_checkpoint_id,
+                #attempt,
+            )
+            .await
         }
     } else {
         let max_retries = args.retries();
@@ -187,6 +208,7 @@ fn generate(view: &DurableFn<'_>, args: &DurableArgs) -> TokenStream {
         });
         quote_spanned! {ret_span=>
             ::runtara_sdk::__private::run_durable(
+                __runtara_producer,
                 __runtara_checkpoint_id,
                 ::runtara_sdk::__private::RetryPolicy {
                     max_retries: #max_retries,
@@ -241,7 +263,11 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("run_durable (__runtara_checkpoint_id ,"),
+            out.contains("run_durable (__runtara_producer , __runtara_checkpoint_id ,"),
+            "{out}"
+        );
+        assert!(
+            out.contains(":: core :: concat ! (:: core :: module_path ! () , \"::\" , \"charge\")"),
             "{out}"
         );
         assert!(out.contains("max_retries : 3u32"), "{out}");
@@ -298,13 +324,28 @@ mod tests {
     }
 
     #[test]
+    fn a_name_sets_the_producer_and_the_id_takes_its_last_segment() {
+        let out = expand(
+            "name = \"billing::v1::charge\"",
+            "async fn pay(order: String) -> Result<u8, E> { Ok(1) }",
+        );
+        assert!(out.contains("checkpoint_id (\"charge\" , & order)"), "{out}");
+        assert!(
+            out.contains("__runtara_producer : & 'static str = \"billing::v1::charge\""),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn no_retries_runs_the_body_once_without_clones() {
         let out = expand(
             "max_retries = 0",
             "async fn f(k: String) -> Result<u8, E> { Ok(1) }",
         );
         assert!(
-            out.contains("run_durable_once (__runtara_checkpoint_id , async move {"),
+            out.contains(
+                "run_durable_once (__runtara_producer , __runtara_checkpoint_id , async move {"
+            ),
             "{out}"
         );
         assert!(!out.contains("clone_argument"), "{out}");

@@ -211,6 +211,19 @@ pub enum InstanceRequest {
         /// Where the page starts: the previous page's `more_after`.
         after_seq: i64,
     },
+    /// `Checkpoint` of a durable call's result, recording the function that produced it.
+    /// Answered by `CheckpointedStep`, which names the function that recorded an earlier
+    /// state under the id.
+    CheckpointStep {
+        /// The run's epoch.
+        epoch: i64,
+        /// Checkpoint id.
+        checkpoint_id: String,
+        /// State to store.
+        state: ByteBuf,
+        /// The durable function (its module path).
+        producer: String,
+    },
 }
 
 /// The server's response to an [`InstanceRequest`].
@@ -264,6 +277,8 @@ pub enum InstanceResponse {
         checkpoints: Vec<RecordedStep>,
         /// Highest retry attempt per checkpoint id.
         retry_attempts: Vec<(String, u32)>,
+        /// The function that recorded each checkpoint of the page that names one.
+        producers: Vec<(String, String)>,
         /// `Some(seq)`: more checkpoints follow; ask `ReplayPage { after_seq: seq }`.
         more_after: Option<i64>,
     },
@@ -271,8 +286,19 @@ pub enum InstanceResponse {
     ReplayPage {
         /// The checkpoints of this page, in record order (at least one).
         checkpoints: Vec<RecordedStep>,
+        /// The function that recorded each checkpoint of the page that names one.
+        producers: Vec<(String, String)>,
         /// `Some(seq)`: more checkpoints follow.
         more_after: Option<i64>,
+    },
+    /// Reply to `CheckpointStep`.
+    CheckpointedStep {
+        /// The state stored earlier under the id, if any.
+        existing_state: Option<ByteBuf>,
+        /// The function that recorded it, when it said.
+        existing_producer: Option<String>,
+        /// The pending signal.
+        signal: Option<WireSignal>,
     },
 }
 
@@ -299,6 +325,7 @@ impl InstanceRequest {
             } => "get_instance_status",
             InstanceRequest::RegisterPaged { .. } => "register",
             InstanceRequest::ReplayPage { .. } => "replay_page",
+            InstanceRequest::CheckpointStep { .. } => "checkpoint",
         }
     }
 
@@ -313,6 +340,7 @@ impl InstanceRequest {
             | InstanceRequest::Suspended { epoch }
             | InstanceRequest::Sleeping { epoch }
             | InstanceRequest::AckSignal { epoch, .. }
+            | InstanceRequest::CheckpointStep { epoch, .. }
             | InstanceRequest::RetryAttempt { epoch, .. } => Some(*epoch),
             InstanceRequest::Register { .. }
             | InstanceRequest::GetCheckpoint { .. }

@@ -94,6 +94,12 @@ fn requests() -> Vec<InstanceRequest> {
             checkpoint_id: Some("a".into()),
         },
         ReplayPage { after_seq: 41 },
+        CheckpointStep {
+            epoch: 2,
+            checkpoint_id: "shape::k".into(),
+            state: bytes(b"42"),
+            producer: "app::v1::shape".into(),
+        },
     ]
 }
 
@@ -115,6 +121,7 @@ fn responses() -> Vec<InstanceResponse> {
                 state: bytes(b"1"),
             }],
             retry_attempts: vec![("a".into(), 2)],
+            producers: vec![("a".into(), "app::f".into())],
             more_after: Some(12),
         },
         ReplayPage {
@@ -122,7 +129,13 @@ fn responses() -> Vec<InstanceResponse> {
                 checkpoint_id: "b".into(),
                 state: bytes(b"2"),
             }],
+            producers: vec![],
             more_after: None,
+        },
+        CheckpointedStep {
+            existing_state: Some(bytes(b"7")),
+            existing_producer: Some("app::v1::shape".into()),
+            signal: Some(signal()),
         },
         Checkpointed {
             existing_state: None,
@@ -378,6 +391,7 @@ fn request_variant(r: &InstanceRequest) -> usize {
         GetStatus { .. } => 13,
         RegisterPaged { .. } => 14,
         ReplayPage { .. } => 15,
+        CheckpointStep { .. } => 16,
     }
 }
 
@@ -394,6 +408,7 @@ fn response_variant(r: &InstanceResponse) -> usize {
         Error(_) => 7,
         RegisteredPage { .. } => 8,
         ReplayPage { .. } => 9,
+        CheckpointedStep { .. } => 10,
     }
 }
 
@@ -447,8 +462,8 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 
 #[test]
 fn every_variant_has_a_sample() {
-    covered(&requests(), request_variant, 16);
-    covered(&responses(), response_variant, 10);
+    covered(&requests(), request_variant, 17);
+    covered(&responses(), response_variant, 11);
     covered(&management_requests(), management_request_variant, 13);
     covered(&management_responses(), management_response_variant, 13);
     // Every code in the sample set, in its wire order.

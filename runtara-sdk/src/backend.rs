@@ -32,6 +32,15 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
         checkpoint_id: &str,
         state: &[u8],
     ) -> Result<CheckpointOutcome>;
+    /// `checkpoint` of a durable call's result, with the function that produced it.
+    async fn save_step(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+        producer: &str,
+    ) -> Result<CheckpointOutcome>;
     async fn get_checkpoint(
         &self,
         instance_id: &str,
@@ -118,6 +127,20 @@ impl Backend for Embedded {
         Ok(self
             .0
             .save_checkpoint(instance_id, epoch, checkpoint_id, state)
+            .await?)
+    }
+
+    async fn save_step(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+        producer: &str,
+    ) -> Result<CheckpointOutcome> {
+        Ok(self
+            .0
+            .save_step(instance_id, epoch, checkpoint_id, state, producer)
             .await?)
     }
 

@@ -45,7 +45,10 @@ pub fn assert_durable_result<T: Recordable, E: DurableError>() {}
 /// `attempt` is called; on `Ok` the value is recorded and returned once the record is
 /// acknowledged; on a retryable `Err` the retry is recorded, the policy's delay waited,
 /// and `attempt` called again, until `max_retries` retries (counted across restarts).
+/// `producer` names the function (its module path, or its `name = "..."`): a result
+/// recorded under the id by another function is an error, never taken.
 pub async fn run_durable<T, E, F, Fut>(
+    producer: &'static str,
     checkpoint_id: String,
     policy: RetryPolicy,
     is_retryable: fn(&E) -> bool,
@@ -58,13 +61,17 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let sdk = current_sdk()?;
-    if let Some(recorded) = replayed::<T>(&sdk, &checkpoint_id) {
+    if let Some(recorded) = replayed::<T>(&sdk, producer, &checkpoint_id) {
         return recorded.map_err(E::from);
     }
     let mut retries = sdk.inner.replay.attempts(&checkpoint_id);
     loop {
         match attempt().await {
-            Ok(value) => return record(&sdk, &checkpoint_id, value).await.map_err(E::from),
+            Ok(value) => {
+                return record(&sdk, producer, &checkpoint_id, value)
+                    .await
+                    .map_err(E::from)
+            }
             Err(error) if retries < policy.max_retries && is_retryable(&error) => {
                 retries += 1;
                 let message = error.to_string();
@@ -96,27 +103,52 @@ pub trait RetryArgument: Clone {}
 impl<T: Clone> RetryArgument for T {}
 
 /// Runs one durable call whose body runs at most once (`max_retries = 0`).
-pub async fn run_durable_once<T, E, Fut>(checkpoint_id: String, body: Fut) -> Result<T, E>
+pub async fn run_durable_once<T, E, Fut>(
+    producer: &'static str,
+    checkpoint_id: String,
+    body: Fut,
+) -> Result<T, E>
 where
     T: Recordable,
     E: DurableError,
     Fut: Future<Output = Result<T, E>>,
 {
     let sdk = current_sdk()?;
-    if let Some(recorded) = replayed::<T>(&sdk, &checkpoint_id) {
+    if let Some(recorded) = replayed::<T>(&sdk, producer, &checkpoint_id) {
         return recorded.map_err(E::from);
     }
     let value = body.await?;
-    record(&sdk, &checkpoint_id, value).await.map_err(E::from)
+    record(&sdk, producer, &checkpoint_id, value)
+        .await
+        .map_err(E::from)
 }
 
 fn replayed<T: DeserializeOwned>(
     sdk: &RuntaraSdk,
+    producer: &str,
     checkpoint_id: &str,
 ) -> Option<Result<T, SdkError>> {
-    sdk.inner
-        .replay
-        .with_state(checkpoint_id, |state| decode::<T>(checkpoint_id, state))
+    let replay = &sdk.inner.replay;
+    let recorded = replay.with_state(checkpoint_id, |state| decode::<T>(checkpoint_id, state))?;
+    Some(same_producer(checkpoint_id, replay.producer(checkpoint_id), producer).and(recorded))
+}
+
+/// Refuses a result recorded by another function than `caller`. A result recorded
+/// without a producer (by a version before producers, or by `RuntaraSdk::checkpoint`)
+/// is taken by any caller.
+fn same_producer(
+    checkpoint_id: &str,
+    recorded_by: Option<String>,
+    caller: &str,
+) -> Result<(), SdkError> {
+    match recorded_by {
+        Some(recorded_by) if recorded_by != caller => Err(SdkError::WrongProducer {
+            checkpoint_id: checkpoint_id.to_owned(),
+            recorded_by,
+            caller: caller.to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn decode<T: DeserializeOwned>(checkpoint_id: &str, state: &[u8]) -> Result<T, SdkError> {
@@ -128,7 +160,12 @@ fn decode<T: DeserializeOwned>(checkpoint_id: &str, state: &[u8]) -> Result<T, S
 }
 
 /// Records `value` durably, then reports a pending cancel or pause.
-async fn record<T>(sdk: &RuntaraSdk, checkpoint_id: &str, value: T) -> Result<T, SdkError>
+async fn record<T>(
+    sdk: &RuntaraSdk,
+    producer: &str,
+    checkpoint_id: &str,
+    value: T,
+) -> Result<T, SdkError>
 where
     T: Serialize + DeserializeOwned,
 {
@@ -137,20 +174,28 @@ where
         type_name: std::any::type_name::<T>(),
         source,
     })?;
-    let result = sdk.checkpoint(checkpoint_id, &state).await?;
-    let value = match result.existing_state() {
+    let outcome = sdk.checkpoint_step(checkpoint_id, &state, producer).await?;
+    let replay = &sdk.inner.replay;
+    let value = match outcome.existing_state {
         // Recorded earlier (outside this cache): the first recorded result wins.
         Some(earlier) => {
-            let earlier_value = decode::<T>(checkpoint_id, earlier)?;
-            sdk.inner
-                .replay
-                .insert_state(checkpoint_id, earlier.to_vec());
+            same_producer(checkpoint_id, outcome.existing_producer.clone(), producer)?;
+            let earlier_value = decode::<T>(checkpoint_id, &earlier)?;
+            replay.insert_state(checkpoint_id, earlier);
+            if let Some(recorded_by) = outcome.existing_producer {
+                replay.insert_producer(checkpoint_id, recorded_by);
+            }
             earlier_value
         }
         None => {
-            sdk.inner.replay.insert_state(checkpoint_id, state);
+            replay.insert_state(checkpoint_id, state);
+            replay.insert_producer(checkpoint_id, producer.to_owned());
             value
         }
+    };
+    let result = crate::CheckpointResult {
+        existing_state: None,
+        signal: outcome.signal.map(crate::Signal::from),
     };
     if result.should_cancel() {
         acknowledge(sdk, runtara_core::SignalType::Cancel).await;

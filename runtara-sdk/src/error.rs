@@ -45,6 +45,23 @@ pub enum SdkError {
         #[source]
         source: serde_json::Error,
     },
+    /// The result recorded under a durable call's checkpoint id was produced by another
+    /// function (two functions of one name in different modules share ids). Give one of
+    /// them a distinct `#[durable(name = "...")]`, or, after a rename or a move, the old
+    /// identity.
+    #[error(
+        "the result recorded under `{checkpoint_id}` was produced by `{recorded_by}`, not by \
+         `{caller}`; two durable functions share this id (give one a distinct \
+         `#[durable(name = \"...\")]`, or after a rename or a move, name the old function)"
+    )]
+    WrongProducer {
+        /// The checkpoint id, `"{fn_name}::{key}"`.
+        checkpoint_id: String,
+        /// The function that recorded the result (its module path).
+        recorded_by: String,
+        /// The function that asked for it.
+        caller: String,
+    },
     /// A durable call's result could not be encoded to JSON.
     #[error("the result of durable call `{checkpoint_id}` cannot be encoded as `{type_name}`")]
     Encode {

@@ -270,6 +270,7 @@ impl Quic {
                 ReplayLog {
                     checkpoints: recorded(checkpoints),
                     retry_attempts,
+                    producers: Vec::new(),
                     more_after: None,
                 },
             )),
@@ -388,12 +389,14 @@ impl Backend for Quic {
                     epoch,
                     checkpoints,
                     retry_attempts,
+                    producers,
                     more_after,
                 } => Some((
                     epoch,
                     ReplayLog {
                         checkpoints: recorded(checkpoints),
                         retry_attempts,
+                        producers,
                         more_after,
                     },
                 )),
@@ -403,13 +406,15 @@ impl Backend for Quic {
         while let Some(after_seq) = log.more_after {
             let request = InstanceRequest::ReplayPage { after_seq };
             let response = self.call("replay_page", &request).await?;
-            let (checkpoints, more_after) = Self::expect("replay_page", response, |r| match r {
-                InstanceResponse::ReplayPage {
-                    checkpoints,
-                    more_after,
-                } => Some((checkpoints, more_after)),
-                _ => None,
-            })?;
+            let (checkpoints, producers, more_after) =
+                Self::expect("replay_page", response, |r| match r {
+                    InstanceResponse::ReplayPage {
+                        checkpoints,
+                        producers,
+                        more_after,
+                    } => Some((checkpoints, producers, more_after)),
+                    _ => None,
+                })?;
             if checkpoints.is_empty() && more_after.is_some() {
                 return Err(SdkError::Server {
                     operation: "replay_page",
@@ -420,6 +425,7 @@ impl Backend for Quic {
                 });
             }
             log.checkpoints.extend(recorded(checkpoints));
+            log.producers.extend(producers);
             log.more_after = more_after;
         }
         Ok((epoch, log))
@@ -445,6 +451,43 @@ impl Backend for Quic {
                 signal,
             } => Some(CheckpointOutcome {
                 existing_state: existing_state.map(ByteBuf::into_vec),
+                existing_producer: None,
+                signal: signal.map(PendingSignal::from),
+            }),
+            _ => None,
+        })
+    }
+
+    async fn save_step(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        state: &[u8],
+        producer: &str,
+    ) -> Result<CheckpointOutcome> {
+        check_state_len(checkpoint_id, state)?;
+        let request = InstanceRequest::CheckpointStep {
+            epoch,
+            checkpoint_id: checkpoint_id.to_owned(),
+            state: ByteBuf::from(state.to_vec()),
+            producer: producer.to_owned(),
+        };
+        let response = match self.call("checkpoint", &request).await {
+            Err(SdkError::Server { code, .. }) if code == "malformed" => {
+                // A server older than producers: record the state alone.
+                return self.checkpoint(instance_id, epoch, checkpoint_id, state).await;
+            }
+            response => response?,
+        };
+        Self::expect("checkpoint", response, |r| match r {
+            InstanceResponse::CheckpointedStep {
+                existing_state,
+                existing_producer,
+                signal,
+            } => Some(CheckpointOutcome {
+                existing_state: existing_state.map(ByteBuf::into_vec),
+                existing_producer,
                 signal: signal.map(PendingSignal::from),
             }),
             _ => None,

@@ -13,6 +13,7 @@ use runtara_core::ReplayLog;
 pub(crate) struct ReplayCache {
     states: RwLock<HashMap<String, Vec<u8>>>,
     attempts: RwLock<HashMap<String, u32>>,
+    producers: RwLock<HashMap<String, String>>,
 }
 
 impl ReplayCache {
@@ -20,8 +21,20 @@ impl ReplayCache {
     pub(crate) fn load(&self, log: ReplayLog) {
         let states: HashMap<_, _> = log.checkpoints.into_iter().collect();
         let attempts: HashMap<_, _> = log.retry_attempts.into_iter().collect();
+        let producers: HashMap<_, _> = log.producers.into_iter().collect();
         *write(&self.states) = states;
         *write(&self.attempts) = attempts;
+        *write(&self.producers) = producers;
+    }
+
+    /// The function that recorded `checkpoint_id`, when it said.
+    pub(crate) fn producer(&self, checkpoint_id: &str) -> Option<String> {
+        read(&self.producers).get(checkpoint_id).cloned()
+    }
+
+    /// Remembers the function that recorded `checkpoint_id`.
+    pub(crate) fn insert_producer(&self, checkpoint_id: &str, producer: String) {
+        write(&self.producers).insert(checkpoint_id.to_owned(), producer);
     }
 
     /// Decodes the recorded state of `checkpoint_id` with `f`, if there is one.

@@ -233,6 +233,21 @@ impl RuntaraSdk {
         })
     }
 
+    /// [`checkpoint`](Self::checkpoint) of a durable call's result, recording the function
+    /// that produced it; the outcome names the function that recorded an earlier state.
+    pub(crate) async fn checkpoint_step(
+        &self,
+        checkpoint_id: &str,
+        state: &[u8],
+        producer: &str,
+    ) -> Result<runtara_core::CheckpointOutcome> {
+        let epoch = self.epoch()?;
+        self.inner
+            .backend
+            .save_step(&self.inner.instance_id, epoch, checkpoint_id, state, producer)
+            .await
+    }
+
     /// Read-only lookup of a checkpoint; `None` when nothing is recorded under the id.
     pub async fn get_checkpoint(&self, checkpoint_id: &str) -> Result<Option<Vec<u8>>> {
         self.inner

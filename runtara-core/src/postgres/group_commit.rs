@@ -39,7 +39,7 @@ use tokio_postgres::Row;
 
 use super::queries::{col, execute, pg, query, query_one, signal_at, status_epoch_at};
 use super::queries::{NOT_STORED, PENDING_SIGNAL, SAVE_CHECKPOINT, SAVE_CHECKPOINTS, SAVE_SLEEP};
-use super::Saved;
+use super::{Earlier, Saved};
 use crate::guard::check_run;
 use crate::in_progress::InProgress;
 use crate::{Error, Result};
@@ -63,18 +63,21 @@ pub(crate) struct Save {
     pub(crate) state: Vec<u8>,
     /// The wake time of a sleep; `None` for a checkpoint.
     pub(crate) wake_at_ms: Option<i64>,
+    /// The durable function that produced the state, when known.
+    pub(crate) producer: Option<String>,
     pub(crate) now: i64,
 }
 
 impl Save {
     /// The parameters of [`SAVE_CHECKPOINT`].
-    fn checkpoint_params(&self) -> [&(dyn ToSql + Sync); 5] {
+    fn checkpoint_params(&self) -> [&(dyn ToSql + Sync); 6] {
         [
             &self.instance_id,
             &self.checkpoint_id,
             &self.state,
             &self.now,
             &self.epoch,
+            &self.producer,
         ]
     }
 
@@ -297,6 +300,7 @@ struct Arrays<'a> {
     states: Vec<&'a [u8]>,
     nows: Vec<i64>,
     epochs: Vec<i64>,
+    producers: Vec<Option<&'a str>>,
 }
 
 impl<'a> Arrays<'a> {
@@ -308,16 +312,18 @@ impl<'a> Arrays<'a> {
             states: saves().map(|s| s.state.as_slice()).collect(),
             nows: saves().map(|s| s.now).collect(),
             epochs: saves().map(|s| s.epoch).collect(),
+            producers: saves().map(|s| s.producer.as_deref()).collect(),
         }
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 6] {
         [
             &self.instance_ids,
             &self.checkpoint_ids,
             &self.states,
             &self.nows,
             &self.epochs,
+            &self.producers,
         ]
     }
 }
@@ -331,6 +337,7 @@ pub(crate) async fn warm_up<C: GenericClient + Sync>(client: &C) -> Result<()> {
         checkpoint_id: String::new(),
         state: Vec::new(),
         wake_at_ms: None,
+        producer: None,
         now: 0,
     };
     query(client, SAVE_CHECKPOINT, &nothing.checkpoint_params()).await?;
@@ -402,7 +409,7 @@ async fn not_stored<C: GenericClient + Sync>(c: &C, save: &Save) -> Result<Saved
     };
     touch(c, save, None).await?;
     Ok(Saved {
-        earlier: Some((state, col(&row, 3)?)),
+        earlier: Some((state, col(&row, 3)?, col(&row, 7)?)),
         signal: signal_at(&row, 4)?,
     })
 }
@@ -421,11 +428,12 @@ async fn finish<C: GenericClient + Sync>(c: &C, save: &Save, row: &Row) -> Resul
 
 /// Reads the checkpoint stored earlier under the save's id (the guard let the save
 /// through, so the run may write), and touches the instance (see [`touch`]).
-async fn earlier<C: GenericClient + Sync>(c: &C, save: &Save) -> Result<(Vec<u8>, Option<i64>)> {
+async fn earlier<C: GenericClient + Sync>(c: &C, save: &Save) -> Result<Earlier> {
     let (instance_id, checkpoint_id) = (&save.instance_id, &save.checkpoint_id);
     let rows = query(
         c,
-        "SELECT state, wake_at_ms FROM checkpoints WHERE instance_id = $1 AND checkpoint_id = $2",
+        "SELECT state, wake_at_ms, producer FROM checkpoints \
+         WHERE instance_id = $1 AND checkpoint_id = $2",
         &[instance_id, checkpoint_id],
     )
     .await?;
@@ -434,7 +442,7 @@ async fn earlier<C: GenericClient + Sync>(c: &C, save: &Save) -> Result<(Vec<u8>
             "checkpoint `{checkpoint_id}` of instance `{instance_id}` was neither stored nor found"
         ))
     })?;
-    let earlier: (Vec<u8>, Option<i64>) = (col(row, 0)?, col(row, 1)?);
+    let earlier: Earlier = (col(row, 0)?, col(row, 1)?, col(row, 2)?);
     touch(
         c,
         save,
@@ -514,6 +522,7 @@ mod tests {
             checkpoint_id: checkpoint_id.to_owned(),
             state: checkpoint_id.as_bytes().to_vec(),
             wake_at_ms: None,
+            producer: None,
             now: crate::model::now_ms(),
         };
         (Job { save, reply }, answer)
@@ -592,7 +601,7 @@ mod tests {
         let again = results[3].as_ref().unwrap().earlier.clone();
         assert_eq!(
             again,
-            Some((b"one".to_vec(), None)),
+            Some((b"one".to_vec(), None, None)),
             "the repeat finds the first"
         );
         assert!(matches!(results[4], Err(Error::InstanceNotFound { .. })));

@@ -232,8 +232,9 @@ pub(crate) const PENDING_SIGNAL: &str =
 /// checkpoint, count, heartbeat: now derived at read time by [`instances_sql`]), 0.28 ms;
 /// with the state stored earlier looked up in the same statement, 0.33 ms.
 ///
-/// Parameters: `$1` instance, `$2` checkpoint id, `$3` state, `$4` now, `$5` epoch.
-/// Column: whether a cancel or pause is pending.
+/// Parameters: `$1` instance, `$2` checkpoint id, `$3` state, `$4` now, `$5` epoch,
+/// `$6` producer (the durable function, or NULL). Column: whether a cancel or pause is
+/// pending.
 ///
 /// The row is locked by its key alone and the guard tested on what was locked: with the
 /// guard's columns in the locking `WHERE`, the planner, when a new table has no
@@ -245,8 +246,8 @@ WITH inst AS (
 ), ok AS (
     SELECT 1 FROM inst WHERE status = 'running' AND epoch = $5
 )
-INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms)
-SELECT $1, $2, $3, $4 FROM ok
+INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms, producer)
+SELECT $1, $2, $3, $4, $6 FROM ok
 ON CONFLICT (instance_id, checkpoint_id) DO NOTHING
 RETURNING EXISTS (
     SELECT 1 FROM signals
@@ -257,7 +258,8 @@ RETURNING EXISTS (
 /// is missing), the state and wake time stored under the id, and the pending signal's
 /// id, type and creation time. Parameters: `$1` instance, `$2` checkpoint id.
 pub(crate) const NOT_STORED: &str = "\
-SELECT i.status, i.epoch, c.state, c.wake_at_ms, s.signal_id, s.signal_type, s.created_at_ms
+SELECT i.status, i.epoch, c.state, c.wake_at_ms, s.signal_id, s.signal_type, s.created_at_ms,
+       c.producer
 FROM (SELECT 1) AS one
 LEFT JOIN instances AS i ON i.instance_id = $1
 LEFT JOIN checkpoints AS c ON c.instance_id = $1 AND c.checkpoint_id = $2
@@ -302,7 +304,7 @@ LEFT JOIN LATERAL (
 /// [`SAVE_CHECKPOINT`] for several checkpoints of DIFFERENT instances at once, as one
 /// statement (group commit; sleeps are saved alone). Parameters are arrays, one element
 /// per save: `$1` instance, `$2` checkpoint id, `$3` state, `$4` now, `$5` the run's
-/// epoch. Returns a row for each save it stored: its instance and whether a cancel or
+/// epoch, `$6` producer. Returns a row for each save it stored: its instance and whether a cancel or
 /// pause is pending for it; the caller asks [`NOT_STORED`] about the others.
 ///
 /// It locks its instances' rows in instance id order: two stores' batches may hold the
@@ -311,8 +313,9 @@ LEFT JOIN LATERAL (
 /// a batch of 100 took 1.48–1.60 ms in `pgbench` against 1.60–1.86 ms.
 pub(crate) const SAVE_CHECKPOINTS: &str = "\
 WITH job AS (
-    SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::BIGINT[], $5::BIGINT[])
-        AS j (instance_id, checkpoint_id, state, now, epoch)
+    SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BYTEA[], $4::BIGINT[], $5::BIGINT[],
+                         $6::TEXT[])
+        AS j (instance_id, checkpoint_id, state, now, epoch, producer)
 ), inst AS (
     SELECT i.instance_id, i.status, i.epoch FROM instances AS i
     WHERE i.instance_id IN (SELECT instance_id FROM job)
@@ -322,8 +325,8 @@ WITH job AS (
     SELECT job.* FROM job JOIN inst ON inst.instance_id = job.instance_id
     WHERE inst.status = 'running' AND inst.epoch = job.epoch
 )
-INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms)
-SELECT instance_id, checkpoint_id, state, now FROM ok
+INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms, producer)
+SELECT instance_id, checkpoint_id, state, now, producer FROM ok
 ON CONFLICT (instance_id, checkpoint_id) DO NOTHING
 RETURNING instance_id, EXISTS (
     SELECT 1 FROM signals AS s
@@ -445,10 +448,10 @@ pub(crate) fn create_instance_sql() -> String {
 /// states along); sorting the keys in Rust costs well under one.
 /// Columns: part, seq, checkpoint id, state, attempt.
 pub(crate) const LOAD_REPLAY: &str = "\
-SELECT 0 AS part, seq, checkpoint_id, state, NULL::INTEGER AS attempt
+SELECT 0 AS part, seq, checkpoint_id, state, NULL::INTEGER AS attempt, producer
 FROM checkpoints WHERE instance_id = $1
 UNION ALL
-SELECT 1, MIN(seq), checkpoint_id, NULL::BYTEA, MAX(attempt)
+SELECT 1, MIN(seq), checkpoint_id, NULL::BYTEA, MAX(attempt), NULL
 FROM retry_attempts WHERE instance_id = $1 GROUP BY checkpoint_id";
 
 /// Checkpoints of `$1` after sequence number `$2`, as many as fit in `$3` bytes (a
@@ -462,7 +465,7 @@ WITH sizes AS (
                OVER (ORDER BY seq))::BIGINT AS upto,
            COUNT(*) OVER () AS total
     FROM checkpoints WHERE instance_id = $1 AND seq > $2)
-SELECT c.seq, c.checkpoint_id, c.state, c.created_at_ms, c.wake_at_ms, s.total
+SELECT c.seq, c.checkpoint_id, c.state, c.created_at_ms, c.wake_at_ms, s.total, c.producer
 FROM sizes AS s JOIN checkpoints AS c ON c.seq = s.seq
 WHERE s.upto - s.len = 0 OR s.upto <= $3
 ORDER BY s.seq";

@@ -243,7 +243,16 @@ pub(crate) fn pending_signal(c: &Connection, instance_id: &str) -> Result<Option
 }
 
 /// State and wake time stored earlier under a checkpoint id.
-pub(crate) type Earlier = (Vec<u8>, Option<i64>);
+pub(crate) type Earlier = (Vec<u8>, Option<i64>, Option<String>);
+
+/// A checkpoint to store: its id, state, the wake time of a sleep and the function that
+/// produced it.
+pub(crate) struct Record<'a> {
+    pub(crate) checkpoint_id: &'a str,
+    pub(crate) state: &'a [u8],
+    pub(crate) wake_at_ms: Option<i64>,
+    pub(crate) producer: Option<&'a str>,
+}
 
 /// What [`save_checkpoint`] found.
 pub(crate) struct Saved {
@@ -263,18 +272,23 @@ pub(crate) fn save_checkpoint(
     c: &Connection,
     instance_id: &str,
     epoch: i64,
-    checkpoint_id: &str,
-    state: &[u8],
-    wake_at_ms: Option<i64>,
+    record: Record<'_>,
     now: i64,
 ) -> Result<Saved> {
+    let Record {
+        checkpoint_id,
+        state,
+        wake_at_ms,
+        producer,
+    } = record;
     let inserted = execute(
         c,
-        "INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms, wake_at_ms) \
-         SELECT ?1, ?2, ?3, ?4, ?5 FROM instances \
+        "INSERT INTO checkpoints \
+         (instance_id, checkpoint_id, state, created_at_ms, wake_at_ms, producer) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?7 FROM instances \
          WHERE instance_id = ?1 AND epoch = ?6 AND status = 'running' \
          ON CONFLICT (instance_id, checkpoint_id) DO NOTHING",
-        params![instance_id, checkpoint_id, state, now, wake_at_ms, epoch],
+        params![instance_id, checkpoint_id, state, now, wake_at_ms, epoch, producer],
     )?;
     if inserted == 1 {
         let signals = query_opt(
@@ -297,9 +311,10 @@ pub(crate) fn save_checkpoint(
     ensure_run(c, instance_id, epoch)?;
     let earlier: Earlier = query_opt(
         c,
-        "SELECT state, wake_at_ms FROM checkpoints WHERE instance_id = ?1 AND checkpoint_id = ?2",
+        "SELECT state, wake_at_ms, producer FROM checkpoints \
+         WHERE instance_id = ?1 AND checkpoint_id = ?2",
         [instance_id, checkpoint_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?
     .ok_or_else(|| {
         Error::Corrupt(format!(
@@ -347,16 +362,26 @@ fn set_wake(c: &Connection, instance_id: &str, wake_at_ms: i64) -> Result<()> {
     .map(drop)
 }
 
+/// Every checkpoint of `instance_id` in record order, and the producers of those that
+/// name one.
+#[allow(clippy::type_complexity)]
 pub(crate) fn load_checkpoints(
     c: &Connection,
     instance_id: &str,
-) -> Result<Vec<(String, Vec<u8>)>> {
-    query_all(
+) -> Result<(Vec<(String, Vec<u8>)>, Vec<(String, String)>)> {
+    let rows = query_all(
         c,
-        "SELECT checkpoint_id, state FROM checkpoints WHERE instance_id = ?1 ORDER BY seq",
+        "SELECT checkpoint_id, state, producer FROM checkpoints WHERE instance_id = ?1 \
+         ORDER BY seq",
         [instance_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
+        |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, Option<String>>(2)?)),
+    )?;
+    let producers = rows
+        .iter()
+        .filter_map(|(id, _, producer)| Some((id.clone(), producer.clone()?)))
+        .collect();
+    let checkpoints = rows.into_iter().map(|(id, state, _)| (id, state)).collect();
+    Ok((checkpoints, producers))
 }
 
 /// Checkpoints of `instance_id` after `after_seq`, as many as fit in `max_bytes` (a
@@ -377,7 +402,8 @@ pub(crate) fn checkpoints_page(
                    SUM(length(state) + length(checkpoint_id) + 16) OVER (ORDER BY seq) AS upto, \
                    COUNT(*) OVER () AS total \
             FROM checkpoints WHERE instance_id = ?1 AND seq > ?2) \
-         SELECT c.seq, c.checkpoint_id, c.state, c.created_at_ms, c.wake_at_ms, s.total \
+         SELECT c.seq, c.checkpoint_id, c.state, c.created_at_ms, c.wake_at_ms, s.total, \
+                c.producer \
          FROM sizes AS s JOIN checkpoints AS c ON c.seq = s.seq \
          WHERE s.upto - s.len = 0 OR s.upto <= ?3 ORDER BY s.seq",
         params![instance_id, after_seq, max_bytes],
@@ -389,6 +415,7 @@ pub(crate) fn checkpoints_page(
                     state: r.get(2)?,
                     created_at_ms: r.get(3)?,
                     wake_at_ms: r.get(4)?,
+                    producer: r.get(6)?,
                 },
                 r.get::<_, i64>(5)?,
             ))
@@ -475,7 +502,7 @@ pub(crate) fn list_instances(
 pub(crate) fn list_checkpoints(c: &Connection, instance_id: &str) -> Result<Vec<CheckpointRecord>> {
     query_all(
         c,
-        "SELECT checkpoint_id, state, created_at_ms, wake_at_ms FROM checkpoints \
+        "SELECT checkpoint_id, state, created_at_ms, wake_at_ms, producer FROM checkpoints \
          WHERE instance_id = ?1 ORDER BY seq",
         [instance_id],
         |r| {
@@ -484,6 +511,7 @@ pub(crate) fn list_checkpoints(c: &Connection, instance_id: &str) -> Result<Vec<
                 state: r.get(1)?,
                 created_at_ms: r.get(2)?,
                 wake_at_ms: r.get(3)?,
+                producer: r.get(4)?,
             })
         },
     )
