@@ -340,7 +340,14 @@ impl Persistence for PostgresPersistence {
         producer: &str,
     ) -> Result<CheckpointOutcome> {
         let saved = self
-            .save(instance_id, epoch, checkpoint_id, state, None, Some(producer))
+            .save(
+                instance_id,
+                epoch,
+                checkpoint_id,
+                state,
+                None,
+                Some(producer),
+            )
             .await?;
         Ok(outcome(saved))
     }
@@ -371,7 +378,14 @@ impl Persistence for PostgresPersistence {
         wake_at_ms: i64,
     ) -> Result<SleepOutcome> {
         let saved = self
-            .save(instance_id, epoch, checkpoint_id, state, Some(wake_at_ms), None)
+            .save(
+                instance_id,
+                epoch,
+                checkpoint_id,
+                state,
+                Some(wake_at_ms),
+                None,
+            )
             .await?;
         let (existing_state, wake_at_ms) = match saved.earlier {
             Some((state, stored, _)) => (Some(state), stored.unwrap_or(wake_at_ms)),

@@ -262,7 +262,11 @@ impl Persistence for SqlitePersistence {
                 } else {
                     Vec::new()
                 };
-                Ok(ReplayLog::from_page(checkpoints, retry_attempts, more_after))
+                Ok(ReplayLog::from_page(
+                    checkpoints,
+                    retry_attempts,
+                    more_after,
+                ))
             })
             .await
     }

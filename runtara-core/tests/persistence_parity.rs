@@ -104,6 +104,7 @@ parity!(
     resume_withdraws_a_pause_not_yet_taken,
     every_read_shows_the_last_checkpoint_and_counts_it_as_a_sign_of_life,
     pages_of_checkpoints_are_bounded_ordered_and_whole,
+    a_step_records_its_producer_and_a_repeat_names_it,
 );
 
 /// Registers a new instance and returns its id and epoch.
@@ -1726,4 +1727,51 @@ async fn pages_of_checkpoints_are_bounded_ordered_and_whole(store: Arc<dyn Persi
     let (empty, _) = running(&store, "pages-empty").await;
     let page = store.list_checkpoints_page(&empty, 0, 10).await.unwrap();
     assert_eq!((page.checkpoints.len(), page.more_after), (0, None));
+}
+
+async fn a_step_records_its_producer_and_a_repeat_names_it(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "producer").await;
+    let first = store
+        .save_step(&id, epoch, "shape::k", b"42", "app::v1::shape")
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.existing_state, first.existing_producer),
+        (None, None)
+    );
+    let again = store
+        .save_step(&id, epoch, "shape::k", b"7", "app::v3::shape")
+        .await
+        .unwrap();
+    assert_eq!(again.existing_state.as_deref(), Some(&b"42"[..]));
+    assert_eq!(again.existing_producer.as_deref(), Some("app::v1::shape"));
+    // A plain checkpoint has no producer, and a repeat of it says so.
+    store
+        .save_checkpoint(&id, epoch, "raw", b"1")
+        .await
+        .unwrap();
+    let raw = store
+        .save_step(&id, epoch, "raw", b"2", "app::f")
+        .await
+        .unwrap();
+    assert_eq!(
+        (raw.existing_state.as_deref(), raw.existing_producer),
+        (Some(&b"1"[..]), None)
+    );
+
+    let expected = vec![("shape::k".to_owned(), "app::v1::shape".to_owned())];
+    assert_eq!(store.load_replay(&id).await.unwrap().producers, expected);
+    assert_eq!(
+        store
+            .load_replay_page(&id, 0, 1 << 20)
+            .await
+            .unwrap()
+            .producers,
+        expected
+    );
+    let listed = store.list_checkpoints(&id).await.unwrap();
+    let producers: Vec<_> = listed.iter().map(|c| c.producer.as_deref()).collect();
+    assert_eq!(producers, [Some("app::v1::shape"), None]);
+    let page = store.list_checkpoints_page(&id, 0, 1 << 20).await.unwrap();
+    assert_eq!(page.checkpoints, listed);
 }

@@ -227,7 +227,9 @@ fn identity(value: &Expr) -> syn::Result<String> {
     let name = literal.value();
     let valid = !name.is_empty()
         && !name.chars().any(char::is_whitespace)
-        && name.split("::").all(|segment| !segment.is_empty() && !segment.contains(':'));
+        && name
+            .split("::")
+            .all(|segment| !segment.is_empty() && !segment.contains(':'));
     if !valid {
         return Err(syn::Error::new_spanned(
             value,

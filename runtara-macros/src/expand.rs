@@ -329,7 +329,10 @@ mod tests {
             "name = \"billing::v1::charge\"",
             "async fn pay(order: String) -> Result<u8, E> { Ok(1) }",
         );
-        assert!(out.contains("checkpoint_id (\"charge\" , & order)"), "{out}");
+        assert!(
+            out.contains("checkpoint_id (\"charge\" , & order)"),
+            "{out}"
+        );
         assert!(
             out.contains("__runtara_producer : & 'static str = \"billing::v1::charge\""),
             "{out}"

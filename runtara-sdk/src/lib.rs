@@ -63,7 +63,17 @@ pub use sdk::{RuntaraSdk, DEFAULT_SIGNAL_POLL_INTERVAL};
 /// - Applies to `async fn` returning `Result<T, E>` with `T: Serialize + DeserializeOwned`
 ///   and `E: From<SdkError> + Display`.
 /// - The first argument (after `self`) is the idempotency key (`Display`); the checkpoint
-///   id is `"{fn_name}::{key}"`, stable across versions.
+///   id is `"{fn_name}::{key}"`, stable across versions. **The first argument alone is
+///   the key**: the other arguments take no part in it, so two calls with the same key and
+///   different other arguments share one recorded result.
+/// - Each result is recorded with the function that produced it (its module path, such
+///   as `billing::charge`). A result recorded under the id by another function (two
+///   functions of one name in different modules) is [`SdkError::WrongProducer`], naming
+///   both, never taken. `#[durable(name = "billing::v1::charge")]` sets the identity
+///   instead: give one of two same-named functions a distinct name, or keep a moved or
+///   renamed function's old identity (the checkpoint id then uses the name's last
+///   segment). Results recorded without a producer (by [`RuntaraSdk::checkpoint`], or by
+///   versions before producers) are taken by any caller.
 /// - Hit: the recorded value is returned without running the body. A recorded value that
 ///   no longer decodes into `T` is [`SdkError::Decode`], naming the key and the type.
 /// - Miss: the body runs; on `Ok(v)`, `v` is recorded and returned once the record is

@@ -476,7 +476,9 @@ impl Backend for Quic {
         let response = match self.call("checkpoint", &request).await {
             Err(SdkError::Server { code, .. }) if code == "malformed" => {
                 // A server older than producers: record the state alone.
-                return self.checkpoint(instance_id, epoch, checkpoint_id, state).await;
+                return self
+                    .checkpoint(instance_id, epoch, checkpoint_id, state)
+                    .await;
             }
             response => response?,
         };

@@ -244,7 +244,13 @@ impl RuntaraSdk {
         let epoch = self.epoch()?;
         self.inner
             .backend
-            .save_step(&self.inner.instance_id, epoch, checkpoint_id, state, producer)
+            .save_step(
+                &self.inner.instance_id,
+                epoch,
+                checkpoint_id,
+                state,
+                producer,
+            )
             .await
     }
 

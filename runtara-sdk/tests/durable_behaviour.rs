@@ -22,6 +22,9 @@ on_every_backend!(
     cancel_is_reported_at_the_record_step,
     pause_is_reported_after_the_value_is_recorded,
     concurrent_calls_are_each_recorded_exactly_once,
+    another_functions_result_is_an_error_naming_both,
+    a_result_recorded_elsewhere_by_another_function_is_an_error,
+    a_result_recorded_without_a_producer_is_taken,
 );
 
 #[durable]
@@ -231,7 +234,9 @@ mod v2 {
         pub cents: u64,
         pub currency: String,
     }
-    #[durable]
+    /// The same function in a new version of the program (the two live in one test
+    /// crate, so the new one names the old one's identity).
+    #[durable(name = "durable_behaviour::v1::price")]
     pub async fn price(key: String, calls: &AtomicUsize) -> Result<Money, SdkError> {
         calls.fetch_add(1, Ordering::SeqCst);
         let _ = key;
@@ -375,4 +380,119 @@ async fn concurrent_calls_are_each_recorded_exactly_once(fx: Fixture) {
     // After a restart all 200 are replayed; no body runs again.
     run_all(fx.run(&instance).await, calls.clone()).await;
     assert_eq!(calls.load(Ordering::SeqCst), 200);
+}
+
+// ---- which function produced a result (issue 14.5) ----
+
+mod shapes_v1 {
+    use super::*;
+
+    #[durable(max_retries = 0)]
+    pub async fn shape(key: String, calls: &AtomicUsize) -> Result<u64, SdkError> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok(42 + key.len() as u64 - 1)
+    }
+}
+
+mod shapes_v3 {
+    use super::*;
+
+    /// Another function of the same name in another module, with another return type.
+    #[durable(max_retries = 0)]
+    pub async fn shape(key: String, calls: &AtomicUsize) -> Result<Option<u8>, SdkError> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok(Some(key.len() as u8))
+    }
+}
+
+mod shapes_moved {
+    use super::*;
+
+    /// `shapes_v1::shape` after a move and a rename: `name` keeps its identity.
+    #[durable(name = "durable_behaviour::shapes_v1::shape", max_retries = 0)]
+    pub async fn form(key: String, calls: &AtomicUsize) -> Result<u64, SdkError> {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok(0)
+    }
+}
+
+async fn another_functions_result_is_an_error_naming_both(fx: Fixture) {
+    let instance = unique("producer");
+    let calls = AtomicUsize::new(0);
+    let sdk = fx.run(&instance).await;
+    let value = sdk
+        .clone()
+        .scope(shapes_v1::shape("k".into(), &calls))
+        .await
+        .unwrap();
+    assert_eq!((value, calls.load(Ordering::SeqCst)), (42, 1));
+
+    // Same run (replay cache), then a new run (replay log from storage).
+    for run in [sdk, fx.run(&instance).await] {
+        let error = run
+            .clone()
+            .scope(shapes_v3::shape("k".into(), &calls))
+            .await
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, SdkError::WrongProducer { .. }), "{error:?}");
+        assert!(
+            message.contains("durable_behaviour::shapes_v1::shape")
+                && message.contains("durable_behaviour::shapes_v3::shape"),
+            "the error names both functions: {message}"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the other body ran");
+
+        // A renamed and moved function that names the old identity takes the result.
+        let value = run
+            .scope(shapes_moved::form("k".into(), &calls))
+            .await
+            .unwrap();
+        assert_eq!((value, calls.load(Ordering::SeqCst)), (42, 1));
+    }
+    let recorded = fx.store.list_checkpoints(&instance).await.unwrap();
+    assert_eq!(
+        recorded[0].producer.as_deref(),
+        Some("durable_behaviour::shapes_v1::shape")
+    );
+}
+
+async fn a_result_recorded_elsewhere_by_another_function_is_an_error(fx: Fixture) {
+    // Recorded behind this run's cache (as by an earlier run it never replayed): the
+    // save finds it, with its producer.
+    let instance = unique("producer-save");
+    let calls = AtomicUsize::new(0);
+    let sdk = fx.run(&instance).await;
+    let epoch = fx
+        .store
+        .get_instance(&instance)
+        .await
+        .unwrap()
+        .unwrap()
+        .epoch;
+    fx.store
+        .save_step(&instance, epoch, "shape::k", b"42", "elsewhere::shape")
+        .await
+        .unwrap();
+    let error = sdk
+        .scope(shapes_v3::shape("k".into(), &calls))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, SdkError::WrongProducer { .. }), "{error:?}");
+    assert!(message.contains("elsewhere::shape"), "{message}");
+}
+
+async fn a_result_recorded_without_a_producer_is_taken(fx: Fixture) {
+    // Recorded by `RuntaraSdk::checkpoint` (or by a version before producers).
+    let instance = unique("producer-legacy");
+    let calls = AtomicUsize::new(0);
+    let sdk = fx.run(&instance).await;
+    sdk.checkpoint("shape::k", b"7").await.unwrap();
+    let again = fx.run(&instance).await;
+    let value = again
+        .scope(shapes_v3::shape("k".into(), &calls))
+        .await
+        .unwrap();
+    assert_eq!((value, calls.load(Ordering::SeqCst)), (Some(7), 0));
 }

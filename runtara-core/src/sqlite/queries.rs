@@ -288,7 +288,15 @@ pub(crate) fn save_checkpoint(
          SELECT ?1, ?2, ?3, ?4, ?5, ?7 FROM instances \
          WHERE instance_id = ?1 AND epoch = ?6 AND status = 'running' \
          ON CONFLICT (instance_id, checkpoint_id) DO NOTHING",
-        params![instance_id, checkpoint_id, state, now, wake_at_ms, epoch, producer],
+        params![
+            instance_id,
+            checkpoint_id,
+            state,
+            now,
+            wake_at_ms,
+            epoch,
+            producer
+        ],
     )?;
     if inserted == 1 {
         let signals = query_opt(
@@ -374,7 +382,13 @@ pub(crate) fn load_checkpoints(
         "SELECT checkpoint_id, state, producer FROM checkpoints WHERE instance_id = ?1 \
          ORDER BY seq",
         [instance_id],
-        |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, Option<String>>(2)?)),
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        },
     )?;
     let producers = rows
         .iter()
