@@ -121,15 +121,17 @@ pub fn server_endpoint_on(
 ///
 /// A port already in use fails as a plain bind would, even when its holder is another
 /// process's group of `SO_REUSEPORT` sockets (which these could otherwise join, silently
-/// sharing its traffic): the port is first bound once without the option.
+/// sharing its traffic): the port is first bound once without the option. Port 0 is
+/// chosen the same way, by a plain bind: Linux's choice of a free port for a socket with
+/// `SO_REUSEPORT` set counts a port held by another group of the same user as free.
 pub fn reuse_port_sockets(bind: SocketAddr, count: usize) -> Result<Vec<std::net::UdpSocket>> {
-    if bind.port() != 0 {
-        drop(
-            std::net::UdpSocket::bind(bind)
-                .map_err(|e| quic_error(&format!("binding {bind}"), e))?,
-        );
-    }
-    let mut addr = bind;
+    let probe = std::net::UdpSocket::bind(bind)
+        .map_err(|e| quic_error(&format!("binding {bind}"), e))?;
+    let chosen = probe
+        .local_addr()
+        .map_err(|e| quic_error("reading the bound address", e))?;
+    drop(probe);
+    let mut addr = chosen;
     let mut sockets = Vec::with_capacity(count);
     for _ in 0..count {
         let socket = socket2::Socket::new(
@@ -201,4 +203,20 @@ pub fn client_endpoint(tls: &ClientTls, server: SocketAddr) -> Result<quinn::End
     let mut endpoint = quinn::Endpoint::client(bind).map_err(|e| quic_error("client socket", e))?;
     endpoint.set_default_client_config(config);
     Ok(endpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_group_shares_one_port_and_a_held_port_is_refused() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let group = reuse_port_sockets(any, 3).unwrap();
+        let addr = group[0].local_addr().unwrap();
+        assert!(group.iter().all(|s| s.local_addr().unwrap() == addr));
+        assert!(reuse_port_sockets(addr, 1).is_err());
+    }
 }
