@@ -298,6 +298,15 @@ impl Persistence for PostgresPersistence {
         after_seq: i64,
         max_bytes: usize,
     ) -> Result<ReplayLog> {
+        if after_seq <= 0 {
+            validate_id("instance id", instance_id)?;
+            let client = self.client().await?;
+            let bytes: i64 = col(&query_one(&client, LOG_BYTES, &[&instance_id]).await?, 0)?;
+            if usize::try_from(bytes).is_ok_and(|bytes| bytes <= max_bytes) {
+                // The common case: the whole log in one page, by the plain load.
+                return self.load_replay(instance_id).await;
+            }
+        }
         let page = self
             .list_checkpoints_page(instance_id, after_seq, max_bytes)
             .await?;

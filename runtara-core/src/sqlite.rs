@@ -233,15 +233,7 @@ impl Persistence for SqlitePersistence {
         validate_id("instance id", instance_id)?;
         let instance_id = instance_id.to_owned();
         self.writer
-            .call(move |c| {
-                let (checkpoints, producers) = load_checkpoints(c, &instance_id)?;
-                Ok(ReplayLog {
-                    checkpoints,
-                    retry_attempts: max_attempts(c, &instance_id)?,
-                    producers,
-                    more_after: None,
-                })
-            })
+            .call(move |c| whole_replay_log(c, &instance_id))
             .await
     }
 
@@ -255,6 +247,10 @@ impl Persistence for SqlitePersistence {
         let instance_id = instance_id.to_owned();
         self.writer
             .call(move |c| {
+                if after_seq <= 0 && fits_one_page(c, &instance_id, 0, max_bytes)? {
+                    // The common case: the whole log in one page, by the plain load.
+                    return whole_replay_log(c, &instance_id);
+                }
                 let (checkpoints, more_after) =
                     checkpoints_page(c, &instance_id, after_seq, max_bytes)?;
                 let retry_attempts = if after_seq <= 0 {

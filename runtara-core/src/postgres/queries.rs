@@ -470,6 +470,12 @@ FROM sizes AS s JOIN checkpoints AS c ON c.seq = s.seq
 WHERE s.upto - s.len = 0 OR s.upto <= $3
 ORDER BY s.seq";
 
+/// Bytes all checkpoints of `$1` take in a page (see [`CHECKPOINTS_PAGE`]), from the
+/// values' headers.
+pub(crate) const LOG_BYTES: &str = "\
+SELECT COALESCE(SUM(octet_length(state)::BIGINT + octet_length(checkpoint_id) + 16), 0)::BIGINT
+FROM checkpoints WHERE instance_id = $1";
+
 /// The highest retry attempt per checkpoint id of `$1`, in the order of the first.
 pub(crate) const MAX_ATTEMPTS: &str = "\
 SELECT checkpoint_id, MAX(attempt) FROM retry_attempts WHERE instance_id = $1

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, Params, Row};
 
 use crate::guard::{check_run, parse_status};
 use crate::model::{
-    CheckpointRecord, EventRecord, InstanceRecord, InstanceStatus, PendingSignal,
+    CheckpointRecord, EventRecord, InstanceRecord, InstanceStatus, PendingSignal, ReplayLog,
     RetryAttemptRecord, SignalType,
 };
 use crate::{Error, Result};
@@ -396,6 +396,37 @@ pub(crate) fn load_checkpoints(
         .collect();
     let checkpoints = rows.into_iter().map(|(id, state, _)| (id, state)).collect();
     Ok((checkpoints, producers))
+}
+
+/// The whole replay log of `instance_id`.
+pub(crate) fn whole_replay_log(c: &Connection, instance_id: &str) -> Result<ReplayLog> {
+    let (checkpoints, producers) = load_checkpoints(c, instance_id)?;
+    Ok(ReplayLog {
+        checkpoints,
+        retry_attempts: max_attempts(c, instance_id)?,
+        producers,
+        more_after: None,
+    })
+}
+
+/// Bytes the checkpoints of `instance_id` after `after_seq` take in a page (see
+/// [`checkpoints_page`]), read from the records' headers: whether they all fit in
+/// `max_bytes`, so that the plain, cheaper load can be used.
+pub(crate) fn fits_one_page(
+    c: &Connection,
+    instance_id: &str,
+    after_seq: i64,
+    max_bytes: usize,
+) -> Result<bool> {
+    let bytes: i64 = query_opt(
+        c,
+        "SELECT COALESCE(SUM(length(state) + length(checkpoint_id) + 16), 0) FROM checkpoints \
+         WHERE instance_id = ?1 AND seq > ?2",
+        params![instance_id, after_seq],
+        |r| r.get(0),
+    )?
+    .unwrap_or(0);
+    Ok(usize::try_from(bytes).is_ok_and(|bytes| bytes <= max_bytes))
 }
 
 /// Checkpoints of `instance_id` after `after_seq`, as many as fit in `max_bytes` (a
