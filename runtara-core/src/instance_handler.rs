@@ -6,7 +6,7 @@ use runtara_protocol::{
 };
 
 use crate::wire::to_wire;
-use crate::{now_ms, Error, Persistence, Result};
+use crate::{now_ms, Error, Persistence, Producers, Result};
 
 /// Who is calling: the identity bound to the connection by its hello.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,14 +74,15 @@ async fn run(
                 && log.checkpoints.len() == 1
             {
                 log.checkpoints.clear();
-                log.producers.clear();
+                log.producers = Producers::default();
                 log.more_after = Some(0);
             }
             InstanceResponse::RegisteredPage {
                 epoch: registration.epoch,
                 checkpoints: recorded_steps(log.checkpoints),
                 retry_attempts: log.retry_attempts,
-                producers: log.producers,
+                producer_names: log.producers.names,
+                produced_by: log.producers.of,
                 more_after: log.more_after,
             }
         }
@@ -91,7 +92,8 @@ async fn run(
                 .await?;
             InstanceResponse::ReplayPage {
                 checkpoints: recorded_steps(log.checkpoints),
-                producers: log.producers,
+                producer_names: log.producers.names,
+                produced_by: log.producers.of,
                 more_after: log.more_after,
             }
         }

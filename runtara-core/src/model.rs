@@ -259,9 +259,8 @@ pub struct ReplayLog {
     pub checkpoints: Vec<(String, Vec<u8>)>,
     /// For each checkpoint id with retries, the highest attempt number recorded.
     pub retry_attempts: Vec<(String, u32)>,
-    /// For each checkpoint (of this page) recorded with a producer, the function that
-    /// recorded it: `(checkpoint id, producer)`.
-    pub producers: Vec<(String, String)>,
+    /// The function that recorded each checkpoint, when it said.
+    pub producers: Producers,
     /// `Some(seq)` when this is one page of a longer log: the rest follows the
     /// checkpoint with this sequence number (ask with
     /// [`Persistence::load_replay_page`](crate::Persistence::load_replay_page)).
@@ -276,19 +275,69 @@ impl ReplayLog {
         retry_attempts: Vec<(String, u32)>,
         more_after: Option<i64>,
     ) -> ReplayLog {
-        let producers = records
-            .iter()
-            .filter_map(|r| Some((r.checkpoint_id.clone(), r.producer.clone()?)))
-            .collect();
+        let mut producers = Producers::default();
+        let mut checkpoints = Vec::with_capacity(records.len());
+        for record in records {
+            producers.push(record.producer.as_deref());
+            checkpoints.push((record.checkpoint_id, record.state));
+        }
         ReplayLog {
-            checkpoints: records
-                .into_iter()
-                .map(|r| (r.checkpoint_id, r.state))
-                .collect(),
+            checkpoints,
             retry_attempts,
             producers,
             more_after,
         }
+    }
+}
+
+/// Which function recorded each checkpoint of a replay log, each name held once (a log
+/// has many checkpoints and few functions).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Producers {
+    /// The distinct functions, by their identity (module path).
+    pub names: Vec<String>,
+    /// For each checkpoint of the log, in its order, the index in `names` of the function
+    /// that recorded it; `None` when it did not say. Shorter than the log when the last
+    /// checkpoints did not say.
+    pub of: Vec<Option<u32>>,
+}
+
+impl Producers {
+    /// Appends the producer of the log's next checkpoint.
+    pub fn push(&mut self, producer: Option<&str>) {
+        let index = producer.map(|name| self.index_of(name));
+        self.of.push(index);
+    }
+
+    /// The producer of checkpoint `n` of the log.
+    pub fn get(&self, n: usize) -> Option<&str> {
+        let index = (*self.of.get(n)?)?;
+        self.names.get(index as usize).map(String::as_str)
+    }
+
+    /// Appends the producers of the next page of the log, whose checkpoints follow the
+    /// `count` checkpoints this one describes.
+    pub fn extend(&mut self, count: usize, page: Producers) {
+        if page.of.iter().all(Option::is_none) {
+            return;
+        }
+        self.of.resize(count, None);
+        let offset = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.extend(page.names);
+        self.of.extend(
+            page.of
+                .into_iter()
+                .map(|i| i.map(|i| i.saturating_add(offset))),
+        );
+    }
+
+    fn index_of(&mut self, name: &str) -> u32 {
+        // Consecutive checkpoints are mostly one function's: look back from the end.
+        if let Some(found) = self.names.iter().rposition(|known| known == name) {
+            return u32::try_from(found).unwrap_or(u32::MAX);
+        }
+        self.names.push(name.to_owned());
+        u32::try_from(self.names.len() - 1).unwrap_or(u32::MAX)
     }
 }
 
@@ -419,4 +468,42 @@ pub struct DeletedImage {
     pub image: ImageRecord,
     /// Whether another image row still uses the same binary (then keep the file).
     pub binary_still_used: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producers_hold_each_name_once_and_pages_join_up() {
+        let mut first = Producers::default();
+        for name in [Some("a::f"), Some("a::f"), None, Some("a::g"), Some("a::f")] {
+            first.push(name);
+        }
+        assert_eq!(first.names, ["a::f", "a::g"]);
+        let mut second = Producers::default();
+        second.push(Some("a::g"));
+        second.push(Some("b::h"));
+        first.extend(5, second);
+        let all: Vec<_> = (0..8).map(|n| first.get(n)).collect();
+        assert_eq!(
+            all,
+            [
+                Some("a::f"),
+                Some("a::f"),
+                None,
+                Some("a::g"),
+                Some("a::f"),
+                Some("a::g"),
+                Some("b::h"),
+                None
+            ]
+        );
+        // A page after checkpoints that named none.
+        let mut none = Producers::default();
+        let mut page = Producers::default();
+        page.push(Some("c::k"));
+        none.extend(3, page);
+        assert_eq!((none.get(2), none.get(3)), (None, Some("c::k")));
+    }
 }

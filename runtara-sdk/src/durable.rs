@@ -128,9 +128,12 @@ fn replayed<T: DeserializeOwned>(
     producer: &str,
     checkpoint_id: &str,
 ) -> Option<Result<T, SdkError>> {
-    let replay = &sdk.inner.replay;
-    let recorded = replay.with_state(checkpoint_id, |state| decode::<T>(checkpoint_id, state))?;
-    Some(same_producer(checkpoint_id, replay.producer(checkpoint_id), producer).and(recorded))
+    sdk.inner
+        .replay
+        .with_state(checkpoint_id, |state, recorded_by| {
+            same_producer(checkpoint_id, recorded_by, producer)?;
+            decode::<T>(checkpoint_id, state)
+        })
 }
 
 /// Refuses a result recorded by another function than `caller`. A result recorded
@@ -138,13 +141,13 @@ fn replayed<T: DeserializeOwned>(
 /// is taken by any caller.
 fn same_producer(
     checkpoint_id: &str,
-    recorded_by: Option<String>,
+    recorded_by: Option<&str>,
     caller: &str,
 ) -> Result<(), SdkError> {
     match recorded_by {
         Some(recorded_by) if recorded_by != caller => Err(SdkError::WrongProducer {
             checkpoint_id: checkpoint_id.to_owned(),
-            recorded_by,
+            recorded_by: recorded_by.to_owned(),
             caller: caller.to_owned(),
         }),
         _ => Ok(()),
@@ -179,17 +182,14 @@ where
     let value = match outcome.existing_state {
         // Recorded earlier (outside this cache): the first recorded result wins.
         Some(earlier) => {
-            same_producer(checkpoint_id, outcome.existing_producer.clone(), producer)?;
+            let recorded_by = outcome.existing_producer.as_deref();
+            same_producer(checkpoint_id, recorded_by, producer)?;
             let earlier_value = decode::<T>(checkpoint_id, &earlier)?;
-            replay.insert_state(checkpoint_id, earlier);
-            if let Some(recorded_by) = outcome.existing_producer {
-                replay.insert_producer(checkpoint_id, recorded_by);
-            }
+            replay.insert_state(checkpoint_id, earlier, recorded_by);
             earlier_value
         }
         None => {
-            replay.insert_state(checkpoint_id, state);
-            replay.insert_producer(checkpoint_id, producer.to_owned());
+            replay.insert_state(checkpoint_id, state, Some(producer));
             value
         }
     };

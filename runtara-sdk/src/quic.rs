@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use runtara_core::wire::from_wire;
 use runtara_core::{
-    CheckpointOutcome, InstanceRecord, InstanceStatus, PendingSignal, Persistence, ReplayLog,
-    SignalType,
+    CheckpointOutcome, InstanceRecord, InstanceStatus, PendingSignal, Persistence, Producers,
+    ReplayLog, SignalType,
 };
 use runtara_protocol::endpoint::client_endpoint;
 use runtara_protocol::tls::ClientTls;
@@ -270,7 +270,7 @@ impl Quic {
                 ReplayLog {
                     checkpoints: recorded(checkpoints),
                     retry_attempts,
-                    producers: Vec::new(),
+                    producers: Producers::default(),
                     more_after: None,
                 },
             )),
@@ -389,14 +389,18 @@ impl Backend for Quic {
                     epoch,
                     checkpoints,
                     retry_attempts,
-                    producers,
+                    producer_names,
+                    produced_by,
                     more_after,
                 } => Some((
                     epoch,
                     ReplayLog {
                         checkpoints: recorded(checkpoints),
                         retry_attempts,
-                        producers,
+                        producers: Producers {
+                            names: producer_names,
+                            of: produced_by,
+                        },
                         more_after,
                     },
                 )),
@@ -410,9 +414,17 @@ impl Backend for Quic {
                 Self::expect("replay_page", response, |r| match r {
                     InstanceResponse::ReplayPage {
                         checkpoints,
-                        producers,
+                        producer_names,
+                        produced_by,
                         more_after,
-                    } => Some((checkpoints, producers, more_after)),
+                    } => Some((
+                        checkpoints,
+                        Producers {
+                            names: producer_names,
+                            of: produced_by,
+                        },
+                        more_after,
+                    )),
                     _ => None,
                 })?;
             if checkpoints.is_empty() && more_after.is_some() {
@@ -424,8 +436,8 @@ impl Backend for Quic {
                     ),
                 });
             }
+            log.producers.extend(log.checkpoints.len(), producers);
             log.checkpoints.extend(recorded(checkpoints));
-            log.producers.extend(producers);
             log.more_after = more_after;
         }
         Ok((epoch, log))

@@ -1,7 +1,7 @@
 //! Recorded results of this run, held in memory so a replayed step costs no round trip.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use runtara_core::ReplayLog;
 
@@ -11,44 +11,59 @@ use runtara_core::ReplayLog;
 /// write to the instance without fencing this one out first.
 #[derive(Debug, Default)]
 pub(crate) struct ReplayCache {
-    states: RwLock<HashMap<String, Vec<u8>>>,
+    states: RwLock<HashMap<String, Recorded>>,
     attempts: RwLock<HashMap<String, u32>>,
-    producers: RwLock<HashMap<String, String>>,
+}
+
+/// One recorded state and the function that recorded it, when it said.
+#[derive(Debug)]
+struct Recorded {
+    state: Vec<u8>,
+    /// Shared among the states one function recorded.
+    producer: Option<Arc<str>>,
 }
 
 impl ReplayCache {
     /// Replaces the contents with a freshly loaded log.
     pub(crate) fn load(&self, log: ReplayLog) {
-        let states: HashMap<_, _> = log.checkpoints.into_iter().collect();
+        let names: Vec<Arc<str>> = log
+            .producers
+            .names
+            .iter()
+            .map(|name| Arc::from(name.as_str()))
+            .collect();
+        let of = &log.producers.of;
+        let states: HashMap<_, _> = log
+            .checkpoints
+            .into_iter()
+            .enumerate()
+            .map(|(n, (checkpoint_id, state))| {
+                let index = of.get(n).copied().flatten();
+                let producer = index.and_then(|i| names.get(i as usize).cloned());
+                (checkpoint_id, Recorded { state, producer })
+            })
+            .collect();
         let attempts: HashMap<_, _> = log.retry_attempts.into_iter().collect();
-        let producers: HashMap<_, _> = log.producers.into_iter().collect();
         *write(&self.states) = states;
         *write(&self.attempts) = attempts;
-        *write(&self.producers) = producers;
     }
 
-    /// The function that recorded `checkpoint_id`, when it said.
-    pub(crate) fn producer(&self, checkpoint_id: &str) -> Option<String> {
-        read(&self.producers).get(checkpoint_id).cloned()
-    }
-
-    /// Remembers the function that recorded `checkpoint_id`.
-    pub(crate) fn insert_producer(&self, checkpoint_id: &str, producer: String) {
-        write(&self.producers).insert(checkpoint_id.to_owned(), producer);
-    }
-
-    /// Decodes the recorded state of `checkpoint_id` with `f`, if there is one.
+    /// Calls `f` with the recorded state of `checkpoint_id` and the function that
+    /// recorded it (when it said), if there is one.
     pub(crate) fn with_state<R>(
         &self,
         checkpoint_id: &str,
-        f: impl FnOnce(&[u8]) -> R,
+        f: impl FnOnce(&[u8], Option<&str>) -> R,
     ) -> Option<R> {
-        read(&self.states).get(checkpoint_id).map(|state| f(state))
+        read(&self.states)
+            .get(checkpoint_id)
+            .map(|recorded| f(&recorded.state, recorded.producer.as_deref()))
     }
 
-    /// Remembers a state this run recorded.
-    pub(crate) fn insert_state(&self, checkpoint_id: &str, state: Vec<u8>) {
-        write(&self.states).insert(checkpoint_id.to_owned(), state);
+    /// Remembers a state this run recorded (or found recorded), with its producer.
+    pub(crate) fn insert_state(&self, checkpoint_id: &str, state: Vec<u8>, producer: Option<&str>) {
+        let producer = producer.map(Arc::from);
+        write(&self.states).insert(checkpoint_id.to_owned(), Recorded { state, producer });
     }
 
     /// Retries already recorded for `checkpoint_id` (before a restart, or in this run).

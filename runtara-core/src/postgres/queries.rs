@@ -445,8 +445,9 @@ pub(crate) fn create_instance_sql() -> String {
 /// Every checkpoint (part 0) and the highest retry attempt per checkpoint id (part 1), in
 /// one round trip, unordered: the caller orders them by (part, seq, checkpoint id). An
 /// `ORDER BY` here cost PostgreSQL 7 of 12 ms for 10,000 checkpoints (it sorts the
-/// states along); sorting the keys in Rust costs well under one.
-/// Columns: part, seq, checkpoint id, state, attempt.
+/// states along); sorting the keys in Rust costs well under one. The caller reads the rows
+/// as they come, and stops once the checkpoints pass its byte budget.
+/// Columns: part, seq, checkpoint id, state, attempt, producer.
 pub(crate) const LOAD_REPLAY: &str = "\
 SELECT 0 AS part, seq, checkpoint_id, state, NULL::INTEGER AS attempt, producer
 FROM checkpoints WHERE instance_id = $1
@@ -469,12 +470,6 @@ SELECT c.seq, c.checkpoint_id, c.state, c.created_at_ms, c.wake_at_ms, s.total, 
 FROM sizes AS s JOIN checkpoints AS c ON c.seq = s.seq
 WHERE s.upto - s.len = 0 OR s.upto <= $3
 ORDER BY s.seq";
-
-/// Bytes all checkpoints of `$1` take in a page (see [`CHECKPOINTS_PAGE`]), from the
-/// values' headers.
-pub(crate) const LOG_BYTES: &str = "\
-SELECT COALESCE(SUM(octet_length(state)::BIGINT + octet_length(checkpoint_id) + 16), 0)::BIGINT
-FROM checkpoints WHERE instance_id = $1";
 
 /// The highest retry attempt per checkpoint id of `$1`, in the order of the first.
 pub(crate) const MAX_ATTEMPTS: &str = "\

@@ -370,63 +370,36 @@ fn set_wake(c: &Connection, instance_id: &str, wake_at_ms: i64) -> Result<()> {
     .map(drop)
 }
 
-/// Every checkpoint of `instance_id` in record order, and the producers of those that
-/// name one.
-#[allow(clippy::type_complexity)]
-pub(crate) fn load_checkpoints(
+/// The whole replay log of `instance_id` (checkpoints in record order, their producers,
+/// the retry attempts), when its checkpoints take at most `max_bytes` in a page (see
+/// [`checkpoints_page`]); `None` as soon as they take more.
+pub(crate) fn whole_replay_log(
     c: &Connection,
     instance_id: &str,
-) -> Result<(Vec<(String, Vec<u8>)>, Vec<(String, String)>)> {
-    let rows = query_all(
-        c,
-        "SELECT checkpoint_id, state, producer FROM checkpoints WHERE instance_id = ?1 \
-         ORDER BY seq",
-        [instance_id],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get(1)?,
-                r.get::<_, Option<String>>(2)?,
-            ))
-        },
-    )?;
-    let producers = rows
-        .iter()
-        .filter_map(|(id, _, producer)| Some((id.clone(), producer.clone()?)))
-        .collect();
-    let checkpoints = rows.into_iter().map(|(id, state, _)| (id, state)).collect();
-    Ok((checkpoints, producers))
-}
-
-/// The whole replay log of `instance_id`.
-pub(crate) fn whole_replay_log(c: &Connection, instance_id: &str) -> Result<ReplayLog> {
-    let (checkpoints, producers) = load_checkpoints(c, instance_id)?;
-    Ok(ReplayLog {
-        checkpoints,
-        retry_attempts: max_attempts(c, instance_id)?,
-        producers,
-        more_after: None,
-    })
-}
-
-/// Bytes the checkpoints of `instance_id` after `after_seq` take in a page (see
-/// [`checkpoints_page`]), read from the records' headers: whether they all fit in
-/// `max_bytes`, so that the plain, cheaper load can be used.
-pub(crate) fn fits_one_page(
-    c: &Connection,
-    instance_id: &str,
-    after_seq: i64,
     max_bytes: usize,
-) -> Result<bool> {
-    let bytes: i64 = query_opt(
-        c,
-        "SELECT COALESCE(SUM(length(state) + length(checkpoint_id) + 16), 0) FROM checkpoints \
-         WHERE instance_id = ?1 AND seq > ?2",
-        params![instance_id, after_seq],
-        |r| r.get(0),
-    )?
-    .unwrap_or(0);
-    Ok(usize::try_from(bytes).is_ok_and(|bytes| bytes <= max_bytes))
+) -> Result<Option<ReplayLog>> {
+    let mut statement = c
+        .prepare_cached(
+            "SELECT checkpoint_id, state, producer FROM checkpoints WHERE instance_id = ?1 \
+             ORDER BY seq",
+        )
+        .map_err(db)?;
+    let mut rows = statement.query([instance_id]).map_err(db)?;
+    let mut log = ReplayLog::default();
+    let mut bytes = 0_usize;
+    while let Some(row) = rows.next().map_err(db)? {
+        let (id, state): (String, Vec<u8>) = (row.get(0).map_err(db)?, row.get(1).map_err(db)?);
+        bytes = bytes.saturating_add(id.len() + state.len() + 16);
+        if bytes > max_bytes {
+            return Ok(None);
+        }
+        log.checkpoints.push((id, state));
+        let producer = row.get_ref(2).map_err(db)?;
+        log.producers
+            .push(producer.as_str_or_null().map_err(|e| db(e.into()))?);
+    }
+    log.retry_attempts = max_attempts(c, instance_id)?;
+    Ok(Some(log))
 }
 
 /// Checkpoints of `instance_id` after `after_seq`, as many as fit in `max_bytes` (a
