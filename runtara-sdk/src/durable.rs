@@ -64,6 +64,12 @@ where
     if let Some(recorded) = replayed::<T>(&sdk, producer, &checkpoint_id) {
         return recorded.map_err(E::from);
     }
+    // A concurrent call with the same id in this process goes first; its result, once
+    // recorded, is this call's too.
+    let _turn = sdk.inner.in_flight.turn(&checkpoint_id).await;
+    if let Some(recorded) = replayed::<T>(&sdk, producer, &checkpoint_id) {
+        return recorded.map_err(E::from);
+    }
     let mut retries = sdk.inner.replay.attempts(&checkpoint_id);
     loop {
         match attempt().await {
@@ -114,6 +120,10 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let sdk = current_sdk()?;
+    if let Some(recorded) = replayed::<T>(&sdk, producer, &checkpoint_id) {
+        return recorded.map_err(E::from);
+    }
+    let _turn = sdk.inner.in_flight.turn(&checkpoint_id).await;
     if let Some(recorded) = replayed::<T>(&sdk, producer, &checkpoint_id) {
         return recorded.map_err(E::from);
     }

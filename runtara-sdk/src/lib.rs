@@ -31,6 +31,7 @@ mod config;
 mod durable;
 mod error;
 mod heartbeat;
+mod in_flight;
 mod input;
 pub mod persistence;
 mod quic;

@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     /// Epoch of this run; 0 until registered.
     epoch: AtomicI64,
     pub(crate) replay: ReplayCache,
+    /// Durable calls running now, one per checkpoint id.
+    pub(crate) in_flight: crate::in_flight::InFlight,
     heartbeat_interval_ms: AtomicU64,
     signal_poll_interval: Duration,
     /// The checkpoint `init` resumes from when none is given (`RUNTARA_CHECKPOINT_ID`).
@@ -137,6 +139,7 @@ impl RuntaraSdk {
                 backend,
                 epoch: AtomicI64::new(0),
                 replay: ReplayCache::default(),
+                in_flight: Default::default(),
                 heartbeat_interval_ms: AtomicU64::new(
                     u64::try_from(heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
                 ),

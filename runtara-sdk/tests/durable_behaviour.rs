@@ -25,6 +25,7 @@ on_every_backend!(
     another_functions_result_is_an_error_naming_both,
     a_result_recorded_elsewhere_by_another_function_is_an_error,
     a_result_recorded_without_a_producer_is_taken,
+    two_calls_with_one_key_run_the_body_once,
 );
 
 #[durable]
@@ -495,4 +496,69 @@ async fn a_result_recorded_without_a_producer_is_taken(fx: Fixture) {
         .await
         .unwrap();
     assert_eq!((value, calls.load(Ordering::SeqCst)), (Some(7), 0));
+}
+
+// ---- one call per key at a time within a process (issue 14.6) ----
+
+#[durable(max_retries = 0)]
+async fn joined(key: String, calls: &AtomicUsize) -> Result<u64, SdkError> {
+    let n = calls.fetch_add(1, Ordering::SeqCst);
+    // Let the other call of the join run while this body is in progress.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    Ok(100 + n as u64)
+}
+
+#[durable]
+async fn joined_with_retries(key: String, calls: &AtomicUsize) -> Result<u64, SdkError> {
+    let n = calls.fetch_add(1, Ordering::SeqCst);
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    Ok(200 + n as u64)
+}
+
+/// Both bodies must be running at once to pass the barrier.
+#[durable(max_retries = 0)]
+async fn meets(key: String, barrier: &tokio::sync::Barrier) -> Result<u8, SdkError> {
+    barrier.wait().await;
+    Ok(1)
+}
+
+async fn two_calls_with_one_key_run_the_body_once(fx: Fixture) {
+    let instance = unique("join");
+    let sdk = fx.run(&instance).await;
+    let calls = AtomicUsize::new(0);
+    let (a, b) = sdk
+        .clone()
+        .scope(async { tokio::join!(joined("k".into(), &calls), joined("k".into(), &calls)) })
+        .await;
+    assert_eq!(
+        (a.unwrap(), b.unwrap(), calls.load(Ordering::SeqCst)),
+        (100, 100, 1)
+    );
+    let retrying = AtomicUsize::new(0);
+    let (a, b) = sdk
+        .clone()
+        .scope(async {
+            tokio::join!(
+                joined_with_retries("k".into(), &retrying),
+                joined_with_retries("k".into(), &retrying)
+            )
+        })
+        .await;
+    assert_eq!(
+        (a.unwrap(), b.unwrap(), retrying.load(Ordering::SeqCst)),
+        (200, 200, 1)
+    );
+
+    // Different keys still run at the same time: each body waits for the other.
+    let barrier = tokio::sync::Barrier::new(2);
+    let both =
+        sdk.scope(async { tokio::join!(meets("x".into(), &barrier), meets("y".into(), &barrier)) });
+    let (x, y) = tokio::time::timeout(Duration::from_secs(30), both)
+        .await
+        .expect("calls with different keys waited for each other");
+    assert_eq!((x.unwrap(), y.unwrap()), (1, 1));
 }
