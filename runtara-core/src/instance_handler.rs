@@ -81,6 +81,8 @@ async fn run(
                 epoch: registration.epoch,
                 checkpoints: recorded_steps(log.checkpoints),
                 retry_attempts: log.retry_attempts,
+                retry_at_ms: log.retry_at_ms,
+                failures: log.failures,
                 producer_names: log.producers.names,
                 produced_by: log.producers.of,
                 more_after: log.more_after,
@@ -112,6 +114,16 @@ async fn run(
                 existing_producer: outcome.existing_producer,
                 signal: outcome.signal.map(Into::into),
             }
+        }
+        InstanceRequest::StepFailed {
+            epoch,
+            checkpoint_id,
+            error,
+        } => {
+            store
+                .record_step_failure(id, epoch, &checkpoint_id, &error)
+                .await?;
+            InstanceResponse::Done
         }
         InstanceRequest::Checkpoint {
             epoch,

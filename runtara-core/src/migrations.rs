@@ -35,6 +35,11 @@ pub const SQLITE: &[Migration] = &[
         sql: include_str!("../migrations/sqlite/0004_signals_pending.sql"),
     },
     Migration {
+        version: 5,
+        name: "step_failures",
+        sql: include_str!("../migrations/sqlite/0005_step_failures.sql"),
+    },
+    Migration {
         version: 6,
         name: "checkpoint_producer",
         sql: include_str!("../migrations/sqlite/0006_checkpoint_producer.sql"),
@@ -68,6 +73,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         name: "derived_progress",
         sql: include_str!("../migrations/postgres/0005_derived_progress.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "step_failures",
+        sql: include_str!("../migrations/postgres/0006_step_failures.sql"),
     },
     Migration {
         version: 7,

@@ -259,6 +259,11 @@ pub struct ReplayLog {
     pub checkpoints: Vec<(String, Vec<u8>)>,
     /// For each checkpoint id with retries, the highest attempt number recorded.
     pub retry_attempts: Vec<(String, u32)>,
+    /// When the last retry of each entry of `retry_attempts` was recorded, in the same
+    /// order (a restart waits only what is left of its delay); may be empty.
+    pub retry_at_ms: Vec<i64>,
+    /// The steps that failed for good: `(checkpoint id, error)`.
+    pub failures: Vec<(String, String)>,
     /// The function that recorded each checkpoint, when it said.
     pub producers: Producers,
     /// `Some(seq)` when this is one page of a longer log: the rest follows the
@@ -270,11 +275,7 @@ pub struct ReplayLog {
 
 impl ReplayLog {
     /// A page of the replay log made of a page of checkpoint records.
-    pub(crate) fn from_page(
-        records: Vec<CheckpointRecord>,
-        retry_attempts: Vec<(String, u32)>,
-        more_after: Option<i64>,
-    ) -> ReplayLog {
+    pub(crate) fn from_page(records: Vec<CheckpointRecord>, more_after: Option<i64>) -> ReplayLog {
         let mut producers = Producers::default();
         let mut checkpoints = Vec::with_capacity(records.len());
         for record in records {
@@ -283,9 +284,9 @@ impl ReplayLog {
         }
         ReplayLog {
             checkpoints,
-            retry_attempts,
             producers,
             more_after,
+            ..ReplayLog::default()
         }
     }
 }

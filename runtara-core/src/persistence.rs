@@ -156,6 +156,23 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
         error: Option<&str>,
     ) -> Result<()>;
 
+    /// Records the final failure of the durable call `checkpoint_id` (its retries are
+    /// spent, or its error is not retryable): a later run returns `error` instead of
+    /// running the call again. The first recorded failure stays.
+    async fn record_step_failure(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        error: &str,
+    ) -> Result<()>;
+
+    /// Lets a failed durable call run again: removes its recorded failure and its retry
+    /// attempts (a fresh retry budget). Returns false, changing nothing, when no failure
+    /// is recorded for it; fails with [`Terminal`](crate::Error::Terminal) for a finished
+    /// instance and [`InstanceNotFound`](crate::Error::InstanceNotFound) for none.
+    async fn clear_step_failure(&self, instance_id: &str, checkpoint_id: &str) -> Result<bool>;
+
     /// Queues a signal. Cancel of an instance with no process (`pending`, `suspended`,
     /// `sleeping`) takes effect at once; so does pause of a `sleeping` one. Resume of a
     /// `running` or `pending` instance with a pause still queued withdraws the pause (it

@@ -142,7 +142,11 @@ impl PostgresPersistence {
                     log.producers.push(col::<Option<&str>>(&row, 5)?);
                     log.checkpoints.push((checkpoint_id, col(&row, 3)?));
                 }
-                _ => log.retry_attempts.push((checkpoint_id, attempt(&row, 4)?)),
+                1 => {
+                    log.retry_attempts.push((checkpoint_id, attempt(&row, 4)?));
+                    log.retry_at_ms.push(col(&row, 6)?);
+                }
+                _ => log.failures.push((checkpoint_id, col(&row, 5)?)),
             }
         }
         Ok(Some(log))
@@ -339,21 +343,18 @@ impl Persistence for PostgresPersistence {
         let page = self
             .list_checkpoints_page(instance_id, after_seq, max_bytes)
             .await?;
-        let retry_attempts = if after_seq <= 0 {
+        let mut log = ReplayLog::from_page(page.checkpoints, page.more_after);
+        if after_seq <= 0 {
             let client = self.client().await?;
-            query(&client, MAX_ATTEMPTS, &[&instance_id])
-                .await?
-                .iter()
-                .map(|row| Ok((col(row, 0)?, attempt(row, 1)?)))
-                .collect::<Result<_>>()?
-        } else {
-            Vec::new()
-        };
-        Ok(ReplayLog::from_page(
-            page.checkpoints,
-            retry_attempts,
-            page.more_after,
-        ))
+            for row in query(&client, MAX_ATTEMPTS, &[&instance_id]).await? {
+                log.retry_attempts.push((col(&row, 0)?, attempt(&row, 1)?));
+                log.retry_at_ms.push(col(&row, 2)?);
+            }
+            for row in query(&client, STEP_FAILURES, &[&instance_id]).await? {
+                log.failures.push((col(&row, 0)?, col(&row, 1)?));
+            }
+        }
+        Ok(log)
     }
 
     async fn save_checkpoint(
@@ -579,6 +580,59 @@ impl Persistence for PostgresPersistence {
         )
         .await?;
         check_run(instance_id, status_epoch_at(&row, 0)?, epoch)
+    }
+
+    async fn record_step_failure(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        error: &str,
+    ) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        let client = self.client().await?;
+        let row = query_one(
+            &client,
+            RECORD_STEP_FAILURE,
+            &[&instance_id, &checkpoint_id, &error, &now_ms(), &epoch],
+        )
+        .await?;
+        check_run(instance_id, status_epoch_at(&row, 0)?, epoch)
+    }
+
+    async fn clear_step_failure(&self, instance_id: &str, checkpoint_id: &str) -> Result<bool> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let Some((_, status, _)) = lock_instance(&tx, instance_id).await? else {
+            return Err(Error::InstanceNotFound {
+                instance_id: instance_id.to_owned(),
+            });
+        };
+        if status.is_terminal() {
+            return Err(Error::Terminal {
+                instance_id: instance_id.to_owned(),
+                status,
+            });
+        }
+        let removed = execute(
+            &tx,
+            "DELETE FROM step_failures WHERE instance_id = $1 AND checkpoint_id = $2",
+            &[&instance_id, &checkpoint_id],
+        )
+        .await?;
+        if removed > 0 {
+            execute(
+                &tx,
+                "DELETE FROM retry_attempts WHERE instance_id = $1 AND checkpoint_id = $2",
+                &[&instance_id, &checkpoint_id],
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(removed > 0)
     }
 
     async fn send_signal(&self, instance_id: &str, signal: SignalType) -> Result<SignalOutcome> {

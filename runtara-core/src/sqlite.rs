@@ -261,16 +261,11 @@ impl Persistence for SqlitePersistence {
                 }
                 let (checkpoints, more_after) =
                     checkpoints_page(c, &instance_id, after_seq, max_bytes)?;
-                let retry_attempts = if after_seq <= 0 {
-                    max_attempts(c, &instance_id)?
-                } else {
-                    Vec::new()
-                };
-                Ok(ReplayLog::from_page(
-                    checkpoints,
-                    retry_attempts,
-                    more_after,
-                ))
+                let mut log = ReplayLog::from_page(checkpoints, more_after);
+                if after_seq <= 0 {
+                    load_retry_state(c, &instance_id, &mut log)?;
+                }
+                Ok(log)
             })
             .await
     }
@@ -495,6 +490,31 @@ impl Persistence for SqlitePersistence {
                     now_ms(),
                 )
             })
+            .await
+    }
+
+    async fn record_step_failure(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        error: &str,
+    ) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        let (instance_id, checkpoint_id) = (instance_id.to_owned(), checkpoint_id.to_owned());
+        let error = error.to_owned();
+        self.writer
+            .call(move |c| insert_step_failure(c, &instance_id, epoch, &checkpoint_id, &error))
+            .await
+    }
+
+    async fn clear_step_failure(&self, instance_id: &str, checkpoint_id: &str) -> Result<bool> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        let (instance_id, checkpoint_id) = (instance_id.to_owned(), checkpoint_id.to_owned());
+        self.writer
+            .call(move |c| delete_step_failure(c, &instance_id, &checkpoint_id))
             .await
     }
 

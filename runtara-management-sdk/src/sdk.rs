@@ -205,6 +205,25 @@ impl ManagementSdk {
             .await
     }
 
+    /// Lets a durable call that failed for good run again: clears its recorded failure
+    /// and its retry count, so the instance's next run calls it again (with a fresh
+    /// retry budget). `checkpoint_id` is the call's `"{fn_name}::{key}"`. An instance that
+    /// already ended `failed` because of the step stays failed; this is for instances
+    /// that are still alive (running, suspended, sleeping, or waiting for a relaunch).
+    /// Fails with code `not_found` when no failure is recorded for the call, and with
+    /// `terminal` for a finished instance.
+    pub async fn retry_step(&self, instance_id: &str, checkpoint_id: &str) -> Result<()> {
+        const OP: &str = "retry_step";
+        let request = ManagementRequest::RetryStep {
+            instance_id: instance_id.to_owned(),
+            checkpoint_id: checkpoint_id.to_owned(),
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Done => Ok(()),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
     async fn signal(
         &self,
         operation: &'static str,

@@ -224,6 +224,17 @@ pub enum InstanceRequest {
         /// The durable function (its module path).
         producer: String,
     },
+    /// A durable call failed for good (retries spent, or an error that is not
+    /// retryable): a later run gets the failure instead of running it again. Answered by
+    /// `Done`.
+    StepFailed {
+        /// The run's epoch.
+        epoch: i64,
+        /// The durable call's checkpoint id.
+        checkpoint_id: String,
+        /// The error.
+        error: String,
+    },
 }
 
 /// The server's response to an [`InstanceRequest`].
@@ -277,6 +288,11 @@ pub enum InstanceResponse {
         checkpoints: Vec<RecordedStep>,
         /// Highest retry attempt per checkpoint id.
         retry_attempts: Vec<(String, u32)>,
+        /// When the last retry of each entry of `retry_attempts` was recorded (server
+        /// clock, ms since the Unix epoch), in the same order.
+        retry_at_ms: Vec<i64>,
+        /// The durable calls that failed for good: `(checkpoint id, error)`.
+        failures: Vec<(String, String)>,
         /// The distinct functions that recorded the page's checkpoints.
         producer_names: Vec<String>,
         /// For each checkpoint of the page, in order, its index in `producer_names`
@@ -332,6 +348,7 @@ impl InstanceRequest {
             InstanceRequest::RegisterPaged { .. } => "register",
             InstanceRequest::ReplayPage { .. } => "replay_page",
             InstanceRequest::CheckpointStep { .. } => "checkpoint",
+            InstanceRequest::StepFailed { .. } => "step_failed",
         }
     }
 
@@ -347,6 +364,7 @@ impl InstanceRequest {
             | InstanceRequest::Sleeping { epoch }
             | InstanceRequest::AckSignal { epoch, .. }
             | InstanceRequest::CheckpointStep { epoch, .. }
+            | InstanceRequest::StepFailed { epoch, .. }
             | InstanceRequest::RetryAttempt { epoch, .. } => Some(*epoch),
             InstanceRequest::Register { .. }
             | InstanceRequest::GetCheckpoint { .. }

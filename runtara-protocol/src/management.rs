@@ -115,6 +115,15 @@ pub enum ManagementRequest {
         /// Where the page starts: `0`, then the previous page's `more_after`.
         after_seq: i64,
     },
+    /// Lets a durable call that failed for good run again: clears its recorded failure
+    /// and its retry count. The instance must not have finished. Answered by
+    /// [`ManagementResponse::Done`]; `not_found` when no failure is recorded for it.
+    RetryStep {
+        /// The instance.
+        instance_id: String,
+        /// The durable call's checkpoint id (`"{fn_name}::{key}"`).
+        checkpoint_id: String,
+    },
 }
 
 /// One instance as operators see it.

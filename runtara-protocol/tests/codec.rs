@@ -100,6 +100,11 @@ fn requests() -> Vec<InstanceRequest> {
             state: bytes(b"42"),
             producer: "app::v1::shape".into(),
         },
+        StepFailed {
+            epoch: 3,
+            checkpoint_id: "charge::o-1".into(),
+            error: "card declined".into(),
+        },
     ]
 }
 
@@ -121,6 +126,8 @@ fn responses() -> Vec<InstanceResponse> {
                 state: bytes(b"1"),
             }],
             retry_attempts: vec![("a".into(), 2)],
+            retry_at_ms: vec![1_700_000_000_000],
+            failures: vec![("b".into(), "declined".into())],
             producer_names: vec!["app::f".into()],
             produced_by: vec![Some(0)],
             more_after: Some(12),
@@ -267,6 +274,10 @@ fn management_requests() -> Vec<ManagementRequest> {
             instance_id: "i".into(),
             after_seq: 3,
         },
+        ManagementRequest::RetryStep {
+            instance_id: "i".into(),
+            checkpoint_id: "charge::o-1".into(),
+        },
         ManagementRequest::Health,
     ]
 }
@@ -394,6 +405,7 @@ fn request_variant(r: &InstanceRequest) -> usize {
         RegisterPaged { .. } => 14,
         ReplayPage { .. } => 15,
         CheckpointStep { .. } => 16,
+        StepFailed { .. } => 17,
     }
 }
 
@@ -430,6 +442,7 @@ fn management_request_variant(r: &ManagementRequest) -> usize {
         ListCheckpoints { .. } => 10,
         Health => 11,
         ListCheckpointsPage { .. } => 12,
+        RetryStep { .. } => 13,
     }
 }
 
@@ -464,9 +477,9 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 
 #[test]
 fn every_variant_has_a_sample() {
-    covered(&requests(), request_variant, 17);
+    covered(&requests(), request_variant, 18);
     covered(&responses(), response_variant, 11);
-    covered(&management_requests(), management_request_variant, 13);
+    covered(&management_requests(), management_request_variant, 14);
     covered(&management_responses(), management_response_variant, 13);
     // Every code in the sample set, in its wire order.
     let codes: Vec<ErrorCode> = wire_errors().iter().map(|e| e.code).collect();

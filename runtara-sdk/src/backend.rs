@@ -79,6 +79,14 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
         attempt: u32,
         error: Option<&str>,
     ) -> Result<()>;
+    /// Records a durable call's final failure.
+    async fn record_step_failure(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        error: &str,
+    ) -> Result<()>;
     /// Any instance's record (tenant checks are the caller's).
     async fn instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>>;
     /// The persistence, when the state lives in this process.
@@ -223,6 +231,19 @@ impl Backend for Embedded {
         Ok(self
             .0
             .record_retry_attempt(instance_id, epoch, checkpoint_id, attempt, error)
+            .await?)
+    }
+
+    async fn record_step_failure(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        error: &str,
+    ) -> Result<()> {
+        Ok(self
+            .0
+            .record_step_failure(instance_id, epoch, checkpoint_id, error)
             .await?)
     }
 

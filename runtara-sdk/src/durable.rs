@@ -71,6 +71,10 @@ where
         return recorded.map_err(E::from);
     }
     let mut retries = sdk.inner.replay.attempts(&checkpoint_id);
+    if (1..=policy.max_retries).contains(&retries) {
+        // A restart during retry `retries`'s delay waits only what is left of it.
+        rest_of_delay(&sdk, &checkpoint_id, policy.delay_for(retries)).await;
+    }
     loop {
         match attempt().await {
             Ok(value) => {
@@ -86,7 +90,7 @@ where
                     .await?;
                 tokio::time::sleep(policy.delay_for(retries)).await;
             }
-            Err(error) => return Err(error),
+            Err(error) => return Err(fail_for_good(&sdk, &checkpoint_id, error).await),
         }
     }
 }
@@ -127,23 +131,62 @@ where
     if let Some(recorded) = replayed::<T>(&sdk, producer, &checkpoint_id) {
         return recorded.map_err(E::from);
     }
-    let value = body.await?;
+    let value = match body.await {
+        Ok(value) => value,
+        // No retries: any error is final.
+        Err(error) => return Err(fail_for_good(&sdk, &checkpoint_id, error).await),
+    };
     record(&sdk, producer, &checkpoint_id, value)
         .await
         .map_err(E::from)
 }
 
+/// The recorded outcome of the call, if it has one: its result, or its final failure.
 fn replayed<T: DeserializeOwned>(
     sdk: &RuntaraSdk,
     producer: &str,
     checkpoint_id: &str,
 ) -> Option<Result<T, SdkError>> {
-    sdk.inner
-        .replay
-        .with_state(checkpoint_id, |state, recorded_by| {
-            same_producer(checkpoint_id, recorded_by, producer)?;
-            decode::<T>(checkpoint_id, state)
-        })
+    let replay = &sdk.inner.replay;
+    let result = replay.with_state(checkpoint_id, |state, recorded_by| {
+        same_producer(checkpoint_id, recorded_by, producer)?;
+        decode::<T>(checkpoint_id, state)
+    });
+    result.or_else(|| {
+        let message = replay.failure(checkpoint_id)?;
+        Some(Err(SdkError::StepFailed {
+            checkpoint_id: checkpoint_id.to_owned(),
+            message,
+        }))
+    })
+}
+
+/// Records that the call failed for good with `error` (its retries are spent, or the
+/// error is not retryable), then hands the error back. Nothing is recorded once the run
+/// took a cancel or a pause: an error then is the run stopping, not the step failing.
+async fn fail_for_good<E: Display>(sdk: &RuntaraSdk, checkpoint_id: &str, error: E) -> E {
+    if sdk.is_stopping() {
+        return error;
+    }
+    let message = error.to_string();
+    tracing::debug!(%checkpoint_id, error = %message, "durable call failed for good; recording the failure");
+    if let Err(record_error) = sdk.record_step_failure(checkpoint_id, &message).await {
+        tracing::warn!(%checkpoint_id, error = %record_error, "could not record the durable call's failure; a later run will try it again");
+    }
+    error
+}
+
+/// Sleeps what is left of a retry's `delay`, counted from when the retry was recorded.
+async fn rest_of_delay(sdk: &RuntaraSdk, checkpoint_id: &str, delay: std::time::Duration) {
+    let Some(recorded_at) = sdk.inner.replay.last_retry_at_ms(checkpoint_id) else {
+        return;
+    };
+    let elapsed = u64::try_from(runtara_core::now_ms().saturating_sub(recorded_at)).unwrap_or(0);
+    let rest = delay.saturating_sub(std::time::Duration::from_millis(elapsed));
+    if !rest.is_zero() {
+        tracing::debug!(%checkpoint_id, ?rest, "waiting the rest of a retry's delay from before the restart");
+        tokio::time::sleep(rest).await;
+    }
 }
 
 /// Refuses a result recorded by another function than `caller`. A result recorded
@@ -208,10 +251,12 @@ where
         signal: outcome.signal.map(crate::Signal::from),
     };
     if result.should_cancel() {
+        sdk.mark_stopping();
         acknowledge(sdk, runtara_core::SignalType::Cancel).await;
         return Err(SdkError::Cancelled);
     }
     if result.should_pause() {
+        sdk.mark_stopping();
         acknowledge(sdk, runtara_core::SignalType::Pause).await;
         return Err(SdkError::Paused);
     }

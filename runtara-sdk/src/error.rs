@@ -62,6 +62,18 @@ pub enum SdkError {
         /// The function that asked for it.
         caller: String,
     },
+    /// The durable call failed for good in an earlier run (its retries were spent, or its
+    /// error was not retryable), so it is not run again. An operator lets it run again
+    /// with `ManagementSdk::retry_step` or `runtara-ctl retry-step`.
+    #[error(
+        "durable call `{checkpoint_id}` failed for good earlier and is not run again: {message}"
+    )]
+    StepFailed {
+        /// The durable call's checkpoint id.
+        checkpoint_id: String,
+        /// The error it failed with (its `Display`).
+        message: String,
+    },
     /// A durable call's result could not be encoded to JSON.
     #[error("the result of durable call `{checkpoint_id}` cannot be encoded as `{type_name}`")]
     Encode {

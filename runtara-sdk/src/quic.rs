@@ -270,6 +270,8 @@ impl Quic {
                 ReplayLog {
                     checkpoints: recorded(checkpoints),
                     retry_attempts,
+                    retry_at_ms: Vec::new(),
+                    failures: Vec::new(),
                     producers: Producers::default(),
                     more_after: None,
                 },
@@ -389,6 +391,8 @@ impl Backend for Quic {
                     epoch,
                     checkpoints,
                     retry_attempts,
+                    retry_at_ms,
+                    failures,
                     producer_names,
                     produced_by,
                     more_after,
@@ -397,6 +401,8 @@ impl Backend for Quic {
                     ReplayLog {
                         checkpoints: recorded(checkpoints),
                         retry_attempts,
+                        retry_at_ms,
+                        failures,
                         producers: Producers {
                             names: producer_names,
                             of: produced_by,
@@ -643,6 +649,21 @@ impl Backend for Quic {
         self.call("record_retry_attempt", &request)
             .await
             .map(|_| ())
+    }
+
+    async fn record_step_failure(
+        &self,
+        _instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        error: &str,
+    ) -> Result<()> {
+        let request = InstanceRequest::StepFailed {
+            epoch,
+            checkpoint_id: checkpoint_id.to_owned(),
+            error: error.to_owned(),
+        };
+        self.call("step_failed", &request).await.map(|_| ())
     }
 
     async fn instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>> {

@@ -12,7 +12,10 @@ use runtara_core::ReplayLog;
 #[derive(Debug, Default)]
 pub(crate) struct ReplayCache {
     states: RwLock<HashMap<String, Recorded>>,
-    attempts: RwLock<HashMap<String, u32>>,
+    /// Per checkpoint id: the highest retry recorded, and when (ms since the Unix epoch).
+    attempts: RwLock<HashMap<String, (u32, Option<i64>)>>,
+    /// Durable calls that failed for good, with their error.
+    failures: RwLock<HashMap<String, String>>,
 }
 
 /// One recorded state and the function that recorded it, when it said.
@@ -43,9 +46,34 @@ impl ReplayCache {
                 (checkpoint_id, Recorded { state, producer })
             })
             .collect();
-        let attempts: HashMap<_, _> = log.retry_attempts.into_iter().collect();
+        let times = log.retry_at_ms;
+        let attempts: HashMap<_, _> = log
+            .retry_attempts
+            .into_iter()
+            .enumerate()
+            .map(|(n, (checkpoint_id, attempt))| (checkpoint_id, (attempt, times.get(n).copied())))
+            .collect();
+        let failures: HashMap<_, _> = log.failures.into_iter().collect();
         *write(&self.states) = states;
         *write(&self.attempts) = attempts;
+        *write(&self.failures) = failures;
+    }
+
+    /// The error of `checkpoint_id`'s final failure, when it failed for good.
+    pub(crate) fn failure(&self, checkpoint_id: &str) -> Option<String> {
+        read(&self.failures).get(checkpoint_id).cloned()
+    }
+
+    /// Remembers a final failure this run recorded.
+    pub(crate) fn insert_failure(&self, checkpoint_id: &str, error: String) {
+        write(&self.failures).insert(checkpoint_id.to_owned(), error);
+    }
+
+    /// When the last retry of `checkpoint_id` was recorded, if known.
+    pub(crate) fn last_retry_at_ms(&self, checkpoint_id: &str) -> Option<i64> {
+        read(&self.attempts)
+            .get(checkpoint_id)
+            .and_then(|(_, at)| *at)
     }
 
     /// Calls `f` with the recorded state of `checkpoint_id` and the function that
@@ -70,15 +98,18 @@ impl ReplayCache {
     pub(crate) fn attempts(&self, checkpoint_id: &str) -> u32 {
         read(&self.attempts)
             .get(checkpoint_id)
-            .copied()
-            .unwrap_or(0)
+            .map_or(0, |(attempt, _)| *attempt)
     }
 
     /// Remembers a retry this run recorded.
     pub(crate) fn set_attempts(&self, checkpoint_id: &str, attempt: u32) {
         let mut attempts = write(&self.attempts);
-        let entry = attempts.entry(checkpoint_id.to_owned()).or_insert(0);
-        *entry = (*entry).max(attempt);
+        let entry = attempts
+            .entry(checkpoint_id.to_owned())
+            .or_insert((0, None));
+        if attempt >= entry.0 {
+            *entry = (attempt, Some(runtara_core::now_ms()));
+        }
     }
 
     /// Number of recorded states held.

@@ -53,6 +53,9 @@ pub(crate) struct Inner {
     pub(crate) replay: ReplayCache,
     /// Durable calls running now, one per checkpoint id.
     pub(crate) in_flight: crate::in_flight::InFlight,
+    /// Set once this run has taken a cancel or a pause: errors after it are the run
+    /// stopping, not a step failing, and are never recorded as a step's final failure.
+    stopping: std::sync::atomic::AtomicBool,
     heartbeat_interval_ms: AtomicU64,
     signal_poll_interval: Duration,
     /// The checkpoint `init` resumes from when none is given (`RUNTARA_CHECKPOINT_ID`).
@@ -140,6 +143,7 @@ impl RuntaraSdk {
                 epoch: AtomicI64::new(0),
                 replay: ReplayCache::default(),
                 in_flight: Default::default(),
+                stopping: Default::default(),
                 heartbeat_interval_ms: AtomicU64::new(
                     u64::try_from(heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
                 ),
@@ -422,11 +426,39 @@ impl RuntaraSdk {
     async fn check_signal(&self, wanted: SignalType, error: SdkError) -> Result<()> {
         match self.poll_signal().await? {
             Some(signal) if signal.signal_type == wanted => {
+                self.mark_stopping();
                 self.acknowledge_signal(wanted, true).await?;
                 Err(error)
             }
             _ => Ok(()),
         }
+    }
+
+    /// Notes that this run took a cancel or a pause and is stopping.
+    pub(crate) fn mark_stopping(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether this run took a cancel or a pause.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.inner
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records the final failure of durable call `checkpoint_id` with `error`.
+    pub(crate) async fn record_step_failure(&self, checkpoint_id: &str, error: &str) -> Result<()> {
+        let epoch = self.epoch()?;
+        self.inner
+            .backend
+            .record_step_failure(&self.inner.instance_id, epoch, checkpoint_id, error)
+            .await?;
+        self.inner
+            .replay
+            .insert_failure(checkpoint_id, error.to_owned());
+        Ok(())
     }
 
     /// Records retry `attempt_number` (1-based) of a durable call, for the audit trail

@@ -26,6 +26,9 @@ on_every_backend!(
     a_result_recorded_elsewhere_by_another_function_is_an_error,
     a_result_recorded_without_a_producer_is_taken,
     two_calls_with_one_key_run_the_body_once,
+    a_final_failure_is_recorded_and_a_rerun_returns_it,
+    a_non_retryable_error_is_recorded_at_once,
+    the_retry_budget_and_delay_span_a_restart,
 );
 
 #[durable]
@@ -561,4 +564,115 @@ async fn two_calls_with_one_key_run_the_body_once(fx: Fixture) {
         .await
         .expect("calls with different keys waited for each other");
     assert_eq!((x.unwrap(), y.unwrap()), (1, 1));
+}
+
+// ---- a step's final failure is recorded; the retry budget spans restarts (issue 14.3) ----
+
+async fn a_final_failure_is_recorded_and_a_rerun_returns_it(fx: Fixture) {
+    let instance = unique("failed-for-good");
+    let calls = AtomicUsize::new(0);
+    let first = fx.run(&instance).await;
+    let result = first.scope(always_fails("k".into(), &calls, 0)).await;
+    assert!(
+        matches!(result, Err(FlakyError::Transient(3))),
+        "{result:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "1 attempt + 2 retries");
+    let log = fx.store.load_replay(&instance).await.unwrap();
+    assert_eq!(
+        log.failures,
+        [(
+            "always_fails::k".to_owned(),
+            "transient failure #3".to_owned()
+        )]
+    );
+
+    // Every later run returns the recorded failure and never runs the body again.
+    for _ in 0..2 {
+        let again = fx.run(&instance).await;
+        let result = again.scope(always_fails("k".into(), &calls, 0)).await;
+        match result {
+            Err(FlakyError::Sdk(SdkError::StepFailed {
+                checkpoint_id,
+                message,
+            })) => {
+                assert_eq!(checkpoint_id, "always_fails::k");
+                assert_eq!(message, "transient failure #3");
+            }
+            other => panic!("expected the recorded failure, got {other:?}"),
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "the body ran again");
+    }
+}
+
+async fn a_non_retryable_error_is_recorded_at_once(fx: Fixture) {
+    let instance = unique("declined");
+    let calls = AtomicUsize::new(0);
+    let first = fx.run(&instance).await;
+    let result = first.scope(rejects("k".into(), &calls)).await;
+    assert!(matches!(result, Err(FlakyError::Permanent)), "{result:?}");
+    let again = fx.run(&instance).await;
+    let error = again.scope(rejects("k".into(), &calls)).await.unwrap_err();
+    assert!(
+        error.to_string().contains("permanent failure"),
+        "the original message is carried: {error}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "a declined payment ran again"
+    );
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_millis()).unwrap()
+}
+
+/// Always fails; notes when each attempt started.
+#[durable(max_retries = 2, strategy = FixedDelay, delay = 400)]
+async fn slow_retries(key: String, started: &std::sync::Mutex<Vec<i64>>) -> Result<u8, FlakyError> {
+    let mut started = started.lock().unwrap();
+    started.push(now_ms());
+    Err(FlakyError::Transient(started.len() as u32))
+}
+
+async fn the_retry_budget_and_delay_span_a_restart(fx: Fixture) {
+    let instance = unique("delay-restart");
+    let started = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let first = fx.run(&instance).await;
+    let task_started = started.clone();
+    let task =
+        tokio::spawn(first.scope(async move { slow_retries("k".into(), &task_started).await }));
+    // The process "dies" during retry 1's delay: once the retry is recorded.
+    let recorded_at = loop {
+        let attempts = fx.store.list_retry_attempts(&instance).await.unwrap();
+        if let Some(retry) = attempts.first() {
+            break retry.created_at_ms;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    task.abort();
+    let _ = task.await;
+    assert_eq!(started.lock().unwrap().len(), 1);
+
+    let again = fx.run(&instance).await;
+    let result = again.scope(slow_retries("k".into(), &started)).await;
+    assert!(
+        matches!(result, Err(FlakyError::Transient(3))),
+        "{result:?}"
+    );
+    let started = started.lock().unwrap().clone();
+    assert_eq!(
+        started.len(),
+        3,
+        "1 + max_retries attempts across both runs"
+    );
+    assert!(
+        started[1] >= recorded_at + 400,
+        "attempt 2 began {} ms after retry 1 was recorded; its delay is 400 ms",
+        started[1] - recorded_at
+    );
 }

@@ -360,6 +360,28 @@ impl Management {
                     more_after: page.more_after,
                 }
             }
+            ManagementRequest::RetryStep {
+                instance_id,
+                checkpoint_id,
+            } => {
+                self.visible_instance(caller, &instance_id).await?;
+                let cleared = self
+                    .store
+                    .clear_step_failure(&instance_id, &checkpoint_id)
+                    .await
+                    .map_err(engine)?;
+                if !cleared {
+                    return Err(error(
+                        ErrorCode::NotFound,
+                        format!(
+                            "no failure is recorded for step `{checkpoint_id}` of instance \
+                             `{instance_id}`"
+                        ),
+                    ));
+                }
+                tracing::info!(%instance_id, %checkpoint_id, "step failure cleared; the step runs again on the next run");
+                ManagementResponse::Done
+            }
             ManagementRequest::RegisterImage { .. } => {
                 return Err(error(
                     ErrorCode::Malformed,

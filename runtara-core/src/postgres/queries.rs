@@ -446,14 +446,19 @@ pub(crate) fn create_instance_sql() -> String {
 /// one round trip, unordered: the caller orders them by (part, seq, checkpoint id). An
 /// `ORDER BY` here cost PostgreSQL 7 of 12 ms for 10,000 checkpoints (it sorts the
 /// states along); sorting the keys in Rust costs well under one. The caller reads the rows
-/// as they come, and stops once the checkpoints pass its byte budget.
-/// Columns: part, seq, checkpoint id, state, attempt, producer.
+/// as they come, and stops once the checkpoints pass its byte budget. Part 2 are the
+/// steps' final failures (the error in the `producer` column).
+/// Columns: part, seq, checkpoint id, state, attempt, producer (or error), time.
 pub(crate) const LOAD_REPLAY: &str = "\
-SELECT 0 AS part, seq, checkpoint_id, state, NULL::INTEGER AS attempt, producer
+SELECT 0 AS part, seq, checkpoint_id, state, NULL::INTEGER AS attempt, producer,
+       NULL::BIGINT AS at_ms
 FROM checkpoints WHERE instance_id = $1
 UNION ALL
-SELECT 1, MIN(seq), checkpoint_id, NULL::BYTEA, MAX(attempt), NULL
-FROM retry_attempts WHERE instance_id = $1 GROUP BY checkpoint_id";
+SELECT 1, MIN(seq), checkpoint_id, NULL::BYTEA, MAX(attempt), NULL, MAX(created_at_ms)
+FROM retry_attempts WHERE instance_id = $1 GROUP BY checkpoint_id
+UNION ALL
+SELECT 2, 0, checkpoint_id, NULL::BYTEA, NULL, error, created_at_ms
+FROM step_failures WHERE instance_id = $1";
 
 /// Checkpoints of `$1` after sequence number `$2`, as many as fit in `$3` bytes (a
 /// checkpoint counts its state, its id and 16 bytes of framing) and at least one, each
@@ -471,7 +476,27 @@ FROM sizes AS s JOIN checkpoints AS c ON c.seq = s.seq
 WHERE s.upto - s.len = 0 OR s.upto <= $3
 ORDER BY s.seq";
 
-/// The highest retry attempt per checkpoint id of `$1`, in the order of the first.
+/// The highest retry attempt per checkpoint id of `$1`, in the order of the first, and
+/// when the last was recorded.
 pub(crate) const MAX_ATTEMPTS: &str = "\
-SELECT checkpoint_id, MAX(attempt) FROM retry_attempts WHERE instance_id = $1
-GROUP BY checkpoint_id ORDER BY MIN(seq)";
+SELECT checkpoint_id, MAX(attempt), MAX(created_at_ms) FROM retry_attempts
+WHERE instance_id = $1 GROUP BY checkpoint_id ORDER BY MIN(seq)";
+
+/// The final failures of `$1`'s steps: checkpoint id, error.
+pub(crate) const STEP_FAILURES: &str = "\
+SELECT checkpoint_id, error FROM step_failures WHERE instance_id = $1
+ORDER BY created_at_ms, checkpoint_id";
+
+/// Records a step's final failure if the run may write; the first one stays.
+/// Parameters: `$1` instance, `$2` checkpoint id, `$3` error, `$4` now, `$5` epoch.
+/// Columns: status, epoch (NULL when the instance is missing).
+pub(crate) const RECORD_STEP_FAILURE: &str = "\
+WITH inst AS (
+    SELECT status, epoch FROM instances WHERE instance_id = $1 FOR SHARE
+), ins AS (
+    INSERT INTO step_failures (instance_id, checkpoint_id, error, created_at_ms)
+    SELECT $1, $2, $3, $4 FROM inst WHERE status = 'running' AND epoch = $5
+    ON CONFLICT (instance_id, checkpoint_id) DO NOTHING
+    RETURNING 1
+)
+SELECT inst.status, inst.epoch FROM (SELECT 1) AS one LEFT JOIN inst ON true";

@@ -8,7 +8,7 @@ use crate::model::{
     CheckpointRecord, EventRecord, InstanceRecord, InstanceStatus, PendingSignal, ReplayLog,
     RetryAttemptRecord, SignalType,
 };
-use crate::{Error, Result};
+use crate::{now_ms, Error, Result};
 
 /// Wraps a rusqlite error.
 pub(crate) fn db(error: rusqlite::Error) -> Error {
@@ -398,7 +398,7 @@ pub(crate) fn whole_replay_log(
         log.producers
             .push(producer.as_str_or_null().map_err(|e| db(e.into()))?);
     }
-    log.retry_attempts = max_attempts(c, instance_id)?;
+    load_retry_state(c, instance_id, &mut log)?;
     Ok(Some(log))
 }
 
@@ -445,17 +445,91 @@ pub(crate) fn checkpoints_page(
     Ok((rows.into_iter().map(|row| row.1).collect(), more_after))
 }
 
-pub(crate) fn max_attempts(c: &Connection, instance_id: &str) -> Result<Vec<(String, u32)>> {
-    query_all(
+/// Fills in the retry attempts of `instance_id` (the highest per checkpoint id, and when
+/// it was recorded) and its steps' final failures.
+pub(crate) fn load_retry_state(
+    c: &Connection,
+    instance_id: &str,
+    log: &mut ReplayLog,
+) -> Result<()> {
+    let attempts = query_all(
         c,
-        "SELECT checkpoint_id, MAX(attempt) FROM retry_attempts WHERE instance_id = ?1 \
-         GROUP BY checkpoint_id ORDER BY MIN(seq), checkpoint_id",
+        "SELECT checkpoint_id, MAX(attempt), MAX(created_at_ms) FROM retry_attempts \
+         WHERE instance_id = ?1 GROUP BY checkpoint_id ORDER BY MIN(seq), checkpoint_id",
         [instance_id],
-        |r| Ok((r.get::<_, String>(0)?, attempt(r, 1)?)),
-    )?
-    .into_iter()
-    .map(|(id, attempt)| Ok((id, attempt.map_err(bad_attempt)?)))
-    .collect()
+        |r| Ok((r.get::<_, String>(0)?, attempt(r, 1)?, r.get::<_, i64>(2)?)),
+    )?;
+    for (checkpoint_id, attempt, at_ms) in attempts {
+        log.retry_attempts
+            .push((checkpoint_id, attempt.map_err(bad_attempt)?));
+        log.retry_at_ms.push(at_ms);
+    }
+    log.failures = query_all(
+        c,
+        "SELECT checkpoint_id, error FROM step_failures WHERE instance_id = ?1 \
+         ORDER BY created_at_ms, checkpoint_id",
+        [instance_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(())
+}
+
+/// Records a step's final failure, guarded in SQL; the first recorded failure stays.
+pub(crate) fn insert_step_failure(
+    c: &Connection,
+    instance_id: &str,
+    epoch: i64,
+    checkpoint_id: &str,
+    error: &str,
+) -> Result<()> {
+    let inserted = execute(
+        c,
+        "INSERT INTO step_failures (instance_id, checkpoint_id, error, created_at_ms) \
+         SELECT ?1, ?2, ?3, ?4 FROM instances \
+         WHERE instance_id = ?1 AND epoch = ?5 AND status = 'running' \
+         ON CONFLICT (instance_id, checkpoint_id) DO NOTHING",
+        params![instance_id, checkpoint_id, error, now_ms(), epoch],
+    )?;
+    if inserted == 0 {
+        ensure_run(c, instance_id, epoch)?;
+    }
+    Ok(())
+}
+
+/// Removes a step's final failure and its retry attempts; false when none is recorded.
+pub(crate) fn delete_step_failure(
+    c: &Connection,
+    instance_id: &str,
+    checkpoint_id: &str,
+) -> Result<bool> {
+    match status_epoch(c, instance_id)? {
+        None => {
+            return Err(Error::InstanceNotFound {
+                instance_id: instance_id.to_owned(),
+            })
+        }
+        Some((status, _)) if status.is_terminal() => {
+            return Err(Error::Terminal {
+                instance_id: instance_id.to_owned(),
+                status,
+            })
+        }
+        Some(_) => {}
+    }
+    let removed = execute(
+        c,
+        "DELETE FROM step_failures WHERE instance_id = ?1 AND checkpoint_id = ?2",
+        [instance_id, checkpoint_id],
+    )?;
+    if removed == 0 {
+        return Ok(false);
+    }
+    execute(
+        c,
+        "DELETE FROM retry_attempts WHERE instance_id = ?1 AND checkpoint_id = ?2",
+        [instance_id, checkpoint_id],
+    )?;
+    Ok(true)
 }
 
 /// Records a retry attempt, guarded in SQL; a repeat of a recorded attempt is a no-op.

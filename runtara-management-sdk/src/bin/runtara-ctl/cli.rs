@@ -175,6 +175,14 @@ pub enum Command {
         /// The instance id.
         instance_id: String,
     },
+    /// Let a durable call that failed for good run again: clear its recorded failure and
+    /// retry count (the instance must not have finished).
+    RetryStep {
+        /// The instance id.
+        instance_id: String,
+        /// The durable call's checkpoint id, `"{fn_name}::{key}"`.
+        checkpoint_id: String,
+    },
     /// Wait until an instance is completed, failed, cancelled or suspended; print its
     /// final status and output.
     Wait {
@@ -348,6 +356,13 @@ mod tests {
                 vec!["checkpoints", "x"],
                 Command::Checkpoints {
                     instance_id: "x".into(),
+                },
+            ),
+            (
+                vec!["retry-step", "x", "charge::o-1"],
+                Command::RetryStep {
+                    instance_id: "x".into(),
+                    checkpoint_id: "charge::o-1".into(),
                 },
             ),
             (vec!["health"], Command::Health),

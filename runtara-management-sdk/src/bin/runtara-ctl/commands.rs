@@ -305,6 +305,13 @@ async fn execute(
             let checkpoints = sdk.list_checkpoints(instance_id).await?;
             emit(json, output::checkpoints(&checkpoints))
         }
+        Command::RetryStep {
+            instance_id,
+            checkpoint_id,
+        } => {
+            sdk.retry_step(instance_id, checkpoint_id).await?;
+            emit(json, output::step_cleared(instance_id, checkpoint_id))
+        }
         Command::Wait {
             instance_id,
             timeout_secs,

@@ -204,6 +204,17 @@ pub fn started(result: &StartInstanceResult) -> (String, Value) {
 }
 
 /// What a signal did.
+/// A cleared step failure.
+pub fn step_cleared(instance_id: &str, checkpoint_id: &str) -> (String, Value) {
+    let text = format!(
+        "retry-step: the failure of `{checkpoint_id}` is cleared; {instance_id}'s next run \
+         calls it again\n"
+    );
+    let value =
+        json!({ "instance_id": instance_id, "checkpoint_id": checkpoint_id, "cleared": true });
+    (text, value)
+}
+
 pub fn signalled(instance_id: &str, signal: &str, outcome: &SignalOutcome) -> (String, Value) {
     let text = if outcome.applied {
         format!("{signal}: {instance_id} is now {}\n", outcome.status)
