@@ -105,6 +105,7 @@ parity!(
     every_read_shows_the_last_checkpoint_and_counts_it_as_a_sign_of_life,
     pages_of_checkpoints_are_bounded_ordered_and_whole,
     a_step_records_its_producer_and_a_repeat_names_it,
+    a_step_failure_is_recorded_once_replayed_and_cleared,
 );
 
 /// Registers a new instance and returns its id and epoch.
@@ -1775,4 +1776,53 @@ async fn a_step_records_its_producer_and_a_repeat_names_it(store: Arc<dyn Persis
     assert_eq!(producers, [Some("app::v1::shape"), None]);
     let page = store.list_checkpoints_page(&id, 0, 1 << 20).await.unwrap();
     assert_eq!(page.checkpoints, listed);
+}
+
+async fn a_step_failure_is_recorded_once_replayed_and_cleared(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "step-failure").await;
+    store
+        .record_retry_attempt(&id, epoch, "pay::o", 1, Some("e1"))
+        .await
+        .unwrap();
+    store
+        .record_step_failure(&id, epoch, "pay::o", "declined")
+        .await
+        .unwrap();
+    // The first recorded failure stays.
+    store
+        .record_step_failure(&id, epoch, "pay::o", "other")
+        .await
+        .unwrap();
+    for log in [
+        store.load_replay(&id).await.unwrap(),
+        store.load_replay_page(&id, 0, 1).await.unwrap(),
+    ] {
+        assert_eq!(log.failures, [("pay::o".to_owned(), "declined".to_owned())]);
+        assert_eq!(log.retry_attempts, [("pay::o".to_owned(), 1)]);
+        assert_eq!(log.retry_at_ms.len(), 1);
+        assert!(log.retry_at_ms[0] > 0);
+    }
+    // Fenced and terminal runs record nothing.
+    assert_err!(
+        store.record_step_failure(&id, epoch + 1, "x::y", "e").await,
+        Error::Fenced { .. }
+    );
+
+    // Cleared: failure and retry count gone; a second clear finds nothing.
+    assert!(store.clear_step_failure(&id, "pay::o").await.unwrap());
+    assert!(!store.clear_step_failure(&id, "pay::o").await.unwrap());
+    let log = store.load_replay(&id).await.unwrap();
+    assert!(
+        log.failures.is_empty() && log.retry_attempts.is_empty(),
+        "{log:?}"
+    );
+    assert_err!(
+        store.clear_step_failure("no-such-instance", "pay::o").await,
+        Error::InstanceNotFound { .. }
+    );
+    store.complete_instance(&id, epoch, b"{}").await.unwrap();
+    assert_err!(
+        store.clear_step_failure(&id, "pay::o").await,
+        Error::Terminal { .. }
+    );
 }

@@ -81,8 +81,16 @@ pub use sdk::{RuntaraSdk, DEFAULT_SIGNAL_POLL_INTERVAL};
 ///   acknowledged. A failed record is an error, never a silent non-durable success.
 /// - Retries (defaults: `max_retries = 3`, `strategy = ExponentialBackoff`,
 ///   `delay = 1000`): retry k waits `delay * 2^(k-1)` ms (capped at [`MAX_RETRY_DELAY`]),
-///   is recorded with [`RuntaraSdk::record_retry_attempt`], and the count survives a
-///   restart. Errors whose type implements [`Retryable`] returning false are not retried.
+///   is recorded with [`RuntaraSdk::record_retry_attempt`], and the count and the delay
+///   survive a restart (a restart during a delay waits only what is left of it). Errors
+///   whose type implements [`Retryable`] returning false are not retried.
+/// - A final failure (retries spent, or an error that is not retryable) is recorded once
+///   under the checkpoint id: later runs return [`SdkError::StepFailed`] (through
+///   `E: From<SdkError>`, with the original message) without running the body, until an
+///   operator clears it (`ManagementSdk::retry_step`, `runtara-ctl retry-step`). Errors
+///   after the run took a cancel or a pause are not recorded as failures.
+/// - Within one process, a second call with the same key waits for the first and
+///   returns its recorded result; calls with different keys do not wait for each other.
 ///   With retries enabled, owned arguments are cloned for each attempt, so they must be
 ///   `Clone`; `max_retries = 0` lifts that requirement.
 /// - A pending cancel seen when the result is recorded returns [`SdkError::Cancelled`];
