@@ -33,14 +33,26 @@ use tokio::sync::oneshot;
 
 use crate::credentials::CredentialKey;
 use crate::log_tail::LogTail;
+use crate::valid_ids::{check_id, instance_folder};
+
+/// The folder under the data dir holding one folder of files per instance, named by
+/// [`instance_folder`] (a digest of tenant and id, never the raw id).
+pub const INSTANCE_FILES_DIR: &str = "instance-files";
+/// Where servers before 1.0.1 kept instance folders, named by the raw instance id;
+/// moved into [`INSTANCE_FILES_DIR`] at start-up ([`Supervisor::recover`]).
+pub const LEGACY_INSTANCES_DIR: &str = "instances";
 
 /// Timings and paths of the runner.
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
     /// Where image binaries live (`<data-dir>/images`).
     pub images_dir: PathBuf,
-    /// Where per-instance files (the input) live (`<data-dir>/instances`).
+    /// Where per-instance folders (input and output files) live
+    /// (`<data-dir>/instance-files`), one per instance, named by [`instance_folder`].
     pub instances_dir: PathBuf,
+    /// Where older servers kept per-instance folders under the raw id
+    /// (`<data-dir>/instances`); migrated at start-up.
+    pub legacy_instances_dir: PathBuf,
     /// Address instances connect to.
     pub instance_addr: std::net::SocketAddr,
     /// The certificate launched instances trust.
@@ -138,17 +150,32 @@ impl Supervisor {
     }
 
     /// Launch count and log tail of an instance.
-    pub fn info(&self, instance_id: &str) -> RunInfo {
-        let launches = self.runs().get(instance_id).map_or(0, |run| run.launches);
+    pub fn info(&self, instance: &InstanceRecord) -> RunInfo {
+        let launches = self
+            .runs()
+            .get(&instance.instance_id)
+            .map_or(0, |run| run.launches);
         RunInfo {
             launches,
-            log_tail: self.output(instance_id).text(),
+            log_tail: self.output(instance).and_then(|log| log.text()),
         }
     }
 
+    /// The folder of the instance's files: derived from its tenant and id, never the
+    /// raw id. `None` for an instance the server does not launch (no image: it was
+    /// created by a process started by hand, and has no folder here).
+    fn instance_dir(&self, instance: &InstanceRecord) -> Option<PathBuf> {
+        self.folder_of(&instance.instance_id, instance.image_id.as_deref())
+    }
+
+    fn folder_of(&self, instance_id: &str, image_id: Option<&str>) -> Option<PathBuf> {
+        image_id?;
+        Some(self.settings.instances_dir.join(instance_folder(instance_id)))
+    }
+
     /// The output file of the instance's current (or last) process.
-    fn output(&self, instance_id: &str) -> LogTail {
-        LogTail::in_dir(&self.settings.instances_dir.join(instance_id))
+    fn output(&self, instance: &InstanceRecord) -> Option<LogTail> {
+        self.instance_dir(instance).map(|dir| LogTail::in_dir(&dir))
     }
 
     /// Sets the per-instance timeout (counted from the next launch).
@@ -161,11 +188,19 @@ impl Supervisor {
 
     /// Adopts what a previous server left behind and starts the heartbeat monitor.
     pub async fn recover(self: &Arc<Self>) -> anyhow::Result<()> {
+        self.migrate_legacy_folders().await;
         let unfinished = self.store.list_unfinished().await?;
         for instance in unfinished
             .into_iter()
             .filter(|instance| instance.image_id.is_some())
         {
+            // Ids read back from storage pass the same rule as ids from clients.
+            if let Err(error) = check_id("instance id", &instance.instance_id)
+                .and_then(|()| check_id("tenant id", &instance.tenant_id))
+            {
+                tracing::warn!(instance_id = ?instance.instance_id, error = %error.message, "stored instance not adopted");
+                continue;
+            }
             match instance.status {
                 InstanceStatus::Pending => self.spawn_launch(instance.instance_id, Duration::ZERO),
                 InstanceStatus::Sleeping => self.schedule_wake(&instance),
@@ -177,6 +212,79 @@ impl Supervisor {
         let me = self.clone();
         tokio::spawn(async move { me.monitor_heartbeats().await });
         Ok(())
+    }
+
+    /// Moves the folders older servers kept under the raw instance id
+    /// (`<data-dir>/instances/<id>`) to their derived place in `instance-files`, so the
+    /// logs of instances started before the upgrade are still found. Only a folder whose
+    /// name is a valid id of an instance with an image is moved; anything else is left
+    /// where it is and never read. The folder of a `running` instance (its process may
+    /// still be alive and read its input file through the old path) keeps a symbolic link
+    /// at the old place, removed at a later start once the instance no longer runs.
+    /// Best effort: a failure is logged and the server starts anyway.
+    async fn migrate_legacy_folders(&self) {
+        let legacy = &self.settings.legacy_instances_dir;
+        let entries = match std::fs::read_dir(legacy) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+            Err(error) => {
+                tracing::warn!(dir = %legacy.display(), %error, "cannot read the old instances folder");
+                return;
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if check_id("instance id", &name).is_err() {
+                tracing::warn!(path = %path.display(), "old instance folder with an invalid name left alone");
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let record = match self.store.get_instance(&name).await {
+                Ok(record) => record,
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot look up the instance of an old folder");
+                    continue;
+                }
+            };
+            if meta.file_type().is_symlink() {
+                if !record.is_some_and(|r| r.status == InstanceStatus::Running) {
+                    if let Err(error) = std::fs::remove_file(&path) {
+                        tracing::warn!(path = %path.display(), %error, "cannot remove an old link");
+                    }
+                }
+                continue;
+            }
+            let Some(record) = record.filter(|_| meta.is_dir()) else {
+                continue;
+            };
+            let Some(target) = self.instance_dir(&record) else {
+                continue;
+            };
+            if target.exists() {
+                continue;
+            }
+            let moved = std::fs::create_dir_all(&self.settings.instances_dir)
+                .and_then(|()| std::fs::rename(&path, &target))
+                .and_then(|()| match record.status {
+                    InstanceStatus::Running => link_dir(&target, &path),
+                    _ => Ok(()),
+                });
+            match moved {
+                Ok(()) => {
+                    tracing::info!(instance_id = %name, to = %target.display(), "old instance folder moved")
+                }
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot move an old instance folder")
+                }
+            }
+        }
+        // Gone once empty.
+        let _ = std::fs::remove_dir(legacy);
     }
 
     /// Launches a process for `instance_id` after `delay`, in the background.
@@ -296,14 +404,19 @@ impl Supervisor {
             .await?
             .ok_or_else(|| anyhow::anyhow!("image `{image_id}` no longer exists"))?;
         let binary = self.settings.images_dir.join(&image.sha256);
-        let dir = self.settings.instances_dir.join(&instance.instance_id);
+        check_id("instance id", &instance.instance_id)
+            .and_then(|()| check_id("tenant id", &instance.tenant_id))
+            .map_err(|error| anyhow::anyhow!(error.message))?;
+        let dir = self
+            .instance_dir(instance)
+            .ok_or_else(|| anyhow::anyhow!("the instance has no image"))?;
         tokio::fs::create_dir_all(&dir).await?;
         let input_path = dir.join("input.json");
         tokio::fs::write(&input_path, instance.input.as_deref().unwrap_or(b"null")).await?;
 
         // A file, not a pipe: the process must be able to print after this server is
         // gone (a restart leaves it running for the next one to adopt).
-        let (stdout, stderr) = self.output(&instance.instance_id).create()?;
+        let (stdout, stderr) = LogTail::in_dir(&dir).create()?;
         let mut command = tokio::process::Command::new(&binary);
         command
             .env_clear()
@@ -515,7 +628,10 @@ impl Supervisor {
                 run.crashes = 0;
             }
             run.crashes += 1;
-            (run.crashes, self.output(instance_id).text())
+            (
+                run.crashes,
+                self.output(instance).and_then(|log| log.text()),
+            )
         };
         if crashes > self.settings.max_restarts {
             let reason = format!(
@@ -604,7 +720,11 @@ impl Supervisor {
                 if instance.image_id.is_none() {
                     continue;
                 }
-                self.output(&instance.instance_id).limit();
+                if let Some(dir) =
+                    self.folder_of(&instance.instance_id, instance.image_id.as_deref())
+                {
+                    LogTail::in_dir(&dir).limit();
+                }
                 if !silent(
                     instance.heartbeat_at_ms,
                     instance.started_at_ms,
@@ -653,6 +773,17 @@ fn timeout_reason(timeout: Option<Duration>) -> String {
         "timed out: still running after {:?} (the instance's timeout)",
         timeout.unwrap_or_default()
     )
+}
+
+/// A symbolic link at `link` to the folder `target`.
+fn link_dir(target: &std::path::Path, link: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    return std::os::unix::fs::symlink(target, link);
+    #[cfg(not(unix))]
+    {
+        let _ = (target, link);
+        Ok(())
+    }
 }
 
 /// Kills the process (SIGKILL). Instances run in their own process group, so a Ctrl-C
