@@ -89,3 +89,30 @@ fn register_start_wait_status_with_runtara_ctl() {
         .unwrap();
     assert_eq!(nowhere.status.code(), Some(3));
 }
+
+/// A `--ca-cert` that is missing or not PEM is a usage error (2), not "cannot connect" (3).
+#[test]
+fn a_ca_cert_that_is_missing_or_not_pem_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let readme = dir.path().join("README.md");
+    std::fs::write(&readme, "# Runtara\nnot a certificate\n").unwrap();
+    let elf = dir.path().join("binary");
+    std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0garbage").unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (ca, needle) in [
+        (&readme, "not a PEM certificate"),
+        (&elf, "not a PEM certificate"),
+        (&missing, "cannot read"),
+    ] {
+        let output = Command::new(ctl_binary())
+            .args(["--addr", "127.0.0.1:9", "--connect-timeout-ms", "300"])
+            .arg("--ca-cert")
+            .arg(ca)
+            .arg("health")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{}: {stderr}", ca.display());
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+}

@@ -80,8 +80,13 @@ impl Connection {
                 path: path.clone(),
                 source,
             })?;
+            // A file that holds no certificate is a mistake in the configuration, like a
+            // missing file: no connection was tried.
             runtara_protocol::tls::certificates_from_pem(&ca_pem).map_err(|e| {
-                SdkError::Tls(format!("bad CA certificate {}: {e}", path.display()))
+                SdkError::Config(format!(
+                    "the CA certificate file {} is not a PEM certificate: {e}",
+                    path.display()
+                ))
             })?;
             ClientTls::Verify { ca_pem }
         };
