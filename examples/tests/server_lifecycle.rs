@@ -357,6 +357,8 @@ async fn instances_survive_a_server_sigkill_and_restart() {
             1,
             "{id} was relaunched"
         );
+        // The launch count survives the restart (it is read from the stored events).
+        assert_eq!(done.launches, 1, "{id}: launches after the restart");
         let tail = done.log_tail.unwrap_or_default();
         assert!(tail.contains("step 10"), "{tail}");
     }

@@ -135,8 +135,8 @@ impl Management {
         }
     }
 
-    fn wire_instance(&self, record: InstanceRecord) -> WireInstance {
-        let info = self.supervisor.info(&record);
+    async fn wire_instance(&self, record: InstanceRecord) -> WireInstance {
+        let info = self.supervisor.info(&record).await;
         WireInstance {
             instance_id: record.instance_id,
             tenant_id: record.tenant_id,
@@ -223,7 +223,7 @@ impl Management {
             },
             ManagementRequest::GetInstanceStatus { instance_id } => {
                 let record = self.visible_instance(caller, &instance_id).await?;
-                ManagementResponse::Instance(self.wire_instance(record))
+                ManagementResponse::Instance(self.wire_instance(record).await)
             }
             ManagementRequest::ListImages { tenant_id } => {
                 Self::check_tenant(caller, &tenant_id)?;
@@ -275,12 +275,12 @@ impl Management {
                     })
                     .await
                     .map_err(engine)?;
+                let mut instances = Vec::with_capacity(page.instances.len());
+                for record in page.instances {
+                    instances.push(self.wire_instance(record).await);
+                }
                 ManagementResponse::Instances {
-                    instances: page
-                        .instances
-                        .into_iter()
-                        .map(|r| self.wire_instance(r))
-                        .collect(),
+                    instances,
                     total: page.total,
                 }
             }

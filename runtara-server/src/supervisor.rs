@@ -42,6 +42,9 @@ pub const INSTANCE_FILES_DIR: &str = "instance-files";
 /// moved into [`INSTANCE_FILES_DIR`] at start-up ([`Supervisor::recover`]).
 pub const LEGACY_INSTANCES_DIR: &str = "instances";
 
+/// Finished instances whose launch count is kept in memory, at most.
+const MAX_FINISHED_LAUNCHES: usize = 10_000;
+
 /// Timings and paths of the runner.
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
@@ -111,7 +114,7 @@ struct Exited {
 /// A summary for status replies.
 #[derive(Debug, Clone, Default)]
 pub struct RunInfo {
-    /// Processes launched by this server.
+    /// Processes launched for the instance, by this server and earlier ones.
     pub launches: u32,
     /// Tail of the last process's output.
     pub log_tail: Option<String>,
@@ -123,6 +126,8 @@ pub struct Supervisor {
     store: Arc<dyn Persistence>,
     settings: RunnerSettings,
     runs: Mutex<HashMap<String, Run>>,
+    /// Launch counts of finished instances, once read (see [`Supervisor::launches`]).
+    finished_launches: Mutex<HashMap<String, u32>>,
     generation: AtomicU64,
     me: Weak<Supervisor>,
 }
@@ -134,6 +139,7 @@ impl Supervisor {
             store,
             settings,
             runs: Mutex::new(HashMap::new()),
+            finished_launches: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             me: me.clone(),
         })
@@ -150,15 +156,49 @@ impl Supervisor {
     }
 
     /// Launch count and log tail of an instance.
-    pub fn info(&self, instance: &InstanceRecord) -> RunInfo {
-        let launches = self
-            .runs()
-            .get(&instance.instance_id)
-            .map_or(0, |run| run.launches);
+    pub async fn info(&self, instance: &InstanceRecord) -> RunInfo {
         RunInfo {
-            launches,
+            launches: self.launches(instance).await,
             log_tail: self.output(instance).and_then(|log| log.text()),
         }
+    }
+
+    /// Processes launched for the instance by any server, counted from its stored
+    /// `launched` events, so the count survives a server restart. A finished instance's
+    /// count cannot change and is kept once read. If the events cannot be read, the
+    /// launches this server made.
+    async fn launches(&self, instance: &InstanceRecord) -> u32 {
+        let id = &instance.instance_id;
+        if instance.image_id.is_none() {
+            return 0;
+        }
+        if let Some(&known) = self.finished_launches().get(id) {
+            return known;
+        }
+        match self.store.list_events(id).await {
+            Ok(events) => {
+                let launched = events.iter().filter(|e| e.kind == "launched").count();
+                let launched = u32::try_from(launched).unwrap_or(u32::MAX);
+                if instance.status.is_terminal() {
+                    let mut finished = self.finished_launches();
+                    if finished.len() >= MAX_FINISHED_LAUNCHES {
+                        finished.clear();
+                    }
+                    finished.insert(id.clone(), launched);
+                }
+                launched
+            }
+            Err(error) => {
+                tracing::warn!(instance_id = %id, %error, "cannot count the launches of an instance; showing this server's");
+                self.runs().get(id).map_or(0, |run| run.launches)
+            }
+        }
+    }
+
+    fn finished_launches(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.finished_launches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The folder of the instance's files: derived from its tenant and id, never the
