@@ -116,3 +116,47 @@ fn a_ca_cert_that_is_missing_or_not_pem_exits_2() {
         assert!(stderr.contains(needle), "{stderr}");
     }
 }
+
+/// Without `--ca-cert`, a loopback `--addr` trusts `./runtara-data/tls/ca.pem` whichever
+/// way it names this machine: `127.0.0.1`, `[::1]` or `localhost`. `localhost` reaches a
+/// server listening on `::1` only as well as one on `127.0.0.1` (both loopback addresses
+/// are tried, whatever the resolver lists first).
+#[test]
+fn localhost_and_ipv6_loopback_trust_the_local_dev_certificate() {
+    let cwd = tempfile::tempdir().unwrap();
+    let data = cwd.path().join("runtara-data");
+    let health = |addr: &str| {
+        Command::new(ctl_binary())
+            .current_dir(cwd.path())
+            .env_remove("RUNTARA_CA_CERT")
+            .args(["--addr", addr, "--connect-timeout-ms", "5000", "health"])
+            .output()
+            .unwrap()
+    };
+    for bind in ["127.0.0.1", "[::1]"] {
+        let mut command = Command::new(runtara_server::process::workspace_binary("runtara-server"));
+        command
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--instance-addr", &format!("{bind}:0")])
+            .args(["--management-addr", &format!("{bind}:0")])
+            .env("RUST_LOG", "warn");
+        let server = runtara_server::process::ServerProcess::spawn(command).unwrap();
+        let port = server.ready.management_addr.port();
+        for addr in [
+            format!("{bind}:{port}"),
+            format!("localhost:{port}"),
+            format!("LocalHost:{port}"),
+        ] {
+            let output = health(&addr);
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "server on {bind}, --addr {addr}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(String::from_utf8_lossy(&output.stdout).contains("runtara-server"));
+        }
+        drop(server);
+    }
+}

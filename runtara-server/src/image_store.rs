@@ -241,7 +241,9 @@ pub fn check_executable(head: &[u8]) -> Result<(), String> {
     if !head.starts_with(b"\x7fELF") {
         let what = if head.starts_with(b"MZ") {
             "it is a Windows executable"
-        } else if head.starts_with(&[0xcf, 0xfa, 0xed, 0xfe]) || head.starts_with(&[0xca, 0xfe, 0xba, 0xbe]) {
+        } else if head.starts_with(&[0xcf, 0xfa, 0xed, 0xfe])
+            || head.starts_with(&[0xca, 0xfe, 0xba, 0xbe])
+        {
             "it is a macOS (Mach-O) binary"
         } else if std::str::from_utf8(head).is_ok() {
             "it is text, not an ELF binary (a script must start with `#!`)"
@@ -253,7 +255,11 @@ pub fn check_executable(head: &[u8]) -> Result<(), String> {
     if head.len() < 20 {
         return refuse("its ELF header is cut short");
     }
-    let class = if cfg!(target_pointer_width = "64") { 2 } else { 1 };
+    let class = if cfg!(target_pointer_width = "64") {
+        2
+    } else {
+        1
+    };
     if head[4] != class {
         let bits = match head[4] {
             1 => "a 32-bit",
@@ -271,9 +277,10 @@ pub fn check_executable(head: &[u8]) -> Result<(), String> {
         _ => u16::from_be_bytes([head[18], head[19]]),
     };
     match host_elf_machine() {
-        Some(host_machine) if host_machine != machine => {
-            refuse(&format!("it is an ELF binary for {}", elf_machine_name(machine)))
-        }
+        Some(host_machine) if host_machine != machine => refuse(&format!(
+            "it is an ELF binary for {}",
+            elf_machine_name(machine)
+        )),
         _ => Ok(()),
     }
 }
@@ -360,7 +367,10 @@ mod tests {
         for (head, needle) in cases {
             let error = check_executable(head).unwrap_err();
             assert!(error.contains(needle), "{error}");
-            assert!(error.contains("not an executable for this server"), "{error}");
+            assert!(
+                error.contains("not an executable for this server"),
+                "{error}"
+            );
         }
     }
 }

@@ -210,7 +210,11 @@ impl Supervisor {
 
     fn folder_of(&self, instance_id: &str, image_id: Option<&str>) -> Option<PathBuf> {
         image_id?;
-        Some(self.settings.instances_dir.join(instance_folder(instance_id)))
+        Some(
+            self.settings
+                .instances_dir
+                .join(instance_folder(instance_id)),
+        )
     }
 
     /// The output file of the instance's current (or last) process.

@@ -128,7 +128,9 @@ mod tests {
     fn folders_are_derived_hex_and_differ_by_id() {
         let a = instance_folder("inst-1");
         assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(a
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_eq!(a, instance_folder("inst-1"), "stable");
         assert_ne!(a, instance_folder("inst-2"));
         assert_ne!(instance_folder("../x"), instance_folder("x"));

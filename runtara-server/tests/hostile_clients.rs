@@ -228,7 +228,11 @@ async fn hello_as(
     }
 }
 
-async fn manage(connection: &quinn::Connection, request: &ManagementRequest, body: &[u8]) -> ManagementResponse {
+async fn manage(
+    connection: &quinn::Connection,
+    request: &ManagementRequest,
+    body: &[u8],
+) -> ManagementResponse {
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
     write_frame(&mut send, request).await.unwrap();
     let _ = send.write_all(body).await;
@@ -422,7 +426,10 @@ async fn path_ids_never_read_another_tenants_log_or_a_host_file() {
         // Nor may tenant A start an instance under it: nothing is stored.
         invalid_id(&manage(&a, &start("a", id), &[]).await);
         if !id.is_empty() && id.len() <= 1024 {
-            assert!(server.persistence.get_instance(id).await.unwrap().is_none(), "{id:?}");
+            assert!(
+                server.persistence.get_instance(id).await.unwrap().is_none(),
+                "{id:?}"
+            );
         }
     }
     // A valid instance id under an invalid tenant id is refused as well.
@@ -432,7 +439,9 @@ async fn path_ids_never_read_another_tenants_log_or_a_host_file() {
             tenant_id: tenant.into(),
             credential: None,
         };
-        let error = hello_as(&server, server.instance_addr, role).await.unwrap_err();
+        let error = hello_as(&server, server.instance_addr, role)
+            .await
+            .unwrap_err();
         assert_eq!(error.code, ErrorCode::InvalidInput, "{tenant:?}: {error:?}");
     }
     // An instance of B's connection asking for another instance's status by a path id.

@@ -78,12 +78,22 @@ async fn folders_of_an_older_server_are_moved_and_their_logs_still_found() {
                 .unwrap();
             if to == InstanceStatus::Completed {
                 store
-                    .set_status(id, &[InstanceStatus::Pending], InstanceStatus::Running, None)
+                    .set_status(
+                        id,
+                        &[InstanceStatus::Pending],
+                        InstanceStatus::Running,
+                        None,
+                    )
                     .await
                     .unwrap();
             }
             assert!(store
-                .set_status(id, &[InstanceStatus::Pending, InstanceStatus::Running], to, None)
+                .set_status(
+                    id,
+                    &[InstanceStatus::Pending, InstanceStatus::Running],
+                    to,
+                    None
+                )
                 .await
                 .unwrap());
             let folder = data.join("instances").join(id);
@@ -115,7 +125,10 @@ async fn folders_of_an_older_server_are_moved_and_their_logs_still_found() {
     let old = data.join("instances");
     assert!(!old.join("old-done").exists(), "moved");
     let link = std::fs::symlink_metadata(old.join("old-running")).unwrap();
-    assert!(link.file_type().is_symlink(), "a running process's old path still resolves");
+    assert!(
+        link.file_type().is_symlink(),
+        "a running process's old path still resolves"
+    );
     assert_eq!(
         std::fs::read_to_string(old.join("old-running").join("input.json")).unwrap(),
         "null"

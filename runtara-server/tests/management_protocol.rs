@@ -238,7 +238,11 @@ async fn a_text_file_or_a_binary_for_another_machine_is_refused_at_registration(
     foreign.extend_from_slice(&[0; 8]);
     foreign.extend_from_slice(&2u16.to_le_bytes());
     // aarch64 on an x86_64 host, x86_64 anywhere else.
-    let machine: u16 = if std::env::consts::ARCH == "aarch64" { 62 } else { 183 };
+    let machine: u16 = if std::env::consts::ARCH == "aarch64" {
+        62
+    } else {
+        183
+    };
     foreign.extend_from_slice(&machine.to_le_bytes());
     foreign.resize(4096, 0);
     for (bytes, needle) in [
@@ -252,7 +256,11 @@ async fn a_text_file_or_a_binary_for_another_machine_is_refused_at_registration(
         )
         .await;
         assert_error(&response, ErrorCode::InvalidInput, needle);
-        assert_error(&response, ErrorCode::InvalidInput, "not an executable for this server");
+        assert_error(
+            &response,
+            ErrorCode::InvalidInput,
+            "not an executable for this server",
+        );
     }
     assert_eq!(images(&f.connection).await, 0);
     assert_eq!(stored_files(&f), 0, "nothing stored");
