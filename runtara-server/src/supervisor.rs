@@ -20,6 +20,12 @@
 //! processes may well still be alive and reconnecting — are left alone and only
 //! relaunched once their heartbeats stop. A relaunch registers a new epoch, which fences
 //! out any older process of the same instance.
+//!
+//! Each launched instance has a folder, `<data-dir>/instance-files/<digest>` (see
+//! [`crate::valid_ids::instance_folder`]), holding its input and output files; a raw
+//! instance id is never part of a path, and ids read back from storage pass
+//! [`check_id`] before an instance is adopted or launched. The launch count shown in
+//! status replies is read from the stored `launched` events, so it survives restarts.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
