@@ -6,6 +6,10 @@
 //! started by hand) is let in without a credential unless the server requires
 //! credentials; such a connection is re-checked on every request, so it loses access the
 //! moment the server launches an instance of that id.
+//!
+//! The instance and tenant ids of a hello, and the ids a request names, pass
+//! [`check_id`] first: an invalid one is refused with `invalid_input` before anything is
+//! looked up.
 
 use std::sync::Arc;
 use std::time::Duration;
