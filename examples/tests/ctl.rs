@@ -89,3 +89,74 @@ fn register_start_wait_status_with_runtara_ctl() {
         .unwrap();
     assert_eq!(nowhere.status.code(), Some(3));
 }
+
+/// A `--ca-cert` that is missing or not PEM is a usage error (2), not "cannot connect" (3).
+#[test]
+fn a_ca_cert_that_is_missing_or_not_pem_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let readme = dir.path().join("README.md");
+    std::fs::write(&readme, "# Runtara\nnot a certificate\n").unwrap();
+    let elf = dir.path().join("binary");
+    std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0garbage").unwrap();
+    let missing = dir.path().join("missing.pem");
+    for (ca, needle) in [
+        (&readme, "not a PEM certificate"),
+        (&elf, "not a PEM certificate"),
+        (&missing, "cannot read"),
+    ] {
+        let output = Command::new(ctl_binary())
+            .args(["--addr", "127.0.0.1:9", "--connect-timeout-ms", "300"])
+            .arg("--ca-cert")
+            .arg(ca)
+            .arg("health")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{}: {stderr}", ca.display());
+        assert!(stderr.contains(needle), "{stderr}");
+    }
+}
+
+/// Without `--ca-cert`, a loopback `--addr` trusts `./runtara-data/tls/ca.pem` whichever
+/// way it names this machine: `127.0.0.1`, `[::1]` or `localhost`. `localhost` reaches a
+/// server listening on `::1` only as well as one on `127.0.0.1` (both loopback addresses
+/// are tried, whatever the resolver lists first).
+#[test]
+fn localhost_and_ipv6_loopback_trust_the_local_dev_certificate() {
+    let cwd = tempfile::tempdir().unwrap();
+    let data = cwd.path().join("runtara-data");
+    let health = |addr: &str| {
+        Command::new(ctl_binary())
+            .current_dir(cwd.path())
+            .env_remove("RUNTARA_CA_CERT")
+            .args(["--addr", addr, "--connect-timeout-ms", "5000", "health"])
+            .output()
+            .unwrap()
+    };
+    for bind in ["127.0.0.1", "[::1]"] {
+        let mut command = Command::new(runtara_server::process::workspace_binary("runtara-server"));
+        command
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--instance-addr", &format!("{bind}:0")])
+            .args(["--management-addr", &format!("{bind}:0")])
+            .env("RUST_LOG", "warn");
+        let server = runtara_server::process::ServerProcess::spawn(command).unwrap();
+        let port = server.ready.management_addr.port();
+        for addr in [
+            format!("{bind}:{port}"),
+            format!("localhost:{port}"),
+            format!("LocalHost:{port}"),
+        ] {
+            let output = health(&addr);
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "server on {bind}, --addr {addr}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(String::from_utf8_lossy(&output.stdout).contains("runtara-server"));
+        }
+        drop(server);
+    }
+}

@@ -341,6 +341,15 @@ async fn instances_survive_a_server_sigkill_and_restart() {
     drop(sdk);
     let _server = Server::start(dir.path(), instance_port, management_port, &[]);
     let sdk = _server.client().await;
+    // At once, while they still run: the new server counts the launch of the old one.
+    for id in &ids {
+        let status = sdk.get_instance_status(id).await.unwrap();
+        assert_eq!(
+            status.launches, 1,
+            "{id} ({}) right after the restart",
+            status.status
+        );
+    }
     for (n, id) in ids.iter().enumerate() {
         let done = wait_status(&sdk, id, "completed").await;
         assert_eq!(done.checkpoint_count, 10);
@@ -357,6 +366,8 @@ async fn instances_survive_a_server_sigkill_and_restart() {
             1,
             "{id} was relaunched"
         );
+        // The launch count survives the restart (it is read from the stored events).
+        assert_eq!(done.launches, 1, "{id}: launches after the restart");
         let tail = done.log_tail.unwrap_or_default();
         assert!(tail.contains("step 10"), "{tail}");
     }

@@ -14,7 +14,8 @@
 //! (`RUNTARA_CA_CERT`, [`SdkConfig::with_ca_cert`]) or, for local development only, skip
 //! verification ([`SdkConfig::localhost`], `RUNTARA_SKIP_CERT_VERIFICATION=true`). A
 //! configuration with neither (such as `SdkConfig::new("127.0.0.1:8002")`) trusts the file
-//! `RUNTARA_CA_CERT` names; failing that, for a loopback address, the certificate a
+//! `RUNTARA_CA_CERT` names; failing that, for a loopback address (`localhost` counts: it
+//! is always tried as `127.0.0.1` and `::1`, the first to answer wins), the certificate a
 //! development server keeps in its default data dir, `./runtara-data/tls/ca.pem`, when
 //! that file exists.
 
@@ -199,24 +200,52 @@ impl SdkConfig {
         self
     }
 
-    /// Resolves [`addr`](Self::addr) to a socket address.
-    pub(crate) fn resolve_addr(&self) -> Result<SocketAddr, SdkError> {
+    /// Resolves [`addr`](Self::addr) to the socket addresses to try, in order: the
+    /// address itself when it is one; for `localhost` (any case, RFC 6761) both loopback
+    /// addresses, `127.0.0.1` then `::1`, without asking the resolver (which may list
+    /// only one of them, or `::1` first while the server listens on `127.0.0.1`); for any
+    /// other name, every address the resolver gives.
+    pub(crate) fn resolve_addrs(&self) -> Result<Vec<SocketAddr>, SdkError> {
         let bad = |reason: String| {
             SdkError::Config(format!("bad server address `{}`: {reason}", self.addr))
         };
-        if let Ok(addr) = self.addr.trim().parse::<SocketAddr>() {
-            return Ok(addr);
+        let addr = self.addr.trim();
+        if let Ok(addr) = addr.parse::<SocketAddr>() {
+            return Ok(vec![addr]);
         }
-        check_addr_syntax(&self.addr).map_err(bad)?;
-        let mut addrs = self
-            .addr
-            .trim()
+        check_addr_syntax(addr).map_err(bad)?;
+        if let Some((host, port)) = addr.rsplit_once(':') {
+            if is_localhost_name(host) {
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|e| bad(format!("bad port: {e}")))?;
+                return Ok(vec![
+                    SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+                    SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+                ]);
+            }
+        }
+        let mut addrs = Vec::new();
+        for resolved in addr
             .to_socket_addrs()
-            .map_err(|e| bad(format!("cannot resolve it: {e}")))?;
-        addrs
-            .next()
-            .ok_or_else(|| bad("it resolves to no address".into()))
+            .map_err(|e| bad(format!("cannot resolve it: {e}")))?
+        {
+            if !addrs.contains(&resolved) {
+                addrs.push(resolved);
+            }
+        }
+        if addrs.is_empty() {
+            return Err(bad("it resolves to no address".into()));
+        }
+        Ok(addrs)
     }
+}
+
+/// Whether `host` is the name `localhost` (any case, with or without the final dot),
+/// which always means this machine's loopback addresses (RFC 6761).
+pub fn is_localhost_name(host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
 }
 
 /// Checks that `addr` looks like `host:port`, without resolving it.
@@ -241,12 +270,16 @@ pub(crate) fn check_addr_syntax(addr: &str) -> Result<(), String> {
 /// `true`/`false` (and `1`/`0`, `yes`/`no`), case-insensitive.
 impl SdkConfig {
     /// The certificate file to trust when verification is on: [`ca_cert`](Self::ca_cert);
-    /// else `RUNTARA_CA_CERT`; else, for a loopback `addr`, [`DEFAULT_LOCAL_CA`] if it is a
+    /// else `RUNTARA_CA_CERT`; else, when every address in `addrs` is loopback,
+    /// [`DEFAULT_LOCAL_CA`] if it is a
     /// file that only this user can have written ([`local_ca_is_trustworthy`]). `None` when
     /// there is none of these.
-    pub(crate) fn trusted_ca(&self, addr: SocketAddr) -> Option<PathBuf> {
-        let path =
-            self.trusted_ca_with(addr, |var| std::env::var(var).ok(), local_ca_is_trustworthy)?;
+    pub(crate) fn trusted_ca(&self, addrs: &[SocketAddr]) -> Option<PathBuf> {
+        let path = self.trusted_ca_with(
+            addrs,
+            |var| std::env::var(var).ok(),
+            local_ca_is_trustworthy,
+        )?;
         if self.ca_cert.is_none() {
             let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
             tracing::info!(ca = %shown.display(), "no CA certificate configured; trusting this one");
@@ -256,7 +289,7 @@ impl SdkConfig {
 
     fn trusted_ca_with(
         &self,
-        addr: SocketAddr,
+        addrs: &[SocketAddr],
         lookup: impl Fn(&str) -> Option<String>,
         trustworthy: impl Fn(&Path) -> bool,
     ) -> Option<PathBuf> {
@@ -267,7 +300,9 @@ impl SdkConfig {
             return Some(value.into());
         }
         let local = Path::new(DEFAULT_LOCAL_CA);
-        (addr.ip().is_loopback() && trustworthy(local)).then(|| local.to_path_buf())
+        // Loopback only: every address the SDK may connect to is this machine's.
+        let loopback = !addrs.is_empty() && addrs.iter().all(|addr| addr.ip().is_loopback());
+        (loopback && trustworthy(local)).then(|| local.to_path_buf())
     }
 }
 
@@ -308,8 +343,8 @@ mod tests {
 
     #[test]
     fn the_certificate_to_trust_falls_back_to_the_environment_then_the_local_data_dir() {
-        let loopback: SocketAddr = "127.0.0.1:8002".parse().unwrap();
-        let remote: SocketAddr = "10.0.0.5:8002".parse().unwrap();
+        let loopback: &[SocketAddr] = &["127.0.0.1:8002".parse().unwrap()];
+        let remote: &[SocketAddr] = &["10.0.0.5:8002".parse().unwrap()];
         let env = |var: &str| (var == "RUNTARA_CA_CERT").then(|| "/etc/ca.pem".to_owned());
         let no_env = |_: &str| None;
         let exists = |_: &Path| true;
@@ -330,6 +365,24 @@ mod tests {
             Some(PathBuf::from(DEFAULT_LOCAL_CA))
         );
         assert_eq!(plain.trusted_ca_with(loopback, no_env, missing), None);
+        let both: &[SocketAddr] = &[
+            "127.0.0.1:8002".parse().unwrap(),
+            "[::1]:8002".parse().unwrap(),
+        ];
+        assert_eq!(
+            plain.trusted_ca_with(both, no_env, exists),
+            Some(PathBuf::from(DEFAULT_LOCAL_CA)),
+            "localhost: both loopback addresses"
+        );
+        let mixed: &[SocketAddr] = &[
+            "127.0.0.1:8002".parse().unwrap(),
+            "10.0.0.5:8002".parse().unwrap(),
+        ];
+        assert_eq!(
+            plain.trusted_ca_with(mixed, no_env, exists),
+            None,
+            "all must be loopback"
+        );
         assert_eq!(
             plain.trusted_ca_with(remote, no_env, exists),
             None,
@@ -468,9 +521,25 @@ mod tests {
         assert!(check_addr_syntax("::1:8002").is_err());
         assert!(check_addr_syntax("localhost").is_err());
         assert!(check_addr_syntax(":8002").is_err());
-        let resolved = SdkConfig::new("127.0.0.1:8002").resolve_addr().unwrap();
-        assert_eq!(resolved.port(), 8002);
-        let error = SdkConfig::new("nope").resolve_addr().unwrap_err();
+        let resolved = SdkConfig::new("127.0.0.1:8002").resolve_addrs().unwrap();
+        assert_eq!(
+            resolved,
+            vec!["127.0.0.1:8002".parse::<SocketAddr>().unwrap()]
+        );
+        let error = SdkConfig::new("nope").resolve_addrs().unwrap_err();
         assert!(error.to_string().contains("`nope`"), "{error}");
+        let both: Vec<SocketAddr> = vec![
+            "127.0.0.1:8002".parse().unwrap(),
+            "[::1]:8002".parse().unwrap(),
+        ];
+        for name in ["localhost:8002", "LOCALHOST:8002", "localhost.:8002"] {
+            assert_eq!(
+                SdkConfig::new(name).resolve_addrs().unwrap(),
+                both,
+                "{name}"
+            );
+        }
+        let v6 = SdkConfig::new("[::1]:8002").resolve_addrs().unwrap();
+        assert_eq!(v6, vec!["[::1]:8002".parse::<SocketAddr>().unwrap()]);
     }
 }

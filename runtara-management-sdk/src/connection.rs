@@ -28,7 +28,11 @@ const CLIENT: &str = concat!("runtara-management-sdk/", env!("CARGO_PKG_VERSION"
 
 /// The connection, its settings and its cache.
 pub(crate) struct Connection {
-    addr: SocketAddr,
+    /// The addresses to try (more than one for `localhost` or a name with several);
+    /// each connection attempt races them and keeps the first that answers.
+    addrs: Vec<SocketAddr>,
+    /// How the server address is shown in errors.
+    shown: String,
     server_name: String,
     token: Option<String>,
     tls: ClientTls,
@@ -38,7 +42,8 @@ pub(crate) struct Connection {
 }
 
 struct Live {
-    endpoint: quinn::Endpoint,
+    /// One endpoint per address of [`Connection::addrs`], same order.
+    endpoints: Vec<quinn::Endpoint>,
     connection: Option<quinn::Connection>,
     server: String,
 }
@@ -54,7 +59,7 @@ enum Failure {
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("addr", &self.addr)
+            .field("addrs", &self.addrs)
             .field("server_name", &self.server_name)
             .finish_non_exhaustive()
     }
@@ -63,11 +68,11 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Checks `config` and reads the CA file; no network I/O.
     pub(crate) fn new(config: SdkConfig) -> Result<Connection> {
-        let addr = config.resolve_addr()?;
+        let addrs = config.resolve_addrs()?;
         let tls = if config.skip_cert_verification {
             ClientTls::SkipVerification
         } else {
-            let path = config.trusted_ca(addr).ok_or_else(|| {
+            let path = config.trusted_ca(&addrs).ok_or_else(|| {
                 SdkError::Config(format!(
                     "no certificate to trust: pass the server's `<data-dir>/tls/ca.pem` with \
                      `SdkConfig::with_ca_cert` or the RUNTARA_CA_CERT environment variable; \
@@ -80,13 +85,30 @@ impl Connection {
                 path: path.clone(),
                 source,
             })?;
+            // A file that holds no certificate is a mistake in the configuration, like a
+            // missing file: no connection was tried.
             runtara_protocol::tls::certificates_from_pem(&ca_pem).map_err(|e| {
-                SdkError::Tls(format!("bad CA certificate {}: {e}", path.display()))
+                SdkError::Config(format!(
+                    "the CA certificate file {} is not a PEM certificate: {e}",
+                    path.display()
+                ))
             })?;
             ClientTls::Verify { ca_pem }
         };
+        let shown = match addrs.as_slice() {
+            [one] => one.to_string(),
+            many => format!(
+                "{} ({})",
+                config.addr.trim(),
+                many.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
         Ok(Connection {
-            addr,
+            addrs,
+            shown,
             server_name: config.server_name,
             token: config.token,
             tls,
@@ -96,9 +118,9 @@ impl Connection {
         })
     }
 
-    /// The server address.
+    /// The server address (the first one tried, when there are several).
     pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
     }
 
     /// Connects and says hello (unless connected already), retrying with backoff until
@@ -118,13 +140,15 @@ impl Connection {
             if let Some(connection) = live.connection {
                 connection.close(0u32.into(), b"bye");
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), live.endpoint.wait_idle()).await;
+            for endpoint in &live.endpoints {
+                let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+            }
         }
     }
 
     fn connect_error(&self, message: String) -> SdkError {
         SdkError::Connect {
-            addr: self.addr.to_string(),
+            addr: self.shown.clone(),
             message,
         }
     }
@@ -140,25 +164,31 @@ impl Connection {
                 }
             }
         }
-        let endpoint = match live.take() {
-            Some(existing) => existing.endpoint,
-            None => client_endpoint(&self.tls, self.addr).map_err(|e| {
-                Failure::Fatal(match e {
-                    ProtocolError::Tls(message) => SdkError::Tls(message),
-                    other => SdkError::Protocol(other),
+        let endpoints = match live.take() {
+            Some(existing) => existing.endpoints,
+            None => self
+                .addrs
+                .iter()
+                .map(|addr| {
+                    client_endpoint(&self.tls, *addr).map_err(|e| {
+                        Failure::Fatal(match e {
+                            ProtocolError::Tls(message) => SdkError::Tls(message),
+                            other => SdkError::Protocol(other),
+                        })
+                    })
                 })
-            })?,
+                .collect::<Result<Vec<_>, _>>()?,
         };
         let deadline = Instant::now() + self.connect_timeout;
         let mut backoff = BACKOFF.0;
         let result = loop {
-            let message = match tokio::time::timeout_at(deadline, self.attempt(&endpoint)).await {
+            let message = match tokio::time::timeout_at(deadline, self.race(&endpoints)).await {
                 Ok(Ok(connected)) => break Ok(connected),
                 Ok(Err(Failure::Fatal(error))) => break Err(Failure::Fatal(error)),
                 Ok(Err(Failure::Transient(message))) => message,
                 Err(_) => "no answer before the connect timeout".to_owned(),
             };
-            tracing::debug!(addr = %self.addr, error = %message, "connection attempt failed");
+            tracing::debug!(addr = %self.shown, error = %message, "connection attempt failed");
             if Instant::now() + backoff >= deadline {
                 break Err(Failure::Fatal(self.connect_error(format!(
                     "{message} (gave up after {:?}; is runtara-server running?)",
@@ -172,7 +202,7 @@ impl Connection {
             Ok(connected) => connected,
             Err(failure) => {
                 *live = Some(Live {
-                    endpoint,
+                    endpoints,
                     connection: None,
                     server: String::new(),
                 });
@@ -180,28 +210,80 @@ impl Connection {
             }
         };
         *live = Some(Live {
-            endpoint,
+            endpoints,
             connection: Some(connection.clone()),
             server: server.clone(),
         });
         Ok((connection, server))
     }
 
-    /// One connection attempt and the handshake.
+    /// One connection attempt to every address at once: the first that completes the
+    /// handshake wins (the others are dropped, which closes them). When all fail, a fatal
+    /// failure (TLS, a refused hello) is reported before a transient one.
+    async fn race(
+        &self,
+        endpoints: &[quinn::Endpoint],
+    ) -> Result<(quinn::Connection, String), Failure> {
+        type Attempt<'a> = std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = Result<(quinn::Connection, String), Failure>>
+                    + Send
+                    + 'a,
+            >,
+        >;
+        let mut attempts: Vec<Attempt<'_>> = self
+            .addrs
+            .iter()
+            .zip(endpoints)
+            .map(|(addr, endpoint)| Box::pin(self.attempt(endpoint, *addr)) as Attempt<'_>)
+            .collect();
+        let mut fatal = None;
+        let mut transient = None;
+        std::future::poll_fn(|cx| {
+            let mut i = 0;
+            while i < attempts.len() {
+                match attempts[i].as_mut().poll(cx) {
+                    std::task::Poll::Ready(Ok(connected)) => {
+                        return std::task::Poll::Ready(Ok(connected))
+                    }
+                    std::task::Poll::Ready(Err(failure)) => {
+                        match failure {
+                            Failure::Fatal(error) => fatal = fatal.take().or(Some(error)),
+                            Failure::Transient(message) => transient = Some(message),
+                        }
+                        drop(attempts.swap_remove(i));
+                    }
+                    std::task::Poll::Pending => i += 1,
+                }
+            }
+            if attempts.is_empty() {
+                let failure = match (fatal.take(), transient.take()) {
+                    (Some(error), _) => Failure::Fatal(error),
+                    (None, Some(message)) => Failure::Transient(message),
+                    (None, None) => Failure::Transient("no address to connect to".into()),
+                };
+                return std::task::Poll::Ready(Err(failure));
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    /// One connection attempt to `addr` and the handshake.
     async fn attempt(
         &self,
         endpoint: &quinn::Endpoint,
+        addr: SocketAddr,
     ) -> Result<(quinn::Connection, String), Failure> {
         let connecting = endpoint
-            .connect(self.addr, &self.server_name)
+            .connect(addr, &self.server_name)
             .map_err(|e| Failure::Fatal(self.connect_error(e.to_string())))?;
         let connection = match tokio::time::timeout(CONNECT_ATTEMPT, connecting).await {
             Err(_) => return Err(Failure::Transient("connection attempt timed out".into())),
             Ok(Err(quinn::ConnectionError::TransportError(error))) => {
                 // A TLS or protocol failure: trying again will not change it.
                 return Err(Failure::Fatal(SdkError::Tls(format!(
-                    "handshake with {} failed: {error}",
-                    self.addr
+                    "handshake with {addr} failed: {error}"
                 ))));
             }
             Ok(Err(quinn::ConnectionError::ConnectionClosed(close))) => {

@@ -31,8 +31,9 @@ pub enum SdkError {
         /// What was expected.
         reason: String,
     },
-    /// A TLS or certificate problem (an unreadable CA file, a certificate the server's
-    /// does not chain to, …).
+    /// A TLS problem while connecting (the server's certificate does not chain to the
+    /// trusted one, a failed handshake, …). A CA file that cannot be read or holds no PEM
+    /// certificate is [`Io`](Self::Io) or [`Config`](Self::Config): nothing was tried.
     #[error("tls: {0}")]
     Tls(String),
     /// The server could not be reached.

@@ -68,7 +68,8 @@ pub struct InstanceInfo {
     pub heartbeat_at: Option<String>,
     /// When a durable sleep ends (RFC 3339 UTC).
     pub wake_at: Option<String>,
-    /// How many times the server launched a process for it (in the server's lifetime).
+    /// How many times a server launched a process for it, across server restarts (the
+    /// `launched` events of [`list_events`](crate::ManagementSdk::list_events)).
     pub launches: u32,
     /// The tail of the last process's stdout and stderr (its `output.log`), if it printed.
     pub log_tail: Option<String>,

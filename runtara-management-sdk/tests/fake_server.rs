@@ -313,3 +313,23 @@ async fn the_ctl_prints_results_and_exit_codes() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "[1,2]|None\n");
 }
+
+#[tokio::test]
+async fn a_ca_file_that_is_not_pem_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let readme = dir.path().join("README.md");
+    std::fs::write(&readme, "# not a certificate\n").unwrap();
+    let error =
+        ManagementSdk::new(SdkConfig::new("127.0.0.1:8002").with_ca_cert(&readme)).unwrap_err();
+    assert!(matches!(error, SdkError::Config(_)), "{error:?}");
+    assert!(!error.is_connection_error(), "{error:?}");
+    assert!(
+        error.to_string().contains("not a PEM certificate"),
+        "{error}"
+    );
+    let missing = ManagementSdk::new(
+        SdkConfig::new("127.0.0.1:8002").with_ca_cert(dir.path().join("missing.pem")),
+    )
+    .unwrap_err();
+    assert!(matches!(missing, SdkError::Io { .. }), "{missing:?}");
+}

@@ -155,7 +155,8 @@ pub struct WireInstance {
     pub heartbeat_at_ms: Option<i64>,
     /// Wake time of a durable sleep.
     pub wake_at_ms: Option<i64>,
-    /// How many times the server launched a process for it (this server's lifetime).
+    /// How many times a server launched a process for it, across server restarts (counted
+    /// from its stored `launched` events).
     pub launches: u32,
     /// The tail of the last process's stdout and stderr (its `output.log`), if it printed.
     pub log_tail: Option<String>,

@@ -4,6 +4,12 @@
 //! and the SHA-256 match what the client declared is it fsync'd and renamed into
 //! place, so a cut or corrupt upload leaves nothing behind. Two registrations of the
 //! same bytes share one file.
+//!
+//! Only what this machine can run is accepted ([`check_executable`]): a native binary
+//! (on Linux and other ELF systems: an ELF executable of this machine's class, byte order
+//! and architecture; on macOS a Mach-O file; on Windows a PE file) or a script starting
+//! with `#!`. A README or a binary for another platform is refused at registration,
+//! rather than failing at its first start.
 
 use std::path::{Path, PathBuf};
 
@@ -78,6 +84,10 @@ impl ImageStore {
                 "the image's SHA-256 is {digest}, not the declared {declared}: the upload was corrupted"
             )));
         }
+        if let Err(reason) = check_executable_file(&temp).await {
+            let _ = tokio::fs::remove_file(&temp).await;
+            return Err(invalid(reason));
+        }
         let target = self.dir.join(&digest);
         let placed = async {
             set_executable(&temp).await?;
@@ -147,6 +157,134 @@ impl ImageStore {
     }
 }
 
+/// Reads the start of the uploaded file and checks it with [`check_executable`].
+async fn check_executable_file(path: &Path) -> Result<(), String> {
+    let mut head = [0u8; 64];
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("cannot read the uploaded image back: {e}"))?;
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..]).await {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) => return Err(format!("cannot read the uploaded image back: {e}")),
+        }
+    }
+    check_executable(&head[..filled])
+}
+
+/// ELF `e_machine` of the machine this server runs on, when known.
+fn host_elf_machine() -> Option<u16> {
+    Some(match std::env::consts::ARCH {
+        "x86" => 3,
+        "arm" => 40,
+        "powerpc" => 20,
+        "powerpc64" => 21,
+        "s390x" => 22,
+        "x86_64" => 62,
+        "aarch64" => 183,
+        "riscv64" | "riscv32" => 243,
+        "loongarch64" => 258,
+        _ => return None,
+    })
+}
+
+/// A name for an ELF `e_machine`, for error messages.
+fn elf_machine_name(machine: u16) -> String {
+    match machine {
+        3 => "x86".into(),
+        40 => "arm".into(),
+        20 => "powerpc".into(),
+        21 => "powerpc64".into(),
+        22 => "s390x".into(),
+        62 => "x86_64".into(),
+        183 => "aarch64".into(),
+        243 => "riscv".into(),
+        258 => "loongarch64".into(),
+        other => format!("ELF machine {other}"),
+    }
+}
+
+/// Whether a file starting with `head` (its first 64 bytes, or all of a shorter file) can
+/// run on this machine: a script starting with `#!`, or a native binary of this platform
+/// (see the module docs). The error says what the file is instead.
+pub fn check_executable(head: &[u8]) -> Result<(), String> {
+    let host = format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
+    if head.starts_with(b"#!") {
+        return Ok(());
+    }
+    let refuse = |what: &str| {
+        Err(format!(
+            "the image is not an executable for this server ({host}): {what}; upload a \
+             binary built for {host} (or a script starting with `#!`)"
+        ))
+    };
+    if cfg!(target_os = "macos") {
+        const MACH_O: [[u8; 4]; 4] = [
+            [0xcf, 0xfa, 0xed, 0xfe],
+            [0xce, 0xfa, 0xed, 0xfe],
+            [0xca, 0xfe, 0xba, 0xbe],
+            [0xbe, 0xba, 0xfe, 0xca],
+        ];
+        if MACH_O.iter().any(|magic| head.starts_with(magic)) {
+            return Ok(());
+        }
+        return refuse("it is not a Mach-O binary");
+    }
+    if cfg!(windows) {
+        if head.starts_with(b"MZ") {
+            return Ok(());
+        }
+        return refuse("it is not a Windows (PE) executable");
+    }
+    if !head.starts_with(b"\x7fELF") {
+        let what = if head.starts_with(b"MZ") {
+            "it is a Windows executable"
+        } else if head.starts_with(&[0xcf, 0xfa, 0xed, 0xfe])
+            || head.starts_with(&[0xca, 0xfe, 0xba, 0xbe])
+        {
+            "it is a macOS (Mach-O) binary"
+        } else if std::str::from_utf8(head).is_ok() {
+            "it is text, not an ELF binary (a script must start with `#!`)"
+        } else {
+            "it does not start with an ELF header"
+        };
+        return refuse(what);
+    }
+    if head.len() < 20 {
+        return refuse("its ELF header is cut short");
+    }
+    let class = if cfg!(target_pointer_width = "64") {
+        2
+    } else {
+        1
+    };
+    if head[4] != class {
+        let bits = match head[4] {
+            1 => "a 32-bit",
+            2 => "a 64-bit",
+            _ => "an unknown-class",
+        };
+        return refuse(&format!("it is {bits} ELF binary"));
+    }
+    let data = if cfg!(target_endian = "little") { 1 } else { 2 };
+    if head[5] != data {
+        return refuse("it is an ELF binary of the other byte order");
+    }
+    let machine = match head[5] {
+        1 => u16::from_le_bytes([head[18], head[19]]),
+        _ => u16::from_be_bytes([head[18], head[19]]),
+    };
+    match host_elf_machine() {
+        Some(host_machine) if host_machine != machine => refuse(&format!(
+            "it is an ELF binary for {}",
+            elf_machine_name(machine)
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn internal(error: &std::io::Error) -> WireError {
     WireError::new(
         ErrorCode::Internal,
@@ -190,4 +328,49 @@ pub fn random_hex(len: usize) -> String {
         return format!("{nanos:x}");
     }
     hex(&bytes)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The first 20 bytes of an ELF header: class, byte order, machine.
+    fn elf(class: u8, data: u8, machine: u16) -> Vec<u8> {
+        let mut head = vec![0x7f, b'E', b'L', b'F', class, data, 1, 0];
+        head.extend_from_slice(&[0; 8]);
+        head.extend_from_slice(&2u16.to_le_bytes()); // e_type: executable
+        match data {
+            1 => head.extend_from_slice(&machine.to_le_bytes()),
+            _ => head.extend_from_slice(&machine.to_be_bytes()),
+        }
+        head.extend_from_slice(&[0; 44]);
+        head
+    }
+
+    #[test]
+    fn native_binaries_and_scripts_pass_others_are_refused() {
+        let own = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(check_executable(&own[..64]), Ok(()));
+        assert_eq!(check_executable(b"#!/bin/sh\nexit 0\n"), Ok(()));
+        let host = host_elf_machine().unwrap();
+        assert_eq!(check_executable(&elf(2, 1, host)), Ok(()));
+        let other = if host == 183 { 62 } else { 183 };
+        let cases: [(&[u8], &str); 7] = [
+            (b"# Runtara\n\nA README.\n", "it is text"),
+            (&elf(2, 1, other), "it is an ELF binary for"),
+            (&elf(1, 1, host), "32-bit"),
+            (&elf(2, 2, host), "other byte order"),
+            (b"MZ\x90\x00\x03", "Windows"),
+            (&[0xcf, 0xfa, 0xed, 0xfe, 7, 0, 0, 1], "Mach-O"),
+            (b"\x7fELF\x02", "cut short"),
+        ];
+        for (head, needle) in cases {
+            let error = check_executable(head).unwrap_err();
+            assert!(error.contains(needle), "{error}");
+            assert!(
+                error.contains("not an executable for this server"),
+                "{error}"
+            );
+        }
+    }
 }

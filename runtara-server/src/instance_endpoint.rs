@@ -6,6 +6,10 @@
 //! started by hand) is let in without a credential unless the server requires
 //! credentials; such a connection is re-checked on every request, so it loses access the
 //! moment the server launches an instance of that id.
+//!
+//! The instance and tenant ids of a hello, and the ids a request names, pass
+//! [`check_id`] first: an invalid one is refused with `invalid_input` before anything is
+//! looked up.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +21,7 @@ use runtara_protocol::{
 };
 
 use crate::credentials::CredentialKey;
+use crate::valid_ids::check_id;
 
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,6 +120,9 @@ async fn admit(
     tenant_id: String,
     credential: Option<String>,
 ) -> Result<Admitted, WireError> {
+    // Before anything else: an id that fails the rule is refused, whoever sends it.
+    check_id("instance id", &instance_id)?;
+    check_id("tenant id", &tenant_id)?;
     let proven = match &credential {
         Some(credential) if auth.key.verify(&instance_id, credential) => true,
         Some(_) => {
@@ -226,6 +234,16 @@ async fn still_unclaimed(store: &dyn Persistence, admitted: &Admitted) -> Result
     }
 }
 
+/// Checks the ids a request names besides the connection's own (checked at the hello).
+fn checked_ids(request: &InstanceRequest) -> Result<(), WireError> {
+    match request {
+        InstanceRequest::GetStatus {
+            instance_id: Some(instance_id),
+        } => check_id("instance id", instance_id),
+        _ => Ok(()),
+    }
+}
+
 async fn serve_request(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
@@ -233,9 +251,12 @@ async fn serve_request(
     admitted: &Admitted,
 ) -> anyhow::Result<()> {
     let response = match read_frame::<_, InstanceRequest>(&mut recv, DEFAULT_MAX_FRAME_LEN).await {
-        Ok(Some(request)) => match still_unclaimed(store, admitted).await {
-            Ok(()) => handle_instance_request(store, &admitted.identity, request).await,
+        Ok(Some(request)) => match checked_ids(&request) {
             Err(error) => InstanceResponse::Error(error),
+            Ok(()) => match still_unclaimed(store, admitted).await {
+                Ok(()) => handle_instance_request(store, &admitted.identity, request).await,
+                Err(error) => InstanceResponse::Error(error),
+            },
         },
         Ok(None) => return Ok(()),
         // Keeps the precise code (`frame_too_large`, `malformed`, …).

@@ -16,6 +16,7 @@ pub mod management_tokens;
 pub mod process;
 pub mod supervisor;
 mod tls_setup;
+pub mod valid_ids;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -255,7 +256,8 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         persistence.clone(),
         RunnerSettings {
             images_dir: images.dir().to_path_buf(),
-            instances_dir: config.data_dir.join("instances"),
+            instances_dir: config.data_dir.join(supervisor::INSTANCE_FILES_DIR),
+            legacy_instances_dir: config.data_dir.join(supervisor::LEGACY_INSTANCES_DIR),
             instance_addr: reachable(instance_addr),
             ca_path: tls.ca_path.clone().or_else(|| config.tls_cert.clone()),
             heartbeat_interval: config.heartbeat_interval,

@@ -23,6 +23,7 @@ use tokio::io::AsyncRead;
 use crate::image_store::{random_hex, ImageStore};
 use crate::management_tokens::ManagementTokens;
 use crate::supervisor::Supervisor;
+use crate::valid_ids::check_id;
 
 /// Who is calling, after the handshake.
 #[derive(Debug, Clone)]
@@ -64,29 +65,6 @@ fn engine_error(error: &Error) -> WireError {
 
 fn not_found(what: &str, id: &str) -> WireError {
     error(ErrorCode::NotFound, format!("{what} `{id}` not found"))
-}
-
-/// Longest instance id accepted.
-const MAX_INSTANCE_ID: usize = 128;
-
-/// Instance ids become directory names: letters, digits, `-`, `_`, `.`; not starting with `.`.
-fn check_instance_id(id: &str) -> Result<(), WireError> {
-    let valid = !id.is_empty()
-        && id.len() <= MAX_INSTANCE_ID
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if valid {
-        Ok(())
-    } else {
-        Err(error(
-            ErrorCode::InvalidInput,
-            format!(
-                "invalid instance id `{id}`: use 1 to {MAX_INSTANCE_ID} letters, digits, `-`, `_` or `.`, not starting with `.`"
-            ),
-        ))
-    }
 }
 
 fn wire_checkpoints(checkpoints: Vec<runtara_core::CheckpointRecord>) -> Vec<WireCheckpoint> {
@@ -157,8 +135,8 @@ impl Management {
         }
     }
 
-    fn wire_instance(&self, record: InstanceRecord) -> WireInstance {
-        let info = self.supervisor.info(&record.instance_id);
+    async fn wire_instance(&self, record: InstanceRecord) -> WireInstance {
+        let info = self.supervisor.info(&record).await;
         WireInstance {
             instance_id: record.instance_id,
             tenant_id: record.tenant_id,
@@ -184,6 +162,7 @@ impl Management {
         caller: &Caller,
         instance_id: &str,
     ) -> Result<InstanceRecord, WireError> {
+        check_id("instance id", instance_id)?;
         match self.store.get_instance(instance_id).await {
             Ok(Some(record)) if caller.may_act_for(&record.tenant_id) => Ok(record),
             Ok(_) => Err(not_found("instance", instance_id)),
@@ -198,6 +177,7 @@ impl Management {
         caller: &Caller,
         image_id: &str,
     ) -> Result<ImageRecord, WireError> {
+        check_id("image id", image_id)?;
         match self.store.get_image(image_id).await {
             Ok(Some(image)) if caller.may_act_for(&image.tenant_id) => Ok(image),
             Ok(_) => Err(not_found("image", image_id)),
@@ -207,9 +187,7 @@ impl Management {
     }
 
     fn check_tenant(caller: &Caller, tenant_id: &str) -> Result<(), WireError> {
-        if tenant_id.is_empty() {
-            return Err(error(ErrorCode::InvalidInput, "the tenant id is empty"));
-        }
+        check_id("tenant id", tenant_id)?;
         if !caller.may_act_for(tenant_id) {
             return Err(error(
                 ErrorCode::Unauthorized,
@@ -245,7 +223,7 @@ impl Management {
             },
             ManagementRequest::GetInstanceStatus { instance_id } => {
                 let record = self.visible_instance(caller, &instance_id).await?;
-                ManagementResponse::Instance(self.wire_instance(record))
+                ManagementResponse::Instance(self.wire_instance(record).await)
             }
             ManagementRequest::ListImages { tenant_id } => {
                 Self::check_tenant(caller, &tenant_id)?;
@@ -297,12 +275,12 @@ impl Management {
                     })
                     .await
                     .map_err(engine)?;
+                let mut instances = Vec::with_capacity(page.instances.len());
+                for record in page.instances {
+                    instances.push(self.wire_instance(record).await);
+                }
                 ManagementResponse::Instances {
-                    instances: page
-                        .instances
-                        .into_iter()
-                        .map(|r| self.wire_instance(r))
-                        .collect(),
+                    instances,
                     total: page.total,
                 }
             }
@@ -418,7 +396,7 @@ impl Management {
         }
         let instance_id = match instance_id {
             Some(id) => {
-                check_instance_id(&id)?;
+                check_id("instance id", &id)?;
                 id
             }
             None => format!("inst-{}", random_hex(12)),

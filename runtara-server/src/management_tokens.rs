@@ -93,6 +93,13 @@ impl ManagementTokens {
                     "invalid tenant `{bad}`: tenants are comma-separated, without spaces inside a name"
                 )));
             }
+            if let Some(error) = tenants
+                .iter()
+                .filter(|t| *t != "*")
+                .find_map(|t| crate::valid_ids::check_id("tenant id", t).err())
+            {
+                return Err(fail(error.message));
+            }
             let tenants = if tenants.iter().any(|t| t == "*") {
                 if tenants.len() > 1 {
                     return Err(fail(
@@ -165,6 +172,7 @@ mod tests {
             ("\n\naaaaaaaaaaaaaaaaaaaa", 3, "expected `<token>"),
             ("aaaaaaaaaaaaaaaaaaaa acme,,b", 1, "invalid tenant ``"),
             ("aaaaaaaaaaaaaaaaaaaa *,acme", 1, "`*` already means"),
+            ("aaaaaaaaaaaaaaaaaaaa ../acme", 1, "invalid tenant id"),
             (
                 "aaaaaaaaaaaaaaaaaaaa a\naaaaaaaaaaaaaaaaaaaa b",
                 2,

@@ -20,6 +20,12 @@
 //! processes may well still be alive and reconnecting — are left alone and only
 //! relaunched once their heartbeats stop. A relaunch registers a new epoch, which fences
 //! out any older process of the same instance.
+//!
+//! Each launched instance has a folder, `<data-dir>/instance-files/<digest>` (see
+//! [`crate::valid_ids::instance_folder`]), holding its input and output files; a raw
+//! instance id is never part of a path, and ids read back from storage pass
+//! [`check_id`] before an instance is adopted or launched. The launch count shown in
+//! status replies is read from the stored `launched` events, so it survives restarts.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -33,14 +39,29 @@ use tokio::sync::oneshot;
 
 use crate::credentials::CredentialKey;
 use crate::log_tail::LogTail;
+use crate::valid_ids::{check_id, instance_folder};
+
+/// The folder under the data dir holding one folder of files per instance, named by
+/// [`instance_folder`] (a digest of tenant and id, never the raw id).
+pub const INSTANCE_FILES_DIR: &str = "instance-files";
+/// Where servers before 1.0.1 kept instance folders, named by the raw instance id;
+/// moved into [`INSTANCE_FILES_DIR`] at start-up ([`Supervisor::recover`]).
+pub const LEGACY_INSTANCES_DIR: &str = "instances";
+
+/// Finished instances whose launch count is kept in memory, at most.
+const MAX_FINISHED_LAUNCHES: usize = 10_000;
 
 /// Timings and paths of the runner.
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
     /// Where image binaries live (`<data-dir>/images`).
     pub images_dir: PathBuf,
-    /// Where per-instance files (the input) live (`<data-dir>/instances`).
+    /// Where per-instance folders (input and output files) live
+    /// (`<data-dir>/instance-files`), one per instance, named by [`instance_folder`].
     pub instances_dir: PathBuf,
+    /// Where older servers kept per-instance folders under the raw id
+    /// (`<data-dir>/instances`); migrated at start-up.
+    pub legacy_instances_dir: PathBuf,
     /// Address instances connect to.
     pub instance_addr: std::net::SocketAddr,
     /// The certificate launched instances trust.
@@ -99,7 +120,7 @@ struct Exited {
 /// A summary for status replies.
 #[derive(Debug, Clone, Default)]
 pub struct RunInfo {
-    /// Processes launched by this server.
+    /// Processes launched for the instance, by this server and earlier ones.
     pub launches: u32,
     /// Tail of the last process's output.
     pub log_tail: Option<String>,
@@ -111,6 +132,8 @@ pub struct Supervisor {
     store: Arc<dyn Persistence>,
     settings: RunnerSettings,
     runs: Mutex<HashMap<String, Run>>,
+    /// Launch counts of finished instances, once read (see [`Supervisor::launches`]).
+    finished_launches: Mutex<HashMap<String, u32>>,
     generation: AtomicU64,
     me: Weak<Supervisor>,
 }
@@ -122,6 +145,7 @@ impl Supervisor {
             store,
             settings,
             runs: Mutex::new(HashMap::new()),
+            finished_launches: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             me: me.clone(),
         })
@@ -138,17 +162,70 @@ impl Supervisor {
     }
 
     /// Launch count and log tail of an instance.
-    pub fn info(&self, instance_id: &str) -> RunInfo {
-        let launches = self.runs().get(instance_id).map_or(0, |run| run.launches);
+    pub async fn info(&self, instance: &InstanceRecord) -> RunInfo {
         RunInfo {
-            launches,
-            log_tail: self.output(instance_id).text(),
+            launches: self.launches(instance).await,
+            log_tail: self.output(instance).and_then(|log| log.text()),
         }
     }
 
+    /// Processes launched for the instance by any server, counted from its stored
+    /// `launched` events, so the count survives a server restart. A finished instance's
+    /// count cannot change and is kept once read. If the events cannot be read, the
+    /// launches this server made.
+    async fn launches(&self, instance: &InstanceRecord) -> u32 {
+        let id = &instance.instance_id;
+        if instance.image_id.is_none() {
+            return 0;
+        }
+        if let Some(&known) = self.finished_launches().get(id) {
+            return known;
+        }
+        match self.store.list_events(id).await {
+            Ok(events) => {
+                let launched = events.iter().filter(|e| e.kind == "launched").count();
+                let launched = u32::try_from(launched).unwrap_or(u32::MAX);
+                if instance.status.is_terminal() {
+                    let mut finished = self.finished_launches();
+                    if finished.len() >= MAX_FINISHED_LAUNCHES {
+                        finished.clear();
+                    }
+                    finished.insert(id.clone(), launched);
+                }
+                launched
+            }
+            Err(error) => {
+                tracing::warn!(instance_id = %id, %error, "cannot count the launches of an instance; showing this server's");
+                self.runs().get(id).map_or(0, |run| run.launches)
+            }
+        }
+    }
+
+    fn finished_launches(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.finished_launches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The folder of the instance's files: derived from its tenant and id, never the
+    /// raw id. `None` for an instance the server does not launch (no image: it was
+    /// created by a process started by hand, and has no folder here).
+    fn instance_dir(&self, instance: &InstanceRecord) -> Option<PathBuf> {
+        self.folder_of(&instance.instance_id, instance.image_id.as_deref())
+    }
+
+    fn folder_of(&self, instance_id: &str, image_id: Option<&str>) -> Option<PathBuf> {
+        image_id?;
+        Some(
+            self.settings
+                .instances_dir
+                .join(instance_folder(instance_id)),
+        )
+    }
+
     /// The output file of the instance's current (or last) process.
-    fn output(&self, instance_id: &str) -> LogTail {
-        LogTail::in_dir(&self.settings.instances_dir.join(instance_id))
+    fn output(&self, instance: &InstanceRecord) -> Option<LogTail> {
+        self.instance_dir(instance).map(|dir| LogTail::in_dir(&dir))
     }
 
     /// Sets the per-instance timeout (counted from the next launch).
@@ -161,11 +238,19 @@ impl Supervisor {
 
     /// Adopts what a previous server left behind and starts the heartbeat monitor.
     pub async fn recover(self: &Arc<Self>) -> anyhow::Result<()> {
+        self.migrate_legacy_folders().await;
         let unfinished = self.store.list_unfinished().await?;
         for instance in unfinished
             .into_iter()
             .filter(|instance| instance.image_id.is_some())
         {
+            // Ids read back from storage pass the same rule as ids from clients.
+            if let Err(error) = check_id("instance id", &instance.instance_id)
+                .and_then(|()| check_id("tenant id", &instance.tenant_id))
+            {
+                tracing::warn!(instance_id = ?instance.instance_id, error = %error.message, "stored instance not adopted");
+                continue;
+            }
             match instance.status {
                 InstanceStatus::Pending => self.spawn_launch(instance.instance_id, Duration::ZERO),
                 InstanceStatus::Sleeping => self.schedule_wake(&instance),
@@ -177,6 +262,79 @@ impl Supervisor {
         let me = self.clone();
         tokio::spawn(async move { me.monitor_heartbeats().await });
         Ok(())
+    }
+
+    /// Moves the folders older servers kept under the raw instance id
+    /// (`<data-dir>/instances/<id>`) to their derived place in `instance-files`, so the
+    /// logs of instances started before the upgrade are still found. Only a folder whose
+    /// name is a valid id of an instance with an image is moved; anything else is left
+    /// where it is and never read. The folder of a `running` instance (its process may
+    /// still be alive and read its input file through the old path) keeps a symbolic link
+    /// at the old place, removed at a later start once the instance no longer runs.
+    /// Best effort: a failure is logged and the server starts anyway.
+    async fn migrate_legacy_folders(&self) {
+        let legacy = &self.settings.legacy_instances_dir;
+        let entries = match std::fs::read_dir(legacy) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return,
+            Err(error) => {
+                tracing::warn!(dir = %legacy.display(), %error, "cannot read the old instances folder");
+                return;
+            }
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if check_id("instance id", &name).is_err() {
+                tracing::warn!(path = %path.display(), "old instance folder with an invalid name left alone");
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let record = match self.store.get_instance(&name).await {
+                Ok(record) => record,
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot look up the instance of an old folder");
+                    continue;
+                }
+            };
+            if meta.file_type().is_symlink() {
+                if !record.is_some_and(|r| r.status == InstanceStatus::Running) {
+                    if let Err(error) = std::fs::remove_file(&path) {
+                        tracing::warn!(path = %path.display(), %error, "cannot remove an old link");
+                    }
+                }
+                continue;
+            }
+            let Some(record) = record.filter(|_| meta.is_dir()) else {
+                continue;
+            };
+            let Some(target) = self.instance_dir(&record) else {
+                continue;
+            };
+            if target.exists() {
+                continue;
+            }
+            let moved = std::fs::create_dir_all(&self.settings.instances_dir)
+                .and_then(|()| std::fs::rename(&path, &target))
+                .and_then(|()| match record.status {
+                    InstanceStatus::Running => link_dir(&target, &path),
+                    _ => Ok(()),
+                });
+            match moved {
+                Ok(()) => {
+                    tracing::info!(instance_id = %name, to = %target.display(), "old instance folder moved")
+                }
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot move an old instance folder")
+                }
+            }
+        }
+        // Gone once empty.
+        let _ = std::fs::remove_dir(legacy);
     }
 
     /// Launches a process for `instance_id` after `delay`, in the background.
@@ -296,14 +454,19 @@ impl Supervisor {
             .await?
             .ok_or_else(|| anyhow::anyhow!("image `{image_id}` no longer exists"))?;
         let binary = self.settings.images_dir.join(&image.sha256);
-        let dir = self.settings.instances_dir.join(&instance.instance_id);
+        check_id("instance id", &instance.instance_id)
+            .and_then(|()| check_id("tenant id", &instance.tenant_id))
+            .map_err(|error| anyhow::anyhow!(error.message))?;
+        let dir = self
+            .instance_dir(instance)
+            .ok_or_else(|| anyhow::anyhow!("the instance has no image"))?;
         tokio::fs::create_dir_all(&dir).await?;
         let input_path = dir.join("input.json");
         tokio::fs::write(&input_path, instance.input.as_deref().unwrap_or(b"null")).await?;
 
         // A file, not a pipe: the process must be able to print after this server is
         // gone (a restart leaves it running for the next one to adopt).
-        let (stdout, stderr) = self.output(&instance.instance_id).create()?;
+        let (stdout, stderr) = LogTail::in_dir(&dir).create()?;
         let mut command = tokio::process::Command::new(&binary);
         command
             .env_clear()
@@ -515,7 +678,10 @@ impl Supervisor {
                 run.crashes = 0;
             }
             run.crashes += 1;
-            (run.crashes, self.output(instance_id).text())
+            (
+                run.crashes,
+                self.output(instance).and_then(|log| log.text()),
+            )
         };
         if crashes > self.settings.max_restarts {
             let reason = format!(
@@ -604,7 +770,11 @@ impl Supervisor {
                 if instance.image_id.is_none() {
                     continue;
                 }
-                self.output(&instance.instance_id).limit();
+                if let Some(dir) =
+                    self.folder_of(&instance.instance_id, instance.image_id.as_deref())
+                {
+                    LogTail::in_dir(&dir).limit();
+                }
                 if !silent(
                     instance.heartbeat_at_ms,
                     instance.started_at_ms,
@@ -653,6 +823,17 @@ fn timeout_reason(timeout: Option<Duration>) -> String {
         "timed out: still running after {:?} (the instance's timeout)",
         timeout.unwrap_or_default()
     )
+}
+
+/// A symbolic link at `link` to the folder `target`.
+fn link_dir(target: &std::path::Path, link: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    return std::os::unix::fs::symlink(target, link);
+    #[cfg(not(unix))]
+    {
+        let _ = (target, link);
+        Ok(())
+    }
 }
 
 /// Kills the process (SIGKILL). Instances run in their own process group, so a Ctrl-C

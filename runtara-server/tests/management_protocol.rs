@@ -129,7 +129,9 @@ fn stored_files(fixture: &Fixture) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_cut_short_and_oversized_uploads_store_nothing() {
     let f = fixture().await;
-    let bytes = vec![7u8; 300_000];
+    // A script (images must be executable here), padded to several upload chunks.
+    let mut bytes = b"#!/bin/sh\nexit 0\n#".to_vec();
+    bytes.resize(300_000, b'7');
 
     let corrupt = call(&f.connection, &register(300_000, sha256(b"other")), &bytes).await;
     assert_error(&corrupt, ErrorCode::InvalidInput, "corrupted");
@@ -222,5 +224,55 @@ async fn invalid_json_input_and_garbage_frames_are_refused() {
     // The server is still up for everyone else.
     let pong = call(&f.connection, &ManagementRequest::Ping, &[]).await;
     assert!(matches!(pong, ManagementResponse::Pong { .. }));
+    f.server.shutdown().await;
+}
+
+/// A file this machine cannot run is refused at registration with a clear error, and
+/// nothing is stored: a README, an ELF binary for another architecture.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_text_file_or_a_binary_for_another_machine_is_refused_at_registration() {
+    let f = fixture().await;
+    let readme = b"# Runtara\n\nDurable functions for Rust.\n".to_vec();
+    let mut foreign = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0];
+    foreign.extend_from_slice(&[0; 8]);
+    foreign.extend_from_slice(&2u16.to_le_bytes());
+    // aarch64 on an x86_64 host, x86_64 anywhere else.
+    let machine: u16 = if std::env::consts::ARCH == "aarch64" {
+        62
+    } else {
+        183
+    };
+    foreign.extend_from_slice(&machine.to_le_bytes());
+    foreign.resize(4096, 0);
+    for (bytes, needle) in [
+        (&readme, "it is text"),
+        (&foreign, "it is an ELF binary for"),
+    ] {
+        let response = call(
+            &f.connection,
+            &register(bytes.len() as u64, sha256(bytes)),
+            bytes,
+        )
+        .await;
+        assert_error(&response, ErrorCode::InvalidInput, needle);
+        assert_error(
+            &response,
+            ErrorCode::InvalidInput,
+            "not an executable for this server",
+        );
+    }
+    assert_eq!(images(&f.connection).await, 0);
+    assert_eq!(stored_files(&f), 0, "nothing stored");
+    // The head of the server's own binary passes as a native executable.
+    let mut native = std::fs::read(env!("CARGO_BIN_EXE_runtara-server")).unwrap();
+    native.truncate(4096);
+    let good = call(
+        &f.connection,
+        &register(native.len() as u64, sha256(&native)),
+        &native,
+    )
+    .await;
+    assert!(matches!(good, ManagementResponse::Image(_)), "{good:?}");
     f.server.shutdown().await;
 }

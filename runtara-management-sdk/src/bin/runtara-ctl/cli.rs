@@ -10,7 +10,8 @@ Exit codes:
   0  success
   1  the server refused the request (not found, invalid input, ...), or the waited-for
      instance ended failed or cancelled
-  2  usage error (bad arguments or configuration, invalid --input JSON, unreadable file)
+  2  usage error (bad arguments or configuration, invalid --input JSON, unreadable file,
+     a --ca-cert that is missing or not PEM)
   3  cannot connect to the server, TLS failure, or timeout
   4  `wait` timed out
 

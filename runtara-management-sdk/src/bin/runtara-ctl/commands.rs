@@ -122,7 +122,7 @@ pub fn is_loopback(addr: &str) -> bool {
     }
     match addr.rsplit_once(':') {
         Some((host, _)) => {
-            host.eq_ignore_ascii_case("localhost")
+            runtara_management_sdk::config::is_localhost_name(host)
                 || host
                     .trim_matches(['[', ']'])
                     .parse::<IpAddr>()
@@ -405,6 +405,7 @@ mod tests {
         assert!(is_loopback("127.0.0.1:8002"));
         assert!(is_loopback("[::1]:8002"));
         assert!(is_loopback("localhost:8002"));
+        assert!(is_loopback("LOCALHOST.:8002"));
         assert!(!is_loopback("10.1.2.3:8002"));
         assert!(!is_loopback("runtara.example.com:8002"));
         assert!(!is_loopback("nonsense"));
