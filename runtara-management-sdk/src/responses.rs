@@ -166,7 +166,9 @@ pub struct SignalOutcome {
     /// True when the signal took effect at once (no process was running the instance, or
     /// a resume withdrew a pause that the running process had not taken yet); false when
     /// it is queued: for the running process, which acts on it at its next checkpoint, or,
-    /// for a resume of a suspended instance, for the process the server relaunches.
+    /// for a resume of a suspended instance, for the process the server relaunches. A
+    /// queued cancel or pause may come too late: an instance that records no further
+    /// checkpoint can still end `completed`.
     pub applied: bool,
 }
 

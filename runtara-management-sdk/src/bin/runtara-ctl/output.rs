@@ -203,7 +203,6 @@ pub fn started(result: &StartInstanceResult) -> (String, Value) {
     )
 }
 
-/// What a signal did.
 /// A cleared step failure.
 pub fn step_cleared(instance_id: &str, checkpoint_id: &str) -> (String, Value) {
     let text = format!(
@@ -215,6 +214,7 @@ pub fn step_cleared(instance_id: &str, checkpoint_id: &str) -> (String, Value) {
     (text, value)
 }
 
+/// What a signal did.
 pub fn signalled(instance_id: &str, signal: &str, outcome: &SignalOutcome) -> (String, Value) {
     let text = if outcome.applied {
         format!("{signal}: {instance_id} is now {}\n", outcome.status)
@@ -227,7 +227,8 @@ pub fn signalled(instance_id: &str, signal: &str, outcome: &SignalOutcome) -> (S
     } else {
         format!(
             "{signal}: queued for {instance_id}; the running process acts on it at its next \
-             checkpoint (status: {})\n",
+             checkpoint, so it may come too late: an instance with no checkpoint left can \
+             still end completed (status: {})\n",
             outcome.status
         )
     };
@@ -363,6 +364,11 @@ mod tests {
         assert!(resume.contains("relaunches it"), "{resume}");
         let (pause, _) = signalled("i-1", "pause", &queued("running"));
         assert!(pause.contains("at its next checkpoint"), "{pause}");
+        let (cancel, _) = signalled("i-1", "cancel", &queued("running"));
+        assert!(
+            cancel.contains("at its next checkpoint") && cancel.contains("can still end completed"),
+            "a queued cancel says it may come too late: {cancel}"
+        );
     }
 
     #[test]
