@@ -182,6 +182,11 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     /// pause queued) with [`SignalRejected`](crate::Error::SignalRejected).
     async fn send_signal(&self, instance_id: &str, signal: SignalType) -> Result<SignalOutcome>;
 
+    /// Whether a resume of the instance is queued and not yet settled (by the register of
+    /// the process its server relaunches): what a starting server looks for on suspended
+    /// instances, since a server may stop between queueing a resume and relaunching.
+    async fn queued_resume(&self, instance_id: &str) -> Result<bool>;
+
     /// The highest-priority unacknowledged signal (cancel outranks pause; oldest first).
     async fn pending_signal(&self, instance_id: &str) -> Result<Option<PendingSignal>>;
 

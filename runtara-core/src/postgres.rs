@@ -582,6 +582,19 @@ impl Persistence for PostgresPersistence {
         check_run(instance_id, status_epoch_at(&row, 0)?, epoch)
     }
 
+    async fn queued_resume(&self, instance_id: &str) -> Result<bool> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT 1 FROM signals WHERE instance_id = $1 AND signal_type = 'resume' \
+             AND acked_at_ms IS NULL LIMIT 1",
+            &[&instance_id],
+        )
+        .await?;
+        Ok(!rows.is_empty())
+    }
+
     async fn record_step_failure(
         &self,
         instance_id: &str,

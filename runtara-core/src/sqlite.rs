@@ -493,6 +493,23 @@ impl Persistence for SqlitePersistence {
             .await
     }
 
+    async fn queued_resume(&self, instance_id: &str) -> Result<bool> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .call(move |c| {
+                Ok(query_opt(
+                    c,
+                    "SELECT 1 FROM signals WHERE instance_id = ?1 AND signal_type = 'resume' \
+                     AND acked_at_ms IS NULL LIMIT 1",
+                    [&instance_id],
+                    |r| r.get::<_, i64>(0),
+                )?
+                .is_some())
+            })
+            .await
+    }
+
     async fn record_step_failure(
         &self,
         instance_id: &str,

@@ -106,6 +106,7 @@ parity!(
     pages_of_checkpoints_are_bounded_ordered_and_whole,
     a_step_records_its_producer_and_a_repeat_names_it,
     a_step_failure_is_recorded_once_replayed_and_cleared,
+    a_queued_resume_is_found_until_a_register_settles_it,
 );
 
 /// Registers a new instance and returns its id and epoch.
@@ -1824,5 +1825,22 @@ async fn a_step_failure_is_recorded_once_replayed_and_cleared(store: Arc<dyn Per
     assert_err!(
         store.clear_step_failure(&id, "pay::o").await,
         Error::Terminal { .. }
+    );
+}
+
+async fn a_queued_resume_is_found_until_a_register_settles_it(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "queued-resume").await;
+    assert!(!store.queued_resume(&id).await.unwrap());
+    store.suspend_instance(&id, epoch).await.unwrap();
+    let outcome = store.send_signal(&id, SignalType::Resume).await.unwrap();
+    assert!(
+        matches!(outcome, SignalOutcome::Queued(_)),
+        "a resume of a suspended instance is queued: {outcome:?}"
+    );
+    assert!(store.queued_resume(&id).await.unwrap());
+    store.register_instance(&id, "t", None).await.unwrap();
+    assert!(
+        !store.queued_resume(&id).await.unwrap(),
+        "the register settles it"
     );
 }

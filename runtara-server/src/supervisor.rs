@@ -254,6 +254,19 @@ impl Supervisor {
             match instance.status {
                 InstanceStatus::Pending => self.spawn_launch(instance.instance_id, Duration::ZERO),
                 InstanceStatus::Sleeping => self.schedule_wake(&instance),
+                // A resume acknowledged just before the last server stopped.
+                InstanceStatus::Suspended => {
+                    match self.store.queued_resume(&instance.instance_id).await {
+                        Ok(true) => {
+                            tracing::info!(instance_id = %instance.instance_id, "a queued resume is settled at start-up");
+                            self.spawn_resume(instance.instance_id);
+                        }
+                        Ok(false) => {}
+                        Err(error) => {
+                            tracing::warn!(instance_id = %instance.instance_id, %error, "cannot read a suspended instance's queued resume; resume it again");
+                        }
+                    }
+                }
                 // Running: its process may be alive and reconnecting; the heartbeat
                 // monitor relaunches it if it is not.
                 _ => {}
