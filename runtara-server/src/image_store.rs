@@ -33,10 +33,16 @@ pub struct StoredBinary {
     pub size: u64,
 }
 
+/// Name prefix of an upload's temporary file, in the store's directory.
+const UPLOAD_PREFIX: &str = ".upload-";
+
 impl ImageStore {
-    /// A store in `dir` (created if missing).
+    /// A store in `dir` (created if missing). Uploads a previous server left unfinished
+    /// (it was killed mid-upload) are removed: one upload holds at most `max_size` bytes
+    /// on disk, and only while it lasts.
     pub fn open(dir: PathBuf, max_size: u64) -> std::io::Result<ImageStore> {
         std::fs::create_dir_all(&dir)?;
+        remove_unfinished_uploads(&dir)?;
         Ok(ImageStore { dir, max_size })
     }
 
@@ -69,7 +75,7 @@ impl ImageStore {
                 "`{sha256}` is not a SHA-256 digest (64 hex digits)"
             )));
         }
-        let temp = self.dir.join(format!(".upload-{}", random_hex(8)));
+        let temp = self.dir.join(format!("{UPLOAD_PREFIX}{}", random_hex(8)));
         let result = self.stream_to(&temp, stream, size).await;
         let digest = match result {
             Ok(digest) => digest,
@@ -155,6 +161,39 @@ impl ImageStore {
             tracing::warn!(%sha256, %error, "could not remove an unused image binary");
         }
     }
+}
+
+/// Removes the `.upload-*` files of uploads that never finished.
+fn remove_unfinished_uploads(dir: &Path) -> std::io::Result<()> {
+    let (mut files, mut bytes) = (0_u64, 0_u64);
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let is_upload = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|name| name.starts_with(UPLOAD_PREFIX));
+        if !is_upload {
+            continue;
+        }
+        let size = entry.metadata().map_or(0, |m| m.len());
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => {
+                files += 1;
+                bytes += size;
+            }
+            Err(error) => {
+                tracing::warn!(path = %entry.path().display(), %error, "cannot remove an unfinished upload");
+            }
+        }
+    }
+    if files > 0 {
+        tracing::info!(
+            files,
+            bytes,
+            "removed uploads a previous server left unfinished"
+        );
+    }
+    Ok(())
 }
 
 /// Reads the start of the uploaded file and checks it with [`check_executable`].
