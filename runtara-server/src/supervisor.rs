@@ -402,6 +402,11 @@ impl Supervisor {
         let Some(image_id) = instance.image_id.clone() else {
             return Ok(());
         };
+        if instance.status == InstanceStatus::Running
+            && self.settle_queued_signal(&instance).await?
+        {
+            return Ok(());
+        }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let (kill_tx, kill_rx) = oneshot::channel();
         let timeout = {
@@ -674,6 +679,22 @@ impl Supervisor {
                 run.relaunch_on_exit = true;
             }
         }
+    }
+
+    /// Before relaunching a running instance whose process is gone (a crash, silence, a
+    /// restart): a cancel or pause queued for that process is carried out here instead,
+    /// without a launch (cancel → `cancelled`, pause → `suspended`). True when it was.
+    async fn settle_queued_signal(&self, instance: &InstanceRecord) -> anyhow::Result<bool> {
+        let instance_id = &instance.instance_id;
+        let Some(signal) = self.store.pending_signal(instance_id).await? else {
+            return Ok(false);
+        };
+        let signal = signal.signal_type;
+        self.store
+            .acknowledge_signal(instance_id, instance.epoch, signal, true)
+            .await?;
+        tracing::info!(%instance_id, %signal, "a signal queued for a process that is gone is carried out without a relaunch");
+        Ok(true)
     }
 
     /// A process ended without a terminal event: relaunch with backoff, or give up.

@@ -1,0 +1,156 @@
+//! Queued signals are carried out even when no process is there to take them: a resume
+//! a server acknowledged before it was killed (issue 15.7), a cancel or pause sent while
+//! an instance waits for its crash relaunch (issue 15.3). Real processes and SIGKILL.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use runtara_management_sdk::{ManagementSdk, RegisterImageOptions, StartInstanceOptions};
+use serde_json::json;
+use support::*;
+
+const TENANT: &str = "acme";
+
+/// A resume queued for a suspended instance while no server ran (as when the server that
+/// acknowledged it was killed before relaunching the instance) is carried out at start-up:
+/// the instance completes, and no step runs twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_queued_before_a_server_crash_is_carried_out_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("steps.log");
+    let (instance_port, management_port) = (free_port(), free_port());
+    let mut server = Server::start(dir.path(), instance_port, management_port, &[]);
+    let sdk = server.client().await;
+    let binary = std::fs::read(WORKFLOW).unwrap();
+    let image_id = sdk
+        .register_image(RegisterImageOptions::new(TENANT, "order-workflow", binary))
+        .await
+        .unwrap()
+        .image_id;
+    let input = json!({"order_id": "R", "steps": 6, "step_delay_ms": 150, "log_file": log});
+    let id = sdk
+        .start_instance(StartInstanceOptions::new(&image_id, TENANT).with_input(input))
+        .await
+        .unwrap()
+        .instance_id;
+    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= 2
+    })
+    .await;
+    sdk.pause_instance(&id).await.unwrap();
+    wait_status(&sdk, &id, "suspended").await;
+
+    // The server dies; the resume it had acknowledged is in the database, not yet
+    // acted on.
+    server.kill();
+    drop(sdk);
+    let url = format!("sqlite://{}", dir.path().join("runtara.db").display());
+    let store = runtara_sdk::persistence::connect(&url).await.unwrap();
+    store
+        .send_signal(&id, runtara_sdk::SignalType::Resume)
+        .await
+        .unwrap();
+    drop(store);
+
+    let server = Server::start(dir.path(), instance_port, management_port, &[]);
+    let sdk = server.client().await;
+    let done = wait_status(&sdk, &id, "completed").await;
+    assert_eq!(done.checkpoint_count, 6);
+    let runs = step_runs(&log);
+    assert_eq!(runs.len(), 6, "{runs:?}");
+    assert!(runs.values().all(|&n| n == 1), "a step ran twice: {runs:?}");
+}
+
+/// Registers the workflow and starts an instance of `steps` steps logging to `log`.
+async fn start_workflow(sdk: &ManagementSdk, steps: u32, log: &std::path::Path) -> String {
+    let binary = std::fs::read(WORKFLOW).unwrap();
+    let image_id = sdk
+        .register_image(RegisterImageOptions::new(TENANT, "order-workflow", binary))
+        .await
+        .unwrap()
+        .image_id;
+    let input = json!({"order_id": "C", "steps": steps, "step_delay_ms": 150, "log_file": log});
+    sdk.start_instance(StartInstanceOptions::new(&image_id, TENANT).with_input(input))
+        .await
+        .unwrap()
+        .instance_id
+}
+
+/// Kills the instance's process and waits until the server has seen it exit (it then
+/// waits out its restart backoff before relaunching). Returns the steps run so far.
+async fn crash_and_wait_for_the_relaunch_backoff(
+    sdk: &ManagementSdk,
+    id: &str,
+    log: &std::path::Path,
+) -> usize {
+    wait_for(sdk, id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= 2
+    })
+    .await;
+    let events = sdk.list_events(id).await.unwrap();
+    let pid: u32 = events
+        .iter()
+        .find(|e| e.kind == "launched")
+        .and_then(|e| e.subtype.as_deref()?.parse().ok())
+        .unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    loop {
+        let events = sdk.list_events(id).await.unwrap();
+        if events.iter().any(|e| e.kind == "exited") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the exit was not seen"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    step_runs(log).len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_while_a_crash_relaunch_waits_ends_it_without_a_relaunch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("steps.log");
+    let server = Server::start(dir.path(), 0, 0, &["--restart-backoff-ms", "1500"]);
+    let sdk = server.client().await;
+    let id = start_workflow(&sdk, 20, &log).await;
+    let ran = crash_and_wait_for_the_relaunch_backoff(&sdk, &id, &log).await;
+
+    let outcome = sdk.cancel_instance(&id).await.unwrap();
+    assert!(!outcome.applied, "queued: the instance is still running");
+    wait_status(&sdk, &id, "cancelled").await;
+    let launches = sdk
+        .list_events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "launched")
+        .count();
+    assert_eq!(launches, 1, "relaunched after the cancel");
+    assert_eq!(step_runs(&log).len(), ran, "a step ran after the cancel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_while_a_crash_relaunch_waits_suspends_it_and_a_resume_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("steps.log");
+    let server = Server::start(dir.path(), 0, 0, &["--restart-backoff-ms", "1500"]);
+    let sdk = server.client().await;
+    let id = start_workflow(&sdk, 6, &log).await;
+    let ran = crash_and_wait_for_the_relaunch_backoff(&sdk, &id, &log).await;
+
+    sdk.pause_instance(&id).await.unwrap();
+    wait_status(&sdk, &id, "suspended").await;
+    assert_eq!(step_runs(&log).len(), ran, "a step ran after the pause");
+    sdk.resume_instance(&id).await.unwrap();
+    let done = wait_status(&sdk, &id, "completed").await;
+    assert_eq!(done.checkpoint_count, 6);
+}
