@@ -154,3 +154,58 @@ async fn a_pause_while_a_crash_relaunch_waits_suspends_it_and_a_resume_completes
     let done = wait_status(&sdk, &id, "completed").await;
     assert_eq!(done.checkpoint_count, 6);
 }
+
+/// Starts an instance that sleeps `sleep_ms` (durably) before its third of 4 steps, with
+/// a second between steps, and waits until its second step is recorded: the window in
+/// which a signal reaches it just before the sleep.
+async fn start_sleeper(sdk: &ManagementSdk, log: &std::path::Path, sleep_ms: u64) -> String {
+    let binary = std::fs::read(WORKFLOW).unwrap();
+    let image_id = sdk
+        .register_image(RegisterImageOptions::new(TENANT, "order-workflow", binary))
+        .await
+        .unwrap()
+        .image_id;
+    let input = json!({"order_id": "Z", "steps": 4, "step_delay_ms": 1000,
+                       "sleep_ms": sleep_ms, "log_file": log});
+    let id = sdk
+        .start_instance(StartInstanceOptions::new(&image_id, TENANT).with_input(input))
+        .await
+        .unwrap()
+        .instance_id;
+    wait_for(sdk, &id, Duration::from_secs(30), |s| s.checkpoint_count >= 2).await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_just_before_a_long_sleep_ends_the_instance_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("steps.log");
+    let server = Server::start(dir.path(), 0, 0, &["--sleep-exit-threshold-ms", "1000"]);
+    let sdk = server.client().await;
+    let id = start_sleeper(&sdk, &log, 15_000).await;
+
+    sdk.cancel_instance(&id).await.unwrap();
+    let done = wait_status(&sdk, &id, "cancelled").await;
+    assert_eq!(done.checkpoint_count, 3, "the two steps and the sleep");
+    assert_eq!(step_runs(&log).len(), 2, "a step ran after the cancel");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_just_before_a_long_sleep_suspends_at_once_and_keeps_the_wake_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("steps.log");
+    let server = Server::start(dir.path(), 0, 0, &["--sleep-exit-threshold-ms", "1000"]);
+    let sdk = server.client().await;
+    let id = start_sleeper(&sdk, &log, 3_000).await;
+
+    sdk.pause_instance(&id).await.unwrap();
+    let paused = wait_status(&sdk, &id, "suspended").await;
+    let wake_at = paused.wake_at.clone().expect("the sleep's wake time is kept");
+    assert_eq!(step_runs(&log).len(), 2);
+    sdk.resume_instance(&id).await.unwrap();
+    let done = wait_status(&sdk, &id, "completed").await;
+    assert_eq!(done.wake_at.as_deref(), Some(wake_at.as_str()), "the wake time moved");
+    let runs = step_runs(&log);
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert!(runs.values().all(|&n| n == 1), "a step ran twice: {runs:?}");
+}

@@ -105,6 +105,14 @@ impl SqlitePersistence {
         self.writer
             .call(move |c| {
                 let now = now_ms();
+                // A run going to sleep with a cancel or pause queued takes that instead.
+                let to = match (to, pending_signal(c, &instance_id)?) {
+                    (InstanceStatus::Sleeping, Some(signal)) => match signal.signal_type {
+                        SignalType::Cancel => InstanceStatus::Cancelled,
+                        _ => InstanceStatus::Suspended,
+                    },
+                    (to, _) => to,
+                };
                 let finished = to.is_terminal().then_some(now);
                 let changed = execute(
                     c,
@@ -119,6 +127,9 @@ impl SqlitePersistence {
                 if to == InstanceStatus::Suspended {
                     // The run stopped as asked: pending pauses are satisfied.
                     settle_signals(c, &instance_id, SignalType::Pause, true, now)?;
+                }
+                if to == InstanceStatus::Cancelled {
+                    settle_signals(c, &instance_id, SignalType::Cancel, true, now)?;
                 }
                 let payload = output.as_deref().or(error.as_deref().map(str::as_bytes));
                 insert_event(c, &instance_id, to.as_str(), None, payload, now)

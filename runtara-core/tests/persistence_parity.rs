@@ -107,6 +107,7 @@ parity!(
     a_step_records_its_producer_and_a_repeat_names_it,
     a_step_failure_is_recorded_once_replayed_and_cleared,
     a_queued_resume_is_found_until_a_register_settles_it,
+    a_run_going_to_sleep_takes_a_queued_cancel_or_pause_instead,
 );
 
 /// Registers a new instance and returns its id and epoch.
@@ -1843,4 +1844,29 @@ async fn a_queued_resume_is_found_until_a_register_settles_it(store: Arc<dyn Per
         !store.queued_resume(&id).await.unwrap(),
         "the register settles it"
     );
+}
+
+async fn a_run_going_to_sleep_takes_a_queued_cancel_or_pause_instead(store: Arc<dyn Persistence>) {
+    for (signal, expected) in [
+        (SignalType::Cancel, InstanceStatus::Cancelled),
+        (SignalType::Pause, InstanceStatus::Suspended),
+    ] {
+        let (id, epoch) = running(&store, "sleep-signal").await;
+        store
+            .save_sleep(&id, epoch, "nap", b"", i64::MAX / 2)
+            .await
+            .unwrap();
+        store.send_signal(&id, signal).await.unwrap();
+        store.mark_sleeping(&id, epoch).await.unwrap();
+        assert_eq!(status(&store, &id).await, expected, "{signal}");
+        assert_eq!(store.pending_signal(&id).await.unwrap(), None, "settled");
+    }
+    // Nothing queued: it sleeps.
+    let (id, epoch) = running(&store, "sleep-plain").await;
+    store
+        .save_sleep(&id, epoch, "nap", b"", i64::MAX / 2)
+        .await
+        .unwrap();
+    store.mark_sleeping(&id, epoch).await.unwrap();
+    assert_eq!(status(&store, &id).await, InstanceStatus::Sleeping);
 }

@@ -47,7 +47,8 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
         checkpoint_id: &str,
     ) -> Result<Option<Vec<u8>>>;
     /// Records a durable sleep of `duration_ms` from now, or finds the one recorded
-    /// earlier; returns how much of it remains (measured on the backend's clock).
+    /// earlier; returns how much of it remains (measured on the backend's clock) and the
+    /// cancel or pause queued for the run, if any.
     async fn sleep(
         &self,
         instance_id: &str,
@@ -55,7 +56,7 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
         checkpoint_id: &str,
         state: &[u8],
         duration_ms: i64,
-    ) -> Result<Duration>;
+    ) -> Result<(Duration, Option<PendingSignal>)>;
     async fn heartbeat(&self, instance_id: &str, epoch: i64) -> Result<()>;
     async fn completed(&self, instance_id: &str, epoch: i64, output: &[u8]) -> Result<()>;
     async fn failed(&self, instance_id: &str, epoch: i64, error: &str) -> Result<()>;
@@ -167,13 +168,13 @@ impl Backend for Embedded {
         checkpoint_id: &str,
         state: &[u8],
         duration_ms: i64,
-    ) -> Result<Duration> {
+    ) -> Result<(Duration, Option<PendingSignal>)> {
         let wake_at_ms = now_ms().saturating_add(duration_ms);
         let outcome = self
             .0
             .save_sleep(instance_id, epoch, checkpoint_id, state, wake_at_ms)
             .await?;
-        Ok(remaining_until(outcome.wake_at_ms))
+        Ok((remaining_until(outcome.wake_at_ms), outcome.signal))
     }
 
     async fn heartbeat(&self, instance_id: &str, epoch: i64) -> Result<()> {

@@ -536,7 +536,7 @@ impl Backend for Quic {
         checkpoint_id: &str,
         state: &[u8],
         duration_ms: i64,
-    ) -> Result<Duration> {
+    ) -> Result<(Duration, Option<PendingSignal>)> {
         check_state_len(checkpoint_id, state)?;
         let request = InstanceRequest::Sleep {
             epoch,
@@ -546,9 +546,14 @@ impl Backend for Quic {
         };
         let response = self.call("sleep", &request).await?;
         Self::expect("sleep", response, |r| match r {
-            InstanceResponse::Slept { remaining_ms, .. } => {
-                Some(Duration::from_millis(remaining_ms))
-            }
+            InstanceResponse::Slept {
+                remaining_ms,
+                signal,
+                ..
+            } => Some((
+                Duration::from_millis(remaining_ms),
+                signal.map(PendingSignal::from),
+            )),
             _ => None,
         })
     }

@@ -277,14 +277,29 @@ impl RuntaraSdk {
     /// set by the server for the processes it launches), a sleep with more than the
     /// threshold left marks the instance `sleeping` and **exits the process** (status 0);
     /// the server relaunches it at the wake time and the run continues after this call.
+    ///
+    /// A cancel or pause queued for the run wins over the sleep: the sleep is recorded,
+    /// the signal is acknowledged (the instance becomes `cancelled` or `suspended`), and
+    /// the call returns [`SdkError::Cancelled`] or [`SdkError::Paused`] at once. A
+    /// resumed run finds the recorded wake time and sleeps only what is left of it.
     pub async fn sleep(&self, duration: Duration, checkpoint_id: &str, state: &[u8]) -> Result<()> {
         let epoch = self.epoch()?;
         let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-        let remaining = self
+        let (remaining, signal) = self
             .inner
             .backend
             .sleep(&self.inner.instance_id, epoch, checkpoint_id, state, millis)
             .await?;
+        // A cancel or pause queued before the sleep wins over it: the sleep is recorded
+        // (a resumed run sleeps only what is left), and the run stops now.
+        if let Some(signal) = signal {
+            self.mark_stopping();
+            self.acknowledge_signal(signal.signal_type, true).await?;
+            return Err(match signal.signal_type {
+                SignalType::Cancel => SdkError::Cancelled,
+                _ => SdkError::Paused,
+            });
+        }
         if self
             .inner
             .sleep_exit_threshold

@@ -29,6 +29,8 @@ on_every_backend!(
     a_final_failure_is_recorded_and_a_rerun_returns_it,
     a_non_retryable_error_is_recorded_at_once,
     the_retry_budget_and_delay_span_a_restart,
+    a_cancel_queued_before_a_sleep_wins_over_it,
+    a_pause_queued_before_a_sleep_suspends_and_keeps_the_wake_time,
 );
 
 #[durable]
@@ -675,4 +677,56 @@ async fn the_retry_budget_and_delay_span_a_restart(fx: Fixture) {
         "attempt 2 began {} ms after retry 1 was recorded; its delay is 400 ms",
         started[1] - recorded_at
     );
+}
+
+// ---- a queued cancel or pause wins over a durable sleep (issue 15.2) ----
+
+async fn a_cancel_queued_before_a_sleep_wins_over_it(fx: Fixture) {
+    let instance = unique("sleep-cancel");
+    let sdk = fx.run(&instance).await;
+    fx.store
+        .send_signal(&instance, SignalType::Cancel)
+        .await
+        .unwrap();
+    // Without the signal this would sleep a minute and return Ok.
+    let error = sdk
+        .sleep(Duration::from_secs(60), "nap", b"")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SdkError::Cancelled), "{error:?}");
+    let record = fx.store.get_instance(&instance).await.unwrap().unwrap();
+    assert_eq!(record.status, InstanceStatus::Cancelled);
+}
+
+async fn a_pause_queued_before_a_sleep_suspends_and_keeps_the_wake_time(fx: Fixture) {
+    let instance = unique("sleep-pause");
+    let sdk = fx.run(&instance).await;
+    fx.store
+        .send_signal(&instance, SignalType::Pause)
+        .await
+        .unwrap();
+    let error = sdk
+        .sleep(Duration::from_millis(1500), "nap", b"")
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SdkError::Paused), "{error:?}");
+    let record = fx.store.get_instance(&instance).await.unwrap().unwrap();
+    assert_eq!(record.status, InstanceStatus::Suspended);
+    let wake_at = record
+        .wake_at_ms
+        .expect("the sleep's wake time is recorded");
+
+    // Resumed: the run sleeps only what is left, to the same wake time.
+    fx.store
+        .send_signal(&instance, SignalType::Resume)
+        .await
+        .unwrap();
+    let again = fx.run(&instance).await;
+    again
+        .sleep(Duration::from_secs(60), "nap", b"")
+        .await
+        .unwrap();
+    assert!(now_ms() >= wake_at, "woke before the recorded wake time");
+    let record = fx.store.get_instance(&instance).await.unwrap().unwrap();
+    assert_eq!(record.wake_at_ms, Some(wake_at), "the wake time was kept");
 }

@@ -346,7 +346,9 @@ WITH upd AS (
     RETURNING instance_id
 ), sig AS (
     UPDATE signals SET acked_at_ms = $7, acknowledged = true
-    WHERE instance_id = $1 AND $3 = 'suspended' AND signal_type = 'pause'
+    WHERE instance_id = $1
+      AND (($3 = 'suspended' AND signal_type = 'pause')
+           OR ($3 = 'cancelled' AND signal_type = 'cancel'))
       AND acked_at_ms IS NULL AND EXISTS (SELECT 1 FROM upd)
 ), ev AS (
     INSERT INTO events (instance_id, kind, payload, created_at_ms)
