@@ -172,7 +172,10 @@ async fn start_sleeper(sdk: &ManagementSdk, log: &std::path::Path, sleep_ms: u64
         .await
         .unwrap()
         .instance_id;
-    wait_for(sdk, &id, Duration::from_secs(30), |s| s.checkpoint_count >= 2).await;
+    wait_for(sdk, &id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= 2
+    })
+    .await;
     id
 }
 
@@ -200,11 +203,18 @@ async fn a_pause_just_before_a_long_sleep_suspends_at_once_and_keeps_the_wake_ti
 
     sdk.pause_instance(&id).await.unwrap();
     let paused = wait_status(&sdk, &id, "suspended").await;
-    let wake_at = paused.wake_at.clone().expect("the sleep's wake time is kept");
+    let wake_at = paused
+        .wake_at
+        .clone()
+        .expect("the sleep's wake time is kept");
     assert_eq!(step_runs(&log).len(), 2);
     sdk.resume_instance(&id).await.unwrap();
     let done = wait_status(&sdk, &id, "completed").await;
-    assert_eq!(done.wake_at.as_deref(), Some(wake_at.as_str()), "the wake time moved");
+    assert_eq!(
+        done.wake_at.as_deref(),
+        Some(wake_at.as_str()),
+        "the wake time moved"
+    );
     let runs = step_runs(&log);
     assert_eq!(runs.len(), 4, "{runs:?}");
     assert!(runs.values().all(|&n| n == 1), "a step ran twice: {runs:?}");

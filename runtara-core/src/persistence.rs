@@ -209,6 +209,21 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     /// Instances of a tenant, newest first, with the total count.
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<InstancePage>;
 
+    /// [`list_instances`](Self::list_instances) for listings: the same instances and
+    /// total, without what costs in proportion to their size or history: `input` and
+    /// `output` are `None`, `checkpoint_id` is `None` and `checkpoint_count` is 0. A page
+    /// costs O(page). Read one instance for the rest.
+    async fn list_instances_brief(&self, filter: &InstanceFilter) -> Result<InstancePage> {
+        let mut page = self.list_instances(filter).await?;
+        for instance in &mut page.instances {
+            instance.input = None;
+            instance.output = None;
+            instance.checkpoint_id = None;
+            instance.checkpoint_count = 0;
+        }
+        Ok(page)
+    }
+
     /// All checkpoints of an instance, in the order they were recorded.
     async fn list_checkpoints(&self, instance_id: &str) -> Result<Vec<CheckpointRecord>>;
 

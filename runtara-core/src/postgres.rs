@@ -871,6 +871,33 @@ impl Persistence for PostgresPersistence {
         })
     }
 
+    async fn list_instances_brief(&self, filter: &InstanceFilter) -> Result<InstancePage> {
+        let client = self.client().await?;
+        let status = filter.status.map(InstanceStatus::as_str);
+        let limit = filter.limit.map(i64::from);
+        let offset = i64::from(filter.offset);
+        let instances = query(
+            &client,
+            LIST_INSTANCES_BRIEF,
+            &[&filter.tenant_id, &status, &limit, &offset],
+        )
+        .await?
+        .iter()
+        .map(instance_from_row)
+        .collect::<Result<Vec<_>>>()?;
+        let row = query_one(
+            &client,
+            "SELECT COUNT(*) FROM instances WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR status = $2)",
+            &[&filter.tenant_id, &status],
+        )
+        .await?;
+        let total: i64 = col(&row, 0)?;
+        Ok(InstancePage {
+            instances,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
     async fn list_checkpoints(&self, instance_id: &str) -> Result<Vec<CheckpointRecord>> {
         validate_id("instance id", instance_id)?;
         let client = self.client().await?;

@@ -696,13 +696,20 @@ impl Persistence for SqlitePersistence {
         let filter = filter.clone();
         self.writer
             .call(move |c| {
-                let (instances, total) = list_instances(
-                    c,
-                    &filter.tenant_id,
-                    filter.status,
-                    filter.limit,
-                    filter.offset,
-                )?;
+                let (instances, total) = list_instances(c, &filter, false)?;
+                Ok(InstancePage {
+                    instances,
+                    total: u64::try_from(total).unwrap_or(0),
+                })
+            })
+            .await
+    }
+
+    async fn list_instances_brief(&self, filter: &InstanceFilter) -> Result<InstancePage> {
+        let filter = filter.clone();
+        self.writer
+            .call(move |c| {
+                let (instances, total) = list_instances(c, &filter, true)?;
                 Ok(InstancePage {
                     instances,
                     total: u64::try_from(total).unwrap_or(0),

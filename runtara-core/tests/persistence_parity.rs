@@ -108,6 +108,7 @@ parity!(
     a_step_failure_is_recorded_once_replayed_and_cleared,
     a_queued_resume_is_found_until_a_register_settles_it,
     a_run_going_to_sleep_takes_a_queued_cancel_or_pause_instead,
+    a_brief_listing_has_the_same_instances_without_history,
 );
 
 /// Registers a new instance and returns its id and epoch.
@@ -1869,4 +1870,49 @@ async fn a_run_going_to_sleep_takes_a_queued_cancel_or_pause_instead(store: Arc<
         .unwrap();
     store.mark_sleeping(&id, epoch).await.unwrap();
     assert_eq!(status(&store, &id).await, InstanceStatus::Sleeping);
+}
+
+async fn a_brief_listing_has_the_same_instances_without_history(store: Arc<dyn Persistence>) {
+    let tenant = unique("brief-tenant");
+    for n in 0..3 {
+        let id = unique("brief");
+        let epoch = store
+            .register_instance(&id, &tenant, None)
+            .await
+            .unwrap()
+            .epoch;
+        for k in 0..n {
+            store
+                .save_checkpoint(&id, epoch, &format!("c{k}"), b"s")
+                .await
+                .unwrap();
+        }
+    }
+    let filter = InstanceFilter {
+        tenant_id: tenant.clone(),
+        status: None,
+        limit: Some(2),
+        offset: 0,
+    };
+    let full = store.list_instances(&filter).await.unwrap();
+    let brief = store.list_instances_brief(&filter).await.unwrap();
+    assert_eq!((brief.total, full.total), (3, 3));
+    let ids = |page: &runtara_core::InstancePage| {
+        page.instances
+            .iter()
+            .map(|i| i.instance_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&brief), ids(&full));
+    for (b, f) in brief.instances.iter().zip(&full.instances) {
+        assert_eq!(
+            (b.status, b.epoch, b.created_at_ms),
+            (f.status, f.epoch, f.created_at_ms)
+        );
+        assert_eq!(
+            (b.checkpoint_count, &b.checkpoint_id, &b.input, &b.output),
+            (0, &None, &None, &None)
+        );
+    }
+    assert!(full.instances.iter().any(|i| i.checkpoint_count > 0));
 }

@@ -73,7 +73,10 @@ pub enum ManagementRequest {
         timeout_ms: Option<u64>,
     },
     /// A page of a tenant's instances, newest first. Answered by
-    /// [`ManagementResponse::Instances`].
+    /// [`ManagementResponse::Instances`], whose instances leave out what costs in
+    /// proportion to their history or size: `output`, `checkpoint_id` and `log_tail` are
+    /// `None`, `checkpoint_count` and `launches` 0 (`GetInstanceStatus` has them). A page
+    /// costs O(page).
     ListInstances {
         /// The tenant.
         tenant_id: String,

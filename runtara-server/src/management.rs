@@ -79,6 +79,27 @@ fn wire_checkpoints(checkpoints: Vec<runtara_core::CheckpointRecord>) -> Vec<Wir
         .collect()
 }
 
+/// An instance in a listing: what its record holds, without launches or log tail.
+fn wire_summary(record: InstanceRecord) -> WireInstance {
+    WireInstance {
+        instance_id: record.instance_id,
+        tenant_id: record.tenant_id,
+        image_id: record.image_id,
+        status: record.status.as_str().to_owned(),
+        created_at_ms: record.created_at_ms,
+        started_at_ms: record.started_at_ms,
+        finished_at_ms: record.finished_at_ms,
+        output: None,
+        error: record.error,
+        checkpoint_id: None,
+        checkpoint_count: 0,
+        heartbeat_at_ms: record.heartbeat_at_ms,
+        wake_at_ms: record.wake_at_ms,
+        launches: 0,
+        log_tail: None,
+    }
+}
+
 fn wire_image(image: ImageRecord) -> WireImage {
     WireImage {
         image_id: image.image_id,
@@ -265,9 +286,11 @@ impl Management {
                             .map_err(|e| error(ErrorCode::InvalidInput, e.to_string()))?,
                     ),
                 };
+                // A listing reads no history, log or output: O(page) (the management
+                // SDK's `InstanceSummary` shows none of them; read one instance for them).
                 let page = self
                     .store
-                    .list_instances(&InstanceFilter {
+                    .list_instances_brief(&InstanceFilter {
                         tenant_id,
                         status,
                         limit,
@@ -275,10 +298,7 @@ impl Management {
                     })
                     .await
                     .map_err(engine)?;
-                let mut instances = Vec::with_capacity(page.instances.len());
-                for record in page.instances {
-                    instances.push(self.wire_instance(record).await);
-                }
+                let instances = page.instances.into_iter().map(wire_summary).collect();
                 ManagementResponse::Instances {
                     instances,
                     total: page.total,

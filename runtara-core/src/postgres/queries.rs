@@ -89,6 +89,17 @@ pub(crate) fn instances_sql(rows: &str, order: &str) -> String {
     )
 }
 
+/// A tenant's instances for a listing, in [`instance_from_row`] order, without input,
+/// output, last checkpoint or count (see `Persistence::list_instances_brief`): no
+/// checkpoint is read, so a page costs O(page) however long the instances' histories.
+/// Parameters: `$1` tenant, `$2` status or NULL, `$3` limit or NULL, `$4` offset.
+pub(crate) const LIST_INSTANCES_BRIEF: &str = "\
+SELECT instance_id, tenant_id, image_id, status, epoch, NULL::BYTEA, NULL::BYTEA, error,
+       NULL::TEXT, 0::BIGINT, created_at_ms, started_at_ms, finished_at_ms, heartbeat_at_ms,
+       wake_at_ms
+FROM instances WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR status = $2)
+ORDER BY created_at_ms DESC, instance_id LIMIT $3 OFFSET $4";
+
 pub(crate) fn instance_from_row(row: &Row) -> Result<InstanceRecord> {
     let status: String = col(row, 3)?;
     Ok(InstanceRecord {

@@ -5,8 +5,8 @@ use rusqlite::{params, Connection, OptionalExtension, Params, Row};
 
 use crate::guard::{check_run, parse_status};
 use crate::model::{
-    CheckpointRecord, EventRecord, InstanceRecord, InstanceStatus, PendingSignal, ReplayLog,
-    RetryAttemptRecord, SignalType,
+    CheckpointRecord, EventRecord, InstanceFilter, InstanceRecord, InstanceStatus, PendingSignal,
+    ReplayLog, RetryAttemptRecord, SignalType,
 };
 use crate::{now_ms, Error, Result};
 
@@ -66,6 +66,11 @@ fn bad_attempt(raw: i64) -> Error {
 const INSTANCE_COLUMNS: &str = "instance_id, tenant_id, image_id, status, epoch, input, \
      output, error, checkpoint_id, checkpoint_count, created_at_ms, started_at_ms, \
      finished_at_ms, heartbeat_at_ms, wake_at_ms";
+
+/// [`INSTANCE_COLUMNS`] for a listing: no input, output, last checkpoint or count.
+const BRIEF_INSTANCE_COLUMNS: &str = "instance_id, tenant_id, image_id, status, epoch, NULL, \
+     NULL, error, NULL, 0, created_at_ms, started_at_ms, finished_at_ms, heartbeat_at_ms, \
+     wake_at_ms";
 
 /// An instance row with its status still unparsed, so that a bad value becomes
 /// [`Error::Corrupt`] rather than a driver error.
@@ -558,17 +563,23 @@ pub(crate) fn insert_retry_attempt(
     Ok(())
 }
 
+/// A tenant's instances, newest first, and how many match; `brief` leaves out input,
+/// output, last checkpoint and count (see `Persistence::list_instances_brief`).
 pub(crate) fn list_instances(
     c: &Connection,
-    tenant_id: &str,
-    status: Option<InstanceStatus>,
-    limit: Option<u32>,
-    offset: u32,
+    filter: &InstanceFilter,
+    brief: bool,
 ) -> Result<(Vec<InstanceRecord>, i64)> {
-    let status = status.map(InstanceStatus::as_str);
-    let limit = limit.map_or(-1, i64::from);
+    let (tenant_id, offset) = (&filter.tenant_id, filter.offset);
+    let status = filter.status.map(InstanceStatus::as_str);
+    let limit = filter.limit.map_or(-1, i64::from);
+    let columns = if brief {
+        BRIEF_INSTANCE_COLUMNS
+    } else {
+        INSTANCE_COLUMNS
+    };
     let sql = format!(
-        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE tenant_id = ?1 \
+        "SELECT {columns} FROM instances WHERE tenant_id = ?1 \
          AND (?2 IS NULL OR status = ?2) ORDER BY created_at_ms DESC, instance_id \
          LIMIT ?3 OFFSET ?4"
     );
