@@ -16,7 +16,8 @@
 //! restarted and replayed; `W4` `start_instance` to the first step body; `W5` server
 //! memory per connected idle instance; `W1-history` W1 again after 100,000 checkpoints,
 //! each run paired with one on an empty database of the same mode (`x_W1_paired`);
-//! and mode `floor`: fdatasync, a SQLite WAL FULL commit, a PostgreSQL commit and a QUIC
+//! `L` management listings and status reads (p50, p99) while 100 instances with 400
+//! checkpoints each keep checkpointing (QUIC modes); and mode `floor`: fdatasync, a SQLite WAL FULL commit, a PostgreSQL commit and a QUIC
 //! round trip, measured on the same data dir in the same run. `R` (a diagnostic) is the
 //! median of a read through the whole stack (`get_checkpoint`: no disk write), which
 //! separates the stack's own cost from the fsync.
@@ -61,7 +62,7 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     modes: Vec<String>,
     /// Workloads to run, comma-separated (`R`, `W1-store`, `W1`, `W2`, `W3`, `W4`,
-    /// `W2-processes`, `W5`, `W1-history`); default: all.
+    /// `W2-processes`, `W5`, `W1-history`, `L`); default: all.
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// Where to put the data dirs (default: a temporary directory).
@@ -208,6 +209,9 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         if mode.quic() && run("W5") {
             workloads::w5(&target, &mut report, &prefix, sizes.w5_instances).await?;
         }
+        if mode.quic() && run("L") {
+            workloads::list_under_load(&target, &mut report, &prefix, sizes.list_load).await?;
+        }
         if run("W1-history") {
             // W1 on an empty database of the same mode, run alternately with W1-history.
             let dir = dir.join("baseline");
@@ -240,7 +244,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The workloads `--workloads` may name.
-const WORKLOADS: [&str; 9] = [
+const WORKLOADS: [&str; 10] = [
     "R",
     "W1-store",
     "W1",
@@ -250,6 +254,7 @@ const WORKLOADS: [&str; 9] = [
     "W2-processes",
     "W5",
     "W1-history",
+    "L",
 ];
 
 /// W2 as a multiple of W1's rate (target ≥ 5), and, as diagnostics, W1-history over W1

@@ -35,6 +35,9 @@ pub struct Sizes {
     pub w5_instances: usize,
     /// Prior checkpoints for W1-history.
     pub history: u32,
+    /// L: instances checkpointing, their prior checkpoints each, listing clients, and
+    /// listings per client.
+    pub list_load: (usize, u32, usize, usize),
 }
 
 impl Sizes {
@@ -48,6 +51,7 @@ impl Sizes {
         w4_samples: 20,
         w5_instances: 1_000,
         history: 100_000,
+        list_load: (100, 400, 20, 50),
     };
     /// Small enough for a minute.
     pub const QUICK: Sizes = Sizes {
@@ -59,6 +63,7 @@ impl Sizes {
         w4_samples: 5,
         w5_instances: 200,
         history: 10_000,
+        list_load: (30, 50, 5, 10),
     };
 }
 
@@ -515,6 +520,91 @@ pub async fn w1_store(target: &Target, report: &mut Report, prefix: &str) -> any
         "W1-store",
         median(&mut times),
         "ms_per_step",
+    );
+    Ok(())
+}
+
+/// L: management reads under load. `instances` instances (each with `history`
+/// checkpoints) keep checkpointing while `listers` clients list the tenant's first 100
+/// instances over and over and one client reads single instances' status; p50 and p99 of
+/// both. A listing reads no history, so its cost must not grow with the checkpoints.
+pub async fn list_under_load(
+    target: &Target,
+    report: &mut Report,
+    prefix: &str,
+    sizes: (usize, u32, usize, usize),
+) -> anyhow::Result<()> {
+    let (instances, history, listers, lists_each) = sizes;
+    let mut sdks = Vec::with_capacity(instances);
+    for n in 0..instances {
+        sdks.push(target.run(&format!("{prefix}-l-{n}")).await?);
+    }
+    // History first (not timed).
+    let fills: Vec<_> = sdks
+        .iter()
+        .cloned()
+        .map(|sdk| tokio::spawn(async move { steps(&sdk, "h", history).await }))
+        .collect();
+    for fill in fills {
+        fill.await??;
+    }
+    // The load: every instance checkpoints until the readers are done.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = sdks
+        .into_iter()
+        .map(|sdk| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut round = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    round += 1;
+                    steps(&sdk, &format!("load{round}-"), 5).await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    let mut list_tasks = Vec::with_capacity(listers);
+    for _ in 0..listers {
+        let client = management(target).await?;
+        list_tasks.push(tokio::spawn(async move {
+            let mut times = Vec::with_capacity(lists_each);
+            for _ in 0..lists_each {
+                let start = Instant::now();
+                let page = client
+                    .list_instances(ListInstancesOptions::new(TENANT).with_limit(100))
+                    .await?;
+                anyhow::ensure!(!page.is_empty(), "L: an empty listing");
+                times.push(start.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok(times)
+        }));
+    }
+    let status_client = management(target).await?;
+    let status_target = format!("{prefix}-l-0");
+    let mut status_times = Vec::new();
+    while list_tasks.iter().any(|task| !task.is_finished()) {
+        let start = Instant::now();
+        status_client.get_instance_status(&status_target).await?;
+        status_times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    let mut list_times = Vec::new();
+    for task in list_tasks {
+        list_times.extend(task.await??);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        writer.await??;
+    }
+    let mode = target.mode.name();
+    report.add(mode, "L-list", median(&mut list_times), "p50_ms");
+    report.add(mode, "L-list", percentile(&mut list_times, 0.99), "p99_ms");
+    report.add(mode, "L-status", median(&mut status_times), "p50_ms");
+    report.add(
+        mode,
+        "L-status",
+        percentile(&mut status_times, 0.99),
+        "p99_ms",
     );
     Ok(())
 }
