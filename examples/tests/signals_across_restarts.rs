@@ -34,7 +34,10 @@ async fn a_resume_queued_before_a_server_crash_is_carried_out_at_start_up() {
         .await
         .unwrap()
         .instance_id;
-    wait_for(&sdk, &id, Duration::from_secs(30), |s| s.checkpoint_count >= 2).await;
+    wait_for(&sdk, &id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= 2
+    })
+    .await;
     sdk.pause_instance(&id).await.unwrap();
     wait_status(&sdk, &id, "suspended").await;
 
