@@ -1,15 +1,35 @@
 //! A durable call that failed for good stays failed across runs until an operator lets it
-//! run again with `ManagementSdk::retry_step` (what `runtara-ctl retry-step` calls), over
+//! run again with `ManagementSdk::retry_step` or the `runtara-ctl retry-step` command, over
 //! real QUIC to a real server.
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use runtara_sdk::{durable, RuntaraSdk, SdkConfig, SdkError};
 use support::Server;
+
+/// Runs the `runtara-ctl` binary against `server`.
+fn ctl(server: &Server, args: &[&str]) -> Output {
+    Command::new(runtara_server::process::workspace_binary("runtara-ctl"))
+        .args(["--addr", &server.management_addr.to_string()])
+        .arg("--ca-cert")
+        .arg(&server.ca_path)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// `runtara-ctl` exited with `code`; its stderr holds `needle`.
+#[track_caller]
+fn refused(output: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(needle), "{stderr}");
+}
 
 /// Fails while `declined` is set; no retries, so a failure is final.
 #[durable(max_retries = 0)]
@@ -72,10 +92,25 @@ async fn a_failed_step_runs_again_only_after_retry_step() {
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Some("not_found"), "{unknown}");
-    management
-        .retry_step("retry-1", "charge::o-1")
-        .await
-        .unwrap();
+    refused(
+        &ctl(&server, &["retry-step", "retry-1", "charge::o-2"]),
+        1,
+        "no failure is recorded for step `charge::o-2`",
+    );
+    refused(
+        &ctl(&server, &["retry-step", "no-such-instance", "charge::o-1"]),
+        1,
+        "not found",
+    );
+    let cleared = ctl(&server, &["--json", "retry-step", "retry-1", "charge::o-1"]);
+    assert!(
+        cleared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleared.stderr)
+    );
+    let cleared: serde_json::Value = serde_json::from_slice(&cleared.stdout).unwrap();
+    assert_eq!(cleared["checkpoint_id"], "charge::o-1");
+    assert_eq!(cleared["cleared"], true);
     let again = management
         .retry_step("retry-1", "charge::o-1")
         .await
@@ -100,4 +135,9 @@ async fn a_failed_step_runs_again_only_after_retry_step() {
         .await
         .unwrap_err();
     assert_eq!(finished.code(), Some("terminal"), "{finished}");
+    refused(
+        &ctl(&server, &["retry-step", "retry-1", "charge::o-1"]),
+        1,
+        "completed",
+    );
 }

@@ -61,6 +61,7 @@
 //!   start <image-id> --tenant T [--input <json|@file>] [--instance-id ID] [--timeout-secs N]
 //!   images --tenant T      delete-image <id>     events <id>          checkpoints <id>
 //!   wait <id> [--timeout-secs N] [--interval-ms N]
+//!   retry-step <id> <fn>::<key>   (let a durable call that failed for good run again)
 //!   health
 //! ```
 //!

@@ -7,17 +7,35 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OwnedMutexGuard;
 
-/// The checkpoint ids whose durable calls are running now.
+/// The checkpoint ids whose durable calls are running or waiting now.
+///
+/// The map's own lock is held only to add or drop an entry, never across an await, so
+/// calls with different ids never wait for each other.
 #[derive(Debug, Default)]
 pub(crate) struct InFlight {
-    calls: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    calls: Mutex<HashMap<String, Entry>>,
+}
+
+/// The calls of one checkpoint id: the lock they take turns on, and how many of them
+/// hold or wait for it (the entry goes when the last one is dropped).
+#[derive(Debug)]
+struct Entry {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    calls: usize,
 }
 
 /// Held while a durable call with its id runs; the id is free again once dropped.
 pub(crate) struct Turn<'a> {
+    // Declared first so it is released before the call stops being counted.
+    _guard: OwnedMutexGuard<()>,
+    _counted: Counted<'a>,
+}
+
+/// One call counted in its id's entry, from before it waits until it is dropped, so a
+/// call given up while waiting (its task cancelled) is uncounted too.
+struct Counted<'a> {
     in_flight: &'a InFlight,
     checkpoint_id: String,
-    guard: Option<OwnedMutexGuard<()>>,
 }
 
 impl InFlight {
@@ -25,16 +43,23 @@ impl InFlight {
     pub(crate) async fn turn(&self, checkpoint_id: &str) -> Turn<'_> {
         let lock = {
             let mut calls = lock(&self.calls);
-            calls
+            let entry = calls
                 .entry(checkpoint_id.to_owned())
-                .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
-                .clone()
+                .or_insert_with(|| Entry {
+                    lock: Arc::default(),
+                    calls: 0,
+                });
+            entry.calls += 1;
+            entry.lock.clone()
+        };
+        let counted = Counted {
+            in_flight: self,
+            checkpoint_id: checkpoint_id.to_owned(),
         };
         let guard = lock.lock_owned().await;
         Turn {
-            in_flight: self,
-            checkpoint_id: checkpoint_id.to_owned(),
-            guard: Some(guard),
+            _guard: guard,
+            _counted: counted,
         }
     }
 
@@ -45,17 +70,15 @@ impl InFlight {
     }
 }
 
-impl Drop for Turn<'_> {
+impl Drop for Counted<'_> {
     fn drop(&mut self) {
         let mut calls = lock(&self.in_flight.calls);
-        // Clones are only taken under this lock: the map's and this turn's guard are the
-        // last two when nobody else waits, and then the entry goes.
-        if let Some(entry) = calls.get(&self.checkpoint_id) {
-            if Arc::strong_count(entry) <= 2 {
+        if let Some(entry) = calls.get_mut(&self.checkpoint_id) {
+            entry.calls = entry.calls.saturating_sub(1);
+            if entry.calls == 0 {
                 calls.remove(&self.checkpoint_id);
             }
         }
-        drop(self.guard.take());
     }
 }
 
@@ -82,6 +105,29 @@ mod tests {
         let second = waiting.await;
         drop((second, other));
         assert_eq!(in_flight.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_given_up_leaves_no_entry_behind() {
+        let in_flight = InFlight::default();
+        let first = in_flight.turn("f::a").await;
+        {
+            // A call that waits for the id, then is dropped (its task cancelled).
+            let waiting = in_flight.turn("f::a");
+            tokio::pin!(waiting);
+            assert!(futures_poll_once(waiting.as_mut()).await.is_none());
+        }
+        drop(first);
+        assert_eq!(in_flight.len(), 0, "an entry outlived every call of its id");
+
+        // And the other way round: the holder goes first, then the waiter gives up.
+        let first = in_flight.turn("f::b").await;
+        let waiting = Box::pin(in_flight.turn("f::b"));
+        let mut waiting = waiting;
+        assert!(futures_poll_once(waiting.as_mut()).await.is_none());
+        drop(first);
+        drop(waiting);
+        assert_eq!(in_flight.len(), 0, "an entry outlived every call of its id");
     }
 
     /// Polls `future` once: `Some` if it finished.

@@ -89,10 +89,11 @@ pub use sdk::{RuntaraSdk, DEFAULT_SIGNAL_POLL_INTERVAL};
 ///   `E: From<SdkError>`, with the original message) without running the body, until an
 ///   operator clears it (`ManagementSdk::retry_step`, `runtara-ctl retry-step`). Errors
 ///   after the run took a cancel or a pause are not recorded as failures.
-/// - Within one process, a second call with the same key waits for the first and
-///   returns its recorded result; calls with different keys do not wait for each other.
 ///   With retries enabled, owned arguments are cloned for each attempt, so they must be
 ///   `Clone`; `max_retries = 0` lifts that requirement.
+/// - Within one process, a second call with the same key waits for the first and
+///   returns its recorded result (or its recorded failure); calls with different keys do
+///   not wait for each other.
 /// - A pending cancel seen when the result is recorded returns [`SdkError::Cancelled`];
 ///   a pending pause returns [`SdkError::Paused`] after the value is recorded.
 pub use runtara_macros::durable;

@@ -31,6 +31,9 @@ on_every_backend!(
     the_retry_budget_and_delay_span_a_restart,
     a_cancel_queued_before_a_sleep_wins_over_it,
     a_pause_queued_before_a_sleep_suspends_and_keeps_the_wake_time,
+    a_step_without_retries_records_its_final_failure,
+    a_call_waiting_on_its_key_gets_the_recorded_failure,
+    a_run_stopped_after_two_attempts_leaves_the_rest_of_the_budget,
 );
 
 #[durable]
@@ -729,4 +732,132 @@ async fn a_pause_queued_before_a_sleep_suspends_and_keeps_the_wake_time(fx: Fixt
     assert!(now_ms() >= wake_at, "woke before the recorded wake time");
     let record = fx.store.get_instance(&instance).await.unwrap().unwrap();
     assert_eq!(record.wake_at_ms, Some(wake_at), "the wake time was kept");
+}
+
+/// No retries: every error is final, retryable or not.
+#[durable(max_retries = 0)]
+async fn fails_once(key: String, calls: &AtomicUsize) -> Result<u8, FlakyError> {
+    let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+    // Let a concurrent call of the same key run while this body is in progress.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    let _ = key;
+    Err(FlakyError::Transient(call as u32))
+}
+
+/// The recorded failure a later call must return: `StepFailed` with the original message.
+fn assert_recorded_failure(result: Result<u8, FlakyError>, checkpoint: &str, original: &str) {
+    match result {
+        Err(FlakyError::Sdk(SdkError::StepFailed {
+            checkpoint_id,
+            message,
+        })) => assert_eq!(
+            (checkpoint_id.as_str(), message.as_str()),
+            (checkpoint, original)
+        ),
+        other => panic!("expected the recorded failure of {checkpoint}, got {other:?}"),
+    }
+}
+
+async fn a_step_without_retries_records_its_final_failure(fx: Fixture) {
+    let instance = unique("once-failed");
+    let calls = AtomicUsize::new(0);
+    let first = fx.run(&instance).await;
+    let result = first.scope(fails_once("k".into(), &calls)).await;
+    assert!(
+        matches!(result, Err(FlakyError::Transient(1))),
+        "{result:?}"
+    );
+    let log = fx.store.load_replay(&instance).await.unwrap();
+    assert_eq!(
+        log.failures,
+        [(
+            "fails_once::k".to_owned(),
+            "transient failure #1".to_owned()
+        )]
+    );
+
+    let again = fx.run(&instance).await;
+    let result = again.scope(fails_once("k".into(), &calls)).await;
+    assert_recorded_failure(result, "fails_once::k", "transient failure #1");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the body ran again");
+}
+
+async fn a_call_waiting_on_its_key_gets_the_recorded_failure(fx: Fixture) {
+    let instance = unique("join-failed");
+    let sdk = fx.run(&instance).await;
+    let calls = AtomicUsize::new(0);
+    let (a, b) = sdk
+        .scope(async {
+            tokio::join!(
+                fails_once("k".into(), &calls),
+                fails_once("k".into(), &calls)
+            )
+        })
+        .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "both calls ran the body");
+    // One call ran the body and got its error; the other got the recorded failure.
+    let (ran, waited) = if matches!(a, Err(FlakyError::Transient(_))) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert!(matches!(ran, Err(FlakyError::Transient(1))), "{ran:?}");
+    assert_recorded_failure(waited, "fails_once::k", "transient failure #1");
+}
+
+/// Always fails; notes when each attempt started. Three retries, 600 ms apart.
+#[durable(max_retries = 3, strategy = FixedDelay, delay = 600)]
+async fn four_tries(key: String, started: &std::sync::Mutex<Vec<i64>>) -> Result<u8, FlakyError> {
+    let mut started = started.lock().unwrap();
+    started.push(now_ms());
+    let _ = key;
+    Err(FlakyError::Transient(started.len() as u32))
+}
+
+async fn a_run_stopped_after_two_attempts_leaves_the_rest_of_the_budget(fx: Fixture) {
+    let instance = unique("budget-restart");
+    let started = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let first = fx.run(&instance).await;
+    let task_started = started.clone();
+    let task =
+        tokio::spawn(first.scope(async move { four_tries("k".into(), &task_started).await }));
+    // The run stops during retry 2's delay: once retry 2 (after attempt 2) is recorded.
+    let recorded_at = loop {
+        let attempts = fx.store.list_retry_attempts(&instance).await.unwrap();
+        if let Some(retry) = attempts.iter().find(|retry| retry.attempt == 2) {
+            break retry.created_at_ms;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    task.abort();
+    let _ = task.await;
+    assert_eq!(
+        started.lock().unwrap().len(),
+        2,
+        "the first run made 2 attempts"
+    );
+
+    // The rerun makes the 2 attempts left (1 + max_retries = 4 in all), the first of them
+    // no sooner than retry 2's delay after it was recorded, and records the failure.
+    let again = fx.run(&instance).await;
+    let result = again.scope(four_tries("k".into(), &started)).await;
+    assert!(
+        matches!(result, Err(FlakyError::Transient(4))),
+        "{result:?}"
+    );
+    let times = started.lock().unwrap().clone();
+    assert_eq!(times.len(), 4, "1 + max_retries attempts across both runs");
+    assert!(
+        times[2] >= recorded_at + 600,
+        "attempt 3 began {} ms after retry 2 was recorded; its delay is 600 ms",
+        times[2] - recorded_at
+    );
+
+    // A third run runs nothing.
+    let third = fx.run(&instance).await;
+    let result = third.scope(four_tries("k".into(), &started)).await;
+    assert_recorded_failure(result, "four_tries::k", "transient failure #4");
+    assert_eq!(started.lock().unwrap().len(), 4);
 }

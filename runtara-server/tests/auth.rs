@@ -509,3 +509,50 @@ async fn unlaunched_instances_need_a_credential_only_when_required() {
     .unwrap();
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_step_clears_a_failure_only_for_the_instances_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with_tokens(dir.path()).await;
+    let a = management(&server, TOKEN_A).await;
+    let b = management(&server, TOKEN_B).await;
+    // A running instance of tenant b whose step `charge::o-1` failed for good.
+    let store = &server.persistence;
+    let epoch = store
+        .register_instance("steps-b", "b", None)
+        .await
+        .unwrap()
+        .epoch;
+    store
+        .record_step_failure("steps-b", epoch, "charge::o-1", "card declined")
+        .await
+        .unwrap();
+    let retry = ManagementRequest::RetryStep {
+        instance_id: "steps-b".into(),
+        checkpoint_id: "charge::o-1".into(),
+    };
+
+    // Tenant a's token finds nothing to clear, says nothing of the tenant, changes nothing.
+    match call(&a, retry.clone()).await {
+        ManagementResponse::Error(error) => {
+            assert_eq!(error.code, ErrorCode::NotFound, "{error:?}");
+            assert!(!error.message.contains("tenant"), "{error:?}");
+        }
+        other => panic!("expected not_found, got {other:?}"),
+    }
+    let failures = store.load_replay("steps-b").await.unwrap().failures;
+    assert_eq!(
+        failures,
+        [("charge::o-1".to_owned(), "card declined".to_owned())]
+    );
+
+    // Tenant b's token clears it.
+    assert_eq!(call(&b, retry).await, ManagementResponse::Done);
+    assert!(store
+        .load_replay("steps-b")
+        .await
+        .unwrap()
+        .failures
+        .is_empty());
+    server.shutdown().await;
+}

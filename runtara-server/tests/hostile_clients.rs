@@ -408,6 +408,10 @@ async fn path_ids_never_read_another_tenants_log_or_a_host_file() {
                 instance_id: id.clone(),
                 signal: WireSignalType::Cancel,
             },
+            ManagementRequest::RetryStep {
+                instance_id: id.clone(),
+                checkpoint_id: "charge::o-1".into(),
+            },
             ManagementRequest::ListInstances {
                 tenant_id: id.clone(),
                 status: None,
