@@ -247,9 +247,17 @@ impl Persistence for PostgresPersistence {
         .await?;
         match rows.first() {
             Some(row) => instance_from_row(row),
-            None => Err(Error::InstanceExists {
-                instance_id: new.instance_id,
-            }),
+            // Taken, or its image is gone (the image row is share-locked while the
+            // instance is inserted, so a delete that runs at the same time waits, then
+            // finds the image in use).
+            None => match get_instance(&client, &new.instance_id).await? {
+                Some(_) => Err(Error::InstanceExists {
+                    instance_id: new.instance_id,
+                }),
+                None => Err(Error::ImageNotFound {
+                    image_id: new.image_id.unwrap_or_default(),
+                }),
+            },
         }
     }
 

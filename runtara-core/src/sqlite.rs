@@ -150,6 +150,20 @@ impl Persistence for SqlitePersistence {
         self.writer
             .call(move |c| {
                 let now = now_ms();
+                // An instance is never created for an image that is gone (the writer runs
+                // one job at a time, so a delete cannot slip in between).
+                if get_instance(c, &new.instance_id)?.is_some() {
+                    return Err(Error::InstanceExists {
+                        instance_id: new.instance_id,
+                    });
+                }
+                if let Some(image_id) = &new.image_id {
+                    if get_image(c, image_id)?.is_none() {
+                        return Err(Error::ImageNotFound {
+                            image_id: image_id.clone(),
+                        });
+                    }
+                }
                 let inserted = execute(
                     c,
                     "INSERT INTO instances (instance_id, tenant_id, image_id, status, epoch, input, \

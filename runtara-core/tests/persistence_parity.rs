@@ -219,11 +219,26 @@ async fn register_refuses_another_tenant_and_terminal_instances(store: Arc<dyn P
 
 async fn create_instance_is_pending_and_unique(store: Arc<dyn Persistence>) {
     let id = unique("create");
+    let image = store
+        .insert_image(new_image("t", &unique("create-image"), &"ab".repeat(32)))
+        .await
+        .unwrap();
+    // An image that does not exist (or is gone) is refused, and nothing is created.
+    let gone = store
+        .create_instance(NewInstance {
+            instance_id: id.clone(),
+            tenant_id: "t".into(),
+            image_id: Some("img-gone".into()),
+            input: None,
+        })
+        .await;
+    assert_err!(gone, Error::ImageNotFound { .. });
+    assert_eq!(store.get_instance(&id).await.unwrap(), None);
     let record = store
         .create_instance(NewInstance {
             instance_id: id.clone(),
             tenant_id: "t".into(),
-            image_id: Some("img".into()),
+            image_id: Some(image.image_id.clone()),
             input: Some(b"{\"x\":1}".to_vec()),
         })
         .await

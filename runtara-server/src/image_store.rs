@@ -22,6 +22,14 @@ pub struct ImageStore {
     dir: PathBuf,
     /// Largest image accepted, in bytes.
     pub max_size: u64,
+    catalog: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A received binary, checked, waiting in a temporary file to be placed.
+#[derive(Debug)]
+pub struct Staged {
+    temp: PathBuf,
+    binary: StoredBinary,
 }
 
 /// A stored binary.
@@ -43,7 +51,11 @@ impl ImageStore {
     pub fn open(dir: PathBuf, max_size: u64) -> std::io::Result<ImageStore> {
         std::fs::create_dir_all(&dir)?;
         remove_unfinished_uploads(&dir)?;
-        Ok(ImageStore { dir, max_size })
+        Ok(ImageStore {
+            dir,
+            max_size,
+            catalog: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     /// The directory.
@@ -51,14 +63,15 @@ impl ImageStore {
         &self.dir
     }
 
-    /// Reads exactly `size` bytes from `stream`, checks them against `sha256` and stores
-    /// them. Any mismatch is an `invalid_input` error and stores nothing.
+    /// Reads exactly `size` bytes from `stream` into a temporary file and checks them
+    /// against `sha256`; [`place`](Self::place) then puts them in the store. Any mismatch
+    /// is an `invalid_input` error and leaves nothing behind.
     pub async fn receive(
         &self,
         stream: &mut (impl AsyncRead + Unpin),
         size: u64,
         sha256: &str,
-    ) -> Result<StoredBinary, WireError> {
+    ) -> Result<Staged, WireError> {
         let invalid = |message: String| WireError::new(ErrorCode::InvalidInput, message);
         if size == 0 {
             return Err(invalid("the image is empty".into()));
@@ -94,21 +107,37 @@ impl ImageStore {
             let _ = tokio::fs::remove_file(&temp).await;
             return Err(invalid(reason));
         }
-        let target = self.dir.join(&digest);
+        Ok(Staged {
+            temp,
+            binary: StoredBinary {
+                sha256: digest,
+                size,
+            },
+        })
+    }
+
+    /// Puts a received binary in the store, under its digest. Call it holding
+    /// [`catalog`](Self::catalog) together with the image row's insert, so that a delete of
+    /// another image with the same bytes cannot remove the file in between.
+    pub async fn place(&self, staged: Staged) -> Result<StoredBinary, WireError> {
+        let target = self.dir.join(&staged.binary.sha256);
         let placed = async {
-            set_executable(&temp).await?;
-            tokio::fs::rename(&temp, &target).await?;
+            set_executable(&staged.temp).await?;
+            tokio::fs::rename(&staged.temp, &target).await?;
             sync_dir(&self.dir).await
         }
         .await;
         if let Err(error) = placed {
-            let _ = tokio::fs::remove_file(&temp).await;
+            let _ = tokio::fs::remove_file(&staged.temp).await;
             return Err(internal(&error));
         }
-        Ok(StoredBinary {
-            sha256: digest,
-            size,
-        })
+        Ok(staged.binary)
+    }
+
+    /// Held while image rows and their files change together (a registration's file and
+    /// row, a deletion's row and file): on this server, the two never interleave.
+    pub async fn catalog(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.catalog.lock().await
     }
 
     async fn stream_to(

@@ -256,6 +256,9 @@ impl Management {
             }
             ManagementRequest::DeleteImage { image_id } => {
                 self.visible_image(caller, &image_id).await?;
+                // The row and (when no other image uses it) the file go together, never
+                // between a registration's file and row.
+                let _catalog = self.images.catalog().await;
                 let deleted = self.store.delete_image(&image_id).await.map_err(engine)?;
                 if !deleted.binary_still_used {
                     self.images.remove(&deleted.image.sha256).await;
@@ -536,7 +539,13 @@ impl Management {
                 "the image name is empty",
             ));
         }
-        let stored = match self.images.receive(stream, size_bytes, sha256).await {
+        let staged = match self.images.receive(stream, size_bytes, sha256).await {
+            Ok(staged) => staged,
+            Err(e) => return ManagementResponse::Error(e),
+        };
+        // The file and its row appear together, never between a delete's row and file.
+        let _catalog = self.images.catalog().await;
+        let stored = match self.images.place(staged).await {
             Ok(stored) => stored,
             Err(e) => return ManagementResponse::Error(e),
         };

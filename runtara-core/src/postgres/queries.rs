@@ -443,9 +443,12 @@ WHERE instance_id = $1 AND signal_type = 'resume' AND acked_at_ms IS NULL";
 /// Parameters: `$1` instance, `$2` tenant, `$3` image, `$4` input, `$5` now.
 pub(crate) fn create_instance_sql() -> String {
     format!(
-        "WITH ins AS (
+        "WITH img AS (
+            SELECT 1 FROM images WHERE image_id = $3 FOR SHARE
+        ), ins AS (
             INSERT INTO instances (instance_id, tenant_id, image_id, status, epoch, input, created_at_ms)
-            VALUES ($1, $2, $3, 'pending', 0, $4, $5)
+            SELECT $1, $2, $3, 'pending', 0, $4, $5
+            WHERE $3::TEXT IS NULL OR EXISTS (SELECT 1 FROM img)
             ON CONFLICT (instance_id) DO NOTHING
             RETURNING {NEW_INSTANCE_COLUMNS}
         ), ev AS (
