@@ -109,7 +109,7 @@ pub enum Error {
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
     /// Applying the embedded schema migrations failed.
-    #[error("database migration {version} failed")]
+    #[error("database migration {version} failed: {source}")]
     Migration {
         /// The migration that failed.
         version: u32,
@@ -117,14 +117,28 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The database reported an error.
-    #[error("database error ({backend})")]
+    /// The database reported an error; the message carries the driver's (a read-only or
+    /// corrupt file, a refused connection, a value the database cannot store).
+    #[error("database error ({backend}): {source}")]
     Database {
         /// `sqlite` or `postgres`.
         backend: &'static str,
         /// The driver's error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Another live run holds the instance's lease (embedded mode): a second run of one
+    /// instance is refused while the first lives. The lease dies with its holder's
+    /// process, so a run whose process died is taken over at once.
+    #[error(
+        "instance `{instance_id}` is being run by another live process ({holder}); \
+         a second run is refused while that one lives"
+    )]
+    Leased {
+        /// The instance id.
+        instance_id: String,
+        /// Who holds the lease: process id, host and since when, as far as known.
+        holder: String,
     },
     /// The persistence backend has shut down.
     #[error("the persistence backend has shut down")]
