@@ -74,7 +74,7 @@ impl RuntaraSdk {
         tenant_id: impl Into<String>,
     ) -> RuntaraSdk {
         RuntaraSdk::with_backend(
-            Box::new(Embedded(persistence)),
+            Box::new(Embedded::new(persistence)),
             instance_id.into(),
             tenant_id.into(),
             Duration::ZERO,
