@@ -66,17 +66,21 @@ fn spawn(test: &str, url: &str, instance: &str) -> Run {
         .unwrap();
     let mut stdout = BufReader::new(process.stdout.take().unwrap());
     let mut first_line = String::new();
-    // The harness prints `running 1 test` first; the child's own line follows.
-    loop {
+    // The harness prints `running 1 test` and `test <name> ... ` first; the child's
+    // own words follow on that line.
+    let said = loop {
         first_line.clear();
         assert!(stdout.read_line(&mut first_line).unwrap() > 0, "child ended silently");
-        if first_line.starts_with("holding") || first_line.starts_with("refused: ") {
-            break;
+        let found = ["holding", "refused: "]
+            .iter()
+            .find_map(|word| first_line.find(word));
+        if let Some(at) = found {
+            break first_line[at..].trim_end().to_owned();
         }
-    }
+    };
     Run {
         process,
-        first_line: first_line.trim_end().to_owned(),
+        first_line: said,
         _stdout: stdout,
     }
 }
