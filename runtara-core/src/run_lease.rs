@@ -202,7 +202,10 @@ mod tests {
     #[test]
     fn times_are_rfc3339() {
         assert_eq!(rfc3339_from_millis(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339_from_millis(1_767_323_045_000), "2026-01-02T03:04:05Z");
+        assert_eq!(
+            rfc3339_from_millis(1_767_323_045_000),
+            "2026-01-02T03:04:05Z"
+        );
     }
 
     #[test]

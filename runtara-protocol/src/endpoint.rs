@@ -125,8 +125,8 @@ pub fn server_endpoint_on(
 /// chosen the same way, by a plain bind: Linux's choice of a free port for a socket with
 /// `SO_REUSEPORT` set counts a port held by another group of the same user as free.
 pub fn reuse_port_sockets(bind: SocketAddr, count: usize) -> Result<Vec<std::net::UdpSocket>> {
-    let probe = std::net::UdpSocket::bind(bind)
-        .map_err(|e| quic_error(&format!("binding {bind}"), e))?;
+    let probe =
+        std::net::UdpSocket::bind(bind).map_err(|e| quic_error(&format!("binding {bind}"), e))?;
     let chosen = probe
         .local_addr()
         .map_err(|e| quic_error("reading the bound address", e))?;

@@ -186,7 +186,10 @@ impl Backend for Embedded {
         instance_id: &str,
         checkpoint_id: &str,
     ) -> Result<Option<Vec<u8>>> {
-        Ok(self.persistence.get_checkpoint(instance_id, checkpoint_id).await?)
+        Ok(self
+            .persistence
+            .get_checkpoint(instance_id, checkpoint_id)
+            .await?)
     }
 
     async fn sleep(
@@ -226,7 +229,9 @@ impl Backend for Embedded {
     }
 
     async fn suspended(&self, instance_id: &str, epoch: i64) -> Result<()> {
-        self.persistence.suspend_instance(instance_id, epoch).await?;
+        self.persistence
+            .suspend_instance(instance_id, epoch)
+            .await?;
         self.release_lease().await;
         Ok(())
     }

@@ -70,7 +70,10 @@ fn spawn(test: &str, url: &str, instance: &str) -> Run {
     // own words follow on that line.
     let said = loop {
         first_line.clear();
-        assert!(stdout.read_line(&mut first_line).unwrap() > 0, "child ended silently");
+        assert!(
+            stdout.read_line(&mut first_line).unwrap() > 0,
+            "child ended silently"
+        );
         let found = ["holding", "refused: "]
             .iter()
             .find_map(|word| first_line.find(word));
@@ -111,7 +114,10 @@ async fn second_run_refused_then_taken_over_after_kill(test: &str, url: &str) {
     let here = RuntaraSdk::embedded(persistence.clone(), &instance, "lease-tests");
     let error = here.register(None).await.unwrap_err();
     assert!(
-        matches!(error, SdkError::Persistence(runtara_core::Error::Leased { .. })),
+        matches!(
+            error,
+            SdkError::Persistence(runtara_core::Error::Leased { .. })
+        ),
         "{error:?}"
     );
     let record = persistence.get_instance(&instance).await.unwrap().unwrap();

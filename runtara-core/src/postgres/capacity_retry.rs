@@ -43,7 +43,10 @@ pub(crate) async fn connect(
         match config.connect(NoTls).await {
             Ok((client, connection)) => {
                 if refusals > 0 {
-                    tracing::info!(refusals, "postgres accepted a connection after refusing it for capacity");
+                    tracing::info!(
+                        refusals,
+                        "postgres accepted a connection after refusing it for capacity"
+                    );
                 }
                 let task = tokio::spawn(async move {
                     if let Err(error) = connection.await {

@@ -3,8 +3,8 @@
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod};
-use tokio_postgres::types::ToSql;
 use std::time::Duration;
+use tokio_postgres::types::ToSql;
 
 use super::capacity_retry::CapacityRetryingConnect;
 use super::group_commit::{self, join_all};

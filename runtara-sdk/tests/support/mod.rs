@@ -146,15 +146,16 @@ pub fn unique(prefix: &str) -> String {
 #[macro_export]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
-        $crate::on_every_backend!(@backend sqlite, sqlite, $($name),*);
-        $crate::on_every_backend!(@backend postgres, postgres, $($name),*);
-        $crate::on_every_backend!(@backend quic_sqlite, quic_sqlite, $($name),*);
-        $crate::on_every_backend!(@backend quic_postgres, quic_postgres, $($name),*);
+        $crate::on_every_backend!(@backend sqlite, sqlite, any(), $($name),*);
+        $crate::on_every_backend!(@backend postgres, postgres, not(runtara_test_postgres), $($name),*);
+        $crate::on_every_backend!(@backend quic_sqlite, quic_sqlite, any(), $($name),*);
+        $crate::on_every_backend!(@backend quic_postgres, quic_postgres, not(runtara_test_postgres), $($name),*);
     };
-    (@backend $module:ident, $make:ident, $($name:ident),*) => {
+    (@backend $module:ident, $make:ident, $ignored:meta, $($name:ident),*) => {
         mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr($ignored, ignore = "RUNTARA_TEST_POSTGRES_URL is not set")]
                 async fn $name() {
                     let Some(fixture) = $crate::support::Fixture::$make().await else {
                         eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
