@@ -109,7 +109,7 @@ pub enum Error {
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
     /// Applying the embedded schema migrations failed.
-    #[error("database migration {version} failed: {source}")]
+    #[error("database migration {version} failed: {}", chain(source.as_ref()))]
     Migration {
         /// The migration that failed.
         version: u32,
@@ -119,7 +119,7 @@ pub enum Error {
     },
     /// The database reported an error; the message carries the driver's (a read-only or
     /// corrupt file, a refused connection, a value the database cannot store).
-    #[error("database error ({backend}): {source}")]
+    #[error("database error ({backend}): {}", chain(source.as_ref()))]
     Database {
         /// `sqlite` or `postgres`.
         backend: &'static str,
@@ -143,6 +143,22 @@ pub enum Error {
     /// The persistence backend has shut down.
     #[error("the persistence backend has shut down")]
     Closed,
+}
+
+/// `error` and its sources, `: ` between, each said once (drivers often print only a
+/// kind, such as `db error`, and keep the server's words in a source).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        let part = source.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = source.source();
+    }
+    text
 }
 
 impl Error {

@@ -95,6 +95,8 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
 pub(crate) struct Embedded {
     persistence: Arc<dyn Persistence>,
     lease: tokio::sync::Mutex<Option<RunLease>>,
+    /// Register without the lease (an operator's explicit takeover).
+    pub(crate) take_over: bool,
 }
 
 impl Embedded {
@@ -102,6 +104,7 @@ impl Embedded {
         Embedded {
             persistence,
             lease: tokio::sync::Mutex::new(None),
+            take_over: false,
         }
     }
 
@@ -132,7 +135,7 @@ impl Backend for Embedded {
         checkpoint_id: Option<&str>,
     ) -> Result<(i64, ReplayLog)> {
         let mut lease = self.lease.lock().await;
-        if lease.is_none() {
+        if lease.is_none() && !self.take_over {
             *lease = self
                 .persistence
                 .acquire_run_lease(tenant_id, instance_id)

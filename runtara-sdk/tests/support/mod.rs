@@ -118,8 +118,13 @@ impl Fixture {
     }
 
     /// A new run of `instance_id`: a fresh SDK, connected and registered (as after a restart).
+    /// In embedded mode the run takes over explicitly (the earlier run's SDK may still be
+    /// alive in the test, standing for a process that is gone or stuck).
     pub async fn run(&self, instance_id: &str) -> RuntaraSdk {
-        let sdk = self.sdk(instance_id);
+        let sdk = match &self.server {
+            None => RuntaraSdk::embedded_takeover(self.store.clone(), instance_id, "tests"),
+            Some(_) => self.sdk(instance_id),
+        };
         sdk.connect().await.unwrap();
         sdk.register(None).await.unwrap();
         sdk
