@@ -153,6 +153,10 @@ mod tests {
     use crate::Persistence;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(runtara_test_postgres),
+        ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+    )]
     async fn warm_up_opens_every_connection_and_prepares_the_checkpoint_path() {
         let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
             eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
