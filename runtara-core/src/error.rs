@@ -109,7 +109,7 @@ pub enum Error {
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
     /// Applying the embedded schema migrations failed.
-    #[error("database migration {version} failed")]
+    #[error("database migration {version} failed: {}", chain(source.as_ref()))]
     Migration {
         /// The migration that failed.
         version: u32,
@@ -117,8 +117,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// The database reported an error.
-    #[error("database error ({backend})")]
+    /// The database reported an error; the message carries the driver's (a read-only or
+    /// corrupt file, a refused connection, a value the database cannot store).
+    #[error("database error ({backend}): {}", chain(source.as_ref()))]
     Database {
         /// `sqlite` or `postgres`.
         backend: &'static str,
@@ -126,9 +127,38 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Another live run holds the instance's lease (embedded mode): a second run of one
+    /// instance is refused while the first lives. The lease dies with its holder's
+    /// process, so a run whose process died is taken over at once.
+    #[error(
+        "instance `{instance_id}` is being run by another live process ({holder}); \
+         a second run is refused while that one lives"
+    )]
+    Leased {
+        /// The instance id.
+        instance_id: String,
+        /// Who holds the lease: process id, host and since when, as far as known.
+        holder: String,
+    },
     /// The persistence backend has shut down.
     #[error("the persistence backend has shut down")]
     Closed,
+}
+
+/// `error` and its sources, `: ` between, each said once (drivers often print only a
+/// kind, such as `db error`, and keep the server's words in a source).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(source) = next {
+        let part = source.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = source.source();
+    }
+    text
 }
 
 impl Error {

@@ -44,6 +44,7 @@ pub mod instance_handler;
 pub mod migrations;
 pub mod model;
 pub mod persistence;
+pub mod run_lease;
 pub mod url;
 pub mod wire;
 
@@ -59,6 +60,7 @@ pub use guard::MAX_ID_LEN;
 pub use instance_handler::{handle_instance_request, InstanceIdentity};
 pub use model::*;
 pub use persistence::Persistence;
+pub use run_lease::RunLease;
 pub use url::{DatabaseUrl, SqliteTarget};
 
 /// Opens the backend named by `url`, applies migrations, and returns it.
@@ -79,6 +81,10 @@ pub struct ConnectOptions {
     pub sqlite_commits_on_writer_thread: bool,
     /// PostgreSQL: connections kept in the pool (`None`: 16).
     pub postgres_pool_size: Option<usize>,
+    /// PostgreSQL: how long opening a connection keeps being retried while the server
+    /// refuses it for capacity (`too many clients`, SQLSTATE 53300; `cannot_connect_now`,
+    /// 57P03), with backoff, before the error is returned (`None`: 30 s).
+    pub postgres_connect_deadline: Option<std::time::Duration>,
 }
 
 impl ConnectOptions {
@@ -90,6 +96,12 @@ impl ConnectOptions {
     /// Sets [`sqlite_commits_on_writer_thread`](Self::sqlite_commits_on_writer_thread).
     pub fn sqlite_commits_on_writer_thread(mut self, on_writer_thread: bool) -> Self {
         self.sqlite_commits_on_writer_thread = on_writer_thread;
+        self
+    }
+
+    /// Sets [`postgres_connect_deadline`](Self::postgres_connect_deadline).
+    pub fn postgres_connect_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.postgres_connect_deadline = Some(deadline);
         self
     }
 

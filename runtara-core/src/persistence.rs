@@ -8,6 +8,7 @@ use crate::model::{
     PendingSignal, Registration, ReplayLog, RetryAttemptRecord, SignalOutcome, SignalType,
     SleepOutcome,
 };
+use crate::run_lease::RunLease;
 use crate::Result;
 
 /// Storage of instances, checkpoints, events, signals, retry attempts and sleeps.
@@ -33,6 +34,24 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     /// warm (SQLite). A long-running process (the server does) calls it once at start-up.
     async fn warm_up(&self) -> Result<()> {
         Ok(())
+    }
+
+    /// Takes the lease of a live embedded run of `(tenant_id, instance_id)`, held until
+    /// the returned [`RunLease`] is dropped, or fails with
+    /// [`Leased`](crate::Error::Leased) naming the live holder.
+    ///
+    /// The lease dies with its holder's process (an OS file lock beside a SQLite file, a
+    /// session-level advisory lock in PostgreSQL), so a run whose process died is taken
+    /// over at once. `None` where no other process can reach the data (in-memory SQLite).
+    /// Embedded runs take it before they register; the server does not (it fences the
+    /// processes it launches by epoch).
+    async fn acquire_run_lease(
+        &self,
+        tenant_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<RunLease>> {
+        let _ = (tenant_id, instance_id);
+        Ok(None)
     }
 
     /// Creates an instance in status `pending`, ahead of its process.

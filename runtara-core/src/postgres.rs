@@ -9,6 +9,8 @@
 //! Operations whose decision depends on the state (register, send a signal, acknowledge
 //! one that moves the instance) run in a transaction that locks the row first.
 
+mod advisory_lease;
+mod capacity_retry;
 mod connection;
 mod group_commit;
 mod images;
@@ -29,6 +31,10 @@ use queries::*;
 pub struct PostgresPersistence {
     pool: Pool,
     saves: GroupCommit,
+    /// How run leases connect: the store's URL.
+    lease_config: tokio_postgres::Config,
+    /// How long a connection is retried while refused for capacity.
+    connect_deadline: std::time::Duration,
 }
 
 impl std::fmt::Debug for PostgresPersistence {
@@ -55,10 +61,18 @@ impl PostgresPersistence {
             .postgres_pool_size
             .unwrap_or(connection::POOL_SIZE)
             .max(1);
-        let pool = connection::pool(url, size)?;
+        let connect_deadline = options
+            .postgres_connect_deadline
+            .unwrap_or(capacity_retry::CONNECT_DEADLINE);
+        let pool = connection::pool(url, size, connect_deadline)?;
         connection::migrate(&pool).await?;
         let saves = GroupCommit::spawn(pool.clone());
-        Ok(PostgresPersistence { pool, saves })
+        Ok(PostgresPersistence {
+            pool,
+            saves,
+            lease_config: connection::config(url)?,
+            connect_deadline,
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -227,6 +241,23 @@ impl Persistence for PostgresPersistence {
 
     async fn warm_up(&self) -> Result<()> {
         connection::warm_up(&self.pool).await
+    }
+
+    async fn acquire_run_lease(
+        &self,
+        tenant_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<crate::RunLease>> {
+        validate_id("instance id", instance_id)?;
+        validate_id("tenant id", tenant_id)?;
+        advisory_lease::acquire(
+            &self.lease_config,
+            self.connect_deadline,
+            tenant_id,
+            instance_id,
+        )
+        .await
+        .map(Some)
     }
 
     async fn create_instance(&self, new: NewInstance) -> Result<InstanceRecord> {

@@ -9,6 +9,7 @@
 
 mod connection;
 mod images;
+mod lease_file;
 mod queries;
 mod wal;
 mod writer;
@@ -31,6 +32,9 @@ use writer::Writer;
 #[derive(Debug)]
 pub struct SqlitePersistence {
     writer: Writer,
+    /// The folder of the run leases' lock files, beside the database file (`None` in
+    /// memory, where no other process can reach the data).
+    lease_dir: Option<std::path::PathBuf>,
 }
 
 impl SqlitePersistence {
@@ -46,11 +50,22 @@ impl SqlitePersistence {
         options: &ConnectOptions,
     ) -> Result<SqlitePersistence> {
         // Opening and migrating touch the disk; keep that off the async workers.
-        let connection = tokio::task::spawn_blocking(move || connection::open(&target))
-            .await
-            .map_err(|e| Error::database("sqlite", e))??;
+        let (connection, lease_dir) = tokio::task::spawn_blocking(move || {
+            let connection = connection::open(&target)?;
+            let lease_dir = match &target {
+                SqliteTarget::Memory => None,
+                // Absolute, so that a later change of working directory moves nothing.
+                SqliteTarget::File(path) => Some(lease_file::lease_dir(
+                    &std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()),
+                )),
+            };
+            Ok::<_, Error>((connection, lease_dir))
+        })
+        .await
+        .map_err(|e| Error::database("sqlite", e))??;
         Ok(SqlitePersistence {
             writer: Writer::spawn(connection, !options.sqlite_commits_on_writer_thread)?,
+            lease_dir,
         })
     }
 
@@ -142,6 +157,23 @@ impl SqlitePersistence {
 impl Persistence for SqlitePersistence {
     fn backend_name(&self) -> &'static str {
         "sqlite"
+    }
+
+    async fn acquire_run_lease(
+        &self,
+        tenant_id: &str,
+        instance_id: &str,
+    ) -> Result<Option<crate::RunLease>> {
+        validate_id("instance id", instance_id)?;
+        validate_id("tenant id", tenant_id)?;
+        let Some(dir) = self.lease_dir.clone() else {
+            return Ok(None);
+        };
+        let (tenant_id, instance_id) = (tenant_id.to_owned(), instance_id.to_owned());
+        tokio::task::spawn_blocking(move || lease_file::acquire(&dir, &tenant_id, &instance_id))
+            .await
+            .map_err(|e| Error::database("sqlite", e))?
+            .map(Some)
     }
 
     async fn create_instance(&self, new: NewInstance) -> Result<InstanceRecord> {

@@ -83,6 +83,10 @@ async fn sqlite_a_refused_checkpoint_is_an_error_and_its_batch_neighbours_are_ke
 
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(runtara_test_postgres),
+    ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+)]
 async fn postgres_a_refused_checkpoint_is_an_error_and_stores_nothing() {
     let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
         eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");

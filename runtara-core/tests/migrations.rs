@@ -36,6 +36,10 @@ async fn sqlite_concurrent_opens_apply_each_migration_once() {
 
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(runtara_test_postgres),
+    ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+)]
 async fn postgres_concurrent_connects_apply_each_migration_once() {
     let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
         eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");

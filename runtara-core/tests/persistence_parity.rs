@@ -50,6 +50,7 @@ macro_rules! parity {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(runtara_test_postgres), ignore = "RUNTARA_TEST_POSTGRES_URL is not set")]
                 async fn $name() {
                     let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
                         eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");

@@ -11,6 +11,10 @@ use std::time::Duration;
 use runtara_core::{connect, Error, Persistence};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(runtara_test_postgres),
+    ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+)]
 async fn saves_queued_behind_a_row_lock_store_one_id_once() {
     let Some(mut run) = Running::register("row-lock").await else {
         return;
@@ -132,6 +136,10 @@ async fn until_saves_wait(client: &tokio_postgres::Client, count: i64) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(runtara_test_postgres),
+    ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+)]
 async fn checkpoints_queued_behind_a_row_lock_store_one_id_once() {
     let Some(mut run) = Running::register("row-lock-checkpoint").await else {
         return;
@@ -175,6 +183,10 @@ async fn checkpoints_queued_behind_a_row_lock_store_one_id_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(runtara_test_postgres),
+    ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+)]
 async fn a_save_queued_behind_a_new_epoch_is_fenced_and_stores_nothing() {
     let Some(mut run) = Running::register("row-lock-fence").await else {
         return;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use runtara_core::{
-    now_ms, CheckpointOutcome, InstanceRecord, PendingSignal, Persistence, ReplayLog, SignalType,
+    now_ms, CheckpointOutcome, InstanceRecord, PendingSignal, Persistence, ReplayLog, RunLease,
+    SignalType,
 };
 
 use crate::Result;
@@ -95,8 +96,32 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
 }
 
 /// Embedded mode: every call goes straight to a `Persistence` in this process.
+///
+/// A registered run holds the instance's run lease (see
+/// [`Persistence::acquire_run_lease`]) until it finishes, suspends, or the SDK is dropped,
+/// so that a second run of the instance is refused while this one lives.
 #[derive(Debug)]
-pub(crate) struct Embedded(pub(crate) Arc<dyn Persistence>);
+pub(crate) struct Embedded {
+    persistence: Arc<dyn Persistence>,
+    lease: tokio::sync::Mutex<Option<RunLease>>,
+    /// Register without the lease (an operator's explicit takeover).
+    pub(crate) take_over: bool,
+}
+
+impl Embedded {
+    pub(crate) fn new(persistence: Arc<dyn Persistence>) -> Embedded {
+        Embedded {
+            persistence,
+            lease: tokio::sync::Mutex::new(None),
+            take_over: false,
+        }
+    }
+
+    /// Lets go of the run lease: the run is over (finished or suspended).
+    async fn release_lease(&self) {
+        self.lease.lock().await.take();
+    }
+}
 
 #[async_trait]
 impl Backend for Embedded {
@@ -118,12 +143,27 @@ impl Backend for Embedded {
         tenant_id: &str,
         checkpoint_id: Option<&str>,
     ) -> Result<(i64, ReplayLog)> {
-        let registration = self
-            .0
-            .register_instance(instance_id, tenant_id, checkpoint_id)
-            .await?;
-        let log = self.0.load_replay(instance_id).await?;
-        Ok((registration.epoch, log))
+        let mut lease = self.lease.lock().await;
+        if lease.is_none() && !self.take_over {
+            *lease = self
+                .persistence
+                .acquire_run_lease(tenant_id, instance_id)
+                .await?;
+        }
+        let registered = async {
+            let registration = self
+                .persistence
+                .register_instance(instance_id, tenant_id, checkpoint_id)
+                .await?;
+            let log = self.persistence.load_replay(instance_id).await?;
+            Ok((registration.epoch, log))
+        }
+        .await;
+        if registered.is_err() {
+            // A finished instance, another tenant's: this run does not go ahead.
+            lease.take();
+        }
+        registered
     }
 
     async fn checkpoint(
@@ -134,7 +174,7 @@ impl Backend for Embedded {
         state: &[u8],
     ) -> Result<CheckpointOutcome> {
         Ok(self
-            .0
+            .persistence
             .save_checkpoint(instance_id, epoch, checkpoint_id, state)
             .await?)
     }
@@ -148,7 +188,7 @@ impl Backend for Embedded {
         producer: &str,
     ) -> Result<CheckpointOutcome> {
         Ok(self
-            .0
+            .persistence
             .save_step(instance_id, epoch, checkpoint_id, state, producer)
             .await?)
     }
@@ -158,7 +198,10 @@ impl Backend for Embedded {
         instance_id: &str,
         checkpoint_id: &str,
     ) -> Result<Option<Vec<u8>>> {
-        Ok(self.0.get_checkpoint(instance_id, checkpoint_id).await?)
+        Ok(self
+            .persistence
+            .get_checkpoint(instance_id, checkpoint_id)
+            .await?)
     }
 
     async fn sleep(
@@ -171,41 +214,53 @@ impl Backend for Embedded {
     ) -> Result<(Duration, Option<PendingSignal>)> {
         let wake_at_ms = now_ms().saturating_add(duration_ms);
         let outcome = self
-            .0
+            .persistence
             .save_sleep(instance_id, epoch, checkpoint_id, state, wake_at_ms)
             .await?;
         Ok((remaining_until(outcome.wake_at_ms), outcome.signal))
     }
 
     async fn heartbeat(&self, instance_id: &str, epoch: i64) -> Result<()> {
-        Ok(self.0.heartbeat(instance_id, epoch).await?)
+        Ok(self.persistence.heartbeat(instance_id, epoch).await?)
     }
 
     async fn completed(&self, instance_id: &str, epoch: i64, output: &[u8]) -> Result<()> {
-        Ok(self.0.complete_instance(instance_id, epoch, output).await?)
+        self.persistence
+            .complete_instance(instance_id, epoch, output)
+            .await?;
+        self.release_lease().await;
+        Ok(())
     }
 
     async fn failed(&self, instance_id: &str, epoch: i64, error: &str) -> Result<()> {
-        Ok(self.0.fail_instance(instance_id, epoch, error).await?)
+        self.persistence
+            .fail_instance(instance_id, epoch, error)
+            .await?;
+        self.release_lease().await;
+        Ok(())
     }
 
     async fn suspended(&self, instance_id: &str, epoch: i64) -> Result<()> {
-        Ok(self.0.suspend_instance(instance_id, epoch).await?)
+        self.persistence
+            .suspend_instance(instance_id, epoch)
+            .await?;
+        self.release_lease().await;
+        Ok(())
     }
 
     async fn sleeping(&self, instance_id: &str, epoch: i64) -> Result<()> {
-        Ok(self.0.mark_sleeping(instance_id, epoch).await?)
+        Ok(self.persistence.mark_sleeping(instance_id, epoch).await?)
     }
 
     async fn custom_event(&self, instance_id: &str, subtype: &str, payload: &[u8]) -> Result<()> {
         Ok(self
-            .0
+            .persistence
             .record_event(instance_id, "custom", Some(subtype), Some(payload))
             .await?)
     }
 
     async fn pending_signal(&self, instance_id: &str) -> Result<Option<PendingSignal>> {
-        Ok(self.0.pending_signal(instance_id).await?)
+        Ok(self.persistence.pending_signal(instance_id).await?)
     }
 
     async fn acknowledge_signal(
@@ -216,7 +271,7 @@ impl Backend for Embedded {
         acknowledged: bool,
     ) -> Result<()> {
         Ok(self
-            .0
+            .persistence
             .acknowledge_signal(instance_id, epoch, signal, acknowledged)
             .await?)
     }
@@ -230,7 +285,7 @@ impl Backend for Embedded {
         error: Option<&str>,
     ) -> Result<()> {
         Ok(self
-            .0
+            .persistence
             .record_retry_attempt(instance_id, epoch, checkpoint_id, attempt, error)
             .await?)
     }
@@ -243,17 +298,17 @@ impl Backend for Embedded {
         error: &str,
     ) -> Result<()> {
         Ok(self
-            .0
+            .persistence
             .record_step_failure(instance_id, epoch, checkpoint_id, error)
             .await?)
     }
 
     async fn instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>> {
-        Ok(self.0.get_instance(instance_id).await?)
+        Ok(self.persistence.get_instance(instance_id).await?)
     }
 
     fn persistence(&self) -> Option<&Arc<dyn Persistence>> {
-        Some(&self.0)
+        Some(&self.persistence)
     }
 }
 

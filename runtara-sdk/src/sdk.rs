@@ -79,7 +79,28 @@ impl RuntaraSdk {
         tenant_id: impl Into<String>,
     ) -> RuntaraSdk {
         RuntaraSdk::with_backend(
-            Box::new(Embedded(persistence)),
+            Box::new(Embedded::new(persistence)),
+            instance_id.into(),
+            tenant_id.into(),
+            Duration::ZERO,
+            DEFAULT_SIGNAL_POLL_INTERVAL,
+            None,
+        )
+    }
+
+    /// Embedded mode, for operators: an explicit takeover of an instance whose live run
+    /// holds its lease. This SDK registers without the lease; the other run is fenced out
+    /// by epoch at its next write (it may still finish the step body it is in), and this
+    /// run does not keep a third one out. Use it only for a run known to be stuck.
+    pub fn embedded_takeover(
+        persistence: Arc<dyn Persistence>,
+        instance_id: impl Into<String>,
+        tenant_id: impl Into<String>,
+    ) -> RuntaraSdk {
+        let mut backend = Embedded::new(persistence);
+        backend.take_over = true;
+        RuntaraSdk::with_backend(
+            Box::new(backend),
             instance_id.into(),
             tenant_id.into(),
             Duration::ZERO,
@@ -201,6 +222,12 @@ impl RuntaraSdk {
     /// takes a new epoch, fencing out any older run of the same instance. `checkpoint_id` is
     /// the checkpoint the run says it resumes from (recorded for operators). Registering a
     /// finished instance is an error.
+    ///
+    /// In embedded mode the run first takes the instance's run lease (held until the run
+    /// completes, fails or suspends, or the SDK is dropped): while another live run holds
+    /// it, from another process or another SDK here, this fails with
+    /// [`runtara_core::Error::Leased`] naming the holder. A run whose process died is taken
+    /// over at once.
     pub async fn register(&self, checkpoint_id: Option<&str>) -> Result<()> {
         let inner = &self.inner;
         let (epoch, log) = inner

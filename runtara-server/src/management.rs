@@ -448,6 +448,8 @@ impl Management {
                             created: false,
                         })
                     }
+                    // A failed read is not "exists with another image": say what failed.
+                    Err(e) => Err(engine_error(&e)),
                     _ => Err(error(
                         ErrorCode::AlreadyExists,
                         format!(

@@ -758,10 +758,15 @@ impl Supervisor {
         let grace = self.settings.cancel_grace;
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
-            let still_running = matches!(
-                me.store.get_instance(&instance_id).await,
-                Ok(Some(i)) if !i.status.is_terminal()
-            );
+            let still_running = match me.store.get_instance(&instance_id).await {
+                Ok(Some(i)) => !i.status.is_terminal(),
+                Ok(None) => false,
+                Err(error) => {
+                    // Unknown is not "stopped": the grace ran out, so end it as if running.
+                    tracing::warn!(%instance_id, %error, "cancel grace: cannot read the instance; treating it as still running");
+                    true
+                }
+            };
             if still_running {
                 if me.kill(&instance_id) {
                     tracing::info!(%instance_id, "cancel grace period over; process killed");
@@ -791,8 +796,12 @@ impl Supervisor {
         let started_ms = now_ms();
         loop {
             tokio::time::sleep(period).await;
-            let Ok(running) = self.store.list_running().await else {
-                continue;
+            let running = match self.store.list_running().await {
+                Ok(running) => running,
+                Err(error) => {
+                    tracing::warn!(%error, "heartbeat check: cannot list running instances; trying again next period");
+                    continue;
+                }
             };
             let now = now_ms();
             // Whether an instance has been silent past the timeout.
@@ -835,9 +844,14 @@ impl Supervisor {
                                 ) =>
                         {
                             tracing::warn!(instance_id = %instance.instance_id, "no heartbeat from an adopted instance; relaunching it");
-                            let _ = self.crashed(&record, "heartbeats stopped").await;
+                            if let Err(error) = self.crashed(&record, "heartbeats stopped").await {
+                                tracing::warn!(instance_id = %instance.instance_id, %error, "could not relaunch a silent adopted instance");
+                            }
                         }
-                        _ => {}
+                        Ok(_) => {}
+                        Err(error) => {
+                            tracing::warn!(instance_id = %instance.instance_id, %error, "heartbeat check: cannot read a silent instance");
+                        }
                     }
                 }
             }

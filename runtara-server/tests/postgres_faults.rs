@@ -14,6 +14,10 @@ async fn step(key: String, instance: usize, n: u32) -> Result<String, SdkError> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(runtara_test_postgres),
+    ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+)]
 async fn terminated_database_connections_lose_nothing() {
     let Ok(base) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
         eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL fault test not run");

@@ -3,9 +3,10 @@
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, QueueMode, RecyclingMethod};
+use std::time::Duration;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
 
+use super::capacity_retry::CapacityRetryingConnect;
 use super::group_commit::{self, join_all};
 use super::queries::{pg, query, TRANSITION};
 use crate::migrations::{MIGRATIONS_TABLE, POSTGRES};
@@ -21,11 +22,17 @@ pub(crate) const POOL_SIZE: usize = 16;
 /// Advisory lock key serializing migrations across processes (`"runtara"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x0072_756e_7461_7261;
 
-/// Builds the pool of `size` connections for `url` (`postgres://user@host:port/db`).
-pub(crate) fn pool(url: &str, size: usize) -> Result<Pool> {
-    let mut config = tokio_postgres::Config::from_str(url).map_err(|_| Error::UnsupportedUrl {
+/// Parses `url` (`postgres://user@host:port/db`).
+pub(crate) fn config(url: &str) -> Result<tokio_postgres::Config> {
+    tokio_postgres::Config::from_str(url).map_err(|_| Error::UnsupportedUrl {
         url: url.to_owned(),
-    })?;
+    })
+}
+
+/// Builds the pool of `size` connections for `url` (`postgres://user@host:port/db`);
+/// each connection is opened through capacity refusals until `connect_deadline`.
+pub(crate) fn pool(url: &str, size: usize, connect_deadline: Duration) -> Result<Pool> {
+    let mut config = config(url)?;
     // Every statement is prepared once per connection and run many times with different
     // parameters; left to itself PostgreSQL keeps re-planning the big checkpoint
     // statements for each call's parameters. Forcing the generic plan raised QUIC +
@@ -36,9 +43,11 @@ pub(crate) fn pool(url: &str, size: usize) -> Result<Pool> {
         _ => GENERIC_PLANS.to_owned(),
     };
     config.options(&options);
-    let manager = Manager::from_config(
+    let manager = Manager::from_connect(
         config,
-        NoTls,
+        CapacityRetryingConnect {
+            deadline: connect_deadline,
+        },
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -144,6 +153,10 @@ mod tests {
     use crate::Persistence;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(runtara_test_postgres),
+        ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+    )]
     async fn warm_up_opens_every_connection_and_prepares_the_checkpoint_path() {
         let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
             eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");

@@ -543,6 +543,10 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(runtara_test_postgres),
+        ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+    )]
     async fn concurrent_saves_of_distinct_instances_are_all_stored() {
         let Some((store, prefix)) = store().await else {
             return;
@@ -572,6 +576,10 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(runtara_test_postgres),
+        ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+    )]
     async fn a_refused_save_undoes_none_of_the_others() {
         let Some((store, prefix)) = store().await else {
             return;
@@ -612,6 +620,10 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(runtara_test_postgres),
+        ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+    )]
     async fn a_batch_answers_each_save_with_its_own_pending_signal() {
         let Some((store, prefix)) = store().await else {
             return;
@@ -661,6 +673,10 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[cfg_attr(
+        not(runtara_test_postgres),
+        ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+    )]
     async fn a_failing_statement_fails_only_its_own_save() {
         let Some((store, prefix)) = store().await else {
             return;

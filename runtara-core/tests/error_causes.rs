@@ -1,0 +1,39 @@
+//! Database errors show their cause in `Display`, not only in `Debug`.
+#![allow(clippy::unwrap_used)]
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_sqlite_file_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.db");
+    std::fs::write(&path, vec![0x5a_u8; 8192]).unwrap();
+    let error = runtara_core::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("database error (sqlite): "),
+        "{message}"
+    );
+    assert!(message.contains("not a database"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_that_cannot_be_written_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory where the database file should be: it cannot be opened for writing,
+    // even by root.
+    let path = dir.path().join("is-a-directory.db");
+    std::fs::create_dir(&path).unwrap();
+    let error = runtara_core::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("database error (sqlite): "),
+        "{message}"
+    );
+    assert!(
+        message.len() > "database error (sqlite): ".len() + 5,
+        "{message}"
+    );
+}
