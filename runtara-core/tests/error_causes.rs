@@ -37,3 +37,20 @@ async fn a_sqlite_file_that_cannot_be_written_is_named_as_such() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(runtara_test_postgres),
+    ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+)]
+async fn a_nul_in_an_id_is_named_as_such_by_postgresql() {
+    let url = std::env::var("RUNTARA_TEST_POSTGRES_URL").unwrap();
+    let store = runtara_core::connect(&url).await.unwrap();
+    let error = store.get_instance("a\0b").await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("database error (postgres): "),
+        "{message}"
+    );
+    assert!(message.contains("0x00"), "the server's words are shown: {message}");
+}
