@@ -52,5 +52,8 @@ async fn a_nul_in_an_id_is_named_as_such_by_postgresql() {
         message.starts_with("database error (postgres): "),
         "{message}"
     );
-    assert!(message.contains("0x00"), "the server's words are shown: {message}");
+    assert!(
+        message.contains("0x00"),
+        "the server's words are shown: {message}"
+    );
 }
