@@ -50,7 +50,10 @@ async fn heartbeat_at(dir: &Path, instance: &str) -> Option<i64> {
 async fn wait_for_a_heartbeat_after(dir: &Path, instance: &str, after: i64) {
     let started = Instant::now();
     loop {
-        if heartbeat_at(dir, instance).await.is_some_and(|at| at > after) {
+        if heartbeat_at(dir, instance)
+            .await
+            .is_some_and(|at| at > after)
+        {
             return;
         }
         assert!(
