@@ -156,24 +156,15 @@ impl Management {
         }
     }
 
-    async fn wire_instance(&self, record: InstanceRecord) -> WireInstance {
+    async fn wire_instance(&self, mut record: InstanceRecord) -> WireInstance {
         let info = self.supervisor.info(&record).await;
         WireInstance {
-            instance_id: record.instance_id,
-            tenant_id: record.tenant_id,
-            image_id: record.image_id,
-            status: record.status.as_str().to_owned(),
-            created_at_ms: record.created_at_ms,
-            started_at_ms: record.started_at_ms,
-            finished_at_ms: record.finished_at_ms,
-            output: record.output.map(ByteBuf::from),
-            error: record.error,
-            checkpoint_id: record.checkpoint_id,
+            output: record.output.take().map(ByteBuf::from),
+            checkpoint_id: record.checkpoint_id.take(),
             checkpoint_count: record.checkpoint_count,
-            heartbeat_at_ms: record.heartbeat_at_ms,
-            wake_at_ms: record.wake_at_ms,
             launches: info.launches,
             log_tail: info.log_tail,
+            ..wire_summary(record)
         }
     }
 
