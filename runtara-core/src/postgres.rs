@@ -31,10 +31,8 @@ use queries::*;
 pub struct PostgresPersistence {
     pool: Pool,
     saves: GroupCommit,
-    /// How run leases connect: the store's URL.
-    lease_config: tokio_postgres::Config,
-    /// How long a connection is retried while refused for capacity.
-    connect_deadline: std::time::Duration,
+    /// The run leases this process holds, on one session of their own.
+    leases: advisory_lease::LeaseSessions,
 }
 
 impl std::fmt::Debug for PostgresPersistence {
@@ -70,8 +68,7 @@ impl PostgresPersistence {
         Ok(PostgresPersistence {
             pool,
             saves,
-            lease_config: connection::config(url)?,
-            connect_deadline,
+            leases: advisory_lease::LeaseSessions::new(connection::config(url)?, connect_deadline),
         })
     }
 
@@ -275,14 +272,7 @@ impl Persistence for PostgresPersistence {
     ) -> Result<Option<crate::RunLease>> {
         validate_id("instance id", instance_id)?;
         validate_id("tenant id", tenant_id)?;
-        advisory_lease::acquire(
-            &self.lease_config,
-            self.connect_deadline,
-            tenant_id,
-            instance_id,
-        )
-        .await
-        .map(Some)
+        self.leases.acquire(tenant_id, instance_id).await.map(Some)
     }
 
     async fn create_instance(&self, new: NewInstance) -> Result<InstanceRecord> {
