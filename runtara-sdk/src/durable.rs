@@ -246,21 +246,18 @@ where
             value
         }
     };
-    let result = crate::CheckpointResult {
-        existing_state: None,
-        signal: outcome.signal.map(crate::Signal::from),
+    let Some(signal) = outcome.signal.map(|signal| signal.signal_type) else {
+        return Ok(value);
     };
-    if result.should_cancel() {
-        sdk.mark_stopping();
-        acknowledge(sdk, runtara_core::SignalType::Cancel).await;
-        return Err(SdkError::Cancelled);
-    }
-    if result.should_pause() {
-        sdk.mark_stopping();
-        acknowledge(sdk, runtara_core::SignalType::Pause).await;
-        return Err(SdkError::Paused);
-    }
-    Ok(value)
+    let stop = match signal {
+        runtara_core::SignalType::Cancel => SdkError::Cancelled,
+        runtara_core::SignalType::Pause => SdkError::Paused,
+        // A resume is never reported to a run.
+        runtara_core::SignalType::Resume => return Ok(value),
+    };
+    sdk.mark_stopping();
+    acknowledge(sdk, signal).await;
+    Err(stop)
 }
 
 async fn acknowledge(sdk: &RuntaraSdk, signal: runtara_core::SignalType) {
