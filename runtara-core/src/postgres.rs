@@ -704,17 +704,7 @@ impl Persistence for PostgresPersistence {
         validate_id("checkpoint id", checkpoint_id)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let Some((_, status, _)) = lock_instance(&tx, instance_id).await? else {
-            return Err(Error::InstanceNotFound {
-                instance_id: instance_id.to_owned(),
-            });
-        };
-        if status.is_terminal() {
-            return Err(Error::Terminal {
-                instance_id: instance_id.to_owned(),
-                status,
-            });
-        }
+        lock_unfinished(&tx, instance_id).await?;
         let removed = execute(
             &tx,
             "DELETE FROM step_failures WHERE instance_id = $1 AND checkpoint_id = $2",
@@ -737,17 +727,7 @@ impl Persistence for PostgresPersistence {
         validate_id("instance id", instance_id)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
-        let Some((_, status, _)) = lock_instance(&tx, instance_id).await? else {
-            return Err(Error::InstanceNotFound {
-                instance_id: instance_id.to_owned(),
-            });
-        };
-        if status.is_terminal() {
-            return Err(Error::Terminal {
-                instance_id: instance_id.to_owned(),
-                status,
-            });
-        }
+        let status = lock_unfinished(&tx, instance_id).await?;
         let now = now_ms();
         let outcome = match plan_signal(signal, status) {
             SignalPlan::Reject => {

@@ -174,6 +174,24 @@ pub(crate) async fn refusal<C: GenericClient + Sync>(
     }
 }
 
+/// Locks an instance that has not finished and returns its status; an unknown instance
+/// is [`Error::InstanceNotFound`], a finished one [`Error::Terminal`].
+pub(crate) async fn lock_unfinished<C: GenericClient + Sync>(
+    c: &C,
+    instance_id: &str,
+) -> Result<InstanceStatus> {
+    match lock_instance(c, instance_id).await? {
+        None => Err(Error::InstanceNotFound {
+            instance_id: instance_id.to_owned(),
+        }),
+        Some((_, status, _)) if status.is_terminal() => Err(Error::Terminal {
+            instance_id: instance_id.to_owned(),
+            status,
+        }),
+        Some((_, status, _)) => Ok(status),
+    }
+}
+
 /// Locks the instance row for the rest of the transaction; returns (tenant, status, epoch).
 pub(crate) async fn lock_instance<C: GenericClient + Sync>(
     c: &C,
