@@ -121,6 +121,15 @@ impl Embedded {
     async fn release_lease(&self) {
         self.lease.lock().await.take();
     }
+
+    /// Lets go of the run lease of a finished instance, off the async workers: nothing can
+    /// run it again, so nobody waits for the release, and releasing a SQLite lease removes
+    /// a file (200 instances finishing at once halved W2's rate when done inline).
+    async fn release_finished_lease(&self) {
+        if let Some(lease) = self.lease.lock().await.take() {
+            tokio::task::spawn_blocking(move || drop(lease));
+        }
+    }
 }
 
 #[async_trait]
@@ -228,7 +237,7 @@ impl Backend for Embedded {
         self.persistence
             .complete_instance(instance_id, epoch, output)
             .await?;
-        self.release_lease().await;
+        self.release_finished_lease().await;
         Ok(())
     }
 
@@ -236,7 +245,7 @@ impl Backend for Embedded {
         self.persistence
             .fail_instance(instance_id, epoch, error)
             .await?;
-        self.release_lease().await;
+        self.release_finished_lease().await;
         Ok(())
     }
 
