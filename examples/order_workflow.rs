@@ -37,6 +37,15 @@ struct Input {
     manual_checkpoints: bool,
     /// With `manual_checkpoints`: how long to linger after seeing a pause before returning.
     pause_exit_delay_ms: u64,
+    /// A file to append `<order_id> acked <n>` to each time step `n`'s durable call
+    /// returns (its result recorded, or replayed); with `log_file` the same path, a step
+    /// body that runs after its result was recorded shows as a `step <n>` line after an
+    /// `acked <n>` line.
+    trace_file: Option<String>,
+    /// A file this process holds an exclusive lock on for its whole life; if another
+    /// process of the instance holds it already, `<order_id> OVERLAP <pid>` is appended
+    /// to `trace_file` (two processes running one instance at once).
+    overlap_lock: Option<String>,
 }
 
 impl Default for Input {
@@ -50,6 +59,8 @@ impl Default for Input {
             log_file: None,
             manual_checkpoints: false,
             pause_exit_delay_ms: 0,
+            trace_file: None,
+            overlap_lock: None,
         }
     }
 }
@@ -103,6 +114,9 @@ async fn run(sdk: &RuntaraSdk, input: Input) -> Result<serde_json::Value, Workfl
         }
         let key = format!("{}-{n}", input.order_id);
         let result = step(key, n, &input.order_id, log_file).await?;
+        if let Some(path) = &input.trace_file {
+            append_line(path, &format!("{} acked {n}", input.order_id))?;
+        }
         total = total.wrapping_add(result.value);
         if input.step_delay_ms > 0 {
             tokio::time::sleep(Duration::from_millis(input.step_delay_ms)).await;
@@ -114,6 +128,36 @@ async fn run(sdk: &RuntaraSdk, input: Input) -> Result<serde_json::Value, Workfl
         "steps": input.steps,
         "total": total,
     }))
+}
+
+fn append_line(path: &str, line: &str) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(file, "{line}")
+}
+
+/// Takes the input's `overlap_lock` for the life of the process (see [`Input`]).
+fn hold_overlap_lock(input: &Option<Input>) -> std::io::Result<Option<std::fs::File>> {
+    let Some(input) = input else {
+        return Ok(None);
+    };
+    let Some(path) = &input.overlap_lock else {
+        return Ok(None);
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+        let trace = input.trace_file.as_deref().unwrap_or(path);
+        let line = format!("{} OVERLAP {}", input.order_id, std::process::id());
+        append_line(trace, &line)?;
+        // Wait for the other process to end, so the run can still finish.
+        file.lock()?;
+    }
+    Ok(Some(file))
 }
 
 /// The reference's checkpoint loop: the state so far is checkpointed before each step;
@@ -163,11 +207,21 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let input = runtara_sdk::input::<Input>();
+    // Taken before registering, so that any overlap of two processes' lives shows.
+    let _overlap_lock = match input.as_ref().map(hold_overlap_lock) {
+        Ok(Ok(lock)) => lock,
+        Ok(Err(error)) => {
+            eprintln!("order-workflow: overlap lock: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+        Err(_) => None,
+    };
     if let Err(error) = sdk.clone().init(None).await {
         eprintln!("order-workflow: cannot register: {error}");
         return std::process::ExitCode::FAILURE;
     }
-    let input: Input = match runtara_sdk::input() {
+    let input: Input = match input {
         Ok(input) => input.unwrap_or_default(),
         Err(error) => {
             let _ = sdk.failed(&error.to_string()).await;

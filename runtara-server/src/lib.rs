@@ -8,6 +8,7 @@ pub mod cli;
 pub mod credentials;
 pub mod image_store;
 mod instance_endpoint;
+pub mod instance_process;
 mod instance_threads;
 pub mod log_tail;
 pub mod management;

@@ -3,7 +3,7 @@
 //! restart closes it, and the process's next print would fail), and its last lines read
 //! back from there for status replies and failure reasons.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -21,6 +21,15 @@ pub const MAX_BYTES: u64 = 8 * 1024 * 1024;
 /// What an emptied file starts with.
 const DROPPED: &[u8] = b"[runtara-server: earlier output dropped (over 8 MiB)]\n";
 
+/// What [`LogTail::claim`] found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The file is the new process's: its stdout and stderr.
+    Claimed(Stdio, Stdio),
+    /// A live process holds it: the instance still runs.
+    Held,
+}
+
 /// The output file of the instance whose folder is `dir`.
 #[derive(Debug, Clone)]
 pub struct LogTail {
@@ -35,17 +44,46 @@ impl LogTail {
         }
     }
 
-    /// Empties the file (a new process's output replaces the last one's) and returns it
-    /// as the process's stdout and stderr, in append mode (so that [`limit`](Self::limit)
-    /// can empty it under a writing process).
-    pub fn create(&self) -> std::io::Result<(Stdio, Stdio)> {
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Claims the file for a new process: takes its exclusive lock, empties it (a new
+    /// process's output replaces the last one's) and returns it as the process's stdout
+    /// and stderr, in append mode (so that [`limit`](Self::limit) can empty it under a
+    /// writing process). The lock belongs to the open file, which the process inherits:
+    /// it is held as long as the process (or a descendant sharing its output) lives,
+    /// whoever launched it, and released by the kernel when the last one ends (see
+    /// [`crate::instance_process`]). [`Claim::Held`] when a live process holds it.
+    pub fn claim(&self) -> std::io::Result<Claim> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(Claim::Held),
+            Err(TryLockError::Error(error)) => return Err(error),
+        }
         file.set_len(0)?;
         let err = file.try_clone()?;
-        Ok((Stdio::from(file), Stdio::from(err)))
+        Ok(Claim::Claimed(Stdio::from(file), Stdio::from(err)))
+    }
+
+    /// Whether a live process holds the file ([`claim`](Self::claim)).
+    pub fn in_use(&self) -> std::io::Result<bool> {
+        let file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(error),
+        };
+        match file.try_lock() {
+            // Released when `file` closes.
+            Ok(()) => Ok(false),
+            Err(TryLockError::WouldBlock) => Ok(true),
+            Err(TryLockError::Error(error)) => Err(error),
+        }
     }
 
     /// Empties the file, leaving a note, once it is larger than [`MAX_BYTES`]: a process
@@ -106,6 +144,30 @@ fn cut(line: &str) -> String {
 mod tests {
     use super::*;
 
+    fn claimed(log: &LogTail) -> (Stdio, Stdio) {
+        match log.claim().unwrap() {
+            Claim::Claimed(stdout, stderr) => (stdout, stderr),
+            Claim::Held => panic!("the file is held"),
+        }
+    }
+
+    #[test]
+    fn a_claimed_file_is_held_until_its_last_holder_closes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = LogTail::in_dir(dir.path());
+        assert!(!log.in_use().unwrap(), "no file: nobody holds it");
+        std::fs::write(dir.path().join(OUTPUT_FILE), "last run\n").unwrap();
+        let (stdout, stderr) = claimed(&log);
+        assert!(log.in_use().unwrap());
+        assert!(matches!(log.claim().unwrap(), Claim::Held));
+        assert_eq!(log.text(), None, "claiming empties the file");
+        drop(stdout);
+        assert!(log.in_use().unwrap(), "a copy still holds it");
+        drop(stderr);
+        assert!(!log.in_use().unwrap());
+        drop(claimed(&log));
+    }
+
     #[test]
     fn keeps_the_last_lines_and_cuts_long_ones() {
         assert_eq!(tail_of("", false), None);
@@ -132,7 +194,7 @@ mod tests {
         let tail = log.text().unwrap();
         assert!(tail.ends_with("line 19999"));
         assert_eq!(tail.lines().count(), MAX_LINES);
-        drop(log.create().unwrap());
+        drop(claimed(&log));
         assert_eq!(log.text(), None, "emptied for the next process");
     }
 
@@ -140,7 +202,7 @@ mod tests {
     fn a_file_over_the_limit_is_emptied_and_the_writer_carries_on_at_its_end() {
         let dir = tempfile::tempdir().unwrap();
         let log = LogTail::in_dir(dir.path());
-        let (stdout, _) = log.create().unwrap();
+        let (stdout, _) = claimed(&log);
         let mut writer = OpenOptions::new()
             .append(true)
             .open(dir.path().join(OUTPUT_FILE))

@@ -15,11 +15,15 @@
 //! | `running` or `pending` otherwise (a crash) | relaunch from the last checkpoint after a backoff; after `max_restarts` crashes in a row, `failed` with the reason |
 //!
 //! A process that stops heartbeating for `heartbeat_timeout` is killed and handled as a
-//! crash. On start-up the supervisor adopts what a previous server left: `pending`
-//! instances are launched, `sleeping` ones scheduled, and `running` ones — whose
-//! processes may well still be alive and reconnecting — are left alone and only
-//! relaunched once their heartbeats stop. A relaunch registers a new epoch, which fences
-//! out any older process of the same instance.
+//! crash. No instance ever has two live processes: every launch first claims the lock
+//! on the instance's output file, which a live process holds for its whole life (see
+//! [`crate::instance_process`]); while it is held, the live process — one an earlier
+//! server launched and left running — is adopted instead, and watched like one of ours.
+//! On start-up the supervisor takes over what a previous server left: `pending`
+//! instances are launched (or their live process adopted), `sleeping` ones scheduled,
+//! and `running` ones adopted when their process lives; otherwise they are relaunched
+//! once their heartbeats stop. A relaunch registers a new epoch, which fences out any
+//! older process of the same instance.
 //!
 //! Each launched instance has a folder, `<data-dir>/instance-files/<digest>` (see
 //! [`crate::valid_ids::instance_folder`]), holding its input and output files; a raw
@@ -38,7 +42,8 @@ use runtara_core::{now_ms, InstanceRecord, InstanceStatus, Persistence, SignalTy
 use tokio::sync::oneshot;
 
 use crate::credentials::CredentialKey;
-use crate::log_tail::LogTail;
+use crate::instance_process;
+use crate::log_tail::{Claim, LogTail};
 use crate::valid_ids::{check_id, instance_folder};
 
 /// The folder under the data dir holding one folder of files per instance, named by
@@ -267,8 +272,10 @@ impl Supervisor {
                         }
                     }
                 }
-                // Running: its process may be alive and reconnecting; the heartbeat
-                // monitor relaunches it if it is not.
+                // Running: its process may be alive and reconnecting. If it is, it is
+                // adopted; if not, the heartbeat monitor relaunches it (a process an
+                // older server launched holds no lock, and must not be doubled).
+                InstanceStatus::Running => self.adopt_if_alive(&instance),
                 _ => {}
             }
         }
@@ -423,8 +430,12 @@ impl Supervisor {
             run.checkpoints_at_launch = instance.checkpoint_count;
             run.timeout
         };
-        let child = match self.spawn_process(&instance, &image_id).await {
-            Ok(child) => child,
+        let (child, dir) = match self.spawn_process(&instance, &image_id).await {
+            Ok(Launched::Spawned(child, dir)) => (child, dir),
+            Ok(Launched::StillRunning(dir)) => {
+                self.adopt(instance_id, generation, resume, dir, kill_rx);
+                return Ok(());
+            }
             Err(error) => {
                 self.runs().entry(instance_id.to_owned()).or_default().live = None;
                 let reason = format!("cannot start the image binary of `{image_id}`: {error:#}");
@@ -457,15 +468,72 @@ impl Supervisor {
         tracing::info!(%instance_id, ?pid, generation, "instance process launched");
         let me = self.clone();
         let id = instance_id.to_owned();
-        tokio::spawn(async move { me.watch(id, generation, child, kill_rx, timeout).await });
+        let process = Process::Child { child, pid, dir };
+        tokio::spawn(async move { me.watch(id, generation, process, kill_rx, timeout).await });
         Ok(())
     }
 
+    /// A process of the instance is alive although this server did not start it (an
+    /// earlier server did, and was killed), or has not let go of it yet: it is taken
+    /// over instead of a launch, watched until it ends and handled then as if this
+    /// server had started it. A resume that asked for the launch is carried out once it
+    /// has ended. The run must already be marked live with `generation`.
+    fn adopt(
+        self: &Arc<Self>,
+        instance_id: &str,
+        generation: u64,
+        resume: bool,
+        dir: PathBuf,
+        kill: oneshot::Receiver<()>,
+    ) {
+        if let Some(run) = self.runs().get_mut(instance_id) {
+            run.launches = run.launches.saturating_sub(1);
+            run.resume_after_exit |= resume;
+        }
+        tracing::info!(%instance_id, generation, "a process of the instance is still alive; adopted instead of a launch");
+        let me = self.clone();
+        let id = instance_id.to_owned();
+        let process = Process::Adopted(dir);
+        tokio::spawn(async move { me.watch(id, generation, process, kill, None).await });
+    }
+
+    /// Adopts the live process of a `running` instance left by an earlier server, if its
+    /// output file shows one; otherwise it is left to the heartbeat monitor.
+    fn adopt_if_alive(self: &Arc<Self>, instance: &InstanceRecord) {
+        let Some(dir) = self.instance_dir(instance) else {
+            return;
+        };
+        match LogTail::in_dir(&dir).in_use() {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(error) => {
+                tracing::warn!(instance_id = %instance.instance_id, %error, "cannot tell whether an instance's process is alive; the heartbeat monitor decides");
+                return;
+            }
+        }
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let (kill_tx, kill_rx) = oneshot::channel();
+        {
+            let mut runs = self.runs();
+            let run = runs.entry(instance.instance_id.clone()).or_default();
+            if run.live.is_some() {
+                return;
+            }
+            run.live = Some(generation);
+            run.kill = Some(kill_tx);
+            run.launches += 1;
+            run.checkpoints_at_launch = instance.checkpoint_count;
+        }
+        self.adopt(&instance.instance_id, generation, false, dir, kill_rx);
+    }
+
+    /// Starts the instance's process — unless a live process of it (launched by an
+    /// earlier server, or not yet gone) still holds its output file.
     async fn spawn_process(
         &self,
         instance: &InstanceRecord,
         image_id: &str,
-    ) -> anyhow::Result<tokio::process::Child> {
+    ) -> anyhow::Result<Launched> {
         let image = self
             .store
             .get_image(image_id)
@@ -479,12 +547,16 @@ impl Supervisor {
             .instance_dir(instance)
             .ok_or_else(|| anyhow::anyhow!("the instance has no image"))?;
         tokio::fs::create_dir_all(&dir).await?;
+        // A file, not a pipe: the process must be able to print after this server is
+        // gone (a restart leaves it running for the next one to adopt). Claimed first:
+        // its lock tells whether a process of the instance still lives.
+        let (stdout, stderr) = match LogTail::in_dir(&dir).claim()? {
+            Claim::Claimed(stdout, stderr) => (stdout, stderr),
+            Claim::Held => return Ok(Launched::StillRunning(dir)),
+        };
         let input_path = dir.join("input.json");
         tokio::fs::write(&input_path, instance.input.as_deref().unwrap_or(b"null")).await?;
 
-        // A file, not a pipe: the process must be able to print after this server is
-        // gone (a restart leaves it running for the next one to adopt).
-        let (stdout, stderr) = LogTail::in_dir(&dir).create()?;
         let mut command = tokio::process::Command::new(&binary);
         command
             .env_clear()
@@ -526,7 +598,13 @@ impl Supervisor {
         }
         #[cfg(unix)]
         command.process_group(0);
-        Ok(command.spawn()?)
+        let child = command.spawn()?;
+        // The server's copy of the claimed output closes here: the lock is the child's.
+        drop(command);
+        if let Some(pid) = child.id() {
+            instance_process::record(&dir, pid);
+        }
+        Ok(Launched::Spawned(child, dir))
     }
 
     /// Waits for the process to exit (or kills it when asked), then decides what next.
@@ -534,7 +612,7 @@ impl Supervisor {
         self: Arc<Self>,
         instance_id: String,
         generation: u64,
-        mut child: tokio::process::Child,
+        mut process: Process,
         kill: oneshot::Receiver<()>,
         timeout: Option<Duration>,
     ) {
@@ -545,21 +623,17 @@ impl Supervisor {
             }
         };
         let mut timed_out = false;
-        let status = tokio::select! {
-            status = child.wait() => status,
+        let (exit, clean) = tokio::select! {
+            ended = process.wait() => ended,
             _ = kill => {
-                kill_group(&mut child);
-                child.wait().await
+                process.kill();
+                process.wait().await
             }
             () = timeout => {
                 timed_out = true;
-                kill_group(&mut child);
-                child.wait().await
+                process.kill();
+                process.wait().await
             }
-        };
-        let exit = match &status {
-            Ok(status) => status.to_string(),
-            Err(error) => format!("unknown exit ({error})"),
         };
         let _ = self
             .store
@@ -586,7 +660,7 @@ impl Supervisor {
         }
         let exited = Exited {
             how: exit,
-            clean: status.as_ref().is_ok_and(|s| s.success()),
+            clean,
             timed_out,
             relaunch: self
                 .runs()
@@ -884,8 +958,96 @@ fn link_dir(target: &std::path::Path, link: &std::path::Path) -> std::io::Result
     }
 }
 
-/// Kills the process (SIGKILL). Instances run in their own process group, so a Ctrl-C
-/// in the server's terminal does not reach them; a server restart leaves them running.
-fn kill_group(child: &mut tokio::process::Child) {
-    let _ = child.start_kill();
+/// An instance's process, as the supervisor watches it.
+#[derive(Debug)]
+enum Process {
+    /// Started by this server, in this folder.
+    Child {
+        child: tokio::process::Child,
+        /// Its pid, which is also its process group's id (kept: the child forgets it
+        /// once it has been waited for).
+        pid: Option<u32>,
+        dir: PathBuf,
+    },
+    /// Started by an earlier server (or not yet gone), holding the output file of the
+    /// instance folder: it has ended when the file's lock is released.
+    Adopted(PathBuf),
+}
+
+/// What a launch did.
+#[derive(Debug)]
+enum Launched {
+    /// A new process, in this folder.
+    Spawned(tokio::process::Child, PathBuf),
+    /// None: a live process of the instance (in this folder) holds its output file.
+    StillRunning(PathBuf),
+}
+
+/// How often an adopted process is checked for its end.
+const ADOPTED_POLL: Duration = Duration::from_millis(200);
+
+impl Process {
+    /// Waits for the process to end: how (for events and messages), and whether it exited
+    /// on its own with status 0 (never known of an adopted process). Whatever it left
+    /// behind in its process group is killed.
+    async fn wait(&mut self) -> (String, bool) {
+        match self {
+            Process::Child { child, pid, dir } => {
+                let status = child.wait().await;
+                // What it started may outlive it in its group; that must not hold the
+                // instance's output (and so block the next launch). While it does, the
+                // group exists, so its id cannot have been reused.
+                if let Some(pid) = *pid {
+                    if LogTail::in_dir(dir).in_use().unwrap_or(false) {
+                        instance_process::kill(pid);
+                    }
+                }
+                match status {
+                    Ok(status) => (status.to_string(), status.success()),
+                    Err(error) => (format!("unknown exit ({error})"), false),
+                }
+            }
+            Process::Adopted(dir) => {
+                let output = LogTail::in_dir(dir);
+                loop {
+                    match output.in_use() {
+                        Ok(false) => break,
+                        Ok(true) => {}
+                        Err(error) => {
+                            tracing::warn!(dir = %dir.display(), %error, "cannot check an adopted process; checking again");
+                        }
+                    }
+                    tokio::time::sleep(ADOPTED_POLL).await;
+                }
+                (
+                    "ended (adopted from an earlier server; exit status unknown)".into(),
+                    false,
+                )
+            }
+        }
+    }
+
+    /// Kills the process and its process group (SIGKILL). Instances run in their own
+    /// group, so a Ctrl-C in the server's terminal does not reach them and a server
+    /// restart leaves them running.
+    fn kill(&mut self) {
+        match self {
+            // Not yet waited for, so the pid is still the child's.
+            Process::Child { child, pid, .. } => match pid {
+                Some(pid) => instance_process::kill(*pid),
+                None => {
+                    let _ = child.start_kill();
+                }
+            },
+            Process::Adopted(dir) => {
+                let output = LogTail::in_dir(dir);
+                match instance_process::holder(dir, output.path()) {
+                    Some(pid) => instance_process::kill(pid),
+                    None => {
+                        tracing::warn!(dir = %dir.display(), "cannot find the adopted process to kill; waiting for it to end");
+                    }
+                }
+            }
+        }
+    }
 }
