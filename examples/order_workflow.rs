@@ -46,6 +46,10 @@ struct Input {
     /// process of the instance holds it already, `<order_id> OVERLAP <pid>` is appended
     /// to `trace_file` (two processes running one instance at once).
     overlap_lock: Option<String>,
+    /// Print nothing from the steps (a test whose output file is on a full disk).
+    quiet: bool,
+    /// Bytes of padding in each step's recorded result.
+    pad_bytes: usize,
 }
 
 impl Default for Input {
@@ -61,14 +65,24 @@ impl Default for Input {
             pause_exit_delay_ms: 0,
             trace_file: None,
             overlap_lock: None,
+            quiet: false,
+            pad_bytes: 0,
         }
     }
 }
+
+/// The input's `quiet`.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The input's `pad_bytes`.
+static PAD_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct StepResult {
     step: u32,
     value: u64,
+    /// `pad_bytes` of padding, so that each recorded result takes room.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pad: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,11 +109,18 @@ async fn step(
             .open(path)?;
         writeln!(log, "{order_id} step {n}")?;
     }
-    println!("step {n}: processing {key}");
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        println!("step {n}: processing {key}");
+    }
     let value = order_id.bytes().fold(u64::from(n), |acc, b| {
         acc.wrapping_mul(31).wrapping_add(u64::from(b))
     });
-    Ok(StepResult { step: n, value })
+    let pad = "x".repeat(PAD_BYTES.load(std::sync::atomic::Ordering::Relaxed));
+    Ok(StepResult {
+        step: n,
+        value,
+        pad,
+    })
 }
 
 async fn run(sdk: &RuntaraSdk, input: Input) -> Result<serde_json::Value, WorkflowError> {
@@ -229,6 +250,8 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    QUIET.store(input.quiet, std::sync::atomic::Ordering::Relaxed);
+    PAD_BYTES.store(input.pad_bytes, std::sync::atomic::Ordering::Relaxed);
     if input.manual_checkpoints {
         return match run_with_checkpoints(&sdk, &input).await {
             Ok(Some(output)) => match sdk.completed(output.to_string().as_bytes()).await {
@@ -248,10 +271,13 @@ async fn main() -> std::process::ExitCode {
             }
         };
     }
+    let input_quiet = input.quiet;
     match run(&sdk, input).await {
         Ok(output) => match sdk.completed(output.to_string().as_bytes()).await {
             Ok(()) => {
-                println!("completed: {output}");
+                if !input_quiet {
+                    println!("completed: {output}");
+                }
                 std::process::ExitCode::SUCCESS
             }
             Err(error) => {

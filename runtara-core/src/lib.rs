@@ -45,6 +45,7 @@ pub mod migrations;
 pub mod model;
 pub mod persistence;
 pub mod run_lease;
+pub mod storage_health;
 pub mod url;
 pub mod wire;
 

@@ -290,7 +290,7 @@ impl Persistence for SqlitePersistence {
         validate_id("instance id", instance_id)?;
         let instance_id = instance_id.to_owned();
         self.writer
-            .call(move |c| {
+            .read(move |c| {
                 whole_replay_log(c, &instance_id, usize::MAX)?.ok_or_else(|| {
                     Error::Corrupt(format!(
                         "the replay log of `{instance_id}` could not be loaded whole"
@@ -309,7 +309,7 @@ impl Persistence for SqlitePersistence {
         validate_id("instance id", instance_id)?;
         let instance_id = instance_id.to_owned();
         self.writer
-            .call(move |c| {
+            .read(move |c| {
                 if after_seq <= 0 {
                     // The common case: the whole log in one page, by the plain load.
                     if let Some(log) = whole_replay_log(c, &instance_id, max_bytes)? {
@@ -359,7 +359,7 @@ impl Persistence for SqlitePersistence {
         validate_id("checkpoint id", checkpoint_id)?;
         let (instance_id, checkpoint_id) = (instance_id.to_owned(), checkpoint_id.to_owned());
         self.writer
-            .call(move |c| {
+            .read(move |c| {
                 query_opt(
                     c,
                     "SELECT state FROM checkpoints WHERE instance_id = ?1 AND checkpoint_id = ?2",
@@ -554,7 +554,7 @@ impl Persistence for SqlitePersistence {
         validate_id("instance id", instance_id)?;
         let instance_id = instance_id.to_owned();
         self.writer
-            .call(move |c| {
+            .read(move |c| {
                 Ok(query_opt(
                     c,
                     "SELECT 1 FROM signals WHERE instance_id = ?1 AND signal_type = 'resume' \
@@ -674,7 +674,7 @@ impl Persistence for SqlitePersistence {
         validate_id("instance id", instance_id)?;
         let instance_id = instance_id.to_owned();
         self.writer
-            .call(move |c| pending_signal(c, &instance_id))
+            .read(move |c| pending_signal(c, &instance_id))
             .await
     }
 
@@ -734,14 +734,14 @@ impl Persistence for SqlitePersistence {
         validate_id("instance id", instance_id)?;
         let instance_id = instance_id.to_owned();
         self.writer
-            .call(move |c| get_instance(c, &instance_id))
+            .read(move |c| get_instance(c, &instance_id))
             .await
     }
 
     async fn list_instances(&self, filter: &InstanceFilter) -> Result<InstancePage> {
         let filter = filter.clone();
         self.writer
-            .call(move |c| {
+            .read(move |c| {
                 let (instances, total) = list_instances(c, &filter, false)?;
                 Ok(InstancePage {
                     instances,
@@ -754,7 +754,7 @@ impl Persistence for SqlitePersistence {
     async fn list_instances_brief(&self, filter: &InstanceFilter) -> Result<InstancePage> {
         let filter = filter.clone();
         self.writer
-            .call(move |c| {
+            .read(move |c| {
                 let (instances, total) = list_instances(c, &filter, true)?;
                 Ok(InstancePage {
                     instances,
@@ -768,7 +768,7 @@ impl Persistence for SqlitePersistence {
         validate_id("instance id", instance_id)?;
         let instance_id = instance_id.to_owned();
         self.writer
-            .call(move |c| list_checkpoints(c, &instance_id))
+            .read(move |c| list_checkpoints(c, &instance_id))
             .await
     }
 
@@ -781,7 +781,7 @@ impl Persistence for SqlitePersistence {
         validate_id("instance id", instance_id)?;
         let instance_id = instance_id.to_owned();
         self.writer
-            .call(move |c| {
+            .read(move |c| {
                 let (checkpoints, more_after) =
                     checkpoints_page(c, &instance_id, after_seq, max_bytes)?;
                 Ok(CheckpointPage {
@@ -796,7 +796,7 @@ impl Persistence for SqlitePersistence {
         validate_id("instance id", instance_id)?;
         let instance_id = instance_id.to_owned();
         self.writer
-            .call(move |c| list_events(c, &instance_id))
+            .read(move |c| list_events(c, &instance_id))
             .await
     }
 
@@ -804,16 +804,16 @@ impl Persistence for SqlitePersistence {
         validate_id("instance id", instance_id)?;
         let instance_id = instance_id.to_owned();
         self.writer
-            .call(move |c| list_retry_attempts(c, &instance_id))
+            .read(move |c| list_retry_attempts(c, &instance_id))
             .await
     }
 
     async fn list_unfinished(&self) -> Result<Vec<InstanceRecord>> {
-        self.writer.call(list_unfinished).await
+        self.writer.read(list_unfinished).await
     }
 
     async fn list_running(&self) -> Result<Vec<Liveness>> {
-        self.writer.call(list_running).await
+        self.writer.read(list_running).await
     }
 
     async fn insert_image(&self, new: NewImage) -> Result<ImageRecord> {
@@ -826,13 +826,13 @@ impl Persistence for SqlitePersistence {
     async fn get_image(&self, image_id: &str) -> Result<Option<ImageRecord>> {
         validate_id("image id", image_id)?;
         let image_id = image_id.to_owned();
-        self.writer.call(move |c| get_image(c, &image_id)).await
+        self.writer.read(move |c| get_image(c, &image_id)).await
     }
 
     async fn list_images(&self, tenant_id: &str) -> Result<Vec<ImageRecord>> {
         validate_id("tenant id", tenant_id)?;
         let tenant_id = tenant_id.to_owned();
-        self.writer.call(move |c| list_images(c, &tenant_id)).await
+        self.writer.read(move |c| list_images(c, &tenant_id)).await
     }
 
     async fn delete_image(&self, image_id: &str) -> Result<DeletedImage> {

@@ -21,6 +21,7 @@ use runtara_protocol::{
 };
 
 use crate::credentials::CredentialKey;
+use crate::heard_from::HeardFrom;
 use crate::valid_ids::check_id;
 
 /// How long a new connection may take to say hello.
@@ -35,6 +36,8 @@ pub(crate) struct InstanceAuth {
     pub(crate) key: CredentialKey,
     /// Refuse instances without a valid credential even if the server did not launch them.
     pub(crate) require_credentials: bool,
+    /// Where the heartbeats of proven connections are noted as they arrive, stored or not.
+    pub(crate) heard_from: Arc<HeardFrom>,
 }
 
 /// A connection's identity, and whether a credential proved it.
@@ -88,8 +91,9 @@ async fn serve_connection(
     loop {
         let (send, recv) = connection.accept_bi().await?;
         let (store, admitted) = (store.clone(), admitted.clone());
+        let heard_from = auth.heard_from.clone();
         tokio::spawn(async move {
-            if let Err(error) = serve_request(send, recv, &*store, &admitted).await {
+            if let Err(error) = serve_request(send, recv, &*store, &admitted, &heard_from).await {
                 tracing::debug!(%error, "request stream failed");
             }
         });
@@ -249,12 +253,18 @@ async fn serve_request(
     mut recv: quinn::RecvStream,
     store: &dyn Persistence,
     admitted: &Admitted,
+    heard_from: &HeardFrom,
 ) -> anyhow::Result<()> {
     let response = match read_frame::<_, InstanceRequest>(&mut recv, DEFAULT_MAX_FRAME_LEN).await {
         Ok(Some(request)) => match checked_ids(&request) {
             Err(error) => InstanceResponse::Error(error),
             Ok(()) => match still_unclaimed(store, admitted).await {
-                Ok(()) => handle_instance_request(store, &admitted.identity, request).await,
+                Ok(()) => {
+                    if admitted.proven && matches!(request, InstanceRequest::Heartbeat { .. }) {
+                        heard_from.heartbeat(&admitted.identity.instance_id);
+                    }
+                    handle_instance_request(store, &admitted.identity, request).await
+                }
                 Err(error) => InstanceResponse::Error(error),
             },
         },

@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod credentials;
+pub mod heard_from;
 pub mod image_store;
 mod instance_endpoint;
 pub mod instance_process;
@@ -29,6 +30,7 @@ use runtara_core::Persistence;
 use tokio::task::JoinHandle;
 
 use crate::credentials::CredentialKey;
+use crate::heard_from::HeardFrom;
 use crate::image_store::ImageStore;
 use crate::instance_threads::{InstanceThreads, Placement, ThreadStore};
 use crate::management::Management;
@@ -211,9 +213,11 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     let management_addr = management_endpoint
         .local_addr()
         .context("reading the bound address")?;
+    let heard_from = Arc::new(HeardFrom::default());
     let auth = instance_endpoint::InstanceAuth {
         key: credential_key.clone(),
         require_credentials: config.require_instance_credentials,
+        heard_from: heard_from.clone(),
     };
     let mut endpoints = Vec::new();
     let mut accept_loops = Vec::new();
@@ -256,6 +260,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     let supervisor = Supervisor::new(
         persistence.clone(),
         RunnerSettings {
+            heard_from,
             images_dir: images.dir().to_path_buf(),
             instances_dir: config.data_dir.join(supervisor::INSTANCE_FILES_DIR),
             legacy_instances_dir: config.data_dir.join(supervisor::LEGACY_INSTANCES_DIR),

@@ -38,10 +38,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
+use runtara_core::storage_health::STORAGE;
 use runtara_core::{now_ms, InstanceRecord, InstanceStatus, Persistence, SignalType};
 use tokio::sync::oneshot;
 
 use crate::credentials::CredentialKey;
+use crate::heard_from::HeardFrom;
 use crate::instance_process;
 use crate::log_tail::{Claim, LogTail};
 use crate::valid_ids::{check_id, instance_folder};
@@ -59,6 +61,9 @@ const MAX_FINISHED_LAUNCHES: usize = 10_000;
 /// Timings and paths of the runner.
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
+    /// Heartbeats as they arrive, whether or not they could be stored (shared with the
+    /// instance endpoint).
+    pub heard_from: Arc<HeardFrom>,
     /// Where image binaries live (`<data-dir>/images`).
     pub images_dir: PathBuf,
     /// Where per-instance folders (input and output files) live
@@ -635,6 +640,7 @@ impl Supervisor {
                 process.wait().await
             }
         };
+        self.settings.heard_from.forget(&instance_id);
         let _ = self
             .store
             .record_event(&instance_id, "exited", Some(&exit), None)
@@ -668,8 +674,15 @@ impl Supervisor {
                 .is_some_and(|run| std::mem::take(&mut run.relaunch_on_exit)),
         };
         let reason = timeout_reason(timeout_of(&self, &instance_id));
-        if let Err(error) = self.after_exit(&instance_id, &exited, reason).await {
-            tracing::warn!(%instance_id, %error, "handling the process exit failed");
+        // An instance must never be left `running` with no process: storage errors are
+        // waited out (logged once for all, see `STORAGE`), not given up on.
+        let mut backoff = EXIT_RETRY.0;
+        while let Err(error) = self.after_exit(&instance_id, &exited, reason.clone()).await {
+            STORAGE.failed(&format!(
+                "handling the exit of instance `{instance_id}`'s process: {error:#}"
+            ));
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(EXIT_RETRY.1);
         }
     }
 
@@ -785,7 +798,13 @@ impl Supervisor {
                 // It made progress: a fresh crash, not a loop.
                 run.crashes = 0;
             }
-            run.crashes += 1;
+            if STORAGE.is_failing() {
+                // The server's storage failing is the server's problem, not the
+                // instance's: the relaunch waits as for a first crash, uncounted.
+                run.crashes = run.crashes.max(1);
+            } else {
+                run.crashes += 1;
+            }
             (
                 run.crashes,
                 self.output(instance).and_then(|log| log.text()),
@@ -873,14 +892,22 @@ impl Supervisor {
             let running = match self.store.list_running().await {
                 Ok(running) => running,
                 Err(error) => {
-                    tracing::warn!(%error, "heartbeat check: cannot list running instances; trying again next period");
+                    STORAGE.failed(&format!(
+                        "heartbeat check: cannot list running instances: {error}"
+                    ));
                     continue;
                 }
             };
             let now = now_ms();
-            // Whether an instance has been silent past the timeout.
-            let silent = |heartbeat: Option<i64>, started: Option<i64>, created: i64| {
-                let last = heartbeat.or(started).unwrap_or(created).max(started_ms);
+            // Whether an instance has been silent past the timeout: neither a stored
+            // heartbeat nor one that arrived but could not be stored is recent.
+            let heard = |id: &str| self.settings.heard_from.last(id).unwrap_or(0);
+            let silent = |id: &str, heartbeat: Option<i64>, started: Option<i64>, created: i64| {
+                let last = heartbeat
+                    .or(started)
+                    .unwrap_or(created)
+                    .max(started_ms)
+                    .max(heard(id));
                 now.saturating_sub(last) > timeout_ms
             };
             for instance in running {
@@ -893,6 +920,7 @@ impl Supervisor {
                     LogTail::in_dir(&dir).limit();
                 }
                 if !silent(
+                    &instance.instance_id,
                     instance.heartbeat_at_ms,
                     instance.started_at_ms,
                     instance.created_at_ms,
@@ -912,6 +940,7 @@ impl Supervisor {
                         Ok(Some(record))
                             if record.status == InstanceStatus::Running
                                 && silent(
+                                    &record.instance_id,
                                     record.heartbeat_at_ms,
                                     record.started_at_ms,
                                     record.created_at_ms,
@@ -982,6 +1011,10 @@ enum Launched {
     /// None: a live process of the instance (in this folder) holds its output file.
     StillRunning(PathBuf),
 }
+
+/// First and longest wait between attempts to handle a process exit while the storage
+/// fails.
+const EXIT_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
 /// How often an adopted process is checked for its end.
 const ADOPTED_POLL: Duration = Duration::from_millis(200);

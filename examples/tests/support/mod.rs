@@ -21,6 +21,8 @@ pub struct Server {
     pub management_addr: SocketAddr,
     /// The CA certificate to trust.
     pub ca_path: PathBuf,
+    /// Where its log goes, when not to the test's output.
+    pub log: Option<PathBuf>,
 }
 
 /// Test-sized timings, except those `extra` sets itself.
@@ -51,6 +53,26 @@ impl Server {
         Server::spawn(command, instance_port, management_port, extra)
     }
 
+    /// [`Server::start`] with the server's log (stderr, `RUST_LOG=info`) written to the
+    /// file `log` instead of the test's output.
+    pub fn start_logging_to(
+        data_dir: &Path,
+        instance_port: u16,
+        management_port: u16,
+        extra: &[&str],
+        log: &Path,
+    ) -> Server {
+        let mut command = Command::new(runtara_server::process::workspace_binary("runtara-server"));
+        command.arg("--data-dir").arg(data_dir);
+        let mut server = Server::spawn_with(command, instance_port, management_port, extra, |c| {
+            c.env("RUST_LOG", "info")
+                .env("NO_COLOR", "1")
+                .stderr(std::fs::File::create(log).unwrap());
+        });
+        server.log = Some(log.to_path_buf());
+        server
+    }
+
     /// Starts a server in `dir` as a user would: no `--data-dir`, so the data dir is the
     /// default, relative `./runtara-data`. Any ports.
     pub fn start_in(dir: &Path) -> Server {
@@ -59,11 +81,16 @@ impl Server {
         Server::spawn(command, 0, 0, &[])
     }
 
-    fn spawn(
+    fn spawn(command: Command, instance_port: u16, management_port: u16, extra: &[&str]) -> Server {
+        Server::spawn_with(command, instance_port, management_port, extra, |_| {})
+    }
+
+    fn spawn_with(
         mut command: Command,
         instance_port: u16,
         management_port: u16,
         extra: &[&str],
+        adjust: impl FnOnce(&mut Command),
     ) -> Server {
         command
             .args(["--instance-addr", &format!("127.0.0.1:{instance_port}")])
@@ -72,12 +99,14 @@ impl Server {
             .args(extra)
             .env("RUST_LOG", "warn")
             .stderr(Stdio::inherit());
+        adjust(&mut command);
         let process = ServerProcess::spawn(command).unwrap();
         Server {
             instance_addr: process.ready.instance_addr,
             management_addr: process.ready.management_addr,
             ca_path: process.ready.ca_path.clone().unwrap(),
             process,
+            log: None,
         }
     }
 

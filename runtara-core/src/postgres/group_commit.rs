@@ -179,6 +179,7 @@ async fn run_batch(pool: &Pool, batch: Vec<Job>) {
     }
     match together(pool, &batch).await {
         Ok(results) => {
+            crate::storage_health::STORAGE.succeeded();
             for (job, result) in batch.into_iter().zip(results) {
                 let _ = job.reply.send(result);
             }
@@ -197,7 +198,7 @@ async fn run_batch(pool: &Pool, batch: Vec<Job>) {
         }
         Err(Failure::Commit(error)) => {
             let message = format!("commit failed; the checkpoint may not be stored: {error}");
-            tracing::error!(%message, saves = batch.len(), "postgres group commit failed");
+            crate::storage_health::STORAGE.failed(&message);
             for job in batch {
                 let _ = job
                     .reply

@@ -71,7 +71,9 @@ impl WalPages {
                     "WAL checkpoint incomplete (a reader holds an older snapshot)"
                 );
             }
-            Err(error) => tracing::warn!(%error, "WAL checkpoint failed"),
+            Err(error) => {
+                crate::storage_health::STORAGE.failed(&format!("WAL checkpoint failed: {error}"))
+            }
         }
     }
 }

@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 
 use super::wal::WalPages;
 use crate::in_progress::InProgress;
+use crate::storage_health::STORAGE;
 use crate::{Error, Result};
 
 /// Most jobs committed together.
@@ -123,11 +124,31 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.submit(work, false).await
+    }
+
+    /// Runs `work`, which only reads, with the next batch but in a read transaction of
+    /// its own after the batch's writes: it sees what was committed, and no failed commit
+    /// of other callers' writes (a full disk) fails it.
+    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(work, true).await
+    }
+
+    async fn submit<T, F>(&self, work: F, read_only: bool) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let (reply, mut answer) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Call {
             work: Some(work),
             result: None,
             reply,
+            read_only,
         });
         let in_progress = InProgress::enter(&self.in_progress);
         let job = if in_progress.alone && self.commit_on_caller {
@@ -224,12 +245,15 @@ trait Job: Send {
     /// Answers the caller: with the kept result when the batch committed
     /// (`failure` is `None`), else with the batch's failure.
     fn finish(self: Box<Self>, failure: Option<&str>);
+    /// The work only reads ([`Writer::read`]).
+    fn read_only(&self) -> bool;
 }
 
 struct Call<T, F> {
     work: Option<F>,
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
+    read_only: bool,
 }
 
 impl<T, F> Job for Call<T, F>
@@ -285,6 +309,10 @@ where
         };
         // The caller may have given up waiting; the outcome is stored either way.
         let _ = self.reply.send(result);
+    }
+
+    fn read_only(&self) -> bool {
+        self.read_only
     }
 }
 
@@ -362,10 +390,51 @@ fn next_message(queue: &mpsc::Receiver<Message>) -> Option<Message> {
     queue.recv().ok()
 }
 
-fn run_batch(connection: &Connection, mut batch: Vec<Box<dyn Job>>) {
+/// Runs the batch's writes in one transaction, then its reads in another.
+fn run_batch(connection: &Connection, batch: Vec<Box<dyn Job>>) {
+    let (reads, writes): (Vec<_>, Vec<_>) = batch.into_iter().partition(|job| job.read_only());
+    if !writes.is_empty() {
+        run_writes(connection, writes);
+    }
+    if !reads.is_empty() {
+        run_reads(connection, reads);
+    }
+}
+
+/// Runs read-only jobs in one read transaction (one snapshot); its commit writes
+/// nothing, so it succeeds on a full disk.
+fn run_reads(connection: &Connection, mut reads: Vec<Box<dyn Job>>) {
+    let failure = match execute(connection, "BEGIN DEFERRED") {
+        Err(error) => Some(format!("could not begin a read: {error}")),
+        Ok(()) => {
+            let mut poisoned = false;
+            for job in &mut reads {
+                // A read that fails keeps its own error; there is nothing to undo.
+                if job.run(connection, false) == Step::Poisoned {
+                    poisoned = true;
+                    break;
+                }
+            }
+            let ended = execute(connection, "COMMIT").err();
+            if !connection.is_autocommit() {
+                let _ = execute(connection, "ROLLBACK");
+            }
+            match (poisoned, ended) {
+                (true, _) => Some("the read transaction ended early".to_owned()),
+                (false, Some(error)) => Some(format!("could not end a read: {error}")),
+                (false, None) => None,
+            }
+        }
+    };
+    reads
+        .into_iter()
+        .for_each(|job| job.finish(failure.as_deref()));
+}
+
+fn run_writes(connection: &Connection, mut batch: Vec<Box<dyn Job>>) {
     if let Err(error) = execute(connection, "BEGIN IMMEDIATE") {
         let message = format!("could not begin a transaction, nothing was stored: {error}");
-        tracing::error!(%message, "sqlite batch not started");
+        STORAGE.failed(&message);
         batch.into_iter().for_each(|job| job.finish(Some(&message)));
         return;
     }
@@ -396,12 +465,15 @@ fn run_batch(connection: &Connection, mut batch: Vec<Box<dyn Job>>) {
             .map(|error| format!("commit failed, nothing was stored: {error}"))
     };
     if let Some(message) = &failure {
-        tracing::error!(%message, jobs = batch.len(), "sqlite group commit failed");
+        STORAGE.failed(message);
         if !connection.is_autocommit() {
             if let Err(error) = execute(connection, "ROLLBACK") {
                 tracing::error!(%error, "sqlite rollback failed");
             }
         }
+    }
+    if failure.is_none() && !undo {
+        STORAGE.succeeded();
     }
     batch
         .into_iter()
