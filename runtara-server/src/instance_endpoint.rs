@@ -22,7 +22,11 @@ use runtara_protocol::{
 
 use crate::credentials::CredentialKey;
 use crate::heard_from::HeardFrom;
+use crate::log_text::{client_text, Refusals};
 use crate::valid_ids::check_id;
+
+/// Refused instance hellos, logged as a count.
+static REFUSED: Refusals = Refusals::new("instance hello refused");
 
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -136,16 +140,18 @@ async fn admit(
         }
         None => false,
     };
+    if !proven && auth.require_credentials {
+        // Decided before anything is looked up, in the same words for every id: the
+        // refusal must not tell which instance ids exist.
+        return Err(unauthorized(format!(
+            "this server requires instance credentials and instance `{instance_id}` has none; only instances the server launches get one (RUNTARA_INSTANCE_CREDENTIAL)"
+        )));
+    }
     let record = stored(store, &instance_id).await?;
     let launched = record.as_ref().is_some_and(|r| r.image_id.is_some());
     if !proven && launched {
         return Err(unauthorized(format!(
             "instance `{instance_id}` was launched by the server and must present its credential (RUNTARA_INSTANCE_CREDENTIAL)"
-        )));
-    }
-    if !proven && auth.require_credentials {
-        return Err(unauthorized(format!(
-            "this server requires instance credentials and instance `{instance_id}` has none; only instances the server launches get one"
         )));
     }
     if let Some(record) = &record {
@@ -193,7 +199,13 @@ async fn handshake(
                     Some(admitted),
                 ),
                 Err(error) => {
-                    tracing::warn!(client = %hello.client, code = %error.code, message = %error.message, "instance hello refused");
+                    let detail = format!(
+                        "{} (client `{}`, {})",
+                        client_text(&error.message),
+                        client_text(&hello.client),
+                        error.code
+                    );
+                    REFUSED.note(&detail);
                     (refuse(error), None)
                 }
             },

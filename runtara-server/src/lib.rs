@@ -12,6 +12,7 @@ mod instance_endpoint;
 pub mod instance_process;
 mod instance_threads;
 pub mod log_tail;
+pub mod log_text;
 pub mod management;
 mod management_endpoint;
 pub mod management_tokens;

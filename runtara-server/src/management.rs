@@ -21,9 +21,13 @@ use runtara_protocol::{
 use tokio::io::AsyncRead;
 
 use crate::image_store::{random_hex, ImageStore};
+use crate::log_text::{client_text, Refusals};
 use crate::management_tokens::ManagementTokens;
 use crate::supervisor::Supervisor;
 use crate::valid_ids::check_id;
+
+/// Management hellos refused for their token, logged as a count.
+static REFUSED: Refusals = Refusals::new("management hello refused");
 
 /// Who is calling, after the handshake.
 #[derive(Debug, Clone)]
@@ -147,7 +151,10 @@ impl Management {
         match self.tokens.lookup(token) {
             Some(tenants) => Ok(Caller { tenants }),
             None => {
-                tracing::warn!(client = %hello.client, "management hello with an invalid token refused");
+                REFUSED.note(&format!(
+                    "an invalid token (client `{}`)",
+                    client_text(&hello.client)
+                ));
                 Err(error(
                     ErrorCode::Unauthorized,
                     "the management token is not valid",
@@ -555,7 +562,7 @@ impl Management {
             .await;
         match image {
             Ok(image) => {
-                tracing::info!(image_id = %image.image_id, name = %image.name, version = image.version, "image registered");
+                tracing::info!(image_id = %image.image_id, name = %client_text(&image.name), version = image.version, "image registered");
                 ManagementResponse::Image(wire_image(image))
             }
             Err(e) => ManagementResponse::Error(engine_error(&e)),

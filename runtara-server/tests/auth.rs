@@ -499,6 +499,19 @@ async fn unlaunched_instances_need_a_credential_only_when_required() {
         ErrorCode::Unauthorized,
         "requires instance credentials",
     );
+    // An id that exists (launched above) is refused in the same words as one that does
+    // not: the instance port does not tell which ids exist.
+    let unknown = instance(&server, "unknown", "a", None).await.unwrap_err();
+    let existing = instance(&server, "by-hand", "a", None).await.unwrap_err();
+    let other_tenant = instance(&server, "by-hand", "b", None).await.unwrap_err();
+    for refusal in [&existing, &other_tenant] {
+        assert_eq!(refusal.code, unknown.code, "{refusal:?}");
+        assert_eq!(
+            refusal.message.replace("by-hand", "unknown"),
+            unknown.message,
+            "{refusal:?}"
+        );
+    }
     instance(
         &server,
         "unknown",
