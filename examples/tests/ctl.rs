@@ -88,6 +88,19 @@ fn register_start_wait_status_with_runtara_ctl() {
         .output()
         .unwrap();
     assert_eq!(nowhere.status.code(), Some(3));
+    // Skipping verification is never silent: one warning, on stderr.
+    let stderr = String::from_utf8_lossy(&nowhere.stderr);
+    assert_eq!(
+        stderr
+            .matches("TLS certificate verification is OFF")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    // Verifying clients say nothing of it.
+    let verified = ctl(&server, &["status", &instance_id]);
+    let stderr = String::from_utf8_lossy(&verified.stderr);
+    assert!(!stderr.contains("verification is OFF"), "{stderr}");
 }
 
 /// A `--ca-cert` that is missing or not PEM is a usage error (2), not "cannot connect" (3).

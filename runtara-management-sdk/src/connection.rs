@@ -70,6 +70,7 @@ impl Connection {
     pub(crate) fn new(config: SdkConfig) -> Result<Connection> {
         let addrs = config.resolve_addrs()?;
         let tls = if config.skip_cert_verification {
+            warn_unverified(&addrs.first().map(ToString::to_string).unwrap_or_default());
             ClientTls::SkipVerification
         } else {
             let path = config.trusted_ca(&addrs).ok_or_else(|| {
@@ -370,4 +371,19 @@ async fn exchange<R: serde::de::DeserializeOwned>(
             ExchangeError::Transient(message) => Failure::Transient(message),
             ExchangeError::Fatal(error) => Failure::Fatal(error.into()),
         })
+}
+
+/// Says once per process, on stderr and in the log, that the server's certificate is not
+/// checked (`--insecure`, `RUNTARA_SKIP_CERT_VERIFICATION=true`, `SdkConfig::localhost`).
+fn warn_unverified(addr: &dyn std::fmt::Display) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        let message = format!(
+            "TLS certificate verification is OFF for {addr} (--insecure, \
+             RUNTARA_SKIP_CERT_VERIFICATION=true or SdkConfig::localhost): anyone on the \
+             network path can impersonate the server; for local development only"
+        );
+        eprintln!("warning: {message}");
+        tracing::warn!("{message}");
+    });
 }

@@ -64,6 +64,7 @@ impl Quic {
     /// Checks the TLS settings and builds the backend (no I/O beyond reading the CA file).
     pub(crate) fn new(config: SdkConfig) -> Result<Quic> {
         let tls = if config.skip_cert_verification {
+            warn_unverified(&config.server_addr);
             ClientTls::SkipVerification
         } else {
             let path = config.ca_cert.as_ref().ok_or_else(|| {
@@ -713,4 +714,19 @@ impl Backend for Quic {
     fn persistence(&self) -> Option<&Arc<dyn Persistence>> {
         None
     }
+}
+
+/// Says once per process, on stderr and in the log, that the server's certificate is not
+/// checked (`--insecure`, `RUNTARA_SKIP_CERT_VERIFICATION=true`, `SdkConfig::localhost`).
+fn warn_unverified(addr: &dyn std::fmt::Display) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        let message = format!(
+            "TLS certificate verification is OFF for {addr} (--insecure, \
+             RUNTARA_SKIP_CERT_VERIFICATION=true or SdkConfig::localhost): anyone on the \
+             network path can impersonate the server; for local development only"
+        );
+        eprintln!("warning: {message}");
+        tracing::warn!("{message}");
+    });
 }

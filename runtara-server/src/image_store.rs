@@ -364,7 +364,8 @@ async fn set_executable(path: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).await?;
+        // The owner only: the data dir is private (see `private_files`).
+        tokio::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).await?;
     }
     #[cfg(not(unix))]
     let _ = path;

@@ -16,6 +16,7 @@ pub mod log_text;
 pub mod management;
 mod management_endpoint;
 pub mod management_tokens;
+pub mod private_files;
 pub mod process;
 pub mod supervisor;
 mod tls_setup;
@@ -114,6 +115,7 @@ impl ServerConfig {
     pub fn load_management_tokens(&self) -> anyhow::Result<ManagementTokens> {
         let mut tokens = ManagementTokens::default();
         if let Some(path) = &self.tokens_file {
+            private_files::check_not_writable_by_others(path, "tokens file")?;
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the tokens file {}", path.display()))?;
             tokens.add(&path.display().to_string(), &text)?;
@@ -158,8 +160,7 @@ const MAIN_POOL_SIZE: usize = 4;
 
 /// Opens the database, sets up TLS, adopts unfinished instances and starts serving.
 pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    private_files::make_private(&config.data_dir)?;
     // Instances run in their own folders, so every path handed to them or derived from the
     // data dir (the image binaries, the CA certificate to trust) must not be relative.
     config.data_dir = std::path::absolute(&config.data_dir)

@@ -73,6 +73,12 @@ impl Server {
         server
     }
 
+    /// Starts the server `command` (a full command line up to its flags: data dir and
+    /// ports are added) with test-sized timings, and waits for its ready line.
+    pub fn start_command(command: Command) -> Server {
+        Server::spawn(command, 0, 0, &[])
+    }
+
     /// Starts a server in `dir` as a user would: no `--data-dir`, so the data dir is the
     /// default, relative `./runtara-data`. Any ports.
     pub fn start_in(dir: &Path) -> Server {
