@@ -28,18 +28,37 @@ fn quic_error(context: &str, error: impl std::fmt::Display) -> ProtocolError {
     ProtocolError::Quic(format!("{context}: {error}"))
 }
 
-fn transport() -> Result<Arc<quinn::TransportConfig>> {
-    transport_with(|_| {})
+/// What an unauthenticated peer may make a server hold: until its hello is accepted a
+/// connection may open one stream and send [`HELLO_RECEIVE_WINDOW`] bytes in all;
+/// [`admit`] raises both once it is.
+const HELLO_STREAMS: u32 = 1;
+/// Bytes an unauthenticated connection may send before the server reads them.
+pub const HELLO_RECEIVE_WINDOW: u32 = 64 * 1024;
+/// Bytes an admitted connection may send, across its streams, before the server reads
+/// them.
+pub const RECEIVE_WINDOW: u32 = 16 * 1024 * 1024;
+/// Bytes one stream may send before the server reads them.
+pub const STREAM_RECEIVE_WINDOW: u32 = 2 * 1024 * 1024;
+/// Handshakes a server endpoint holds before it has accepted them.
+const MAX_PENDING_HANDSHAKES: usize = 1024;
+
+/// Raises an accepted connection's limits from those of an unauthenticated one (one
+/// stream, [`HELLO_RECEIVE_WINDOW`]) to [`MAX_CONCURRENT_STREAMS`] streams and
+/// [`RECEIVE_WINDOW`] bytes: call it once its hello is accepted.
+pub fn admit(connection: &quinn::Connection) {
+    connection.set_receive_window(RECEIVE_WINDOW.into());
+    connection.set_max_concurrent_bi_streams(MAX_CONCURRENT_STREAMS.into());
 }
 
-/// [`transport`] with client-only settings applied by `adjust`.
+/// [`transport`] with side-specific settings applied by `adjust`; a server starts every
+/// connection with one stream ([`admit`] raises it).
 fn transport_with(
     adjust: impl FnOnce(&mut quinn::TransportConfig),
 ) -> Result<Arc<quinn::TransportConfig>> {
     let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(MAX_CONCURRENT_STREAMS.into());
     adjust(&mut transport);
     transport
-        .max_concurrent_bidi_streams(MAX_CONCURRENT_STREAMS.into())
         .max_concurrent_uni_streams(0u32.into())
         .keep_alive_interval(Some(KEEP_ALIVE))
         .max_idle_timeout(Some(
@@ -80,7 +99,17 @@ pub fn server_endpoint_on(
     let crypto = QuicServerConfig::try_from(server_config(cert_pem, key_pem)?)
         .map_err(|e| quic_error("server crypto", e))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport()?);
+    config.transport_config(transport_with(|transport| {
+        transport
+            .max_concurrent_bidi_streams(HELLO_STREAMS.into())
+            .stream_receive_window(STREAM_RECEIVE_WINDOW.into())
+            .receive_window(HELLO_RECEIVE_WINDOW.into());
+    })?);
+    // Handshakes waiting to be accepted, and the bytes they may hold.
+    config
+        .max_incoming(MAX_PENDING_HANDSHAKES)
+        .incoming_buffer_size(64 * 1024)
+        .incoming_buffer_size_total(16 * 1024 * 1024);
     let endpoint_config = match reset_secret {
         Some(secret) => {
             let mut endpoint_config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(

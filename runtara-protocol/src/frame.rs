@@ -81,6 +81,20 @@ where
     R: AsyncRead + Unpin + ?Sized,
     T: DeserializeOwned,
 {
+    let Some(len) = read_frame_len(reader, max).await? else {
+        return Ok(None);
+    };
+    read_frame_payload(reader, len).await.map(Some)
+}
+
+/// The first half of [`read_frame`]: reads and checks the length prefix. `None` on a
+/// clean end of stream before the first byte. A server reads the prefix, reserves room
+/// for the payload it announces (see `runtara-server`'s request budgets), then reads the
+/// payload with [`read_frame_payload`].
+pub async fn read_frame_len<R>(reader: &mut R, max: usize) -> Result<Option<usize>>
+where
+    R: AsyncRead + Unpin + ?Sized,
+{
     let mut prefix = [0u8; LENGTH_PREFIX_LEN];
     let mut got = 0;
     while got < LENGTH_PREFIX_LEN {
@@ -96,7 +110,15 @@ where
         }
         got += n;
     }
-    let len = payload_len(prefix, max)?;
+    payload_len(prefix, max).map(Some)
+}
+
+/// The second half of [`read_frame`]: reads a payload of `len` bytes and decodes it.
+pub async fn read_frame_payload<R, T>(reader: &mut R, len: usize) -> Result<T>
+where
+    R: AsyncRead + Unpin + ?Sized,
+    T: DeserializeOwned,
+{
     let mut payload = Vec::with_capacity(len.min(READ_CAPACITY));
     let got = (&mut *reader)
         .take(len as u64)
@@ -105,7 +127,7 @@ where
     if got < len {
         return Err(ProtocolError::Truncated { expected: len, got });
     }
-    decode_payload(&payload).map(Some)
+    decode_payload(&payload)
 }
 
 /// Writes `message` as one frame, in one write.

@@ -62,7 +62,8 @@ pub use error::{ProtocolError, Result};
 pub use error_code::{ErrorCode, WireError};
 pub use exchange::{exchange, ExchangeError};
 pub use frame::{
-    decode_frame, encode_frame, read_frame, write_frame, DEFAULT_MAX_FRAME_LEN, LENGTH_PREFIX_LEN,
+    decode_frame, encode_frame, read_frame, read_frame_len, read_frame_payload, write_frame,
+    DEFAULT_MAX_FRAME_LEN, LENGTH_PREFIX_LEN,
 };
 pub use handshake::{answer_hello, check_hello, wrong_endpoint, Hello, HelloReply, Role};
 pub use instance::{

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::connection_limits::ConnectionLimits;
 use crate::ServerConfig;
 
 /// The Runtara server: stores durable state and serves instances over QUIC.
@@ -77,6 +78,9 @@ pub struct Cli {
     /// each).
     #[arg(long, env = "RUNTARA_INSTANCE_THREADS")]
     pub instance_threads: Option<usize>,
+    /// What one peer may make the server hold.
+    #[command(flatten)]
+    pub connection_limits: ConnectionLimits,
 }
 
 impl From<Cli> for ServerConfig {
@@ -99,6 +103,7 @@ impl From<Cli> for ServerConfig {
             management_tokens: cli.management_tokens,
             require_instance_credentials: cli.require_instance_credentials,
             instance_threads: cli.instance_threads,
+            connection_limits: cli.connection_limits,
         }
     }
 }

@@ -20,6 +20,7 @@ use runtara_protocol::{
     InstanceResponse, Role, WireError, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
+use crate::connection_limits::{read_request, Budgets, Gate, Ticket};
 use crate::credentials::CredentialKey;
 use crate::heard_from::HeardFrom;
 use crate::log_text::{client_text, Refusals};
@@ -42,6 +43,8 @@ pub(crate) struct InstanceAuth {
     pub(crate) require_credentials: bool,
     /// Where the heartbeats of proven connections are noted as they arrive, stored or not.
     pub(crate) heard_from: Arc<HeardFrom>,
+    /// Counts the port's connections and shares out request bytes.
+    pub(crate) gate: Arc<Gate>,
 }
 
 /// A connection's identity, and whether a credential proved it.
@@ -65,9 +68,13 @@ pub(crate) async fn serve(
 ) {
     let auth = Arc::new(auth);
     while let Some(incoming) = endpoint.accept().await {
+        let Some(ticket) = auth.gate.enter(incoming.remote_address().ip()) else {
+            incoming.refuse();
+            continue;
+        };
         let (store, auth) = (store.clone(), auth.clone());
         tokio::spawn(async move {
-            if let Err(error) = serve_connection(incoming, store, &auth).await {
+            if let Err(error) = serve_connection(incoming, store, &auth, ticket).await {
                 tracing::debug!(%error, "instance connection ended");
             }
         });
@@ -78,6 +85,7 @@ async fn serve_connection(
     incoming: quinn::Incoming,
     store: Arc<dyn Persistence>,
     auth: &InstanceAuth,
+    mut ticket: Ticket,
 ) -> anyhow::Result<()> {
     let connection = incoming.await?;
     let Some(admitted) =
@@ -85,6 +93,10 @@ async fn serve_connection(
     else {
         return Ok(());
     };
+    ticket.authenticated();
+    runtara_protocol::endpoint::admit(&connection);
+    let budgets = auth.gate.budgets(&admitted.identity.tenant_id);
+    let idle = auth.gate.limits().idle_timeout;
     tracing::debug!(
         instance_id = %admitted.identity.instance_id,
         proven = admitted.proven,
@@ -93,11 +105,21 @@ async fn serve_connection(
     );
     let admitted = Arc::new(admitted);
     loop {
-        let (send, recv) = connection.accept_bi().await?;
+        let Ok(accepted) = tokio::time::timeout(idle, connection.accept_bi()).await else {
+            // Idle unless a request is still being served (each holds a clone).
+            if Arc::strong_count(&admitted) > 1 {
+                continue;
+            }
+            connection.close(0u32.into(), b"idle");
+            return Ok(());
+        };
+        let (send, recv) = accepted?;
         let (store, admitted) = (store.clone(), admitted.clone());
-        let heard_from = auth.heard_from.clone();
+        let (heard_from, budgets) = (auth.heard_from.clone(), budgets.clone());
         tokio::spawn(async move {
-            if let Err(error) = serve_request(send, recv, &*store, &admitted, &heard_from).await {
+            if let Err(error) =
+                serve_request(send, recv, &*store, &admitted, &heard_from, &budgets).await
+            {
                 tracing::debug!(%error, "request stream failed");
             }
         });
@@ -266,9 +288,12 @@ async fn serve_request(
     store: &dyn Persistence,
     admitted: &Admitted,
     heard_from: &HeardFrom,
+    budgets: &Budgets,
 ) -> anyhow::Result<()> {
-    let response = match read_frame::<_, InstanceRequest>(&mut recv, DEFAULT_MAX_FRAME_LEN).await {
-        Ok(Some(request)) => match checked_ids(&request) {
+    // The request's bytes stay reserved until it is answered.
+    let read = read_request::<InstanceRequest>(&mut recv, DEFAULT_MAX_FRAME_LEN, budgets).await;
+    let response = match read {
+        Ok(Some((request, _held))) => match checked_ids(&request) {
             Err(error) => InstanceResponse::Error(error),
             Ok(()) => match still_unclaimed(store, admitted).await {
                 Ok(()) => {
@@ -282,7 +307,7 @@ async fn serve_request(
         },
         Ok(None) => return Ok(()),
         // Keeps the precise code (`frame_too_large`, `malformed`, …).
-        Err(error) => InstanceResponse::Error(WireError::from(&error)),
+        Err(error) => InstanceResponse::Error(error),
     };
     write_frame(&mut send, &response).await?;
     send.finish()?;

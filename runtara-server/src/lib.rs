@@ -5,6 +5,7 @@
 //! in-process the same way.
 
 pub mod cli;
+pub mod connection_limits;
 pub mod credentials;
 pub mod heard_from;
 pub mod image_store;
@@ -31,6 +32,7 @@ use anyhow::Context;
 use runtara_core::Persistence;
 use tokio::task::JoinHandle;
 
+use crate::connection_limits::{ConnectionLimits, Gate};
 use crate::credentials::CredentialKey;
 use crate::heard_from::HeardFrom;
 use crate::image_store::ImageStore;
@@ -81,6 +83,9 @@ pub struct ServerConfig {
     /// connection pool of its own (16 connections shared out, at least 2 each: 8 each
     /// with two threads), and the main runtime keeps 4.
     pub instance_threads: Option<usize>,
+    /// What one peer may make the server hold (connections, request bytes, time); each
+    /// port applies them on its own.
+    pub connection_limits: ConnectionLimits,
 }
 
 impl ServerConfig {
@@ -108,6 +113,7 @@ impl ServerConfig {
             management_tokens: None,
             require_instance_credentials: false,
             instance_threads: None,
+            connection_limits: ConnectionLimits::default(),
         }
     }
 
@@ -220,6 +226,10 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         key: credential_key.clone(),
         require_credentials: config.require_instance_credentials,
         heard_from: heard_from.clone(),
+        gate: Gate::new(
+            config.connection_limits.clone(),
+            "instance connection refused",
+        ),
     };
     let mut endpoints = Vec::new();
     let mut accept_loops = Vec::new();
@@ -294,6 +304,10 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     accept_loops.push(tokio::spawn(management_endpoint::serve(
         management_endpoint.clone(),
         management,
+        Gate::new(
+            config.connection_limits.clone(),
+            "management connection refused",
+        ),
     )));
     endpoints.push(management_endpoint);
     supervisor

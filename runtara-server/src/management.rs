@@ -37,6 +37,18 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Whose request-byte budget the caller's requests use: its tenants (`*`: all).
+    pub fn budget_key(&self) -> String {
+        match &self.tenants {
+            None => "*".to_owned(),
+            Some(tenants) => {
+                let mut tenants: Vec<&str> = tenants.iter().map(String::as_str).collect();
+                tenants.sort_unstable();
+                tenants.join(",")
+            }
+        }
+    }
+
     /// A caller allowed every tenant.
     pub fn unrestricted() -> Caller {
         Caller { tenants: None }

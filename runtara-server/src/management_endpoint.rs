@@ -8,6 +8,7 @@ use runtara_protocol::{
     ManagementResponse, Role, WireError, DEFAULT_MAX_FRAME_LEN,
 };
 
+use crate::connection_limits::{read_request, Budgets, Gate, Ticket};
 use crate::management::{Caller, Management};
 
 /// How long a new connection may take to say hello.
@@ -16,11 +17,15 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_HELLO_LEN: usize = 64 * 1024;
 
 /// Accepts connections until the endpoint closes.
-pub(crate) async fn serve(endpoint: quinn::Endpoint, management: Arc<Management>) {
+pub(crate) async fn serve(endpoint: quinn::Endpoint, management: Arc<Management>, gate: Arc<Gate>) {
     while let Some(incoming) = endpoint.accept().await {
-        let management = management.clone();
+        let Some(ticket) = gate.enter(incoming.remote_address().ip()) else {
+            incoming.refuse();
+            continue;
+        };
+        let (management, gate) = (management.clone(), gate.clone());
         tokio::spawn(async move {
-            if let Err(error) = serve_connection(incoming, management).await {
+            if let Err(error) = serve_connection(incoming, management, &gate, ticket).await {
                 tracing::debug!(%error, "management connection ended");
             }
         });
@@ -30,6 +35,8 @@ pub(crate) async fn serve(endpoint: quinn::Endpoint, management: Arc<Management>
 async fn serve_connection(
     incoming: quinn::Incoming,
     management: Arc<Management>,
+    gate: &Gate,
+    mut ticket: Ticket,
 ) -> anyhow::Result<()> {
     let connection = incoming.await?;
     let Some(caller) =
@@ -37,12 +44,24 @@ async fn serve_connection(
     else {
         return Ok(());
     };
+    ticket.authenticated();
+    runtara_protocol::endpoint::admit(&connection);
+    let budgets = gate.budgets(&caller.budget_key());
     let caller = Arc::new(caller);
+    let idle = gate.limits().idle_timeout;
     loop {
-        let (send, recv) = connection.accept_bi().await?;
-        let (management, caller) = (management.clone(), caller.clone());
+        let Ok(accepted) = tokio::time::timeout(idle, connection.accept_bi()).await else {
+            // Idle unless a request is still being served (each holds a clone).
+            if Arc::strong_count(&caller) > 1 {
+                continue;
+            }
+            connection.close(0u32.into(), b"idle");
+            return Ok(());
+        };
+        let (send, recv) = accepted?;
+        let (management, caller, budgets) = (management.clone(), caller.clone(), budgets.clone());
         tokio::spawn(async move {
-            if let Err(error) = serve_request(send, recv, &management, &caller).await {
+            if let Err(error) = serve_request(send, recv, &management, &caller, &budgets).await {
                 tracing::debug!(%error, "management stream failed");
             }
         });
@@ -83,16 +102,28 @@ async fn serve_request(
     mut recv: quinn::RecvStream,
     management: &Management,
     caller: &Caller,
+    budgets: &Budgets,
 ) -> anyhow::Result<()> {
-    let response = match read_frame::<_, ManagementRequest>(&mut recv, DEFAULT_MAX_FRAME_LEN).await
-    {
-        Ok(Some(ManagementRequest::RegisterImage {
+    // The request's bytes stay reserved until it is answered.
+    let (request, _held) =
+        match read_request::<ManagementRequest>(&mut recv, DEFAULT_MAX_FRAME_LEN, budgets).await {
+            Ok(Some(read)) => read,
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                write_frame(&mut send, &ManagementResponse::Error(error)).await?;
+                send.finish()?;
+                let _ = recv.stop(0u32.into());
+                return Ok(());
+            }
+        };
+    let response = match request {
+        ManagementRequest::RegisterImage {
             tenant_id,
             name,
             description,
             size_bytes,
             sha256,
-        })) => {
+        } => {
             management
                 .register_image(
                     caller,
@@ -105,9 +136,7 @@ async fn serve_request(
                 )
                 .await
         }
-        Ok(Some(request)) => management.handle(caller, request).await,
-        Ok(None) => return Ok(()),
-        Err(error) => ManagementResponse::Error(WireError::from(&error)),
+        request => management.handle(caller, request).await,
     };
     write_frame(&mut send, &response).await?;
     send.finish()?;
