@@ -1,10 +1,14 @@
 //! Instance credentials: the secret each launched process proves its instance id with.
 //!
-//! A credential is `hex(HMAC-SHA256(key, "runtara-instance-credential:" + instance_id))`.
-//! The 32-byte key lives in `<data-dir>/tls/credential.key` (mode 0600, created on first
-//! start), so the server stores nothing per instance and a restarted server accepts the
-//! credentials its predecessor issued. Whoever holds the key can mint a credential for any
-//! instance id.
+//! A credential is bound to one launch: `<epoch>.<hex(HMAC-SHA256(key,
+//! "runtara-instance-credential:v2:" + epoch + ":" + instance_id))>`, where `epoch` is the
+//! epoch the launched process takes when it registers (the instance's epoch at launch,
+//! plus one). The instance endpoint admits it only while no newer run has registered and
+//! the instance is not finished, and lets it register only that epoch, once: a credential
+//! of an earlier launch, or of a finished instance, admits nothing. The 32-byte key lives
+//! in `<data-dir>/tls/credential.key` (mode 0600, created on first start), so the server
+//! stores nothing per instance and a restarted server accepts the credentials its
+//! predecessor issued. Whoever holds the key can mint a credential for any instance id.
 
 use std::path::{Path, PathBuf};
 
@@ -14,12 +18,13 @@ use ring::hmac;
 /// Bytes of the credential key.
 pub const CREDENTIAL_KEY_LEN: usize = 32;
 
-/// What the instance id is prefixed with before it is signed.
-const CONTEXT: &str = "runtara-instance-credential:";
+/// What the launch and instance id are prefixed with before they are signed.
+const CONTEXT: &str = "runtara-instance-credential:v2:";
 
-/// The credential `secret` issues for `instance_id`: 64 lowercase hex digits.
-pub fn instance_credential(secret: &[u8], instance_id: &str) -> String {
-    CredentialKey::from_secret(secret).issue(instance_id)
+/// The credential `secret` issues for the launch of `instance_id` that registers
+/// `epoch`: the epoch, a dot and 64 lowercase hex digits.
+pub fn instance_credential(secret: &[u8], instance_id: &str, epoch: i64) -> String {
+    CredentialKey::from_secret(secret).issue(instance_id, epoch)
 }
 
 /// Where the credential key of a data dir lives.
@@ -75,22 +80,29 @@ impl CredentialKey {
         Ok(CredentialKey::from_secret(&secret))
     }
 
-    /// The credential for `instance_id`.
-    pub fn issue(&self, instance_id: &str) -> String {
-        hex(hmac::sign(&self.key, &message(instance_id)).as_ref())
+    /// The credential for the launch of `instance_id` that will register `epoch`.
+    pub fn issue(&self, instance_id: &str, epoch: i64) -> String {
+        let tag = hmac::sign(&self.key, &message(instance_id, epoch));
+        format!("{epoch}.{}", hex(tag.as_ref()))
     }
 
-    /// Whether `credential` is the one issued for `instance_id` (constant time).
-    pub fn verify(&self, instance_id: &str, credential: &str) -> bool {
-        let Some(tag) = unhex(credential) else {
-            return false;
-        };
-        hmac::verify(&self.key, &message(instance_id), &tag).is_ok()
+    /// The epoch of the launch `credential` was issued for, if it is one issued for
+    /// `instance_id` (the tag is checked in constant time).
+    pub fn verify(&self, instance_id: &str, credential: &str) -> Option<i64> {
+        let (epoch, tag) = credential.split_once('.')?;
+        if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let epoch: i64 = epoch.parse().ok()?;
+        let tag = unhex(tag)?;
+        hmac::verify(&self.key, &message(instance_id, epoch), &tag)
+            .ok()
+            .map(|()| epoch)
     }
 }
 
-fn message(instance_id: &str) -> Vec<u8> {
-    [CONTEXT.as_bytes(), instance_id.as_bytes()].concat()
+fn message(instance_id: &str, epoch: i64) -> Vec<u8> {
+    format!("{CONTEXT}{epoch}:{instance_id}").into_bytes()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -135,16 +147,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_credential_verifies_only_for_its_instance() {
+    fn a_credential_verifies_only_for_its_instance_and_launch() {
         let key = CredentialKey::from_secret(&[7; CREDENTIAL_KEY_LEN]);
-        let credential = key.issue("inst-a");
-        assert_eq!(credential.len(), 64);
-        assert_eq!(credential, instance_credential(&[7; 32], "inst-a"));
-        assert!(key.verify("inst-a", &credential));
-        assert!(!key.verify("inst-b", &credential));
-        assert!(!key.verify("inst-a", &credential[..62]));
-        assert!(!key.verify("inst-a", "zz"));
-        assert!(!CredentialKey::from_secret(&[8; 32]).verify("inst-a", &credential));
+        let credential = key.issue("inst-a", 3);
+        assert!(credential.starts_with("3."), "{credential}");
+        assert_eq!(credential.len(), 2 + 64);
+        assert_eq!(credential, instance_credential(&[7; 32], "inst-a", 3));
+        assert_eq!(key.verify("inst-a", &credential), Some(3));
+        assert_eq!(key.verify("inst-b", &credential), None);
+        // Another launch's epoch with this tag is not a credential.
+        let forged = credential.replacen("3.", "4.", 1);
+        assert_eq!(key.verify("inst-a", &forged), None);
+        assert_eq!(
+            key.verify("inst-a", &credential[..credential.len() - 2]),
+            None
+        );
+        assert_eq!(key.verify("inst-a", "zz"), None);
+        assert_eq!(key.verify("inst-a", "+3.00"), None);
+        assert_eq!(
+            CredentialKey::from_secret(&[8; 32]).verify("inst-a", &credential),
+            None
+        );
     }
 
     #[test]
@@ -152,10 +175,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = CredentialKey::load_or_create(dir.path())
             .unwrap()
-            .issue("i");
+            .issue("i", 1);
         let again = CredentialKey::load_or_create(dir.path())
             .unwrap()
-            .issue("i");
+            .issue("i", 1);
         assert_eq!(first, again);
         #[cfg(unix)]
         {

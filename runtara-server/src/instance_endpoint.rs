@@ -54,6 +54,8 @@ struct Admitted {
     /// `false`: let in without a credential (dev mode); re-checked per request until
     /// `settled`.
     proven: bool,
+    /// The epoch the credential's launch registers (`None` without a credential).
+    launch: Option<i64>,
     /// The instance was found existing without an image: it can never become one the
     /// server launches (a start with its id is refused as `already_exists`), so no
     /// further check is needed — checkpoints of dev-mode instances pay no extra read.
@@ -153,15 +155,15 @@ async fn admit(
     // Before anything else: an id that fails the rule is refused, whoever sends it.
     check_id("instance id", &instance_id)?;
     check_id("tenant id", &tenant_id)?;
-    let proven = match &credential {
-        Some(credential) if auth.key.verify(&instance_id, credential) => true,
-        Some(_) => {
-            return Err(unauthorized(format!(
+    let launch = match &credential {
+        Some(credential) => Some(auth.key.verify(&instance_id, credential).ok_or_else(|| {
+            unauthorized(format!(
                 "the instance credential is not valid for instance `{instance_id}`"
-            )))
-        }
-        None => false,
+            ))
+        })?),
+        None => None,
     };
+    let proven = launch.is_some();
     if !proven && auth.require_credentials {
         // Decided before anything is looked up, in the same words for every id: the
         // refusal must not tell which instance ids exist.
@@ -175,6 +177,22 @@ async fn admit(
         return Err(unauthorized(format!(
             "instance `{instance_id}` was launched by the server and must present its credential (RUNTARA_INSTANCE_CREDENTIAL)"
         )));
+    }
+    if let (Some(launch), Some(record)) = (launch, &record) {
+        // A credential is bound to one launch: useless once the instance is finished or
+        // a newer run has registered.
+        if record.status.is_terminal() {
+            return Err(unauthorized(format!(
+                "instance `{instance_id}` is {}: the credential of a finished instance admits nothing",
+                record.status
+            )));
+        }
+        if record.epoch > launch {
+            return Err(unauthorized(format!(
+                "this credential is for the launch of instance `{instance_id}` that registers epoch {launch}; a newer run (epoch {}) has taken over",
+                record.epoch
+            )));
+        }
     }
     if let Some(record) = &record {
         if record.tenant_id != tenant_id {
@@ -190,6 +208,7 @@ async fn admit(
             tenant_id,
         },
         proven,
+        launch,
         settled: std::sync::atomic::AtomicBool::new(false),
     })
 }
@@ -272,6 +291,58 @@ async fn still_unclaimed(store: &dyn Persistence, admitted: &Admitted) -> Result
     }
 }
 
+/// Instances whose launch is registering right now (on any thread of this server).
+static REGISTERING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// A register under a credential bound to the launch that registers `launch`: only if
+/// no run has registered that epoch (or a newer one) yet, one at a time per instance, so
+/// that a credential registers once and a second process holding it cannot take the
+/// instance from the process the server launched.
+async fn register_once(
+    store: &dyn Persistence,
+    who: &InstanceIdentity,
+    launch: i64,
+    request: InstanceRequest,
+) -> InstanceResponse {
+    let id = &who.instance_id;
+    let Some(_turn) = RegisterTurn::take(id) else {
+        return InstanceResponse::Error(unauthorized(format!(
+            "instance `{id}` is registering already: a launch's credential registers once"
+        )));
+    };
+    match stored(store, id).await {
+        Err(error) => InstanceResponse::Error(error),
+        Ok(Some(record)) if record.epoch >= launch => InstanceResponse::Error(unauthorized(format!(
+            "the launch of instance `{id}` that registers epoch {launch} has registered already (the instance is at epoch {}): a launch's credential registers once",
+            record.epoch
+        ))),
+        Ok(_) => handle_instance_request(store, who, request).await,
+    }
+}
+
+/// An instance's place in [`REGISTERING`], given back when dropped.
+struct RegisterTurn(String);
+
+impl RegisterTurn {
+    fn take(instance_id: &str) -> Option<RegisterTurn> {
+        let mut registering = REGISTERING.lock().unwrap_or_else(|e| e.into_inner());
+        if registering.iter().any(|other| other == instance_id) {
+            return None;
+        }
+        registering.push(instance_id.to_owned());
+        Some(RegisterTurn(instance_id.to_owned()))
+    }
+}
+
+impl Drop for RegisterTurn {
+    fn drop(&mut self) {
+        REGISTERING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|other| *other != self.0);
+    }
+}
+
 /// Checks the ids a request names besides the connection's own (checked at the hello).
 fn checked_ids(request: &InstanceRequest) -> Result<(), WireError> {
     match request {
@@ -300,7 +371,16 @@ async fn serve_request(
                     if admitted.proven && matches!(request, InstanceRequest::Heartbeat { .. }) {
                         heard_from.heartbeat(&admitted.identity.instance_id);
                     }
-                    handle_instance_request(store, &admitted.identity, request).await
+                    let registers = matches!(
+                        request,
+                        InstanceRequest::Register { .. } | InstanceRequest::RegisterPaged { .. }
+                    );
+                    match (registers, admitted.launch) {
+                        (true, Some(launch)) => {
+                            register_once(store, &admitted.identity, launch, request).await
+                        }
+                        _ => handle_instance_request(store, &admitted.identity, request).await,
+                    }
                 }
                 Err(error) => InstanceResponse::Error(error),
             },

@@ -574,7 +574,10 @@ impl Supervisor {
             .env("RUNTARA_TENANT_ID", &instance.tenant_id)
             .env(
                 "RUNTARA_INSTANCE_CREDENTIAL",
-                self.settings.credential_key.issue(&instance.instance_id),
+                // Bound to this launch: the epoch its process takes when it registers.
+                self.settings
+                    .credential_key
+                    .issue(&instance.instance_id, instance.epoch + 1),
             )
             .env(
                 "RUNTARA_SERVER_ADDR",
