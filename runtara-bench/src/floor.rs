@@ -291,6 +291,8 @@ pub async fn serve_echo(cert_dir: &Path) -> anyhow::Result<()> {
         let Ok(connection) = incoming.await else {
             continue;
         };
+        // No hello here: the floor is an admitted connection's round trip.
+        runtara_protocol::endpoint::admit(&connection);
         tokio::spawn(async move {
             while let Ok((mut send, mut recv)) = connection.accept_bi().await {
                 tokio::spawn(async move {

@@ -62,6 +62,7 @@ fn start(token: Option<&str>, drop_after_first: bool) -> Fake {
                 };
                 write_frame(&mut send, &reply).await.unwrap();
                 send.finish().unwrap();
+                runtara_protocol::endpoint::admit(&connection);
                 while let Ok((mut send, mut recv)) = connection.accept_bi().await {
                     let request: ManagementRequest = read_frame(&mut recv, DEFAULT_MAX_FRAME_LEN)
                         .await

@@ -16,6 +16,8 @@ async fn serve_once(endpoint: quinn::Endpoint) {
     let welcome = answer_hello(&hello, "test");
     write_frame(&mut send, &welcome).await.unwrap();
     send.finish().unwrap();
+    // Until admitted, a connection may open only its hello stream.
+    runtara_protocol::endpoint::admit(&connection);
     let (mut send, mut recv) = connection.accept_bi().await.unwrap();
     let request: InstanceRequest = read_frame(&mut recv, DEFAULT_MAX_FRAME_LEN)
         .await

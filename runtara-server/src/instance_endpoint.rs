@@ -96,7 +96,6 @@ async fn serve_connection(
         return Ok(());
     };
     ticket.authenticated();
-    runtara_protocol::endpoint::admit(&connection);
     let budgets = auth.gate.budgets(&admitted.identity.tenant_id);
     let idle = auth.gate.limits().idle_timeout;
     tracing::debug!(
@@ -261,6 +260,10 @@ async fn handshake(
         Ok(None) => return Ok(None),
         Err(error) => (refuse(WireError::from(&error)), None),
     };
+    if identity.is_some() {
+        // Raised before the welcome goes out, so the client's next stream need not wait.
+        runtara_protocol::endpoint::admit(connection);
+    }
     write_frame(&mut send, &reply).await?;
     send.finish()?;
     if identity.is_none() {

@@ -45,7 +45,6 @@ async fn serve_connection(
         return Ok(());
     };
     ticket.authenticated();
-    runtara_protocol::endpoint::admit(&connection);
     let budgets = gate.budgets(&caller.budget_key());
     let caller = Arc::new(caller);
     let idle = gate.limits().idle_timeout;
@@ -88,6 +87,10 @@ async fn handshake(
         Ok(None) => return Ok(None),
         Err(error) => (HelloReply::Refused(WireError::from(&error)), None),
     };
+    if caller.is_some() {
+        // Raised before the welcome goes out, so the client's next stream need not wait.
+        runtara_protocol::endpoint::admit(connection);
+    }
     write_frame(&mut send, &reply).await?;
     send.finish()?;
     if caller.is_none() {
