@@ -102,8 +102,9 @@ pub use runtara_macros::durable;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::durable::{
-        assert_durable_result, checkpoint_id, clone_argument, run_durable, run_durable_once,
-        Classify, DurableError, Recordable, ResultParts, RetryArgument, RetryFallback,
+        checkpoint_id, clone_argument, clone_receiver, kit, run_durable, run_durable_once, Call,
+        Detached, DurableError, Held, IdempotencyKey, KeepError, KeepFallback, KeepValue, Kit,
+        Producer, Recordable, ResultParts, RetryArgument, RetryFallback, RetryReceiver,
     };
     pub use crate::retry::{RetryPolicy, Strategy};
 }
