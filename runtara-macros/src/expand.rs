@@ -8,7 +8,7 @@
 //! ```
 //! becomes
 //! ```text
-//! pub async fn charge(key: String, __runtara_arg1: (u8, u8)) -> Result<Receipt, MyError> {
+//! pub async fn charge(key: String, arg1: (u8, u8)) -> Result<Receipt, MyError> {
 //!     let __runtara_checkpoint_id = __private::checkpoint_id("charge", &key);
 //!     let __runtara_call = {
 //!         use __private::{KeepFallback as _, RetryFallback as _};
@@ -27,11 +27,11 @@
 //!         __private::RetryPolicy { max_retries: 2, strategy: __private::Strategy::ExponentialBackoff, delay_ms: 10 },
 //!         move || {
 //!             let key = __private::clone_argument(&key);
-//!             let __runtara_arg1 = __private::clone_argument(&__runtara_arg1);
+//!             let arg1 = __private::clone_argument(&arg1);
 //!             async move {
 //!                 let _ = &key;
 //!                 let mut key = key;
-//!                 let (a, b) = __runtara_arg1;
+//!                 let (a, b) = arg1;
 //!                 let __runtara_ret: Result<Receipt, MyError> = { BODY };
 //!                 __runtara_ret
 //!             }
@@ -40,6 +40,7 @@
 //!     .await
 //! }
 //! ```
+//! (`arg1` is hygienic: it cannot clash with the user's names.)
 //! `return` and `?` in `BODY` leave the attempt's `async` block, as they would leave the
 //! function. With `max_retries = 0` the same `async` block runs once through
 //! `run_durable_once`, without clones. With `name = "billing::charge"` the producer is that
@@ -119,7 +120,8 @@ fn on_closure(closure: &syn::ExprClosure, item: TokenStream) -> TokenStream {
 
 /// How one argument reaches the body.
 struct Binding<'a> {
-    /// Its name in the expanded signature: the user's, or `__runtara_argN`.
+    /// Its name in the expanded signature: the user's, or a generated one (see
+    /// [`generated_name`]).
     name: Ident,
     /// The user's pattern, bound from `name` inside the body, when it is not just the
     /// name (`mut x`, `ref x`, `(a, b)`, `Point { x, y }`, `_`, …).
@@ -127,6 +129,44 @@ struct Binding<'a> {
     /// The first and last tokens of its type: errors about the argument cover
     /// `name: Type` (from the name to the type's last token).
     ty: (Span, Span),
+}
+
+/// The name of an argument whose pattern destructures it, in the expanded signature (and
+/// so in its documentation): the pattern's type in snake case for `Size { width, height }`
+/// or `OrderId(id)` (`size`, `order_id`), else `argN`. Hygienic (`Span::mixed_site`), so
+/// it can clash with none of the user's names.
+fn generated_name(pattern: &Pat, index: usize) -> Ident {
+    let path = match pattern {
+        Pat::Struct(pattern) => Some(&pattern.path),
+        Pat::TupleStruct(pattern) => Some(&pattern.path),
+        _ => None,
+    };
+    let name = path
+        .and_then(|path| path.segments.last())
+        .map(|segment| snake_case(&segment.ident.unraw().to_string()))
+        .filter(|name| syn::parse_str::<Ident>(name).is_ok())
+        .unwrap_or_else(|| format!("arg{index}"));
+    Ident::new(&name, Span::mixed_site().located_at(pattern.span()))
+}
+
+/// `OrderId` → `order_id`, `HTTPServer` → `http_server`.
+fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut snake = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            let previous = chars[i - 1];
+            let next_is_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if previous.is_lowercase()
+                || previous.is_ascii_digit()
+                || (previous.is_uppercase() && next_is_lower)
+            {
+                snake.push('_');
+            }
+        }
+        snake.extend(c.to_lowercase());
+    }
+    snake
 }
 
 /// The first and last spans of `tokens` (the same span twice for one token).
@@ -238,7 +278,7 @@ fn generate(view: &DurableFn<'_>, args: &DurableArgs) -> TokenStream {
         .map(|(index, argument)| {
             let name = match argument.name {
                 Some(name) => name.clone(),
-                None => Ident::new(&format!("__runtara_arg{index}"), argument.node.pat.span()),
+                None => generated_name(&argument.node.pat, index),
             };
             Binding {
                 name,
@@ -640,12 +680,31 @@ mod tests {
             "async fn f(mut k: String, (a, b): (u8, u8), ref r: u8) -> Result<u8, E> { Ok(a + b) }",
         );
         assert!(
-            out.contains("async fn f (k : String , __runtara_arg1 : (u8 , u8) , r : u8)"),
+            out.contains("async fn f (k : String , arg1 : (u8 , u8) , r : u8)"),
             "{out}"
         );
         assert!(out.contains("checkpoint_id (\"f\" , & k)"), "{out}");
         assert!(
-            out.contains("let mut k = k ; let (a , b) = __runtara_arg1 ; let ref r = r ;"),
+            out.contains("let mut k = k ; let (a , b) = arg1 ; let ref r = r ;"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn destructured_arguments_are_named_after_their_type() {
+        let out = expand(
+            "",
+            "async fn f(OrderId(id): OrderId, Size { w, h }: Size, _: u8, HTTPServer(s): HTTPServer) -> Result<u8, E> { Ok(1) }",
+        );
+        assert!(
+            out.contains("async fn f (order_id : OrderId , size : Size , arg2 : u8 , http_server : HTTPServer)"),
+            "{out}"
+        );
+        assert!(out.contains("checkpoint_id (\"f\" , & order_id)"), "{out}");
+        assert!(
+            out.contains(
+                "let OrderId (id) = order_id ; let Size { w , h } = size ; let _ = arg2 ;"
+            ),
             "{out}"
         );
     }
