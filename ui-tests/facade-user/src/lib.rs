@@ -26,3 +26,21 @@ impl Ledger {
 pub async fn refund(order_id: String) -> Result<u64, sdk::SdkError> {
     Ok(order_id.len() as u64)
 }
+
+/// A method with an owned receiver, cloned for each attempt, through the facade.
+#[derive(Clone)]
+pub struct Client {
+    /// The base of every path.
+    pub base: String,
+}
+
+impl Client {
+    /// Fetches a path, with retries, on a clone of the `Arc` for each attempt.
+    #[durable(crate = "acme_runtime::runtara")]
+    pub async fn fetch(
+        self: std::sync::Arc<Self>,
+        path: String,
+    ) -> Result<String, acme_runtime::SdkError> {
+        Ok(format!("{}{path}", self.base))
+    }
+}

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use acme_runtime::RuntaraSdk;
-use facade_user::{charge, refund, Ledger};
+use facade_user::{Client, Ledger, charge, refund};
 
 #[tokio::test]
 async fn durable_calls_through_a_facade_record_and_replay() {
@@ -15,8 +15,13 @@ async fn durable_calls_through_a_facade_record_and_replay() {
     assert_eq!(receipt, "receipt-o1-500");
     let posted = run.clone().scope(Ledger.post("e1".into())).await.unwrap();
     assert_eq!(posted, 2);
-    let refunded = run.scope(refund("o1".into())).await.unwrap();
+    let refunded = run.clone().scope(refund("o1".into())).await.unwrap();
     assert_eq!(refunded, 2);
+    let client = std::sync::Arc::new(Client {
+        base: "https://".into(),
+    });
+    let fetched = run.scope(client.fetch("p".into())).await.unwrap();
+    assert_eq!(fetched, "https://p");
 
     let recorded = store.list_checkpoints("facade").await.unwrap();
     let recorded: Vec<_> = recorded
@@ -29,6 +34,7 @@ async fn durable_calls_through_a_facade_record_and_replay() {
             ("charge::o1", Some("facade_user::charge")),
             ("post::e1", Some("facade_user::Ledger::post")),
             ("refund::o1", Some("facade_user::refund")),
+            ("fetch::p", Some("facade_user::Client::fetch")),
         ]
     );
 }
