@@ -1,5 +1,5 @@
 //! Parsing of `#[durable(max_retries = 5, strategy = ExponentialBackoff, delay = 500,
-//! name = "billing::charge")]`.
+//! name = "billing::charge", crate = "acme::runtara")]`.
 //!
 //! Every mistake in the attribute is collected (not just the first) and reported at the
 //! token at fault, with the valid choices listed.
@@ -14,7 +14,7 @@ mod kw {
     syn::custom_keyword!(name);
 }
 
-const OPTIONS: &str = "`max_retries`, `strategy`, `delay`, `name`";
+const OPTIONS: &str = "`max_retries`, `strategy`, `delay`, `name`, `crate`";
 const STRATEGIES: &str = "`ExponentialBackoff`, `FixedDelay`";
 
 /// Default retries, as `runtara_sdk::RetryPolicy::DEFAULT_MAX_RETRIES`.
@@ -40,13 +40,33 @@ impl StrategyArg {
 }
 
 /// The attribute's options; `None` means "use the default".
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct DurableArgs {
     pub(crate) max_retries: Option<u32>,
     pub(crate) strategy: Option<StrategyArg>,
     pub(crate) delay_ms: Option<u64>,
     /// The function's durable identity (`name = "module::function"`), when given.
     pub(crate) name: Option<String>,
+    /// The path of the `runtara_sdk` crate (`crate = "acme::runtara"`), when given.
+    pub(crate) krate: Option<syn::Path>,
+}
+
+impl std::fmt::Debug for DurableArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableArgs")
+            .field("max_retries", &self.max_retries)
+            .field("strategy", &self.strategy)
+            .field("delay_ms", &self.delay_ms)
+            .field("name", &self.name)
+            .field(
+                "krate",
+                &self
+                    .krate
+                    .as_ref()
+                    .map(|p| quote::ToTokens::to_token_stream(p).to_string()),
+            )
+            .finish()
+    }
 }
 
 impl DurableArgs {
@@ -108,6 +128,8 @@ fn parse_options(
             ("delay", input.parse::<kw::delay>()?.span)
         } else if input.peek(kw::name) {
             ("name", input.parse::<kw::name>()?.span)
+        } else if input.peek(Token![crate]) {
+            ("crate", input.parse::<Token![crate]>()?.span)
         } else {
             let unknown: Ident = input.parse().map_err(|e| {
                 syn::Error::new(
@@ -137,6 +159,7 @@ fn parse_options(
             "max_retries" => args.max_retries.is_some(),
             "strategy" => args.strategy.is_some(),
             "name" => args.name.is_some(),
+            "crate" => args.krate.is_some(),
             _ => args.delay_ms.is_some(),
         };
         if duplicate {
@@ -150,6 +173,7 @@ fn parse_options(
                     .map(|n| args.max_retries = Some(n)),
                 "strategy" => strategy(&value).map(|s| args.strategy = Some(s)),
                 "name" => identity(&value).map(|n| args.name = Some(n)),
+                "crate" => crate_path(&value).map(|p| args.krate = Some(p)),
                 _ => integer::<u64>(
                     &value,
                     name,
@@ -237,6 +261,24 @@ fn identity(value: &Expr) -> syn::Result<String> {
         ));
     }
     Ok(name)
+}
+
+/// The path of the `runtara_sdk` crate as a string, such as `"runtara_sdk"`,
+/// `"::acme::runtara"` or `"crate::sdk"`: where a facade re-exports it, or where a
+/// dependency renames it.
+fn crate_path(value: &Expr) -> syn::Result<syn::Path> {
+    const EXPECTED: &str = "`crate` expects the path of the `runtara_sdk` crate as a string, \
+                            such as `\"runtara_sdk\"` or `\"acme::runtara\"`";
+    let Expr::Lit(syn::ExprLit {
+        lit: Lit::Str(literal),
+        ..
+    }) = value
+    else {
+        return Err(syn::Error::new_spanned(value, EXPECTED));
+    };
+    literal.parse_with(syn::Path::parse_mod_style).map_err(|_| {
+        syn::Error::new_spanned(value, format!("{EXPECTED}, not `{}`", literal.value()))
+    })
 }
 
 /// `ExponentialBackoff` or `FixedDelay`, also written as a path such as
@@ -332,11 +374,36 @@ mod tests {
     fn unknown_option_lists_the_valid_ones() {
         assert_eq!(
             message("retries = 3"),
-            "unknown `#[durable]` option `retries`; expected one of: `max_retries`, `strategy`, `delay`, `name`"
+            "unknown `#[durable]` option `retries`; expected one of: `max_retries`, `strategy`, `delay`, `name`, `crate`"
         );
         assert_eq!(
             message("3"),
-            "expected a `#[durable]` option, one of: `max_retries`, `strategy`, `delay`, `name`"
+            "expected a `#[durable]` option, one of: `max_retries`, `strategy`, `delay`, `name`, `crate`"
+        );
+    }
+
+    #[test]
+    fn crate_parses_a_path() {
+        let path = |s: &str| {
+            let path = parse(s).unwrap().krate.unwrap();
+            quote::ToTokens::to_token_stream(&path).to_string()
+        };
+        assert_eq!(path("crate = \"acme::runtara\""), "acme :: runtara");
+        assert_eq!(path("crate = \"::runtara_sdk\""), ":: runtara_sdk");
+        assert_eq!(path("crate = \"crate::sdk\""), "crate :: sdk");
+        assert_eq!(
+            message("crate = acme"),
+            "`crate` expects the path of the `runtara_sdk` crate as a string, such as \
+             `\"runtara_sdk\"` or `\"acme::runtara\"`"
+        );
+        assert_eq!(
+            message("crate = \"acme runtara\""),
+            "`crate` expects the path of the `runtara_sdk` crate as a string, such as \
+             `\"runtara_sdk\"` or `\"acme::runtara\"`, not `acme runtara`"
+        );
+        assert_eq!(
+            message("crate = \"a\", crate = \"b\""),
+            "duplicate `#[durable]` option `crate`; give each option once"
         );
     }
 

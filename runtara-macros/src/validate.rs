@@ -1,13 +1,12 @@
 //! Every check `#[durable]` makes, each error spanned on the token at fault.
 //!
-//! Checks that need the trait system (`T: Serialize`, `E: From<SdkError>`, the key is
-//! `Display`, arguments are `Clone`) are left to the compiler, on spans the expansion
-//! points at the user's tokens.
+//! Checks that need the trait system (the return type is a `Result`, `T: Serialize`,
+//! `E: From<SdkError>`, the key is `Display`, arguments and receivers are `Clone`) are
+//! left to the compiler, on spans the expansion points at the user's tokens.
 
-use syn::spanned::Spanned;
 use syn::Type;
 
-use crate::parse::{is_shared_reference, result_segment, DurableFn};
+use crate::parse::{is_mutable_reference, may_be_result, DurableFn};
 
 /// Returns all the mistakes in `function`, combined, or `Ok`.
 ///
@@ -22,7 +21,7 @@ pub(crate) fn validate(function: &DurableFn<'_>, retries: Option<u32>) -> syn::R
             "`#[durable]` functions cannot be `const`; remove `const`",
         ));
     }
-    if sig.asyncness.is_none() {
+    if function.shape.is_none() {
         errors.push(syn::Error::new_spanned(
             sig.fn_token,
             "`#[durable]` functions must be `async`; write `async fn`",
@@ -48,13 +47,14 @@ pub(crate) fn validate(function: &DurableFn<'_>, retries: Option<u32>) -> syn::R
         _ => {}
     }
     if let Some(retries @ 1..) = retries {
-        if let Some(receiver) = function.receiver.filter(|r| !is_shared_reference(r)) {
+        if let Some(receiver) = function.receiver.filter(|r| is_mutable_reference(r)) {
             errors.push(syn::Error::new_spanned(
                 receiver,
                 format!(
-                    "`#[durable]` methods with retries (`max_retries = {retries}`) must take \
-                     `&self`: each attempt needs its own copy of the receiver; take `&self`, or \
-                     disable retries with `#[durable(max_retries = 0)]`"
+                    "`#[durable]` methods with retries (`max_retries = {retries}`) cannot take \
+                     `&mut self`: each attempt needs its own copy of the receiver; take `&self` \
+                     or a receiver that is `Clone` (such as `self: Arc<Self>`), or disable \
+                     retries with `#[durable(max_retries = 0)]`"
                 ),
             ));
         }
@@ -79,10 +79,10 @@ pub(crate) fn validate(function: &DurableFn<'_>, retries: Option<u32>) -> syn::R
             sig.ident.span(),
             "`#[durable]` functions must return `Result<T, E>`; add `-> Result<T, E>`",
         )),
-        Some(ty) if result_segment(ty).is_none() => errors.push(syn::Error::new(
-            ty.span(),
-            "`#[durable]` functions must return `Result<T, E>` (a type named `Result`): `Ok` \
-             values are recorded, `Err` values are retried or returned",
+        Some(ty) if !may_be_result(ty) => errors.push(syn::Error::new_spanned(
+            ty,
+            "`#[durable]` functions must return `Result<T, E>`: `Ok` values are recorded, \
+             `Err` values are retried or returned",
         )),
         Some(_) => {}
     }
@@ -187,29 +187,41 @@ mod tests {
 
     #[test]
     fn return_type_not_result() {
-        let expected = "`#[durable]` functions must return `Result<T, E>` (a type named \
-                        `Result`): `Ok` values are recorded, `Err` values are retried or returned";
-        assert_eq!(
-            first("async fn f(k: String) -> Option<u8> { None }"),
-            expected
-        );
+        let expected = "`#[durable]` functions must return `Result<T, E>`: `Ok` values are \
+                        recorded, `Err` values are retried or returned";
         assert_eq!(
             first("async fn f(k: String) -> (u8, u8) { todo!() }"),
             expected
         );
+        assert_eq!(
+            first("async fn f(k: String) -> &'static str { \"\" }"),
+            expected
+        );
+        // Paths are checked by the compiler: they may be aliases of `Result`.
+        assert!(errors("async fn f(k: String) -> Res<u8> { todo!() }").is_empty());
+        assert!(errors("async fn f(k: String) -> Option<u8> { None }").is_empty());
+    }
+
+    #[test]
+    fn the_async_trait_shape_passes() {
+        assert!(errors(
+            "fn f<'life0, 'async_trait>(&'life0 self, key: String) -> Pin<Box<dyn Future<Output = Result<u8, E>> + Send + 'async_trait>> { Box::pin(async move { Ok(1) }) }"
+        )
+        .is_empty());
     }
 
     #[test]
     fn receivers_that_cannot_be_retried() {
-        let message = "`#[durable]` methods with retries (`max_retries = 3`) must take `&self`: \
-                       each attempt needs its own copy of the receiver; take `&self`, or disable \
-                       retries with `#[durable(max_retries = 0)]`";
+        let message = "`#[durable]` methods with retries (`max_retries = 3`) cannot take \
+                       `&mut self`: each attempt needs its own copy of the receiver; take \
+                       `&self` or a receiver that is `Clone` (such as `self: Arc<Self>`), or \
+                       disable retries with `#[durable(max_retries = 0)]`";
         assert_eq!(
             first("async fn f(&mut self, k: u8) -> Result<u8, E> { todo!() }"),
             message
         );
         assert_eq!(
-            first("async fn f(self, k: u8) -> Result<u8, E> { todo!() }"),
+            first("async fn f(self: &mut Self, k: u8) -> Result<u8, E> { todo!() }"),
             message
         );
         assert!(errors_with(
@@ -217,8 +229,10 @@ mod tests {
             Some(0)
         )
         .is_empty());
+        // Owned receivers are cloned for each attempt (the compiler checks `Clone`).
+        assert!(errors("async fn f(self, k: u8) -> Result<u8, E> { todo!() }").is_empty());
         assert!(
-            errors_with("async fn f(self, k: u8) -> Result<u8, E> { todo!() }", None).is_empty()
+            errors("async fn f(self: Arc<Self>, k: u8) -> Result<u8, E> { todo!() }").is_empty()
         );
     }
 
@@ -239,6 +253,6 @@ mod tests {
 
     #[test]
     fn all_mistakes_are_reported_at_once() {
-        assert_eq!(errors("fn f() -> u8 { 1 }").len(), 3);
+        assert_eq!(errors("fn f() -> (u8, u8) { (1, 1) }").len(), 3);
     }
 }

@@ -46,9 +46,9 @@ pub enum SdkError {
         source: serde_json::Error,
     },
     /// The result recorded under a durable call's checkpoint id was produced by another
-    /// function (two functions of one name in different modules share ids). Give one of
-    /// them a distinct `#[durable(name = "...")]`, or, after a rename or a move, the old
-    /// identity.
+    /// function (two functions of one name in different modules, or two methods of one
+    /// name on different types, share ids). Give one of them a distinct
+    /// `#[durable(name = "...")]`, or, after a rename or a move, the old identity.
     #[error(
         "the result recorded under `{checkpoint_id}` was produced by `{recorded_by}`, not by \
          `{caller}`; two durable functions share this id (give one a distinct \
@@ -57,17 +57,19 @@ pub enum SdkError {
     WrongProducer {
         /// The checkpoint id, `"{fn_name}::{key}"`.
         checkpoint_id: String,
-        /// The function that recorded the result (its module path).
+        /// The function that recorded the result (its module path, with its `Self` type
+        /// for a method).
         recorded_by: String,
         /// The function that asked for it.
         caller: String,
     },
-    /// The durable call failed for good in an earlier run (its retries were spent, or its
-    /// error was not retryable), so it is not run again. An operator lets it run again
-    /// with `ManagementSdk::retry_step` or `runtara-ctl retry-step`.
-    #[error(
-        "durable call `{checkpoint_id}` failed for good earlier and is not run again: {message}"
-    )]
+    /// The durable call failed for good (its retries were spent, or its error was not
+    /// retryable) and its failure is recorded, so it is not run again. Later runs get it
+    /// instead of running the call; so does the run where it failed when the function's
+    /// error type is not `Send` (the original error cannot be held while the failure is
+    /// recorded). An operator lets it run again with `ManagementSdk::retry_step` or
+    /// `runtara-ctl retry-step`.
+    #[error("durable call `{checkpoint_id}` failed for good and is not run again: {message}")]
     StepFailed {
         /// The durable call's checkpoint id.
         checkpoint_id: String,

@@ -62,19 +62,25 @@ pub use sdk::{RuntaraSdk, DEFAULT_SIGNAL_POLL_INTERVAL};
 /// ```
 ///
 /// - Applies to `async fn` returning `Result<T, E>` with `T: Serialize + DeserializeOwned`
-///   and `E: From<SdkError> + Display`.
+///   and `E: From<SdkError> + Display`. The return type may be any alias of `Result`
+///   (`io::Result<T>`, `anyhow::Result<T>`, `type Res<T> = Result<T, MyError>`): the
+///   compiler checks that it is one.
 /// - The first argument (after `self`) is the idempotency key (`Display`); the checkpoint
 ///   id is `"{fn_name}::{key}"`, stable across versions. **The first argument alone is
 ///   the key**: the other arguments take no part in it, so two calls with the same key and
 ///   different other arguments share one recorded result.
 /// - Each result is recorded with the function that produced it (its module path, such
-///   as `billing::charge`). A result recorded under the id by another function (two
-///   functions of one name in different modules) is [`SdkError::WrongProducer`], naming
-///   both, never taken. `#[durable(name = "billing::v1::charge")]` sets the identity
-///   instead: give one of two same-named functions a distinct name, or keep a moved or
-///   renamed function's old identity (the checkpoint id then uses the name's last
-///   segment). Results recorded without a producer (by [`RuntaraSdk::checkpoint`], or by
-///   versions before producers) are taken by any caller.
+///   as `billing::charge`; for a method, with its `Self` type: `billing::Stripe::charge`).
+///   A result recorded under the id by another function (two functions of one name in
+///   different modules, or two methods of one name on different types) is
+///   [`SdkError::WrongProducer`], naming both, never taken. `#[durable(name =
+///   "billing::v1::charge")]` sets the identity instead: give one of two same-named
+///   functions a distinct name (a distinct last segment, to give it distinct checkpoint
+///   ids too), or keep a moved or renamed function's old identity (the checkpoint id then
+///   uses the name's last segment). Results recorded without a producer (by
+///   [`RuntaraSdk::checkpoint`], or by versions before producers) are taken by any
+///   caller, and a method takes the results recorded by versions whose method records
+///   did not name `Self` (`billing::charge`).
 /// - Hit: the recorded value is returned without running the body. A recorded value that
 ///   no longer decodes into `T` is [`SdkError::Decode`], naming the key and the type.
 /// - Miss: the body runs; on `Ok(v)`, `v` is recorded and returned once the record is
@@ -89,21 +95,71 @@ pub use sdk::{RuntaraSdk, DEFAULT_SIGNAL_POLL_INTERVAL};
 ///   `E: From<SdkError>`, with the original message) without running the body, until an
 ///   operator clears it (`ManagementSdk::retry_step`, `runtara-ctl retry-step`). Errors
 ///   after the run took a cancel or a pause are not recorded as failures.
-///   With retries enabled, owned arguments are cloned for each attempt, so they must be
-///   `Clone`; `max_retries = 0` lifts that requirement.
+/// - With retries enabled, each attempt gets its own copy of the arguments: owned
+///   arguments and an owned receiver (`self`, `self: Arc<Self>`) are cloned, so they must
+///   be `Clone`, and `&mut` arguments and `&mut self` are refused; `max_retries = 0` lifts
+///   all of it (the body then runs at most once, with the arguments themselves).
+/// - The call's future is `Send` exactly when the plain `async fn`'s would be, so it can
+///   be `tokio::spawn`ed: owned arguments need not be `Sync`, and a success or error
+///   value is held across an `.await` only when its type is `Send`. When the error type
+///   is not known to be `Send` (`Box<dyn Error>`, or a generic `E` without an `E: Send`
+///   bound), a final failure is returned as the recorded failure,
+///   [`SdkError::StepFailed`] with the original message, in the run where it happened
+///   too; when `T` is not known to be `Send`, the value returned is the one decoded from
+///   its record.
 /// - Within one process, a second call with the same key waits for the first and
 ///   returns its recorded result (or its recorded failure); calls with different keys do
 ///   not wait for each other.
 /// - A pending cancel seen when the result is recorded returns [`SdkError::Cancelled`];
 ///   a pending pause returns [`SdkError::Paused`] after the value is recorded.
+///
+/// # Supported shapes
+///
+/// - Free functions, `pub`, `pub(crate)`, in any module; `async fn` in any edition.
+/// - Generic functions (`<T, E>`, `where` clauses, lifetimes), `impl Trait` arguments.
+/// - Arguments as patterns: `mut key`, `ref key` (their names stay in the signature and
+///   the documentation), `(a, b)`, `Point { x, y }`, `_` (bound to a hygienic name such
+///   as `arg1` or `point`, destructured in the body). The key may be a pattern too.
+/// - Methods and associated functions of inherent impls, with `Self` in the return type.
+///   Receivers: `&self` (and `self: &Self`); with retries also any receiver that is
+///   `Clone` (`self`, `self: Arc<Self>`, `self: Rc<Self>`), cloned for each attempt;
+///   without retries also `&mut self` and any other receiver.
+/// - Trait methods, native: `async fn` in a trait impl, or as a trait's default method.
+/// - Trait methods with [`async-trait`](https://docs.rs/async-trait): `#[durable]` on a
+///   method of an `#[async_trait]` impl (`Send` or `?Send`), or on a default method of an
+///   `#[async_trait]` trait. async-trait turns the method into a `fn` returning
+///   `Box::pin(async move { .. })` before `#[durable]` sees it; `#[durable]` makes that
+///   future durable. Any `fn` whose whole body is `Box::pin(async move { .. })` or
+///   `async move { .. }`, returning a future with `Output = Result<T, E>`, is durable the
+///   same way.
+/// - With `#[tracing::instrument]`, in either order: `#[durable]` written above it
+///   (expanded first) puts the whole call, replay included, in the span; written below
+///   it, each attempt gets a span.
+/// - Facades and renamed dependencies: the expansion names the runtime through
+///   `::runtara_sdk`; where that path does not exist, `crate = "path"` gives it, as
+///   serde's and tokio's attributes do:
+///
+/// ```ignore
+/// // A company facade that re-exports the crate: `pub use runtara_sdk as runtara;`
+/// #[acme::durable(crate = "acme::runtara")]
+/// async fn charge(order_id: String) -> Result<Receipt, acme::runtara::SdkError> { .. }
+///
+/// // A renamed dependency: `sdk = { package = "runtara-sdk", .. }` in Cargo.toml
+/// #[sdk::durable(crate = "sdk")]
+/// async fn refund(order_id: String) -> Result<u64, sdk::SdkError> { .. }
+/// ```
+///
+/// Not supported: closures (`#[durable]` says so; move the body into an `async fn`),
+/// functions without a body, `const fn`, and non-`async` functions of any other shape.
 pub use runtara_macros::durable;
 
 /// Items used by the code `#[durable]` generates. Not public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::durable::{
-        assert_durable_result, checkpoint_id, clone_argument, run_durable, run_durable_once,
-        Classify, DurableError, Recordable, ResultParts, RetryArgument, RetryFallback,
+        checkpoint_id, clone_argument, clone_receiver, kit, run_durable, run_durable_once, Call,
+        Detached, DurableError, Held, IdempotencyKey, KeepError, KeepFallback, KeepValue, Kit,
+        Producer, Recordable, ResultParts, RetryArgument, RetryFallback, RetryReceiver,
     };
     pub use crate::retry::{RetryPolicy, Strategy};
 }

@@ -2,6 +2,9 @@
 //! `&mut self`) run and record under the documented checkpoint id, on in-memory SQLite.
 //! The runtime behaviour itself is tested in `runtara-sdk/tests/durable_behaviour.rs`.
 #![deny(warnings)]
+// Generated code uses the arguments (the key names the checkpoint, each attempt clones
+// them): that is no use of an `_`-prefixed binding by the user.
+#![warn(clippy::used_underscore_binding)]
 #![allow(clippy::unwrap_used)]
 
 use std::fmt::Display;
@@ -175,6 +178,28 @@ async fn no_retries_allows_mut_self() {
     };
     let count = sdk.scope(ledger.append("e1".into())).await.unwrap();
     assert_eq!((count, ledger.entries.len()), (1, 1));
+}
+
+/// The key and another argument are unused by the body, and named so.
+#[durable(max_retries = 1, delay = 1)]
+async fn unused_arguments(_key: String, _note: String) -> Result<u8, SdkError> {
+    Ok(1)
+}
+
+#[tokio::test]
+async fn underscore_arguments_name_the_checkpoint() {
+    let (sdk, store) = registered("underscore").await;
+    let value = sdk
+        .scope(unused_arguments("u1".into(), "n".into()))
+        .await
+        .unwrap();
+    assert_eq!(value, 1);
+    assert_eq!(
+        recorded(&store, "underscore", "unused_arguments::u1")
+            .await
+            .as_deref(),
+        Some("1")
+    );
 }
 
 #[tokio::test]

@@ -1,11 +1,14 @@
-// The first argument is the idempotency key: it names the checkpoint, so it must be `Display`.
+// The first argument is the idempotency key: it names the checkpoint, so it must be
+// `Display`. The error says so, and covers the whole argument, path and all.
 use runtara_sdk::{durable, SdkError};
 
-#[derive(Clone)]
-struct OrderId(u64);
+mod ids {
+    #[derive(Clone)]
+    pub struct OrderId(pub u64);
+}
 
 #[durable]
-async fn charge(order_id: OrderId) -> Result<u64, SdkError> {
+async fn charge(order_id: ids::OrderId) -> Result<u64, SdkError> {
     Ok(order_id.0)
 }
 

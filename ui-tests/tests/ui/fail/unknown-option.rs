@@ -1,4 +1,4 @@
-// Only `max_retries`, `strategy` and `delay` are options.
+// Only `max_retries`, `strategy`, `delay`, `name` and `crate` are options.
 use runtara_sdk::{durable, SdkError};
 
 #[durable(retries = 3)]
