@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::connection_limits::ConnectionLimits;
+use crate::upload_limits::UploadLimits;
 use crate::ServerConfig;
 
 /// The Runtara server: stores durable state and serves instances over QUIC.
@@ -81,6 +82,9 @@ pub struct Cli {
     /// What one peer may make the server hold.
     #[command(flatten)]
     pub connection_limits: ConnectionLimits,
+    /// Bounds on image uploads.
+    #[command(flatten)]
+    pub upload_limits: UploadLimits,
 }
 
 impl From<Cli> for ServerConfig {
@@ -104,6 +108,7 @@ impl From<Cli> for ServerConfig {
             require_instance_credentials: cli.require_instance_credentials,
             instance_threads: cli.instance_threads,
             connection_limits: cli.connection_limits,
+            upload_limits: cli.upload_limits,
         }
     }
 }

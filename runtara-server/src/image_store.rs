@@ -12,6 +12,7 @@
 //! rather than failing at its first start.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use runtara_protocol::{ErrorCode, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -71,6 +72,7 @@ impl ImageStore {
         stream: &mut (impl AsyncRead + Unpin),
         size: u64,
         sha256: &str,
+        deadline: Duration,
     ) -> Result<Staged, WireError> {
         let invalid = |message: String| WireError::new(ErrorCode::InvalidInput, message);
         if size == 0 {
@@ -89,7 +91,13 @@ impl ImageStore {
             )));
         }
         let temp = self.dir.join(format!("{UPLOAD_PREFIX}{}", random_hex(8)));
-        let result = self.stream_to(&temp, stream, size).await;
+        let result = match tokio::time::timeout(deadline, self.stream_to(&temp, stream, size)).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(invalid(format!(
+                "the upload did not arrive whole within {deadline:?} (--upload-timeout-ms); nothing was stored"
+            ))),
+        };
         let digest = match result {
             Ok(digest) => digest,
             Err(error) => {

@@ -21,6 +21,7 @@ pub mod private_files;
 pub mod process;
 pub mod supervisor;
 mod tls_setup;
+pub mod upload_limits;
 pub mod valid_ids;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -40,6 +41,7 @@ use crate::instance_threads::{InstanceThreads, Placement, ThreadStore};
 use crate::management::Management;
 use crate::management_tokens::ManagementTokens;
 use crate::supervisor::{RunnerSettings, Supervisor};
+use crate::upload_limits::{UploadLimits, Uploads};
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
@@ -86,6 +88,9 @@ pub struct ServerConfig {
     /// What one peer may make the server hold (connections, request bytes, time); each
     /// port applies them on its own.
     pub connection_limits: ConnectionLimits,
+    /// Bounds on image uploads: a deadline, and per tenant how many and how many bytes
+    /// at once.
+    pub upload_limits: UploadLimits,
 }
 
 impl ServerConfig {
@@ -114,6 +119,7 @@ impl ServerConfig {
             require_instance_credentials: false,
             instance_threads: None,
             connection_limits: ConnectionLimits::default(),
+            upload_limits: UploadLimits::default(),
         }
     }
 
@@ -300,6 +306,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         images,
         supervisor.clone(),
         tokens,
+        Uploads::new(config.upload_limits.clone()),
     ));
     accept_loops.push(tokio::spawn(management_endpoint::serve(
         management_endpoint.clone(),

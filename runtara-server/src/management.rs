@@ -24,6 +24,7 @@ use crate::image_store::{random_hex, ImageStore};
 use crate::log_text::{client_text, Refusals};
 use crate::management_tokens::ManagementTokens;
 use crate::supervisor::Supervisor;
+use crate::upload_limits::Uploads;
 use crate::valid_ids::check_id;
 
 /// Management hellos refused for their token, logged as a count.
@@ -69,6 +70,7 @@ pub struct Management {
     supervisor: Arc<Supervisor>,
     tokens: ManagementTokens,
     started: Instant,
+    uploads: Arc<Uploads>,
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> WireError {
@@ -137,6 +139,7 @@ impl Management {
         images: ImageStore,
         supervisor: Arc<Supervisor>,
         tokens: ManagementTokens,
+        uploads: Arc<Uploads>,
     ) -> Management {
         Management {
             store,
@@ -144,6 +147,7 @@ impl Management {
             supervisor,
             tokens,
             started: Instant::now(),
+            uploads,
         }
     }
 
@@ -551,7 +555,17 @@ impl Management {
                 "the image name is empty",
             ));
         }
-        let staged = match self.images.receive(stream, size_bytes, sha256).await {
+        // Counted against the tenant's bounds from before the first byte to the answer.
+        let _slot = match self.uploads.begin(&tenant_id, size_bytes) {
+            Ok(slot) => slot,
+            Err(e) => return ManagementResponse::Error(e),
+        };
+        let deadline = self.uploads.limits().timeout;
+        let staged = match self
+            .images
+            .receive(stream, size_bytes, sha256, deadline)
+            .await
+        {
             Ok(staged) => staged,
             Err(e) => return ManagementResponse::Error(e),
         };
