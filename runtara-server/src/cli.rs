@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::connection_limits::ConnectionLimits;
+use crate::event_quota::EventLimits;
 use crate::upload_limits::UploadLimits;
 use crate::ServerConfig;
 
@@ -85,6 +86,9 @@ pub struct Cli {
     /// Bounds on image uploads.
     #[command(flatten)]
     pub upload_limits: UploadLimits,
+    /// Bounds on custom events.
+    #[command(flatten)]
+    pub event_limits: EventLimits,
 }
 
 impl From<Cli> for ServerConfig {
@@ -109,6 +113,7 @@ impl From<Cli> for ServerConfig {
             instance_threads: cli.instance_threads,
             connection_limits: cli.connection_limits,
             upload_limits: cli.upload_limits,
+            event_limits: cli.event_limits,
         }
     }
 }

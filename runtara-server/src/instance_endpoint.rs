@@ -22,6 +22,7 @@ use runtara_protocol::{
 
 use crate::connection_limits::{read_request, Budgets, Gate, Ticket};
 use crate::credentials::CredentialKey;
+use crate::event_quota::EventQuota;
 use crate::heard_from::HeardFrom;
 use crate::log_text::{client_text, Refusals};
 use crate::valid_ids::check_id;
@@ -45,6 +46,8 @@ pub(crate) struct InstanceAuth {
     pub(crate) heard_from: Arc<HeardFrom>,
     /// Counts the port's connections and shares out request bytes.
     pub(crate) gate: Arc<Gate>,
+    /// Bounds the custom events each instance records.
+    pub(crate) events: Arc<EventQuota>,
 }
 
 /// A connection's identity, and whether a credential proved it.
@@ -117,10 +120,14 @@ async fn serve_connection(
         let (send, recv) = accepted?;
         let (store, admitted) = (store.clone(), admitted.clone());
         let (heard_from, budgets) = (auth.heard_from.clone(), budgets.clone());
+        let events = auth.events.clone();
         tokio::spawn(async move {
-            if let Err(error) =
-                serve_request(send, recv, &*store, &admitted, &heard_from, &budgets).await
-            {
+            let context = RequestContext {
+                heard_from: &heard_from,
+                budgets: &budgets,
+                events: &events,
+            };
+            if let Err(error) = serve_request(send, recv, &*store, &admitted, context).await {
                 tracing::debug!(%error, "request stream failed");
             }
         });
@@ -294,6 +301,42 @@ async fn still_unclaimed(store: &dyn Persistence, admitted: &Admitted) -> Result
     }
 }
 
+/// What a request is served with besides the store and the connection's identity.
+struct RequestContext<'a> {
+    heard_from: &'a HeardFrom,
+    budgets: &'a Budgets,
+    events: &'a EventQuota,
+}
+
+/// A custom event, within the instance's quota and only while it is unfinished.
+async fn custom_event(
+    store: &dyn Persistence,
+    who: &InstanceIdentity,
+    events: &EventQuota,
+    request: InstanceRequest,
+) -> InstanceResponse {
+    let InstanceRequest::CustomEvent { subtype, payload } = &request else {
+        return handle_instance_request(store, who, request).await;
+    };
+    let id = &who.instance_id;
+    let len = payload.len();
+    let record = match stored(store, id).await {
+        Ok(record) => record,
+        Err(error) => return InstanceResponse::Error(error),
+    };
+    if let Err(error) = events
+        .reserve(store, id, record.as_ref(), subtype, len)
+        .await
+    {
+        return InstanceResponse::Error(error);
+    }
+    let response = handle_instance_request(store, who, request).await;
+    if matches!(response, InstanceResponse::Error(_)) {
+        events.release(id, len);
+    }
+    response
+}
+
 /// Instances whose launch is registering right now (on any thread of this server).
 static REGISTERING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
@@ -361,9 +404,13 @@ async fn serve_request(
     mut recv: quinn::RecvStream,
     store: &dyn Persistence,
     admitted: &Admitted,
-    heard_from: &HeardFrom,
-    budgets: &Budgets,
+    context: RequestContext<'_>,
 ) -> anyhow::Result<()> {
+    let RequestContext {
+        heard_from,
+        budgets,
+        events,
+    } = context;
     // The request's bytes stay reserved until it is answered.
     let read = read_request::<InstanceRequest>(&mut recv, DEFAULT_MAX_FRAME_LEN, budgets).await;
     let response = match read {
@@ -381,6 +428,9 @@ async fn serve_request(
                     match (registers, admitted.launch) {
                         (true, Some(launch)) => {
                             register_once(store, &admitted.identity, launch, request).await
+                        }
+                        _ if matches!(request, InstanceRequest::CustomEvent { .. }) => {
+                            custom_event(store, &admitted.identity, events, request).await
                         }
                         _ => handle_instance_request(store, &admitted.identity, request).await,
                     }

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod connection_limits;
 pub mod credentials;
+pub mod event_quota;
 pub mod heard_from;
 pub mod image_store;
 mod instance_endpoint;
@@ -35,6 +36,7 @@ use tokio::task::JoinHandle;
 
 use crate::connection_limits::{ConnectionLimits, Gate};
 use crate::credentials::CredentialKey;
+use crate::event_quota::{EventLimits, EventQuota};
 use crate::heard_from::HeardFrom;
 use crate::image_store::ImageStore;
 use crate::instance_threads::{InstanceThreads, Placement, ThreadStore};
@@ -91,6 +93,8 @@ pub struct ServerConfig {
     /// Bounds on image uploads: a deadline, and per tenant how many and how many bytes
     /// at once.
     pub upload_limits: UploadLimits,
+    /// Bounds on the custom events an instance records.
+    pub event_limits: EventLimits,
 }
 
 impl ServerConfig {
@@ -120,6 +124,7 @@ impl ServerConfig {
             instance_threads: None,
             connection_limits: ConnectionLimits::default(),
             upload_limits: UploadLimits::default(),
+            event_limits: EventLimits::default(),
         }
     }
 
@@ -236,6 +241,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
             config.connection_limits.clone(),
             "instance connection refused",
         ),
+        events: Arc::new(EventQuota::new(config.event_limits.clone())),
     };
     let mut endpoints = Vec::new();
     let mut accept_loops = Vec::new();
