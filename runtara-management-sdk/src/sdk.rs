@@ -280,7 +280,46 @@ impl ManagementSdk {
     }
 
     /// An instance's events, oldest first.
+    ///
+    /// Read in pages of at most a few MiB each, so a listing is never bounded only by
+    /// what is stored.
     pub async fn list_events(&self, instance_id: &str) -> Result<Vec<Event>> {
+        const OP: &str = "list_events";
+        let mut all = Vec::new();
+        let mut after_event_id = 0;
+        loop {
+            let request = ManagementRequest::ListEventsPage {
+                instance_id: instance_id.to_owned(),
+                after_event_id,
+            };
+            let (events, more_after) = match self.connection.call(OP, &request, None).await {
+                Ok(ManagementResponse::EventPage { events, more_after }) => (events, more_after),
+                Err(SdkError::Server { code, .. })
+                    if code == "malformed" && after_event_id == 0 =>
+                {
+                    // A server older than paged listings.
+                    return self.list_events_whole(instance_id).await;
+                }
+                Ok(other) => return Err(unexpected(OP, &other)),
+                Err(error) => return Err(error),
+            };
+            let empty = events.is_empty();
+            all.extend(events.into_iter().map(Event::from));
+            match more_after {
+                Some(next) if !empty => after_event_id = next,
+                Some(_) => {
+                    return Err(SdkError::UnexpectedResponse {
+                        operation: OP,
+                        response: "an empty page that says more follow".into(),
+                    })
+                }
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// `list_events` in one message, for servers that do not page it.
+    async fn list_events_whole(&self, instance_id: &str) -> Result<Vec<Event>> {
         const OP: &str = "list_events";
         let request = ManagementRequest::ListEvents {
             instance_id: instance_id.to_owned(),
@@ -375,6 +414,7 @@ fn unexpected(operation: &'static str, response: &ManagementResponse) -> SdkErro
         ManagementResponse::Checkpoints(_) => "checkpoints",
         ManagementResponse::Health { .. } => "health",
         ManagementResponse::CheckpointPage { .. } => "checkpoint_page",
+        ManagementResponse::EventPage { .. } => "event_page",
     };
     SdkError::UnexpectedResponse {
         operation,

@@ -127,6 +127,16 @@ pub enum ManagementRequest {
         /// The durable call's checkpoint id (`"{fn_name}::{key}"`).
         checkpoint_id: String,
     },
+    /// One page of an instance's events, oldest first: those after `after_event_id`
+    /// (`0` for the first page), at most [`REPLAY_PAGE_BYTES`](crate::REPLAY_PAGE_BYTES)
+    /// of payload and at least one event. Answered by [`ManagementResponse::EventPage`].
+    /// (`ListEvents` answers all of them in one frame and fails when they do not fit.)
+    ListEventsPage {
+        /// The instance.
+        instance_id: String,
+        /// Where the page starts: `0`, then the previous page's `more_after`.
+        after_event_id: i64,
+    },
 }
 
 /// One instance as operators see it.
@@ -276,6 +286,13 @@ pub enum ManagementResponse {
         /// The checkpoints of this page.
         checkpoints: Vec<WireCheckpoint>,
         /// `Some(seq)`: more checkpoints follow; ask again with `after_seq: seq`.
+        more_after: Option<i64>,
+    },
+    /// Reply to `ListEventsPage`.
+    EventPage {
+        /// The events of this page.
+        events: Vec<WireEvent>,
+        /// `Some(id)`: more events follow; ask again with `after_event_id: id`.
         more_after: Option<i64>,
     },
 }

@@ -278,6 +278,10 @@ fn management_requests() -> Vec<ManagementRequest> {
             instance_id: "i".into(),
             checkpoint_id: "charge::o-1".into(),
         },
+        ManagementRequest::ListEventsPage {
+            instance_id: "i".into(),
+            after_event_id: 4,
+        },
         ManagementRequest::Health,
     ]
 }
@@ -366,6 +370,16 @@ fn management_responses() -> Vec<ManagementResponse> {
             }],
             more_after: Some(9),
         },
+        ManagementResponse::EventPage {
+            events: vec![WireEvent {
+                event_id: 5,
+                kind: "custom".into(),
+                subtype: Some("progress".into()),
+                payload: Some(ByteBuf::from(vec![1, 2])),
+                created_at_ms: 8,
+            }],
+            more_after: None,
+        },
     ]
 }
 
@@ -443,6 +457,7 @@ fn management_request_variant(r: &ManagementRequest) -> usize {
         Health => 11,
         ListCheckpointsPage { .. } => 12,
         RetryStep { .. } => 13,
+        ListEventsPage { .. } => 14,
     }
 }
 
@@ -462,6 +477,7 @@ fn management_response_variant(r: &ManagementResponse) -> usize {
         Checkpoints(_) => 10,
         Health { .. } => 11,
         CheckpointPage { .. } => 12,
+        EventPage { .. } => 13,
     }
 }
 
@@ -479,8 +495,8 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 fn every_variant_has_a_sample() {
     covered(&requests(), request_variant, 18);
     covered(&responses(), response_variant, 11);
-    covered(&management_requests(), management_request_variant, 14);
-    covered(&management_responses(), management_response_variant, 13);
+    covered(&management_requests(), management_request_variant, 15);
+    covered(&management_responses(), management_response_variant, 14);
     // Every code in the sample set, in its wire order.
     let codes: Vec<ErrorCode> = wire_errors().iter().map(|e| e.code).collect();
     assert_eq!(codes, ErrorCode::ALL);
