@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use runtara_protocol::endpoint::client_endpoint;
 use runtara_protocol::tls::ClientTls;
 use runtara_protocol::{
-    read_frame, write_frame, Hello, HelloReply, InstanceRequest, InstanceResponse, Role,
-    DEFAULT_MAX_FRAME_LEN,
+    read_frame, write_frame, Hello, HelloReply, InstanceRequest, InstanceResponse,
+    ManagementRequest, ManagementResponse, Role, DEFAULT_MAX_FRAME_LEN,
 };
 use runtara_server::process::ServerProcess;
 
@@ -223,4 +223,96 @@ async fn half_written_requests_are_bounded_and_cut_off_at_their_deadline() {
         .await
         .unwrap();
     assert!(reply.is_some());
+}
+
+async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    connection: &quinn::Connection,
+    request: &Req,
+) -> Option<Resp> {
+    let (mut send, mut recv) = connection.open_bi().await.ok()?;
+    write_frame(&mut send, request).await.ok()?;
+    send.finish().ok()?;
+    read_frame(&mut recv, DEFAULT_MAX_FRAME_LEN).await.ok()?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_floods_and_their_listings_stay_bounded() {
+    let (_dir, target) = start(&[]);
+    let pid = target.server.pid();
+    let before = rss_mb(pid);
+    // An instance sends 20 events of 15 MB: each is refused (64 KiB at most), and
+    // events of 64 KiB stop at the instance's quota.
+    let instance = target.honest_hello("flood-events").await;
+    let _: Option<InstanceResponse> = call(
+        &instance,
+        &InstanceRequest::Register {
+            checkpoint_id: None,
+        },
+    )
+    .await;
+    let mut refused = 0;
+    for _ in 0..20 {
+        let big = InstanceRequest::CustomEvent {
+            subtype: "x".into(),
+            payload: vec![1u8; 15_000_000].into(),
+        };
+        if let Some(InstanceResponse::Error(_)) = call(&instance, &big).await {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 20, "15 MB events are refused");
+    let mut stored = 0;
+    for _ in 0..200 {
+        let event = InstanceRequest::CustomEvent {
+            subtype: "x".into(),
+            payload: vec![2u8; 64 * 1024].into(),
+        };
+        if let Some(InstanceResponse::Done) = call(&instance, &event).await {
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 128, "8 MiB of 64 KiB events, then the quota");
+    // Listing them, four times over, whole and in pages.
+    let ca_pem = std::fs::read(target.server.ready.ca_path.as_ref().unwrap()).unwrap();
+    let addr = target.server.ready.management_addr;
+    let endpoint = client_endpoint(&ClientTls::Verify { ca_pem }, addr).unwrap();
+    let management = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+    let (mut send, mut recv) = management.open_bi().await.unwrap();
+    write_frame(
+        &mut send,
+        &Hello::new("lister", Role::Management { token: None }),
+    )
+    .await
+    .unwrap();
+    send.finish().unwrap();
+    let _ = read_frame::<_, HelloReply>(&mut recv, DEFAULT_MAX_FRAME_LEN).await;
+    let mut peak = rss_mb(pid);
+    for _ in 0..4 {
+        let whole: Option<ManagementResponse> = call(
+            &management,
+            &ManagementRequest::ListEvents {
+                instance_id: "flood-events".into(),
+            },
+        )
+        .await;
+        assert!(
+            matches!(whole, Some(ManagementResponse::Events(_))),
+            "the list fits one reply"
+        );
+        let page: Option<ManagementResponse> = call(
+            &management,
+            &ManagementRequest::ListEventsPage {
+                instance_id: "flood-events".into(),
+                after_event_id: 0,
+            },
+        )
+        .await;
+        assert!(matches!(page, Some(ManagementResponse::EventPage { .. })));
+        peak = peak.max(rss_mb(pid));
+    }
+    eprintln!("event flood and listings: RSS {before} MB before, peak {peak} MB");
+    assert!(
+        peak < before + BOUND_MB,
+        "events and their listings took the server from {before} MB to {peak} MB"
+    );
 }
