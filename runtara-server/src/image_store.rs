@@ -64,16 +64,9 @@ impl ImageStore {
         &self.dir
     }
 
-    /// Reads exactly `size` bytes from `stream` into a temporary file and checks them
-    /// against `sha256`; [`place`](Self::place) then puts them in the store. Any mismatch
-    /// is an `invalid_input` error and leaves nothing behind.
-    pub async fn receive(
-        &self,
-        stream: &mut (impl AsyncRead + Unpin),
-        size: u64,
-        sha256: &str,
-        deadline: Duration,
-    ) -> Result<Staged, WireError> {
+    /// Checks an upload's declared size and digest before anything is received; the
+    /// digest in lowercase.
+    pub fn check_declaration(&self, size: u64, sha256: &str) -> Result<String, WireError> {
         let invalid = |message: String| WireError::new(ErrorCode::InvalidInput, message);
         if size == 0 {
             return Err(invalid("the image is empty".into()));
@@ -90,6 +83,22 @@ impl ImageStore {
                 "`{sha256}` is not a SHA-256 digest (64 hex digits)"
             )));
         }
+        Ok(declared)
+    }
+
+    /// Reads exactly `size` bytes from `stream` into a temporary file and checks them
+    /// against `sha256`; [`place`](Self::place) then puts them in the store. Any mismatch
+    /// is an `invalid_input` error and leaves nothing behind, and so
+    /// does an upload that has not arrived whole within `deadline`.
+    pub async fn receive(
+        &self,
+        stream: &mut (impl AsyncRead + Unpin),
+        size: u64,
+        sha256: &str,
+        deadline: Duration,
+    ) -> Result<Staged, WireError> {
+        let invalid = |message: String| WireError::new(ErrorCode::InvalidInput, message);
+        let declared = self.check_declaration(size, sha256)?;
         let temp = self.dir.join(format!("{UPLOAD_PREFIX}{}", random_hex(8)));
         let result = match tokio::time::timeout(deadline, self.stream_to(&temp, stream, size)).await
         {

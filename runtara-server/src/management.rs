@@ -564,6 +564,9 @@ impl Management {
                 "the image name is empty",
             ));
         }
+        if let Err(e) = self.images.check_declaration(size_bytes, sha256) {
+            return ManagementResponse::Error(e);
+        }
         // Counted against the tenant's bounds from before the first byte to the answer.
         let _slot = match self.uploads.begin(&tenant_id, size_bytes) {
             Ok(slot) => slot,
