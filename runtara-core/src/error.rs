@@ -82,6 +82,15 @@ pub enum Error {
         /// How many unfinished instances use it.
         instances: i64,
     },
+    /// A custom event would take its instance past a quota
+    /// ([`EventQuota`](crate::EventQuota)); nothing was stored.
+    #[error("instance `{instance_id}` {reason}; nothing was stored")]
+    QuotaExceeded {
+        /// The instance id.
+        instance_id: String,
+        /// Which quota, and how far the instance is into it.
+        reason: String,
+    },
     /// The database URL names no backend this crate knows.
     #[error(
         "unsupported database url `{url}`: expected `sqlite:///absolute/path.db`, \

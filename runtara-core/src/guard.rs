@@ -1,6 +1,6 @@
 //! Checks shared by every backend: id validation and the precise error for a refused write.
 
-use crate::{Error, InstanceStatus, Result};
+use crate::{Error, EventQuota, InstanceStatus, Result, MAX_EVENT_SUBTYPE_LEN};
 
 /// Longest id accepted (instance, tenant, checkpoint).
 pub const MAX_ID_LEN: usize = 1024;
@@ -71,6 +71,85 @@ pub(crate) fn check_run(
         });
     }
     Ok(())
+}
+
+/// Refuses a custom event that no instance may record under `quota` (its payload or
+/// subtype too large), before anything is touched.
+pub(crate) fn check_custom_event(
+    subtype: &str,
+    payload_len: usize,
+    quota: &EventQuota,
+) -> Result<()> {
+    let invalid = |reason: String| {
+        Err(Error::InvalidInput {
+            what: "custom event",
+            reason,
+        })
+    };
+    if subtype.len() > MAX_EVENT_SUBTYPE_LEN {
+        return invalid(format!(
+            "its subtype is {} bytes; at most {MAX_EVENT_SUBTYPE_LEN} are allowed; nothing was stored",
+            subtype.len()
+        ));
+    }
+    if u64::try_from(payload_len).unwrap_or(u64::MAX) > quota.max_event_bytes {
+        return invalid(format!(
+            "its payload is {payload_len} bytes; at most {} are allowed per event \
+             (`max_event_bytes`); nothing was stored",
+            quota.max_event_bytes
+        ));
+    }
+    Ok(())
+}
+
+/// A quota as the databases compare it (a signed 64-bit integer).
+pub(crate) fn quota_i64(limit: u64) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+/// Why a custom event of `payload_len` bytes was refused for an instance found as `row`
+/// (status, custom events recorded, bytes of them): checked in the order missing,
+/// terminal, count, bytes.
+pub(crate) fn custom_event_refusal(
+    instance_id: &str,
+    row: Option<(InstanceStatus, i64, i64)>,
+    payload_len: usize,
+    quota: &EventQuota,
+) -> Error {
+    let instance_id = instance_id.to_owned();
+    let Some((status, events, bytes)) = row else {
+        return Error::InstanceNotFound { instance_id };
+    };
+    if status.is_terminal() {
+        return Error::Terminal {
+            instance_id,
+            status,
+        };
+    }
+    if events >= quota_i64(quota.max_events_per_instance) {
+        return Error::QuotaExceeded {
+            instance_id,
+            reason: format!(
+                "has reached its quota of {} custom events (`max_events_per_instance`)",
+                quota.max_events_per_instance
+            ),
+        };
+    }
+    let len = i64::try_from(payload_len).unwrap_or(i64::MAX);
+    if bytes.saturating_add(len) > quota_i64(quota.max_event_bytes_per_instance) {
+        return Error::QuotaExceeded {
+            instance_id,
+            reason: format!(
+                "has recorded {bytes} bytes of custom events; {len} more would pass its \
+                 quota of {} bytes (`max_event_bytes_per_instance`)",
+                quota.max_event_bytes_per_instance
+            ),
+        };
+    }
+    Error::Corrupt(format!(
+        "a custom event of instance `{instance_id}` was refused, yet it is {status} with \
+         {events} custom events of {bytes} bytes, within its quota"
+    ))
 }
 
 /// Parses a status read from the database.
@@ -149,6 +228,29 @@ mod tests {
         assert!(validate_attempt(1).is_ok());
         assert!(validate_attempt(MAX_ATTEMPT).is_ok());
         assert!(validate_attempt(MAX_ATTEMPT + 1).is_err());
+    }
+
+    #[test]
+    fn custom_event_refusals_say_which_bound() {
+        let quota = EventQuota {
+            max_event_bytes: 10,
+            max_events_per_instance: 2,
+            max_event_bytes_per_instance: 15,
+        };
+        assert!(check_custom_event("s", 10, &quota).is_ok());
+        let big = check_custom_event("s", 11, &quota).unwrap_err().to_string();
+        assert!(big.contains("`max_event_bytes`"), "{big}");
+        let subtype = "x".repeat(MAX_EVENT_SUBTYPE_LEN + 1);
+        assert!(check_custom_event(&subtype, 0, &quota).is_err());
+        let refusal = |row| custom_event_refusal("i", row, 5, &quota);
+        assert!(matches!(refusal(None), Error::InstanceNotFound { .. }));
+        let done = refusal(Some((InstanceStatus::Failed, 9, 99)));
+        assert!(matches!(done, Error::Terminal { .. }), "terminal first");
+        let count = refusal(Some((InstanceStatus::Running, 2, 0))).to_string();
+        assert!(count.contains("quota of 2 custom events"), "{count}");
+        let bytes = refusal(Some((InstanceStatus::Running, 1, 11))).to_string();
+        assert!(bytes.contains("`max_event_bytes_per_instance`"), "{bytes}");
+        assert!(bytes.ends_with("nothing was stored"), "{bytes}");
     }
 
     #[test]

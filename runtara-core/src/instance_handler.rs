@@ -6,7 +6,7 @@ use runtara_protocol::{
 };
 
 use crate::wire::to_wire;
-use crate::{now_ms, Error, Persistence, Producers, Result};
+use crate::{now_ms, Error, EventQuota, Persistence, Producers, Result};
 
 /// Who is calling: the identity bound to the connection by its hello.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,14 +17,25 @@ pub struct InstanceIdentity {
     pub tenant_id: String,
 }
 
-/// Runs `request` for `who` against `store`. Never fails: errors become
-/// [`InstanceResponse::Error`].
+/// Runs `request` for `who` against `store`, custom events bounded by the default
+/// [`EventQuota`]. Never fails: errors become [`InstanceResponse::Error`].
 pub async fn handle_instance_request(
     store: &dyn Persistence,
     who: &InstanceIdentity,
     request: InstanceRequest,
 ) -> InstanceResponse {
-    match run(store, who, request).await {
+    handle_instance_request_within(store, who, request, &EventQuota::default()).await
+}
+
+/// [`handle_instance_request`] with the custom events of each instance bounded by
+/// `quota` (see [`Persistence::record_custom_event`]).
+pub async fn handle_instance_request_within(
+    store: &dyn Persistence,
+    who: &InstanceIdentity,
+    request: InstanceRequest,
+    quota: &EventQuota,
+) -> InstanceResponse {
+    match run(store, who, request, quota).await {
         Ok(response) => response,
         Err(error) => InstanceResponse::Error(to_wire(&error)),
     }
@@ -34,6 +45,7 @@ async fn run(
     store: &dyn Persistence,
     who: &InstanceIdentity,
     request: InstanceRequest,
+    quota: &EventQuota,
 ) -> Result<InstanceResponse> {
     let id = who.instance_id.as_str();
     Ok(match request {
@@ -187,7 +199,7 @@ async fn run(
         }
         InstanceRequest::CustomEvent { subtype, payload } => {
             store
-                .record_event(id, "custom", Some(&subtype), Some(&payload))
+                .record_custom_event(id, &subtype, &payload, quota)
                 .await?;
             InstanceResponse::Done
         }

@@ -35,6 +35,11 @@
 //! - `save_sleep` over a checkpoint id first recorded without a wake time keeps the wake
 //!   time given now. Registering clears the instance's wake time.
 //! - Retry attempts and checkpoints are listed in the order they were recorded.
+//! - Custom events (`record_custom_event`) are bounded by an [`EventQuota`] checked and
+//!   counted with the insert, on the instance's row; a finished instance records none,
+//!   and a refused event stores nothing. The system's own events (`record_event`) are
+//!   neither bounded nor counted. Pages of events and checkpoints count their sizes in
+//!   bytes alike in both backends, and always hold at least one record when any follow.
 
 pub mod error;
 mod guard;
@@ -58,7 +63,9 @@ use std::sync::Arc;
 
 pub use error::{Error, Result};
 pub use guard::MAX_ID_LEN;
-pub use instance_handler::{handle_instance_request, InstanceIdentity};
+pub use instance_handler::{
+    handle_instance_request, handle_instance_request_within, InstanceIdentity,
+};
 pub use model::*;
 pub use persistence::Persistence;
 pub use run_lease::RunLease;

@@ -44,6 +44,11 @@ pub const SQLITE: &[Migration] = &[
         name: "checkpoint_producer",
         sql: include_str!("../migrations/sqlite/0006_checkpoint_producer.sql"),
     },
+    Migration {
+        version: 7,
+        name: "custom_event_quota",
+        sql: include_str!("../migrations/sqlite/0007_custom_event_quota.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, oldest first.
@@ -83,6 +88,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 7,
         name: "checkpoint_producer",
         sql: include_str!("../migrations/postgres/0007_checkpoint_producer.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "custom_event_quota",
+        sql: include_str!("../migrations/postgres/0008_custom_event_quota.sql"),
     },
 ];
 

@@ -366,6 +366,69 @@ pub struct CheckpointRecord {
     pub producer: Option<String>,
 }
 
+/// One page of an instance's events, oldest first
+/// ([`Persistence::list_events_page`](crate::Persistence::list_events_page)).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventPage {
+    /// The events of this page.
+    pub events: Vec<EventRecord>,
+    /// `Some(event_id)` when more events follow the one with this id.
+    pub more_after: Option<i64>,
+}
+
+/// Bytes one event counts for in a page of events: its payload, kind and subtype, and
+/// [`EVENT_OVERHEAD`] for the rest (both backends count the same way).
+pub fn event_page_bytes(event: &EventRecord) -> usize {
+    event.payload.as_ref().map_or(0, Vec::len)
+        + event.kind.len()
+        + event.subtype.as_ref().map_or(0, String::len)
+        + EVENT_OVERHEAD
+}
+
+/// What an event counts for in a page besides its payload, kind and subtype (its id and
+/// time, and the encoding's framing, with room to spare).
+pub const EVENT_OVERHEAD: usize = 32;
+
+/// Bounds on the custom events one instance records
+/// ([`Persistence::record_custom_event`](crate::Persistence::record_custom_event)).
+///
+/// The field names are those of the server settings that set them
+/// (`--max-event-bytes`, `--max-events-per-instance`, `--max-event-bytes-per-instance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventQuota {
+    /// Largest payload of one custom event, in bytes.
+    pub max_event_bytes: u64,
+    /// Custom events one instance may record.
+    pub max_events_per_instance: u64,
+    /// Bytes of custom event payloads one instance may record.
+    pub max_event_bytes_per_instance: u64,
+}
+
+impl EventQuota {
+    /// No bound (embedded runs, whose events only their own process writes). A finished
+    /// instance still records none.
+    pub const UNLIMITED: EventQuota = EventQuota {
+        max_event_bytes: u64::MAX,
+        max_events_per_instance: u64::MAX,
+        max_event_bytes_per_instance: u64::MAX,
+    };
+}
+
+impl Default for EventQuota {
+    /// 64 KiB per event, 10,000 events and 64 MiB per instance: what the server uses
+    /// unless told otherwise.
+    fn default() -> Self {
+        EventQuota {
+            max_event_bytes: 64 * 1024,
+            max_events_per_instance: 10_000,
+            max_event_bytes_per_instance: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// Longest custom event subtype, in bytes.
+pub const MAX_EVENT_SUBTYPE_LEN: usize = 256;
+
 /// One stored event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRecord {

@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    CheckpointOutcome, CheckpointPage, CheckpointRecord, DeletedImage, EventRecord, ImageRecord,
-    InstanceFilter, InstancePage, InstanceRecord, InstanceStatus, Liveness, NewImage, NewInstance,
-    PendingSignal, Registration, ReplayLog, RetryAttemptRecord, SignalOutcome, SignalType,
-    SleepOutcome,
+    CheckpointOutcome, CheckpointPage, CheckpointRecord, DeletedImage, EventPage, EventQuota,
+    EventRecord, ImageRecord, InstanceFilter, InstancePage, InstanceRecord, InstanceStatus,
+    Liveness, NewImage, NewInstance, PendingSignal, Registration, ReplayLog, RetryAttemptRecord,
+    SignalOutcome, SignalType, SleepOutcome,
 };
 use crate::run_lease::RunLease;
 use crate::Result;
@@ -155,13 +155,33 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
         error: Option<&str>,
     ) -> Result<bool>;
 
-    /// Stores an event (`kind` such as `custom`, with an optional subtype and payload).
+    /// Stores an event of the system's own (`launched`, `exited`, …), with an optional
+    /// subtype and payload, whatever the instance's state and unbounded. The events an
+    /// instance records itself go through
+    /// [`record_custom_event`](Self::record_custom_event).
     async fn record_event(
         &self,
         instance_id: &str,
         kind: &str,
         subtype: Option<&str>,
         payload: Option<&[u8]>,
+    ) -> Result<()>;
+
+    /// Stores a custom event (kind `custom`) that the instance records itself, within
+    /// `quota`: the payload is at most `max_event_bytes`, and the instance records at most
+    /// `max_events_per_instance` custom events and `max_event_bytes_per_instance` bytes
+    /// of them in all. The instance's count and bytes are kept on its row and checked and
+    /// raised with the insert, atomically, so concurrent events cannot pass a bound
+    /// together. A finished instance records none
+    /// ([`Terminal`](crate::Error::Terminal)); a bound that would be passed is
+    /// [`QuotaExceeded`](crate::Error::QuotaExceeded) (an over-large payload or subtype:
+    /// [`InvalidInput`](crate::Error::InvalidInput)); either way nothing is stored.
+    async fn record_custom_event(
+        &self,
+        instance_id: &str,
+        subtype: &str,
+        payload: &[u8],
+        quota: &EventQuota,
     ) -> Result<()>;
 
     /// Records retry `attempt` (1-based) of the durable call `checkpoint_id`.
@@ -258,6 +278,22 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
 
     /// All events of an instance, oldest first.
     async fn list_events(&self, instance_id: &str) -> Result<Vec<EventRecord>>;
+
+    /// One page of [`list_events`](Self::list_events): the events after `after_event_id`
+    /// (`0` for the first page), oldest first, at most `limit` of them and as many as fit
+    /// in `max_bytes` (each counted by [`event_page_bytes`](crate::event_page_bytes)),
+    /// and always at least one when any follow. Reads only the page's events, so a page
+    /// costs O(page) whatever the instance holds.
+    async fn list_events_page(
+        &self,
+        instance_id: &str,
+        after_event_id: i64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<EventPage>;
+
+    /// How many events of `kind` an instance has (reading none of their payloads).
+    async fn count_events(&self, instance_id: &str, kind: &str) -> Result<u64>;
 
     /// All retry attempts of an instance, in the order they were recorded.
     async fn list_retry_attempts(&self, instance_id: &str) -> Result<Vec<RetryAttemptRecord>>;

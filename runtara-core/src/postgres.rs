@@ -21,7 +21,10 @@ use deadpool_postgres::Pool;
 use futures_core::Stream;
 use tokio_postgres::types::ToSql;
 
-use crate::guard::{check_run, plan_signal, validate_attempt, validate_id, SignalPlan, RESUMABLE};
+use crate::guard::{
+    check_custom_event, check_run, custom_event_refusal, parse_status, plan_signal, quota_i64,
+    validate_attempt, validate_id, SignalPlan, RESUMABLE,
+};
 use crate::model::*;
 use crate::{Error, Persistence, Result};
 use group_commit::{GroupCommit, Save};
@@ -635,6 +638,55 @@ impl Persistence for PostgresPersistence {
         Ok(())
     }
 
+    async fn record_custom_event(
+        &self,
+        instance_id: &str,
+        subtype: &str,
+        payload: &[u8],
+        quota: &EventQuota,
+    ) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        check_custom_event(subtype, payload.len(), quota)?;
+        let client = self.client().await?;
+        let len = i64::try_from(payload.len()).unwrap_or(i64::MAX);
+        let (max_events, max_bytes) = (
+            quota_i64(quota.max_events_per_instance),
+            quota_i64(quota.max_event_bytes_per_instance),
+        );
+        let stored = execute(
+            &client,
+            RECORD_CUSTOM_EVENT,
+            &[
+                &instance_id,
+                &subtype,
+                &len,
+                &max_events,
+                &max_bytes,
+                &payload,
+                &now_ms(),
+            ],
+        )
+        .await?;
+        if stored == 1 {
+            return Ok(());
+        }
+        let rows = query(
+            &client,
+            "SELECT status, custom_events, custom_event_bytes FROM instances \
+             WHERE instance_id = $1",
+            &[&instance_id],
+        )
+        .await?;
+        let row = match rows.first() {
+            Some(row) => {
+                let status: String = col(row, 0)?;
+                Some((parse_status(&status)?, col(row, 1)?, col(row, 2)?))
+            }
+            None => None,
+        };
+        Err(custom_event_refusal(instance_id, row, payload.len(), quota))
+    }
+
     async fn record_retry_attempt(
         &self,
         instance_id: &str,
@@ -965,6 +1017,58 @@ impl Persistence for PostgresPersistence {
                 })
             })
             .collect()
+    }
+
+    async fn list_events_page(
+        &self,
+        instance_id: &str,
+        after_event_id: i64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<EventPage> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        // One more than the page is sized, to know whether more follow.
+        let limit = i64::try_from(limit.max(1))
+            .unwrap_or(i64::MAX)
+            .min(i64::MAX - 1);
+        let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+        let overhead = i64::try_from(EVENT_OVERHEAD).unwrap_or(i64::MAX);
+        let rows = query(
+            &client,
+            EVENTS_PAGE,
+            &[&instance_id, &after_event_id, &limit, &max_bytes, &overhead],
+        )
+        .await?;
+        let mut page = EventPage::default();
+        let mut total = 0_i64;
+        for row in &rows {
+            total = col(row, 5)?;
+            page.events.push(EventRecord {
+                event_id: col(row, 0)?,
+                kind: col(row, 1)?,
+                subtype: col(row, 2)?,
+                payload: col(row, 3)?,
+                created_at_ms: col(row, 4)?,
+            });
+        }
+        if i64::try_from(page.events.len()).unwrap_or(i64::MAX) < total {
+            page.more_after = page.events.last().map(|e| e.event_id);
+        }
+        Ok(page)
+    }
+
+    async fn count_events(&self, instance_id: &str, kind: &str) -> Result<u64> {
+        validate_id("instance id", instance_id)?;
+        validate_id("event kind", kind)?;
+        let client = self.client().await?;
+        let row = query_one(
+            &client,
+            "SELECT COUNT(*) FROM events WHERE instance_id = $1 AND kind = $2",
+            &[&instance_id, &kind],
+        )
+        .await?;
+        Ok(u64::try_from(col::<i64>(&row, 0)?).unwrap_or(0))
     }
 
     async fn list_retry_attempts(&self, instance_id: &str) -> Result<Vec<RetryAttemptRecord>> {

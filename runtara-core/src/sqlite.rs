@@ -17,7 +17,9 @@ mod writer;
 use async_trait::async_trait;
 use rusqlite::params;
 
-use crate::guard::{plan_signal, validate_attempt, validate_id, SignalPlan, RESUMABLE};
+use crate::guard::{
+    check_custom_event, plan_signal, validate_attempt, validate_id, SignalPlan, RESUMABLE,
+};
 use crate::model::*;
 use crate::url::SqliteTarget;
 use crate::{ConnectOptions, Error, Persistence, Result};
@@ -522,6 +524,24 @@ impl Persistence for SqlitePersistence {
             .await
     }
 
+    async fn record_custom_event(
+        &self,
+        instance_id: &str,
+        subtype: &str,
+        payload: &[u8],
+        quota: &EventQuota,
+    ) -> Result<()> {
+        validate_id("instance id", instance_id)?;
+        check_custom_event(subtype, payload.len(), quota)?;
+        let (instance_id, subtype) = (instance_id.to_owned(), subtype.to_owned());
+        let (payload, quota) = (payload.to_vec(), *quota);
+        self.writer
+            .call(move |c| {
+                insert_custom_event(c, &instance_id, &subtype, &payload, &quota, now_ms())
+            })
+            .await
+    }
+
     async fn record_retry_attempt(
         &self,
         instance_id: &str,
@@ -797,6 +817,29 @@ impl Persistence for SqlitePersistence {
         let instance_id = instance_id.to_owned();
         self.writer
             .read(move |c| list_events(c, &instance_id))
+            .await
+    }
+
+    async fn list_events_page(
+        &self,
+        instance_id: &str,
+        after_event_id: i64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<EventPage> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .read(move |c| events_page(c, &instance_id, after_event_id, limit, max_bytes))
+            .await
+    }
+
+    async fn count_events(&self, instance_id: &str, kind: &str) -> Result<u64> {
+        validate_id("instance id", instance_id)?;
+        validate_id("event kind", kind)?;
+        let (instance_id, kind) = (instance_id.to_owned(), kind.to_owned());
+        self.writer
+            .read(move |c| count_events(c, &instance_id, &kind))
             .await
     }
 

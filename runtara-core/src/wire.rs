@@ -79,6 +79,7 @@ pub fn to_wire(error: &Error) -> WireError {
         Error::ImageNotFound { .. } => (ErrorCode::NotFound, None, None, None),
         Error::ImageInUse { .. } => (ErrorCode::InUse, None, None, None),
         Error::InvalidInput { .. } => (ErrorCode::InvalidInput, None, None, None),
+        Error::QuotaExceeded { .. } => (ErrorCode::InvalidInput, None, None, None),
         _ => (ErrorCode::Internal, None, None, None),
     };
     let mut message = error.to_string();

@@ -74,3 +74,123 @@ async fn postgres_concurrent_connects_apply_each_migration_once() {
         .collect();
     assert_eq!(versions, expected);
 }
+
+/// Stores what an instance recorded before the custom-event quota: two custom events of
+/// 5 bytes (through `record_event`, which counts nothing) and one of the system's own.
+async fn events_of_an_older_schema(store: &dyn runtara_core::Persistence, id: &str) {
+    store.register_instance(id, "t", None).await.unwrap();
+    for _ in 0..2 {
+        store
+            .record_event(id, "custom", Some("old"), Some(b"12345"))
+            .await
+            .unwrap();
+    }
+    store
+        .record_event(id, "launched", None, Some(&[0; 100]))
+        .await
+        .unwrap();
+}
+
+/// After the migration, the instance's stored custom events count against its quota.
+async fn counted_after_the_migration(store: &dyn runtara_core::Persistence, id: &str) {
+    let quota = runtara_core::EventQuota {
+        max_event_bytes: 100,
+        max_events_per_instance: 3,
+        max_event_bytes_per_instance: 20,
+    };
+    // 10 bytes in 2 events are counted: 11 more bytes pass the quota, 10 do not, and
+    // then the third event reaches the count.
+    let refused = store
+        .record_custom_event(id, "new", &[0; 11], &quota)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("has recorded 10 bytes"),
+        "{refused}"
+    );
+    store
+        .record_custom_event(id, "new", &[0; 10], &quota)
+        .await
+        .unwrap();
+    let refused = store
+        .record_custom_event(id, "new", b"", &quota)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("quota of 3 custom events"),
+        "{refused}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_custom_event_counts_are_filled_in_from_stored_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let url = format!("sqlite://{}", path.display());
+    let store = connect(&url).await.unwrap();
+    events_of_an_older_schema(&*store, "old-instance").await;
+    drop(store);
+    // Back to the schema before the migration, with the events kept.
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute_batch(
+            "ALTER TABLE instances DROP COLUMN custom_events; \
+             ALTER TABLE instances DROP COLUMN custom_event_bytes; \
+             DELETE FROM runtara_migrations WHERE name = 'custom_event_quota';",
+        )
+        .unwrap();
+    drop(connection);
+    let store = connect(&url).await.unwrap();
+    counted_after_the_migration(&*store, "old-instance").await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(runtara_test_postgres),
+    ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+)]
+async fn postgres_custom_event_counts_are_filled_in_from_stored_events() {
+    let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
+        eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
+        return;
+    };
+    // A database of its own: the migration is undone and run again there.
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let name = format!("runtara_backfill_{}", std::process::id());
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let own_url = format!("{base}/{name}");
+    let store = connect(&own_url).await.unwrap();
+    events_of_an_older_schema(&*store, "old-instance").await;
+    drop(store);
+    let (client, connection) = tokio_postgres::connect(&own_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "ALTER TABLE instances DROP COLUMN custom_events, DROP COLUMN custom_event_bytes; \
+             DELETE FROM runtara_migrations WHERE name = 'custom_event_quota';",
+        )
+        .await
+        .unwrap();
+    drop(client);
+    let store = connect(&own_url).await.unwrap();
+    counted_after_the_migration(&*store, "old-instance").await;
+    drop(store);
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+}

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use runtara_core::{
-    Error, InstanceFilter, InstanceStatus, NewImage, NewInstance, Persistence, SignalOutcome,
-    SignalType,
+    Error, EventQuota, InstanceFilter, InstanceStatus, NewImage, NewInstance, Persistence,
+    SignalOutcome, SignalType,
 };
 
 macro_rules! assert_err {
@@ -110,6 +110,10 @@ parity!(
     a_queued_resume_is_found_until_a_register_settles_it,
     a_run_going_to_sleep_takes_a_queued_cancel_or_pause_instead,
     a_brief_listing_has_the_same_instances_without_history,
+    custom_events_are_bounded_and_end_with_the_instance,
+    concurrent_custom_events_never_pass_the_quota,
+    pages_of_events_are_bounded_ordered_and_whole,
+    events_are_counted_by_kind,
 );
 
 /// Registers a new instance and returns its id and epoch.
@@ -1931,4 +1935,302 @@ async fn a_brief_listing_has_the_same_instances_without_history(store: Arc<dyn P
         );
     }
     assert!(full.instances.iter().any(|i| i.checkpoint_count > 0));
+}
+
+/// The custom events of `id`: (subtype, payload length).
+async fn custom_events(store: &Arc<dyn Persistence>, id: &str) -> Vec<(String, usize)> {
+    store
+        .list_events(id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "custom")
+        .map(|e| {
+            (
+                e.subtype.unwrap_or_default(),
+                e.payload.map_or(0, |p| p.len()),
+            )
+        })
+        .collect()
+}
+
+const SMALL_QUOTA: EventQuota = EventQuota {
+    max_event_bytes: 100,
+    max_events_per_instance: 4,
+    max_event_bytes_per_instance: 250,
+};
+
+async fn custom_events_are_bounded_and_end_with_the_instance(store: Arc<dyn Persistence>) {
+    let quota = &SMALL_QUOTA;
+    let (id, epoch) = running(&store, "quota").await;
+    let event = |subtype: &'static str, len: usize| {
+        let (store, id) = (store.clone(), id.clone());
+        async move {
+            store
+                .record_custom_event(&id, subtype, &vec![7; len], quota)
+                .await
+        }
+    };
+    // One event over the per-event bound, or with an over-long subtype: refused alone.
+    assert_err!(event("big", 101).await, Error::InvalidInput { ref reason, .. } if reason.contains("`max_event_bytes`"));
+    let subtype = "s".repeat(runtara_core::MAX_EVENT_SUBTYPE_LEN + 1);
+    assert_err!(
+        store.record_custom_event(&id, &subtype, b"", quota).await,
+        Error::InvalidInput { .. }
+    );
+    // The system's own events are not counted.
+    store
+        .record_event(&id, "launched", None, None)
+        .await
+        .unwrap();
+    event("a", 100).await.unwrap();
+    event("b", 100).await.unwrap();
+    // 200 of 250 bytes used: 51 more would pass the bytes quota, 50 do not.
+    assert_err!(
+        event("c", 51).await,
+        Error::QuotaExceeded { ref instance_id, ref reason }
+            if *instance_id == id && reason.contains("`max_event_bytes_per_instance`")
+    );
+    event("c", 50).await.unwrap();
+    event("d", 0).await.unwrap();
+    // Four events: the count quota is reached, even for an empty one.
+    let refused = event("e", 0).await.unwrap_err();
+    assert!(
+        matches!(&refused, Error::QuotaExceeded { reason, .. } if reason.contains("quota of 4 custom events")),
+        "{refused:?}"
+    );
+    assert!(
+        refused.to_string().ends_with("nothing was stored"),
+        "{refused}"
+    );
+    let stored = vec![
+        ("a".to_owned(), 100),
+        ("b".to_owned(), 100),
+        ("c".to_owned(), 50),
+        ("d".to_owned(), 0),
+    ];
+    assert_eq!(
+        custom_events(&store, &id).await,
+        stored,
+        "refusals stored nothing"
+    );
+    // The count is stored, not remembered: a larger quota lets exactly one more in.
+    let larger = EventQuota {
+        max_events_per_instance: 5,
+        ..SMALL_QUOTA
+    };
+    store
+        .record_custom_event(&id, "f", b"", &larger)
+        .await
+        .unwrap();
+    assert_err!(
+        store.record_custom_event(&id, "g", b"", &larger).await,
+        Error::QuotaExceeded { .. }
+    );
+    // A pending instance records events; a missing one is not found.
+    let waiting = pending(&store, "quota-pending").await;
+    store
+        .record_custom_event(&waiting, "p", b"1", quota)
+        .await
+        .unwrap();
+    assert_err!(
+        store
+            .record_custom_event("no-such-instance", "x", b"", quota)
+            .await,
+        Error::InstanceNotFound { .. }
+    );
+    // A finished instance records no custom event, whatever its quota; the system's own
+    // events go on being recorded.
+    let (done, done_epoch) = running(&store, "quota-done").await;
+    store
+        .complete_instance(&done, done_epoch, b"ok")
+        .await
+        .unwrap();
+    assert_err!(
+        store
+            .record_custom_event(&done, "late", b"x", &EventQuota::UNLIMITED)
+            .await,
+        Error::Terminal {
+            status: InstanceStatus::Completed,
+            ..
+        }
+    );
+    store
+        .record_event(&done, "exited", Some("0"), None)
+        .await
+        .unwrap();
+    assert_eq!(custom_events(&store, &done).await, []);
+    store.fail_instance(&id, epoch, "boom").await.unwrap();
+    assert_err!(
+        store.record_custom_event(&id, "late", b"", &larger).await,
+        Error::Terminal {
+            status: InstanceStatus::Failed,
+            ..
+        }
+    );
+    assert_eq!(custom_events(&store, &id).await.len(), 5);
+}
+
+async fn concurrent_custom_events_never_pass_the_quota(store: Arc<dyn Persistence>) {
+    let (id, _) = running(&store, "quota-race").await;
+    let quota = EventQuota {
+        max_events_per_instance: 7,
+        ..SMALL_QUOTA
+    };
+    let writes: Vec<_> = (0..24)
+        .map(|n| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move {
+                store
+                    .record_custom_event(&id, &format!("e{n}"), b"12345", &quota)
+                    .await
+            })
+        })
+        .collect();
+    let (mut stored, mut refused) = (0, 0);
+    for write in writes {
+        match write.await.unwrap() {
+            Ok(()) => stored += 1,
+            Err(Error::QuotaExceeded { .. }) => refused += 1,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((stored, refused), (7, 17));
+    assert_eq!(custom_events(&store, &id).await.len(), 7);
+}
+
+/// Reads every page of `id`'s events with `limit` and `budget`, checking each page's
+/// bounds, and returns the event ids in order.
+async fn all_event_pages(
+    store: &Arc<dyn Persistence>,
+    id: &str,
+    limit: usize,
+    budget: usize,
+) -> Vec<i64> {
+    let (mut ids, mut after, mut pages) = (Vec::new(), 0, 0);
+    loop {
+        let page = store
+            .list_events_page(id, after, limit, budget)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(!page.events.is_empty(), "a page holds at least one event");
+        assert!(
+            page.events.len() <= limit,
+            "page of {} over {limit}",
+            page.events.len()
+        );
+        let bytes: usize = page.events.iter().map(runtara_core::event_page_bytes).sum();
+        assert!(
+            page.events.len() == 1 || bytes <= budget,
+            "page of {bytes} bytes over {budget}"
+        );
+        ids.extend(page.events.iter().map(|e| e.event_id));
+        match page.more_after {
+            Some(next) => {
+                assert_eq!(
+                    Some(next),
+                    ids.last().copied(),
+                    "the next page starts after this one"
+                );
+                after = next;
+            }
+            None => break,
+        }
+        assert!(pages < 100, "pages never end");
+    }
+    ids
+}
+
+async fn pages_of_events_are_bounded_ordered_and_whole(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "event-pages").await;
+    let sizes = [10, 500, 0, 3000, 10, 10, 10, 2000, 1];
+    for (n, size) in sizes.iter().enumerate() {
+        // A subtype of multi-byte characters counts its bytes in both backends.
+        let subtype = if n % 2 == 0 {
+            format!("step-{n}")
+        } else {
+            "größe-é".to_owned()
+        };
+        store
+            .record_custom_event(&id, &subtype, &vec![b'x'; *size], &EventQuota::default())
+            .await
+            .unwrap();
+    }
+    store
+        .record_event(&id, "launched", None, None)
+        .await
+        .unwrap();
+    store.complete_instance(&id, epoch, b"done").await.unwrap();
+    let all: Vec<_> = store.list_events(&id).await.unwrap();
+    let expected: Vec<i64> = all.iter().map(|e| e.event_id).collect();
+    assert_eq!(expected.len(), 12);
+    for budget in [1, 100, 600, 1024, 5000, usize::MAX] {
+        for limit in [1, 2, 5, 1000, usize::MAX] {
+            assert_eq!(
+                all_event_pages(&store, &id, limit, budget).await,
+                expected,
+                "budget {budget}, limit {limit}"
+            );
+        }
+    }
+    // Where pages end is the same in both backends: sizes are counted in bytes (the
+    // first three events take 641 bytes counting the subtype's characters, 644 counting
+    // its bytes).
+    let first = store.list_events_page(&id, 0, 100, 642).await.unwrap();
+    assert_eq!(first.events.len(), 2);
+    assert_eq!(first.more_after, Some(expected[1]));
+    let bytes: usize = all[..3].iter().map(runtara_core::event_page_bytes).sum();
+    assert_eq!(bytes, 644);
+    // One page holds everything when it fits, and says nothing follows.
+    let whole = store
+        .list_events_page(&id, 0, usize::MAX, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!((whole.events, whole.more_after), (all.clone(), None));
+    // From the middle: what follows, and an id past the end is an empty last page.
+    let rest = store
+        .list_events_page(&id, expected[9], 10, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(rest.events, all[10..].to_vec());
+    let past = store
+        .list_events_page(&id, expected[11], 10, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!((past.events.len(), past.more_after), (0, None));
+    // No events, or no instance: one empty page.
+    let none = store
+        .list_events_page("no-such-instance", 0, 10, 10)
+        .await
+        .unwrap();
+    assert_eq!((none.events.len(), none.more_after), (0, None));
+    assert_err!(
+        store.list_events_page("", 0, 10, 10).await,
+        Error::InvalidInput { .. }
+    );
+}
+
+async fn events_are_counted_by_kind(store: Arc<dyn Persistence>) {
+    let (id, _) = running(&store, "count-events").await;
+    for _ in 0..3 {
+        store
+            .record_event(&id, "launched", None, Some(&[1; 64]))
+            .await
+            .unwrap();
+    }
+    store
+        .record_custom_event(&id, "launched", b"not a launch", &EventQuota::default())
+        .await
+        .unwrap();
+    assert_eq!(store.count_events(&id, "launched").await.unwrap(), 3);
+    assert_eq!(store.count_events(&id, "custom").await.unwrap(), 1);
+    assert_eq!(store.count_events(&id, "exited").await.unwrap(), 0);
+    assert_eq!(
+        store
+            .count_events("no-such-instance", "launched")
+            .await
+            .unwrap(),
+        0
+    );
 }

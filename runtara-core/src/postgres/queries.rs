@@ -534,3 +534,40 @@ WITH inst AS (
     RETURNING 1
 )
 SELECT inst.status, inst.epoch FROM (SELECT 1) AS one LEFT JOIN inst ON true";
+
+/// One page of an instance's events (see `Persistence::list_events_page`): the first
+/// `$3` events after `$2` are sized from their lengths (`octet_length` reads no TOASTed
+/// payload), and those that fit in `$4` bytes (at least one) are read. `$5`: what each
+/// event counts for besides its kind, subtype and payload. Columns: id, kind, subtype,
+/// payload, time, and how many events were sized (one more than the page when more
+/// follow).
+pub(crate) const EVENTS_PAGE: &str = "\
+WITH head AS (
+    SELECT event_id, (octet_length(kind) + COALESCE(octet_length(subtype), 0)
+                      + COALESCE(octet_length(payload), 0))::BIGINT + $5::BIGINT AS len
+    FROM events WHERE instance_id = $1 AND event_id > $2::BIGINT
+    ORDER BY event_id LIMIT $3::BIGINT + 1),
+sizes AS (
+    SELECT event_id, len, (SUM(len) OVER (ORDER BY event_id))::BIGINT AS upto,
+           ROW_NUMBER() OVER (ORDER BY event_id) AS n, COUNT(*) OVER () AS total
+    FROM head)
+SELECT e.event_id, e.kind, e.subtype, e.payload, e.created_at_ms, s.total
+FROM sizes AS s JOIN events AS e ON e.event_id = s.event_id
+WHERE s.n <= $3::BIGINT AND (s.n = 1 OR s.upto <= $4::BIGINT)
+ORDER BY s.event_id";
+
+/// Stores a custom event within a quota: the instance's row is locked and its count and
+/// bytes raised only if it is unfinished and stays within the quota (a concurrent event
+/// waits for the lock and is checked against the raised values), and the event is
+/// stored only if they were. Parameters: `$1` instance, `$2` subtype, `$3` payload
+/// length, `$4` most events, `$5` most bytes, `$6` payload, `$7` now. Rows affected: 1
+/// when stored.
+pub(crate) const RECORD_CUSTOM_EVENT: &str = "\
+WITH counted AS (
+    UPDATE instances SET custom_events = custom_events + 1,
+                         custom_event_bytes = custom_event_bytes + $3::BIGINT
+    WHERE instance_id = $1 AND status NOT IN ('completed', 'failed', 'cancelled')
+      AND custom_events < $4::BIGINT AND custom_event_bytes + $3::BIGINT <= $5::BIGINT
+    RETURNING instance_id)
+INSERT INTO events (instance_id, kind, subtype, payload, created_at_ms)
+SELECT instance_id, 'custom', $2, $6, $7 FROM counted";

@@ -3,12 +3,12 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Params, Row};
 
-use crate::guard::{check_run, parse_status};
+use crate::guard::{check_run, custom_event_refusal, parse_status, quota_i64};
 use crate::model::{
-    CheckpointRecord, EventRecord, InstanceFilter, InstanceRecord, InstanceStatus, PendingSignal,
-    ReplayLog, RetryAttemptRecord, SignalType,
+    CheckpointRecord, EventPage, EventQuota, EventRecord, InstanceFilter, InstanceRecord,
+    InstanceStatus, PendingSignal, ReplayLog, RetryAttemptRecord, SignalType,
 };
-use crate::{now_ms, Error, Result};
+use crate::{now_ms, Error, Result, EVENT_OVERHEAD};
 
 /// Wraps a rusqlite error.
 pub(crate) fn db(error: rusqlite::Error) -> Error {
@@ -636,6 +636,110 @@ pub(crate) fn list_events(c: &Connection, instance_id: &str) -> Result<Vec<Event
             })
         },
     )
+}
+
+/// One page of an instance's events (see `Persistence::list_events_page`): the first
+/// `limit` events after `after_event_id` are sized from their record headers (no payload
+/// is read for that), and those that fit in `max_bytes` (at least one) are read.
+pub(crate) fn events_page(
+    c: &Connection,
+    instance_id: &str,
+    after_event_id: i64,
+    limit: usize,
+    max_bytes: usize,
+) -> Result<EventPage> {
+    // One more than the page is sized, to know whether more follow.
+    let limit = i64::try_from(limit.max(1))
+        .unwrap_or(i64::MAX)
+        .min(i64::MAX - 1);
+    let max_bytes = i64::try_from(max_bytes).unwrap_or(i64::MAX);
+    let overhead = i64::try_from(EVENT_OVERHEAD).unwrap_or(i64::MAX);
+    let rows = query_all(
+        c,
+        "WITH head AS (\
+            SELECT event_id, length(CAST(kind AS BLOB)) \
+                   + COALESCE(length(CAST(subtype AS BLOB)), 0) \
+                   + COALESCE(length(payload), 0) + ?5 AS len \
+            FROM events WHERE instance_id = ?1 AND event_id > ?2 \
+            ORDER BY event_id LIMIT ?3 + 1), \
+         sizes AS (\
+            SELECT event_id, len, SUM(len) OVER (ORDER BY event_id) AS upto, \
+                   ROW_NUMBER() OVER (ORDER BY event_id) AS n, COUNT(*) OVER () AS total \
+            FROM head) \
+         SELECT e.event_id, e.kind, e.subtype, e.payload, e.created_at_ms, s.total \
+         FROM sizes AS s JOIN events AS e ON e.event_id = s.event_id \
+         WHERE s.n <= ?3 AND (s.n = 1 OR s.upto <= ?4) ORDER BY s.event_id",
+        params![instance_id, after_event_id, limit, max_bytes, overhead],
+        |r| {
+            Ok((
+                EventRecord {
+                    event_id: r.get(0)?,
+                    kind: r.get(1)?,
+                    subtype: r.get(2)?,
+                    payload: r.get(3)?,
+                    created_at_ms: r.get(4)?,
+                },
+                r.get::<_, i64>(5)?,
+            ))
+        },
+    )?;
+    let total = rows.first().map_or(0, |row| row.1);
+    let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) < total;
+    let events: Vec<EventRecord> = rows.into_iter().map(|row| row.0).collect();
+    let more_after = events.last().map(|e| e.event_id).filter(|_| more);
+    Ok(EventPage { events, more_after })
+}
+
+/// How many events of `kind` an instance has.
+pub(crate) fn count_events(c: &Connection, instance_id: &str, kind: &str) -> Result<u64> {
+    let count: Option<i64> = query_opt(
+        c,
+        "SELECT COUNT(*) FROM events WHERE instance_id = ?1 AND kind = ?2",
+        [instance_id, kind],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(count.unwrap_or(0)).unwrap_or(0))
+}
+
+/// Stores a custom event within `quota` (see `Persistence::record_custom_event`): the
+/// instance's count and bytes are raised only if it is unfinished and stays within the
+/// quota, and the event is stored only if they were.
+pub(crate) fn insert_custom_event(
+    c: &Connection,
+    instance_id: &str,
+    subtype: &str,
+    payload: &[u8],
+    quota: &EventQuota,
+    now: i64,
+) -> Result<()> {
+    let len = i64::try_from(payload.len()).unwrap_or(i64::MAX);
+    let counted = execute(
+        c,
+        "UPDATE instances SET custom_events = custom_events + 1, \
+             custom_event_bytes = custom_event_bytes + ?2 \
+         WHERE instance_id = ?1 AND status NOT IN ('completed', 'failed', 'cancelled') \
+           AND custom_events < ?3 AND custom_event_bytes + ?2 <= ?4",
+        params![
+            instance_id,
+            len,
+            quota_i64(quota.max_events_per_instance),
+            quota_i64(quota.max_event_bytes_per_instance)
+        ],
+    )?;
+    if counted == 0 {
+        let row: Option<(String, i64, i64)> = query_opt(
+            c,
+            "SELECT status, custom_events, custom_event_bytes FROM instances \
+             WHERE instance_id = ?1",
+            [instance_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let row = row
+            .map(|(status, events, bytes)| Ok((parse_status(&status)?, events, bytes)))
+            .transpose()?;
+        return Err(custom_event_refusal(instance_id, row, payload.len(), quota));
+    }
+    insert_event(c, instance_id, "custom", Some(subtype), Some(payload), now)
 }
 
 pub(crate) fn list_retry_attempts(
