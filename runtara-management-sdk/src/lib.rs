@@ -88,7 +88,7 @@ pub use config::SdkConfig;
 pub use error::{Result, SdkError};
 pub use options::{ListInstancesOptions, RegisterImageOptions, StartInstanceOptions};
 pub use responses::{
-    Checkpoint, Event, Health, Image, InstanceInfo, InstancePage, InstanceSummary,
+    Checkpoint, Event, EventPage, Health, Image, InstanceInfo, InstancePage, InstanceSummary,
     RegisterImageResult, SignalOutcome, StartInstanceResult, TERMINAL_STATUSES,
 };
 pub use sdk::{sha256_hex, ManagementSdk};

@@ -249,6 +249,16 @@ impl From<WireEvent> for Event {
     }
 }
 
+/// One page of an instance's events, oldest first
+/// ([`ManagementSdk::list_events_page`](crate::ManagementSdk::list_events_page)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    /// The events of this page.
+    pub events: Vec<Event>,
+    /// `Some(event_id)` when more events follow: ask for the page after this id.
+    pub more_after: Option<i64>,
+}
+
 /// One checkpoint of an instance
 /// ([`ManagementSdk::list_checkpoints`](crate::ManagementSdk::list_checkpoints)).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use runtara_protocol::{ByteBuf, ManagementRequest, ManagementResponse, WireSigna
 
 use crate::connection::Connection;
 use crate::{
-    Checkpoint, Event, Health, Image, InstanceInfo, InstancePage, InstanceSummary,
+    Checkpoint, Event, EventPage, Health, Image, InstanceInfo, InstancePage, InstanceSummary,
     ListInstancesOptions, RegisterImageOptions, RegisterImageResult, Result, SdkConfig, SdkError,
     SignalOutcome, StartInstanceOptions, StartInstanceResult,
 };
@@ -281,40 +281,83 @@ impl ManagementSdk {
 
     /// An instance's events, oldest first.
     ///
-    /// Read in pages of at most a few MiB each, so a listing is never bounded only by
-    /// what is stored.
+    /// Read page by page ([`list_events_page`](Self::list_events_page)), each reply at
+    /// most a few MiB, so an instance whose events add up to more than one message can
+    /// hold is listed whole. They are all held in memory here: to go through a long list
+    /// page by page, call `list_events_page`.
     pub async fn list_events(&self, instance_id: &str) -> Result<Vec<Event>> {
         const OP: &str = "list_events";
         let mut all = Vec::new();
         let mut after_event_id = 0;
         loop {
-            let request = ManagementRequest::ListEventsPage {
-                instance_id: instance_id.to_owned(),
-                after_event_id,
-            };
-            let (events, more_after) = match self.connection.call(OP, &request, None).await {
-                Ok(ManagementResponse::EventPage { events, more_after }) => (events, more_after),
+            let page = match self
+                .list_events_page(instance_id, after_event_id, None)
+                .await
+            {
+                Ok(page) => page,
                 Err(SdkError::Server { code, .. })
                     if code == "malformed" && after_event_id == 0 =>
                 {
                     // A server older than paged listings.
                     return self.list_events_whole(instance_id).await;
                 }
-                Ok(other) => return Err(unexpected(OP, &other)),
                 Err(error) => return Err(error),
             };
-            let empty = events.is_empty();
-            all.extend(events.into_iter().map(Event::from));
-            match more_after {
-                Some(next) if !empty => after_event_id = next,
+            let empty = page.events.is_empty();
+            all.extend(page.events);
+            match page.more_after {
+                Some(next) if !empty && next > after_event_id => after_event_id = next,
                 Some(_) => {
                     return Err(SdkError::UnexpectedResponse {
                         operation: OP,
-                        response: "an empty page that says more follow".into(),
+                        response: "a page that says more follow but moves no further".into(),
                     })
                 }
                 None => return Ok(all),
             }
+        }
+    }
+
+    /// One page of an instance's events, oldest first: those after `after_event_id` (`0`
+    /// for the first page; then the previous page's
+    /// [`more_after`](EventPage::more_after)), at most `limit` of them (`None`, or more
+    /// than the server's most per page: 1000) and at most about 4 MiB of them, but at
+    /// least one when any follow.
+    ///
+    /// ```no_run
+    /// # async fn run(sdk: &runtara_management_sdk::ManagementSdk) -> runtara_management_sdk::Result<()> {
+    /// let mut after = 0;
+    /// loop {
+    ///     let page = sdk.list_events_page("order-42", after, None).await?;
+    ///     for event in &page.events {
+    ///         println!("{} {}", event.event_id, event.kind);
+    ///     }
+    ///     match page.more_after {
+    ///         Some(next) => after = next,
+    ///         None => break,
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn list_events_page(
+        &self,
+        instance_id: &str,
+        after_event_id: i64,
+        limit: Option<u32>,
+    ) -> Result<EventPage> {
+        const OP: &str = "list_events_page";
+        let request = ManagementRequest::ListEventsPage {
+            instance_id: instance_id.to_owned(),
+            after_event_id,
+            limit,
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::EventPage { events, more_after } => Ok(EventPage {
+                events: events.into_iter().map(Event::from).collect(),
+                more_after,
+            }),
+            other => Err(unexpected(OP, &other)),
         }
     }
 

@@ -128,16 +128,24 @@ pub enum ManagementRequest {
         checkpoint_id: String,
     },
     /// One page of an instance's events, oldest first: those after `after_event_id`
-    /// (`0` for the first page), at most [`REPLAY_PAGE_BYTES`](crate::REPLAY_PAGE_BYTES)
-    /// of payload and at least one event. Answered by [`ManagementResponse::EventPage`].
-    /// (`ListEvents` answers all of them in one frame and fails when they do not fit.)
+    /// (`0` for the first page), at most `limit` of them (at most and by default
+    /// [`MAX_EVENTS_PER_PAGE`]) and at most [`REPLAY_PAGE_BYTES`](crate::REPLAY_PAGE_BYTES)
+    /// of them, but at least one when any follow. Answered by
+    /// [`ManagementResponse::EventPage`]. (`ListEvents` answers all of them in one frame
+    /// and fails when they do not fit.)
     ListEventsPage {
         /// The instance.
         instance_id: String,
         /// Where the page starts: `0`, then the previous page's `more_after`.
         after_event_id: i64,
+        /// At most this many events (`None`: [`MAX_EVENTS_PER_PAGE`]).
+        limit: Option<u32>,
     },
 }
+
+/// Most events in one [`ManagementResponse::EventPage`], and how many come when the
+/// request sets no limit.
+pub const MAX_EVENTS_PER_PAGE: u32 = 1000;
 
 /// One instance as operators see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,9 +298,9 @@ pub enum ManagementResponse {
     },
     /// Reply to `ListEventsPage`.
     EventPage {
-        /// The events of this page.
+        /// The events of this page, oldest first.
         events: Vec<WireEvent>,
-        /// `Some(id)`: more events follow; ask again with `after_event_id: id`.
+        /// `Some(event_id)`: more events follow; ask again with `after_event_id: event_id`.
         more_after: Option<i64>,
     },
 }

@@ -280,7 +280,13 @@ fn management_requests() -> Vec<ManagementRequest> {
         },
         ManagementRequest::ListEventsPage {
             instance_id: "i".into(),
-            after_event_id: 4,
+            after_event_id: 41,
+            limit: Some(100),
+        },
+        ManagementRequest::ListEventsPage {
+            instance_id: "i".into(),
+            after_event_id: 0,
+            limit: None,
         },
         ManagementRequest::Health,
     ]
@@ -372,12 +378,16 @@ fn management_responses() -> Vec<ManagementResponse> {
         },
         ManagementResponse::EventPage {
             events: vec![WireEvent {
-                event_id: 5,
+                event_id: 42,
                 kind: "custom".into(),
-                subtype: Some("progress".into()),
-                payload: Some(ByteBuf::from(vec![1, 2])),
+                subtype: None,
+                payload: Some(ByteBuf::from(vec![9; 3])),
                 created_at_ms: 8,
             }],
+            more_after: Some(42),
+        },
+        ManagementResponse::EventPage {
+            events: Vec::new(),
             more_after: None,
         },
     ]
@@ -811,4 +821,26 @@ fn a_checkpoint_request_is_small_and_fast() {
         reply_frame.len(),
         best
     );
+}
+
+/// Paged event listings were appended: the variants before them keep their wire index
+/// (postcard writes it first), so older peers still read every message they knew.
+#[test]
+fn paged_event_listings_are_appended() {
+    let index = |payload: Vec<u8>| payload[0];
+    let list = ManagementRequest::ListEvents {
+        instance_id: "i".into(),
+    };
+    let page = ManagementRequest::ListEventsPage {
+        instance_id: "i".into(),
+        after_event_id: 0,
+        limit: None,
+    };
+    assert_eq!(index(encode_payload(&list).unwrap()), 9);
+    assert_eq!(index(encode_payload(&page).unwrap()), 14);
+    let reply = ManagementResponse::EventPage {
+        events: Vec::new(),
+        more_after: None,
+    };
+    assert_eq!(index(encode_payload(&reply).unwrap()), 13);
 }

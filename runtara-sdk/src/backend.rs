@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use runtara_core::{
-    now_ms, CheckpointOutcome, InstanceRecord, PendingSignal, Persistence, ReplayLog, RunLease,
-    SignalType,
+    now_ms, CheckpointOutcome, EventQuota, InstanceRecord, PendingSignal, Persistence, ReplayLog,
+    RunLease, SignalType,
 };
 
 use crate::Result;
@@ -262,9 +262,11 @@ impl Backend for Embedded {
     }
 
     async fn custom_event(&self, instance_id: &str, subtype: &str, payload: &[u8]) -> Result<()> {
+        // Only this process writes an embedded run's events: no quota, but a finished
+        // instance records none, as on a server.
         Ok(self
             .persistence
-            .record_event(instance_id, "custom", Some(subtype), Some(payload))
+            .record_custom_event(instance_id, subtype, payload, &EventQuota::UNLIMITED)
             .await?)
     }
 

@@ -395,7 +395,11 @@ impl RuntaraSdk {
         Ok(())
     }
 
-    /// Stores a custom event; the subtype is opaque to Runtara.
+    /// Stores a custom event; the subtype is opaque to Runtara. A finished instance
+    /// records none (`terminal`). A server bounds each instance's custom events (by
+    /// default 64 KiB each, 10,000 and 64 MiB in all; its settings `--max-event-bytes`,
+    /// `--max-events-per-instance`, `--max-event-bytes-per-instance`): an event past a
+    /// bound is refused with code `invalid_input` and nothing is stored.
     pub async fn custom_event(&self, subtype: &str, payload: Vec<u8>) -> Result<()> {
         self.epoch()?;
         self.inner

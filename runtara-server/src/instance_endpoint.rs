@@ -14,7 +14,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtara_core::{handle_instance_request, Error, InstanceIdentity, Persistence};
+use runtara_core::{
+    handle_instance_request, handle_instance_request_within, Error, EventQuota, InstanceIdentity,
+    Persistence,
+};
 use runtara_protocol::{
     check_hello, read_frame, write_frame, ErrorCode, Hello, HelloReply, InstanceRequest,
     InstanceResponse, Role, WireError, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
@@ -22,7 +25,6 @@ use runtara_protocol::{
 
 use crate::connection_limits::{read_request, Budgets, Gate, Ticket};
 use crate::credentials::CredentialKey;
-use crate::event_quota::EventQuota;
 use crate::heard_from::HeardFrom;
 use crate::log_text::{client_text, Refusals};
 use crate::valid_ids::check_id;
@@ -47,7 +49,7 @@ pub(crate) struct InstanceAuth {
     /// Counts the port's connections and shares out request bytes.
     pub(crate) gate: Arc<Gate>,
     /// Bounds the custom events each instance records.
-    pub(crate) events: Arc<EventQuota>,
+    pub(crate) events: EventQuota,
 }
 
 /// A connection's identity, and whether a credential proved it.
@@ -120,7 +122,7 @@ async fn serve_connection(
         let (send, recv) = accepted?;
         let (store, admitted) = (store.clone(), admitted.clone());
         let (heard_from, budgets) = (auth.heard_from.clone(), budgets.clone());
-        let events = auth.events.clone();
+        let events = auth.events;
         tokio::spawn(async move {
             let context = RequestContext {
                 heard_from: &heard_from,
@@ -308,35 +310,6 @@ struct RequestContext<'a> {
     events: &'a EventQuota,
 }
 
-/// A custom event, within the instance's quota and only while it is unfinished.
-async fn custom_event(
-    store: &dyn Persistence,
-    who: &InstanceIdentity,
-    events: &EventQuota,
-    request: InstanceRequest,
-) -> InstanceResponse {
-    let InstanceRequest::CustomEvent { subtype, payload } = &request else {
-        return handle_instance_request(store, who, request).await;
-    };
-    let id = &who.instance_id;
-    let len = payload.len();
-    let record = match stored(store, id).await {
-        Ok(record) => record,
-        Err(error) => return InstanceResponse::Error(error),
-    };
-    if let Err(error) = events
-        .reserve(store, id, record.as_ref(), subtype, len)
-        .await
-    {
-        return InstanceResponse::Error(error);
-    }
-    let response = handle_instance_request(store, who, request).await;
-    if matches!(response, InstanceResponse::Error(_)) {
-        events.release(id, len);
-    }
-    response
-}
-
 /// Instances whose launch is registering right now (on any thread of this server).
 static REGISTERING: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
@@ -429,10 +402,10 @@ async fn serve_request(
                         (true, Some(launch)) => {
                             register_once(store, &admitted.identity, launch, request).await
                         }
-                        _ if matches!(request, InstanceRequest::CustomEvent { .. }) => {
-                            custom_event(store, &admitted.identity, events, request).await
+                        _ => {
+                            let who = &admitted.identity;
+                            handle_instance_request_within(store, who, request, events).await
                         }
-                        _ => handle_instance_request(store, &admitted.identity, request).await,
                     }
                 }
                 Err(error) => InstanceResponse::Error(error),

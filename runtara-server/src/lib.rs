@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 
 use crate::connection_limits::{ConnectionLimits, Gate};
 use crate::credentials::CredentialKey;
-use crate::event_quota::{EventLimits, EventQuota};
+use crate::event_quota::EventLimits;
 use crate::heard_from::HeardFrom;
 use crate::image_store::ImageStore;
 use crate::instance_threads::{InstanceThreads, Placement, ThreadStore};
@@ -241,7 +241,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
             config.connection_limits.clone(),
             "instance connection refused",
         ),
-        events: Arc::new(EventQuota::new(config.event_limits.clone())),
+        events: config.event_limits.quota(),
     };
     let mut endpoints = Vec::new();
     let mut accept_loops = Vec::new();

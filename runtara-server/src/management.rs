@@ -16,7 +16,7 @@ use runtara_core::{
 use runtara_protocol::{
     ByteBuf, ErrorCode, Hello, ManagementRequest, ManagementResponse, Role, WireCheckpoint,
     WireError, WireEvent, WireImage, WireInstance, WireSignalType, DEFAULT_MAX_FRAME_LEN,
-    REPLAY_PAGE_BYTES,
+    MAX_EVENTS_PER_PAGE, REPLAY_PAGE_BYTES,
 };
 use tokio::io::AsyncRead;
 
@@ -116,6 +116,22 @@ fn wire_summary(record: InstanceRecord) -> WireInstance {
         launches: 0,
         log_tail: None,
     }
+}
+
+/// Most bytes of records in a reply that must hold a whole listing (old clients).
+const ONE_REPLY: usize = DEFAULT_MAX_FRAME_LEN - 64 * 1024;
+
+fn wire_events(events: Vec<runtara_core::EventRecord>) -> Vec<WireEvent> {
+    events
+        .into_iter()
+        .map(|e| WireEvent {
+            event_id: e.event_id,
+            kind: e.kind,
+            subtype: e.subtype,
+            payload: e.payload.map(ByteBuf::from),
+            created_at_ms: e.created_at_ms,
+        })
+        .collect()
 }
 
 fn wire_image(image: ImageRecord) -> WireImage {
@@ -326,11 +342,15 @@ impl Management {
                 signal,
             } => self.signal(caller, &instance_id, signal).await?,
             ManagementRequest::ListEvents { instance_id } => {
-                // The whole list in one frame, for clients older than `ListEventsPage`.
+                // The whole list in one frame, for clients older than `ListEventsPage`;
+                // what does not fit is refused, having read at most one frame of it.
                 self.visible_instance(caller, &instance_id).await?;
-                let events = self.store.list_events(&instance_id).await.map_err(engine)?;
-                let (page, more_after) = event_page(events, 0, DEFAULT_MAX_FRAME_LEN - 64 * 1024);
-                if more_after.is_some() {
+                let page = self
+                    .store
+                    .list_events_page(&instance_id, 0, usize::MAX, ONE_REPLY)
+                    .await
+                    .map_err(engine)?;
+                if page.more_after.is_some() {
                     return Err(error(
                         ErrorCode::InvalidInput,
                         format!(
@@ -339,23 +359,34 @@ impl Management {
                         ),
                     ));
                 }
-                ManagementResponse::Events(page)
+                ManagementResponse::Events(wire_events(page.events))
             }
             ManagementRequest::ListEventsPage {
                 instance_id,
                 after_event_id,
+                limit,
             } => {
                 self.visible_instance(caller, &instance_id).await?;
-                let events = self.store.list_events(&instance_id).await.map_err(engine)?;
-                let (events, more_after) = event_page(events, after_event_id, REPLAY_PAGE_BYTES);
-                ManagementResponse::EventPage { events, more_after }
+                let limit = limit
+                    .unwrap_or(MAX_EVENTS_PER_PAGE)
+                    .min(MAX_EVENTS_PER_PAGE);
+                let limit = usize::try_from(limit.max(1)).unwrap_or(1);
+                let page = self
+                    .store
+                    .list_events_page(&instance_id, after_event_id, limit, REPLAY_PAGE_BYTES)
+                    .await
+                    .map_err(engine)?;
+                ManagementResponse::EventPage {
+                    events: wire_events(page.events),
+                    more_after: page.more_after,
+                }
             }
             ManagementRequest::ListCheckpoints { instance_id } => {
                 // The whole list in one frame, for clients older than `ListCheckpointsPage`.
                 self.visible_instance(caller, &instance_id).await?;
                 let page = self
                     .store
-                    .list_checkpoints_page(&instance_id, 0, DEFAULT_MAX_FRAME_LEN - 64 * 1024)
+                    .list_checkpoints_page(&instance_id, 0, ONE_REPLY)
                     .await
                     .map_err(engine)?;
                 if page.more_after.is_some() {
@@ -605,69 +636,5 @@ impl Management {
             }
             Err(e) => ManagementResponse::Error(engine_error(&e)),
         }
-    }
-}
-
-/// The events after `after_event_id`, oldest first, up to `max_bytes` of payload and at
-/// least one, and the id to ask from next when more follow. An instance's events are
-/// bounded by its custom-event quota (see `event_quota`), so they are read whole and
-/// cut here.
-fn event_page(
-    events: Vec<runtara_core::EventRecord>,
-    after_event_id: i64,
-    max_bytes: usize,
-) -> (Vec<WireEvent>, Option<i64>) {
-    let mut page = Vec::new();
-    let mut bytes = 0usize;
-    let mut more_after = None;
-    for event in events.into_iter().filter(|e| e.event_id > after_event_id) {
-        let size = 64
-            + event.payload.as_ref().map_or(0, Vec::len)
-            + event.subtype.as_ref().map_or(0, String::len);
-        if !page.is_empty() && bytes + size > max_bytes {
-            more_after = page.last().map(|e: &WireEvent| e.event_id);
-            break;
-        }
-        bytes += size;
-        page.push(WireEvent {
-            event_id: event.event_id,
-            kind: event.kind,
-            subtype: event.subtype,
-            payload: event.payload.map(ByteBuf::from),
-            created_at_ms: event.created_at_ms,
-        });
-    }
-    (page, more_after)
-}
-
-#[cfg(test)]
-mod event_page_tests {
-    use super::*;
-
-    fn event(id: i64, bytes: usize) -> runtara_core::EventRecord {
-        runtara_core::EventRecord {
-            event_id: id,
-            kind: "custom".into(),
-            subtype: None,
-            payload: Some(vec![0; bytes]),
-            created_at_ms: id,
-        }
-    }
-
-    #[test]
-    fn pages_are_bounded_ordered_whole_and_never_empty() {
-        let events: Vec<_> = (1..=10).map(|id| event(id, 1000)).collect();
-        let (first, next) = event_page(events.clone(), 0, 3 * 1064);
-        assert_eq!(
-            first.iter().map(|e| e.event_id).collect::<Vec<_>>(),
-            [1, 2, 3]
-        );
-        assert_eq!(next, Some(3));
-        let (rest, next) = event_page(events.clone(), 3, usize::MAX);
-        assert_eq!(rest.len(), 7);
-        assert_eq!(next, None);
-        // One event larger than a page still comes, alone.
-        let (big, next) = event_page(vec![event(1, 5000), event(2, 1)], 0, 100);
-        assert_eq!((big.len(), next), (1, Some(1)));
     }
 }

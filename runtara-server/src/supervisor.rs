@@ -191,9 +191,9 @@ impl Supervisor {
         if let Some(&known) = self.finished_launches().get(id) {
             return known;
         }
-        match self.store.list_events(id).await {
-            Ok(events) => {
-                let launched = events.iter().filter(|e| e.kind == "launched").count();
+        // Counted in storage: the instance's events (custom ones included) are not read.
+        match self.store.count_events(id, "launched").await {
+            Ok(launched) => {
                 let launched = u32::try_from(launched).unwrap_or(u32::MAX);
                 if instance.status.is_terminal() {
                     let mut finished = self.finished_launches();

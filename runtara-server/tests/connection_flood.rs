@@ -237,7 +237,8 @@ async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_floods_and_their_listings_stay_bounded() {
-    let (_dir, target) = start(&[]);
+    // 8 MiB of custom events per instance, so that the whole list fits one reply.
+    let (_dir, target) = start(&["--max-event-bytes-per-instance", "8388608"]);
     let pid = target.server.pid();
     let before = rss_mb(pid);
     // An instance sends 20 events of 15 MB: each is refused (64 KiB at most), and
@@ -304,6 +305,7 @@ async fn event_floods_and_their_listings_stay_bounded() {
             &ManagementRequest::ListEventsPage {
                 instance_id: "flood-events".into(),
                 after_event_id: 0,
+                limit: None,
             },
         )
         .await;

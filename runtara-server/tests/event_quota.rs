@@ -104,7 +104,7 @@ async fn custom_events_are_bounded_and_end_with_the_instance() {
     refused(
         call::<_, InstanceResponse>(&connection, &event(2048)).await,
         ErrorCode::InvalidInput,
-        "--max-event-bytes",
+        "`max_event_bytes`",
     );
     for _ in 0..3 {
         assert!(matches!(
@@ -115,7 +115,7 @@ async fn custom_events_are_bounded_and_end_with_the_instance() {
     refused(
         call::<_, InstanceResponse>(&connection, &event(1024)).await,
         ErrorCode::InvalidInput,
-        "--max-event-bytes-per-instance",
+        "`max_event_bytes_per_instance`",
     );
     for _ in 0..2 {
         assert!(matches!(
@@ -126,7 +126,7 @@ async fn custom_events_are_bounded_and_end_with_the_instance() {
     refused(
         call::<_, InstanceResponse>(&connection, &event(0)).await,
         ErrorCode::InvalidInput,
-        "--max-events-per-instance",
+        "quota of 5 custom events (`max_events_per_instance`)",
     );
     let stored = server.persistence.list_events("chatty").await.unwrap();
     let custom: Vec<_> = stored.iter().filter(|e| e.kind == "custom").collect();
@@ -143,7 +143,7 @@ async fn custom_events_are_bounded_and_end_with_the_instance() {
     refused(
         call::<_, InstanceResponse>(&connection, &event(0)).await,
         ErrorCode::Terminal,
-        "a finished instance records no events",
+        "is completed; a finished instance cannot change",
     );
     server.shutdown().await;
 }
@@ -202,6 +202,7 @@ async fn events_are_listed_in_bounded_pages() {
             &ManagementRequest::ListEventsPage {
                 instance_id: "big-events".into(),
                 after_event_id,
+                limit: None,
             },
         )
         .await;

@@ -163,15 +163,66 @@ fn emit(json: bool, (text, value): (String, Value)) -> Result<(), CtlError> {
     } else {
         text
     };
+    write_out(&rendered)
+}
+
+/// Writes `text` to stdout (a closed pipe is not an error: the reader has had enough).
+fn write_out(text: &str) -> Result<(), CtlError> {
     let mut stdout = std::io::stdout().lock();
     match stdout
-        .write_all(rendered.as_bytes())
+        .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
     {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             Err(CtlError::Usage(format!("cannot write to stdout: {e}")))
         }
         _ => Ok(()),
+    }
+}
+
+/// An instance's events, read page by page: the JSON array is written as its pages
+/// arrive, and the table keeps only each event's shortened row, so runtara-ctl holds one
+/// page of events at a time however many the instance has.
+async fn events(sdk: &ManagementSdk, instance_id: &str, json: bool) -> Result<(), CtlError> {
+    let mut table = output::event_table();
+    let (mut after, mut count) = (0, 0usize);
+    loop {
+        let page = match sdk.list_events_page(instance_id, after, None).await {
+            Ok(page) => page,
+            // A server older than paged listings: the whole list in one reply.
+            Err(SdkError::Server { code, .. }) if code == "malformed" && after == 0 => {
+                let events = sdk.list_events(instance_id).await?;
+                return emit(json, output::events(&events));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        for event in &page.events {
+            if json {
+                let item = output::event_json_item(count, event)
+                    .map_err(|e| CtlError::Usage(format!("cannot encode an event as json: {e}")))?;
+                write_out(&item)?;
+            } else {
+                table.row(output::event_row(event));
+            }
+            count += 1;
+        }
+        match page.more_after {
+            Some(next) if next > after && !page.events.is_empty() => after = next,
+            Some(_) => {
+                return Err(SdkError::UnexpectedResponse {
+                    operation: "list_events_page",
+                    response: "a page that says more follow but moves no further".into(),
+                }
+                .into())
+            }
+            None => break,
+        }
+    }
+    match (json, count) {
+        (true, 0) => write_out("[]\n"),
+        (true, _) => write_out("\n]\n"),
+        (false, 0) => write_out("no events\n"),
+        (false, _) => write_out(&table.render()),
     }
 }
 
@@ -297,10 +348,7 @@ async fn execute(
                 ),
             )
         }
-        Command::Events { instance_id } => {
-            let events = sdk.list_events(instance_id).await?;
-            emit(json, output::events(&events))
-        }
+        Command::Events { instance_id } => events(&sdk, instance_id, json).await,
         Command::Checkpoints { instance_id } => {
             let checkpoints = sdk.list_checkpoints(instance_id).await?;
             emit(json, output::checkpoints(&checkpoints))

@@ -246,36 +246,56 @@ pub fn events(events: &[Event]) -> (String, Value) {
     if events.is_empty() {
         return ("no events\n".into(), json!([]));
     }
-    let mut table = Table::with_headers(&["ID", "KIND", "SUBTYPE", "CREATED", "PAYLOAD"]);
+    let mut table = event_table();
     for event in events {
-        table.row([
-            event.event_id.to_string(),
-            event.kind.clone(),
-            opt(event.subtype.as_deref()),
-            event.created_at.clone(),
-            ellipsize(
-                &event
-                    .payload
-                    .as_deref()
-                    .map(bytes_text)
-                    .unwrap_or_else(|| "-".into()),
-                CELL,
-            ),
-        ]);
+        table.row(event_row(event));
     }
-    let value = events
-        .iter()
-        .map(|e| {
-            json!({
-                "event_id": e.event_id,
-                "kind": e.kind,
-                "subtype": e.subtype,
-                "payload": e.payload.as_deref().map(bytes_json),
-                "created_at": e.created_at,
-            })
-        })
-        .collect();
-    (table.render(), value)
+    (table.render(), events.iter().map(event_json).collect())
+}
+
+/// The table of events, with its headers and no rows.
+pub fn event_table() -> Table {
+    Table::with_headers(&["ID", "KIND", "SUBTYPE", "CREATED", "PAYLOAD"])
+}
+
+/// One event's row of the table (its payload shortened).
+pub fn event_row(event: &Event) -> [String; 5] {
+    [
+        event.event_id.to_string(),
+        event.kind.clone(),
+        opt(event.subtype.as_deref()),
+        event.created_at.clone(),
+        ellipsize(
+            &event
+                .payload
+                .as_deref()
+                .map(bytes_text)
+                .unwrap_or_else(|| "-".into()),
+            CELL,
+        ),
+    ]
+}
+
+/// The `index`th event of a JSON array written as it goes: what comes before it (the
+/// array's opening, or the comma) and the event, indented as in a pretty-printed array.
+/// After the last one comes `"\n]\n"` (and `"[]\n"` when there is none).
+pub fn event_json_item(index: usize, event: &Event) -> serde_json::Result<String> {
+    let item = serde_json::to_string_pretty(&event_json(event))?.replace('\n', "\n  ");
+    Ok(format!(
+        "{}  {item}",
+        if index == 0 { "[\n" } else { ",\n" }
+    ))
+}
+
+/// One event as JSON.
+pub fn event_json(event: &Event) -> Value {
+    json!({
+        "event_id": event.event_id,
+        "kind": event.kind,
+        "subtype": event.subtype,
+        "payload": event.payload.as_deref().map(bytes_json),
+        "created_at": event.created_at,
+    })
 }
 
 /// An instance's checkpoints.
@@ -332,6 +352,29 @@ pub fn health(health: &Health, addr: &str) -> (String, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_written_one_by_one_are_the_pretty_array() {
+        let event = |id: i64, payload: Option<&[u8]>| Event {
+            event_id: id,
+            kind: "custom".into(),
+            subtype: Some("progress".into()),
+            payload: payload.map(<[u8]>::to_vec),
+            created_at: "2024-05-01T12:30:05.250Z".into(),
+        };
+        let list = [
+            event(1, Some(b"{\"pct\":5}")),
+            event(2, None),
+            event(3, Some(&[0, 255])),
+        ];
+        let mut streamed = String::new();
+        for (index, e) in list.iter().enumerate() {
+            streamed.push_str(&event_json_item(index, e).unwrap());
+        }
+        streamed.push_str("\n]\n");
+        let whole = serde_json::to_string_pretty(&events(&list).1).unwrap() + "\n";
+        assert_eq!(streamed, whole);
+    }
     use runtara_management_sdk::InstanceSummary;
 
     fn info() -> InstanceInfo {
