@@ -255,6 +255,22 @@ async fn custom_events_are_bounded_refused_after_the_end_and_listed_in_pages() {
         pages >= 13,
         "50 MiB in pages of at most 4 MiB: {pages} pages"
     );
+    // runtara-ctl reads them in pages as well.
+    let ctl = std::process::Command::new(runtara_server::process::workspace_binary("runtara-ctl"))
+        .args(["--addr", &server.management_addr.to_string()])
+        .arg("--ca-cert")
+        .arg(&server.ca_path)
+        .args(["events", &id])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&ctl.stdout);
+    assert!(
+        ctl.status.success(),
+        "runtara-ctl events failed: {}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
+    assert_eq!(table.lines().count(), 1 + seen, "a header and a row per event");
+    assert!(table.contains("chunk-49"), "{table}");
     // An old client's whole-list request: refused in clear words, nothing held.
     let management = connect(&server, server.management_addr).await;
     hello(&management, Role::Management { token: None }).await;
