@@ -269,7 +269,11 @@ async fn custom_events_are_bounded_refused_after_the_end_and_listed_in_pages() {
         "runtara-ctl events failed: {}",
         String::from_utf8_lossy(&ctl.stderr)
     );
-    assert_eq!(table.lines().count(), 1 + seen, "a header and a row per event");
+    assert_eq!(
+        table.lines().count(),
+        1 + seen,
+        "a header and a row per event"
+    );
     assert!(table.contains("chunk-49"), "{table}");
     // An old client's whole-list request: refused in clear words, nothing held.
     let management = connect(&server, server.management_addr).await;

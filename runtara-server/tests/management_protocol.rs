@@ -276,3 +276,71 @@ async fn a_text_file_or_a_binary_for_another_machine_is_refused_at_registration(
     assert!(matches!(good, ManagementResponse::Image(_)), "{good:?}");
     f.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_pages_keep_to_their_limit_and_name_no_unknown_instance() {
+    let fixture = fixture().await;
+    let store = &fixture.server.persistence;
+    store.register_instance("paged", "t", None).await.unwrap();
+    for n in 0..5u8 {
+        store
+            .record_custom_event(
+                "paged",
+                "step",
+                &[n; 10],
+                &runtara_core::EventQuota::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let page = |after_event_id: i64, limit: Option<u32>| ManagementRequest::ListEventsPage {
+        instance_id: "paged".into(),
+        after_event_id,
+        limit,
+    };
+    let read = |response: ManagementResponse| match response {
+        ManagementResponse::EventPage { events, more_after } => (events, more_after),
+        other => panic!("expected a page, got {other:?}"),
+    };
+    // `registered`, then five custom events: two, then one (a limit of 0 is 1), then the
+    // rest with nothing more to follow.
+    let (first, more) = read(call(&fixture.connection, &page(0, Some(2)), b"").await);
+    assert_eq!(first.len(), 2);
+    assert_eq!(more, Some(first[1].event_id));
+    let (second, more) =
+        read(call(&fixture.connection, &page(first[1].event_id, Some(0)), b"").await);
+    assert_eq!((second.len(), more), (1, Some(second[0].event_id)));
+    let (rest, more) = read(call(&fixture.connection, &page(second[0].event_id, None), b"").await);
+    assert_eq!((rest.len(), more), (3, None));
+    let payloads: Vec<_> = first
+        .iter()
+        .chain(&second)
+        .chain(&rest)
+        .filter(|e| e.kind == "custom")
+        .map(|e| e.payload.as_ref().unwrap()[0])
+        .collect();
+    assert_eq!(payloads, [0, 1, 2, 3, 4]);
+    // The whole list in one reply (old clients) while it fits.
+    match call(
+        &fixture.connection,
+        &ManagementRequest::ListEvents {
+            instance_id: "paged".into(),
+        },
+        b"",
+    )
+    .await
+    {
+        ManagementResponse::Events(events) => assert_eq!(events.len(), 6),
+        other => panic!("{other:?}"),
+    }
+    let unknown = ManagementRequest::ListEventsPage {
+        instance_id: "no-such-instance".into(),
+        after_event_id: 0,
+        limit: None,
+    };
+    assert_error(
+        &call(&fixture.connection, &unknown, b"").await,
+        ErrorCode::NotFound,
+        "no-such-instance",
+    );
+}
