@@ -312,7 +312,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         images,
         supervisor.clone(),
         tokens,
-        Uploads::new(config.upload_limits.clone()),
+        Uploads::new(&config.upload_limits, config.max_image_bytes),
     ));
     accept_loops.push(tokio::spawn(management_endpoint::serve(
         management_endpoint.clone(),

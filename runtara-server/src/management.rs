@@ -603,7 +603,7 @@ impl Management {
             Ok(slot) => slot,
             Err(e) => return ManagementResponse::Error(e),
         };
-        let deadline = self.uploads.limits().timeout;
+        let deadline = self.uploads.timeout();
         let staged = match self
             .images
             .receive(stream, size_bytes, sha256, deadline)

@@ -3,11 +3,17 @@
 //!
 //! An upload that declared 1 GiB once kept its partial file for as long as its stream
 //! stayed open, and nothing bounded concurrent uploads. Now an upload must arrive whole
-//! within [`UploadLimits::timeout`] (its partial file is removed and the client told
-//! why), and an upload that would take a tenant past
-//! [`UploadLimits::max_uploads_per_tenant`] or
-//! [`UploadLimits::max_upload_bytes_per_tenant`] is refused up front with `unavailable`
-//! (try again when one ends), before a byte is stored.
+//! within its deadline (its partial file is removed and the client told why), and an
+//! upload that would take a tenant past [`UploadLimits::max_uploads_per_tenant`] or
+//! its bytes bound is refused up front with `unavailable` (try again when one ends),
+//! before a byte is stored. An upload too large for any bound (`--max-image-bytes`) is
+//! refused as `invalid_input` before it is counted.
+//!
+//! The deadline is for the whole upload, not for each read, so trickling bytes does not
+//! keep an upload alive. By default it is one minute plus one second per MiB of
+//! `--max-image-bytes` (18 min for the default 1 GiB: the largest image at 1 MiB/s),
+//! and a tenant may have two uploads and twice `--max-image-bytes` in progress, so
+//! one tenant holds at most that much partial data on disk, and for that long.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,20 +24,21 @@ use runtara_protocol::{ErrorCode, WireError};
 /// The settings (see the module docs).
 #[derive(Debug, Clone, clap::Args)]
 pub struct UploadLimits {
-    /// Time (ms) an image upload has to arrive whole.
-    #[arg(long = "upload-timeout-ms", env = "RUNTARA_UPLOAD_TIMEOUT_MS", default_value = "600000", value_parser = parse_ms)]
-    pub timeout: Duration,
+    /// Time (ms) an image upload has to arrive whole [default: 60 s plus 1 s per MiB of
+    /// --max-image-bytes].
+    #[arg(long = "upload-timeout-ms", env = "RUNTARA_UPLOAD_TIMEOUT_MS", value_parser = parse_ms)]
+    pub timeout: Option<Duration>,
     /// Image uploads one tenant may have in progress at once.
-    #[arg(long, env = "RUNTARA_MAX_UPLOADS_PER_TENANT", default_value_t = 2)]
+    #[arg(long, env = "RUNTARA_MAX_UPLOADS_PER_TENANT", default_value_t = DEFAULT_UPLOADS_PER_TENANT)]
     pub max_uploads_per_tenant: usize,
-    /// Declared bytes of the uploads one tenant may have in progress at once.
-    #[arg(
-        long,
-        env = "RUNTARA_MAX_UPLOAD_BYTES_PER_TENANT",
-        default_value_t = 2 << 30
-    )]
-    pub max_upload_bytes_per_tenant: u64,
+    /// Declared bytes of the uploads one tenant may have in progress at once [default:
+    /// twice --max-image-bytes].
+    #[arg(long, env = "RUNTARA_MAX_UPLOAD_BYTES_PER_TENANT")]
+    pub max_upload_bytes_per_tenant: Option<u64>,
 }
+
+/// Uploads a tenant may have in progress at once, by default.
+pub const DEFAULT_UPLOADS_PER_TENANT: usize = 2;
 
 fn parse_ms(text: &str) -> Result<Duration, String> {
     text.parse::<u64>()
@@ -42,33 +49,53 @@ fn parse_ms(text: &str) -> Result<Duration, String> {
 impl Default for UploadLimits {
     fn default() -> Self {
         UploadLimits {
-            timeout: Duration::from_secs(600),
-            max_uploads_per_tenant: 2,
-            max_upload_bytes_per_tenant: 2 << 30,
+            timeout: None,
+            max_uploads_per_tenant: DEFAULT_UPLOADS_PER_TENANT,
+            max_upload_bytes_per_tenant: None,
         }
     }
 }
 
+impl UploadLimits {
+    /// The deadline of an upload on a server accepting images of up to `max_image_bytes`.
+    pub fn timeout_for(&self, max_image_bytes: u64) -> Duration {
+        self.timeout.unwrap_or_else(|| {
+            Duration::from_secs(60).saturating_add(Duration::from_secs(max_image_bytes >> 20))
+        })
+    }
+
+    /// The bound on a tenant's declared bytes in progress, on a server accepting images
+    /// of up to `max_image_bytes`.
+    pub fn bytes_per_tenant_for(&self, max_image_bytes: u64) -> u64 {
+        self.max_upload_bytes_per_tenant
+            .unwrap_or_else(|| max_image_bytes.saturating_mul(2))
+    }
+}
+
 /// Uploads in progress, per tenant.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Uploads {
-    limits: UploadLimits,
+    timeout: Duration,
+    max_uploads: usize,
+    max_bytes: u64,
     /// Tenant → (uploads, declared bytes) in progress.
     tenants: Mutex<HashMap<String, (usize, u64)>>,
 }
 
 impl Uploads {
-    /// Uploads under `limits`.
-    pub fn new(limits: UploadLimits) -> Arc<Uploads> {
+    /// Uploads under `limits`, on a server accepting images of up to `max_image_bytes`.
+    pub fn new(limits: &UploadLimits, max_image_bytes: u64) -> Arc<Uploads> {
         Arc::new(Uploads {
-            limits,
+            timeout: limits.timeout_for(max_image_bytes),
+            max_uploads: limits.max_uploads_per_tenant,
+            max_bytes: limits.bytes_per_tenant_for(max_image_bytes),
             tenants: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The settings.
-    pub fn limits(&self) -> &UploadLimits {
-        &self.limits
+    /// The time an upload has to arrive whole.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<String, (usize, u64)>> {
@@ -81,15 +108,15 @@ impl Uploads {
         let mut tenants = self.tenants();
         let (count, bytes) = tenants.get(tenant).copied().unwrap_or((0, 0));
         let busy = |message: String| Err(WireError::new(ErrorCode::Unavailable, message));
-        if count >= self.limits.max_uploads_per_tenant {
+        if count >= self.max_uploads {
             return busy(format!(
                 "tenant `{tenant}` has {count} image uploads in progress, the most it may have at once (--max-uploads-per-tenant); try again when one ends"
             ));
         }
-        if bytes.saturating_add(size) > self.limits.max_upload_bytes_per_tenant {
+        if bytes.saturating_add(size) > self.max_bytes {
             return busy(format!(
                 "tenant `{tenant}` has {bytes} bytes of image uploads in progress; {size} more would pass its bound of {} (--max-upload-bytes-per-tenant); try again when one ends",
-                self.limits.max_upload_bytes_per_tenant
+                self.max_bytes
             ));
         }
         tenants.insert(tenant.to_owned(), (count + 1, bytes + size));
@@ -128,11 +155,12 @@ mod tests {
 
     #[test]
     fn a_tenant_is_bounded_in_uploads_and_bytes_and_others_are_not() {
-        let uploads = Uploads::new(UploadLimits {
+        let limits = UploadLimits {
             max_uploads_per_tenant: 2,
-            max_upload_bytes_per_tenant: 100,
+            max_upload_bytes_per_tenant: Some(100),
             ..UploadLimits::default()
-        });
+        };
+        let uploads = Uploads::new(&limits, 1000);
         let first = uploads.begin("a", 40).unwrap();
         let _second = uploads.begin("a", 40).unwrap();
         let third = uploads.begin("a", 1).unwrap_err();
@@ -149,5 +177,34 @@ mod tests {
             "{too_big:?}"
         );
         let _fits = uploads.begin("a", 60).unwrap();
+    }
+
+    #[test]
+    fn the_defaults_scale_with_the_largest_image() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Flags {
+            #[command(flatten)]
+            limits: UploadLimits,
+        }
+        let defaults = Flags::parse_from(["x"]).limits;
+        assert_eq!(defaults.max_uploads_per_tenant, DEFAULT_UPLOADS_PER_TENANT);
+        assert_eq!(
+            UploadLimits::default().max_uploads_per_tenant,
+            DEFAULT_UPLOADS_PER_TENANT
+        );
+        let gib = 1 << 30;
+        assert_eq!(defaults.timeout_for(gib), Duration::from_secs(60 + 1024));
+        assert_eq!(defaults.bytes_per_tenant_for(gib), 2 * gib);
+        let set = Flags::parse_from([
+            "x",
+            "--upload-timeout-ms",
+            "2000",
+            "--max-upload-bytes-per-tenant",
+            "10",
+        ])
+        .limits;
+        assert_eq!(set.timeout_for(gib), Duration::from_secs(2));
+        assert_eq!(set.bytes_per_tenant_for(gib), 10);
     }
 }

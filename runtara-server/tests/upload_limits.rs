@@ -1,9 +1,15 @@
-//! Image uploads are bounded: one that does not arrive whole within the upload deadline
-//! is cut off, told why, and leaves no partial file; a tenant with its most uploads in
-//! progress is refused another up front, while another tenant's upload goes through.
+//! Image uploads are bounded, against a real server process (issue 17.8: an upload that
+//! declared 1 GiB kept its partial file for as long as its stream stayed open, and
+//! nothing bounded concurrent uploads). An upload that does not arrive whole within the
+//! upload deadline is cut off, told why, and leaves no partial file, even one that
+//! keeps trickling bytes; a tenant with its most uploads in progress is refused another
+//! up front, while another tenant's upload goes through.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use runtara_protocol::endpoint::client_endpoint;
 use runtara_protocol::tls::ClientTls;
@@ -11,11 +17,30 @@ use runtara_protocol::{
     read_frame, write_frame, ErrorCode, Hello, HelloReply, ManagementRequest, ManagementResponse,
     Role, DEFAULT_MAX_FRAME_LEN,
 };
-use runtara_server::{RunningServer, ServerConfig};
+use runtara_server::process::ServerProcess;
 
-async fn management(server: &RunningServer) -> quinn::Connection {
-    let ca_pem = std::fs::read(server.ca_path.as_ref().unwrap()).unwrap();
-    let addr = server.management_addr;
+const SERVER: &str = env!("CARGO_BIN_EXE_runtara-server");
+/// The deadline the test gives uploads.
+const DEADLINE: Duration = Duration::from_secs(2);
+
+fn start(dir: &std::path::Path) -> ServerProcess {
+    let mut command = Command::new(SERVER);
+    command
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--instance-addr", "127.0.0.1:0"])
+        .args(["--management-addr", "127.0.0.1:0"])
+        .args(["--instance-threads", "0"])
+        .args(["--upload-timeout-ms", &DEADLINE.as_millis().to_string()])
+        .args(["--max-uploads-per-tenant", "2"])
+        .env("RUST_LOG", "error")
+        .stderr(Stdio::inherit());
+    ServerProcess::spawn(command).unwrap()
+}
+
+async fn management(server: &ServerProcess) -> quinn::Connection {
+    let ca_pem = std::fs::read(server.ready.ca_path.as_ref().unwrap()).unwrap();
+    let addr = server.ready.management_addr;
     let endpoint = client_endpoint(&ClientTls::Verify { ca_pem }, addr).unwrap();
     let connection = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
@@ -73,35 +98,64 @@ fn partial_uploads(dir: &std::path::Path) -> usize {
         .count()
 }
 
+#[track_caller]
+fn cut_off(response: ManagementResponse) {
+    match response {
+        ManagementResponse::Error(error) => {
+            assert_eq!(error.code, ErrorCode::InvalidInput, "{error:?}");
+            assert!(
+                error.message.contains("did not arrive whole within 2s"),
+                "{error:?}"
+            );
+            assert!(error.message.contains("nothing was stored"), "{error:?}");
+        }
+        other => panic!("expected the upload to be cut off, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_have_a_deadline_and_a_bound_per_tenant() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig::new(dir.path());
-    config.instance_addr = "127.0.0.1:0".parse().unwrap();
-    config.management_addr = "127.0.0.1:0".parse().unwrap();
-    config.upload_limits.timeout = Duration::from_secs(2);
-    config.upload_limits.max_uploads_per_tenant = 2;
-    let server = runtara_server::start(config).await.unwrap();
+    let server = start(dir.path());
     let connection = management(&server).await;
     let zeros = "0".repeat(64);
 
-    // Two uploads of tenant a declare 100 MB each and trickle 1 MiB.
-    let (_send1, mut recv1) = upload(&connection, "a", 100 << 20, &zeros, &[1; 1 << 20]).await;
-    let (_send2, mut recv2) = upload(&connection, "a", 100 << 20, &zeros, &[1; 1 << 20]).await;
+    // Tenant a: one upload declares 100 MB and stalls after 1 MiB; another declares
+    // 100 MB and keeps trickling 1 KiB every 50 ms.
+    let began = Instant::now();
+    let (_stalled, mut stalled_answer) =
+        upload(&connection, "a", 100 << 20, &zeros, &[1; 1 << 20]).await;
+    let (mut trickling, mut trickling_answer) =
+        upload(&connection, "a", 100 << 20, &zeros, &[2; 1024]).await;
+    let trickled = Arc::new(AtomicUsize::new(0));
+    let trickler = {
+        let trickled = trickled.clone();
+        tokio::spawn(async move {
+            while trickling.write_all(&[2; 1024]).await.is_ok() {
+                trickled.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
     // Both are being received (their partial files exist) before a third is tried.
-    let started = std::time::Instant::now();
     while partial_uploads(dir.path()) < 2 {
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            began.elapsed() < Duration::from_secs(10),
             "the uploads never started"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // A third of tenant a is refused at once, storing nothing.
-    let (_send3, mut recv3) = upload(&connection, "a", 10, &zeros, b"").await;
-    match answer(&mut recv3).await {
+    let (_third, mut third_answer) = upload(&connection, "a", 10, &zeros, b"").await;
+    match answer(&mut third_answer).await {
         ManagementResponse::Error(error) => {
             assert_eq!(error.code, ErrorCode::Unavailable, "{error:?}");
+            assert!(
+                error
+                    .message
+                    .contains("tenant `a` has 2 image uploads in progress"),
+                "{error:?}"
+            );
             assert!(
                 error.message.contains("--max-uploads-per-tenant"),
                 "{error:?}"
@@ -113,35 +167,37 @@ async fn uploads_have_a_deadline_and_a_bound_per_tenant() {
     let script = b"#!/bin/sh\necho hi\n";
     let digest = ring::digest::digest(&ring::digest::SHA256, script);
     let sha: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    let (mut send_b, mut recv_b) =
+    let (mut send_b, mut answer_b) =
         upload(&connection, "b", script.len() as u64, &sha, script).await;
     send_b.finish().unwrap();
     assert!(
-        matches!(answer(&mut recv_b).await, ManagementResponse::Image(_)),
+        matches!(answer(&mut answer_b).await, ManagementResponse::Image(_)),
         "tenant b's upload is not held up by tenant a's"
     );
 
-    // The stalled uploads are cut off at their deadline and leave nothing behind.
-    for recv in [&mut recv1, &mut recv2] {
-        match answer(recv).await {
-            ManagementResponse::Error(error) => {
-                assert!(error.message.contains("did not arrive whole"), "{error:?}");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
+    // The stalled upload and the trickling one are cut off at the deadline, not before,
+    // and leave nothing behind.
+    cut_off(answer(&mut stalled_answer).await);
+    cut_off(answer(&mut trickling_answer).await);
+    let cut_after = began.elapsed();
+    assert!(cut_after >= DEADLINE, "cut off after {cut_after:?}");
+    let chunks = trickled.load(Ordering::Relaxed);
+    assert!(
+        chunks >= 10,
+        "the trickling upload kept sending until it was cut off ({chunks} chunks)"
+    );
     assert_eq!(
         partial_uploads(dir.path()),
         0,
         "a partial upload was left on disk"
     );
+    trickler.abort();
     // Their places are given back: tenant a may upload again.
-    let (mut send_a, mut recv_a) =
+    let (mut send_a, mut answer_a) =
         upload(&connection, "a", script.len() as u64, &sha, script).await;
     send_a.finish().unwrap();
     assert!(matches!(
-        answer(&mut recv_a).await,
+        answer(&mut answer_a).await,
         ManagementResponse::Image(_)
     ));
-    server.shutdown().await;
 }
