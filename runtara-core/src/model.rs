@@ -426,6 +426,11 @@ impl Default for EventQuota {
     }
 }
 
+/// Characters of an instance's error shown in a listing
+/// ([`Persistence::list_instances_brief`](crate::Persistence::list_instances_brief));
+/// reading the instance shows it whole.
+pub const MAX_LISTED_ERROR_CHARS: usize = 1024;
+
 /// Longest custom event subtype, in bytes.
 pub const MAX_EVENT_SUBTYPE_LEN: usize = 256;
 

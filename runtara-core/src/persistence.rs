@@ -250,8 +250,9 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
 
     /// [`list_instances`](Self::list_instances) for listings: the same instances and
     /// total, without what costs in proportion to their size or history: `input` and
-    /// `output` are `None`, `checkpoint_id` is `None` and `checkpoint_count` is 0. A page
-    /// costs O(page). Read one instance for the rest.
+    /// `output` are `None`, `checkpoint_id` is `None`, `checkpoint_count` is 0, and
+    /// `error` is cut to its first [`MAX_LISTED_ERROR_CHARS`](crate::MAX_LISTED_ERROR_CHARS)
+    /// characters. A page costs O(page). Read one instance for the rest.
     async fn list_instances_brief(&self, filter: &InstanceFilter) -> Result<InstancePage> {
         let mut page = self.list_instances(filter).await?;
         for instance in &mut page.instances {
@@ -259,6 +260,11 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
             instance.output = None;
             instance.checkpoint_id = None;
             instance.checkpoint_count = 0;
+            if let Some(error) = &mut instance.error {
+                if let Some((cut, _)) = error.char_indices().nth(crate::MAX_LISTED_ERROR_CHARS) {
+                    error.truncate(cut);
+                }
+            }
         }
         Ok(page)
     }

@@ -1935,6 +1935,35 @@ async fn a_brief_listing_has_the_same_instances_without_history(store: Arc<dyn P
         );
     }
     assert!(full.instances.iter().any(|i| i.checkpoint_count > 0));
+    // An error is listed cut to its first characters (counted alike in both backends),
+    // and read whole from the instance.
+    let failed = unique("brief-error");
+    let epoch = store
+        .register_instance(&failed, &tenant, None)
+        .await
+        .unwrap()
+        .epoch;
+    let long = "é".repeat(runtara_core::MAX_LISTED_ERROR_CHARS + 500);
+    store.fail_instance(&failed, epoch, &long).await.unwrap();
+    let filter = InstanceFilter {
+        tenant_id: tenant.clone(),
+        status: Some(InstanceStatus::Failed),
+        limit: None,
+        offset: 0,
+    };
+    let listed = store.list_instances_brief(&filter).await.unwrap();
+    let listed = listed
+        .instances
+        .iter()
+        .find(|i| i.instance_id == failed)
+        .unwrap();
+    let cut: String = long
+        .chars()
+        .take(runtara_core::MAX_LISTED_ERROR_CHARS)
+        .collect();
+    assert_eq!(listed.error.as_deref(), Some(cut.as_str()));
+    let whole = store.get_instance(&failed).await.unwrap().unwrap();
+    assert_eq!(whole.error.as_deref(), Some(long.as_str()));
 }
 
 /// The custom events of `id`: (subtype, payload length).

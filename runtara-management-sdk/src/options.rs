@@ -127,14 +127,14 @@ pub struct ListInstancesOptions {
     /// Only instances in this status (`pending`, `running`, `suspended`, `sleeping`,
     /// `completed`, `failed`, `cancelled`).
     pub status: Option<String>,
-    /// At most this many (the server's default when `None`).
+    /// At most this many (`None`: the server's most per page, 1000).
     pub limit: Option<u32>,
     /// Skip this many first.
     pub offset: u32,
 }
 
 impl ListInstancesOptions {
-    /// All instances of `tenant_id`, newest first.
+    /// The instances of `tenant_id`, newest first (a page of at most 1000).
     pub fn new(tenant_id: impl Into<String>) -> Self {
         ListInstancesOptions {
             tenant_id: tenant_id.into(),
@@ -150,7 +150,7 @@ impl ListInstancesOptions {
         self
     }
 
-    /// At most this many.
+    /// At most this many (the server sends at most 1000 in one page).
     pub fn with_limit(mut self, limit: u32) -> Self {
         self.limit = Some(limit);
         self

@@ -164,7 +164,11 @@ impl ManagementSdk {
             .map(|page| page.instances)
     }
 
-    /// A page of a tenant's instances, newest first, with how many matched in all.
+    /// A page of a tenant's instances, newest first, with how many matched in all. A
+    /// page holds at most 1000 instances (also without a limit); page on with
+    /// [`ListInstancesOptions::with_offset`]. A listed instance's error is cut to its
+    /// first 1024 characters ([`get_instance_status`](Self::get_instance_status) has it
+    /// whole).
     pub async fn list_instances_page(&self, options: ListInstancesOptions) -> Result<InstancePage> {
         const OP: &str = "list_instances";
         let request = ManagementRequest::ListInstances {

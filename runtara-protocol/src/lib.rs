@@ -72,7 +72,7 @@ pub use instance::{
 };
 pub use management::{
     ManagementRequest, ManagementResponse, WireCheckpoint, WireEvent, WireImage, WireInstance,
-    MAX_EVENTS_PER_PAGE,
+    MAX_EVENTS_PER_PAGE, MAX_INSTANCES_PER_PAGE,
 };
 pub use serde_bytes::ByteBuf;
 

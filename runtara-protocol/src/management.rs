@@ -75,14 +75,16 @@ pub enum ManagementRequest {
     /// A page of a tenant's instances, newest first. Answered by
     /// [`ManagementResponse::Instances`], whose instances leave out what costs in
     /// proportion to their history or size: `output`, `checkpoint_id` and `log_tail` are
-    /// `None`, `checkpoint_count` and `launches` 0 (`GetInstanceStatus` has them). A page
-    /// costs O(page).
+    /// `None`, `checkpoint_count` and `launches` 0, and `error` is cut to its first 1024
+    /// characters (`GetInstanceStatus` has them whole). A page costs O(page), and holds
+    /// at most [`MAX_INSTANCES_PER_PAGE`]; `total` tells how many match in all.
     ListInstances {
         /// The tenant.
         tenant_id: String,
         /// Only this status (`running`, `completed`, …).
         status: Option<String>,
-        /// At most this many.
+        /// At most this many (`None`, or more than [`MAX_INSTANCES_PER_PAGE`]:
+        /// [`MAX_INSTANCES_PER_PAGE`]).
         limit: Option<u32>,
         /// Skip this many first.
         offset: u32,
@@ -142,6 +144,10 @@ pub enum ManagementRequest {
         limit: Option<u32>,
     },
 }
+
+/// Most instances in one [`ManagementResponse::Instances`], and how many come when the
+/// request sets no limit.
+pub const MAX_INSTANCES_PER_PAGE: u32 = 1000;
 
 /// Most events in one [`ManagementResponse::EventPage`], and how many come when the
 /// request sets no limit.

@@ -16,7 +16,7 @@ use runtara_core::{
 use runtara_protocol::{
     ByteBuf, ErrorCode, Hello, ManagementRequest, ManagementResponse, Role, WireCheckpoint,
     WireError, WireEvent, WireImage, WireInstance, WireSignalType, DEFAULT_MAX_FRAME_LEN,
-    MAX_EVENTS_PER_PAGE, REPLAY_PAGE_BYTES,
+    MAX_EVENTS_PER_PAGE, MAX_INSTANCES_PER_PAGE, REPLAY_PAGE_BYTES,
 };
 use tokio::io::AsyncRead;
 
@@ -320,13 +320,15 @@ impl Management {
                     ),
                 };
                 // A listing reads no history, log or output: O(page) (the management
-                // SDK's `InstanceSummary` shows none of them; read one instance for them).
+                // SDK's `InstanceSummary` shows none of them; read one instance for them),
+                // and a page is bounded however many instances the tenant has.
+                let limit = limit.map_or(MAX_INSTANCES_PER_PAGE, |l| l.min(MAX_INSTANCES_PER_PAGE));
                 let page = self
                     .store
                     .list_instances_brief(&InstanceFilter {
                         tenant_id,
                         status,
-                        limit,
+                        limit: Some(limit),
                         offset,
                     })
                     .await

@@ -344,3 +344,47 @@ async fn event_pages_keep_to_their_limit_and_name_no_unknown_instance() {
         "no-such-instance",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_instances_is_bounded_whatever_the_limit() {
+    let fixture = fixture().await;
+    let store = fixture.server.persistence.clone();
+    let creates: Vec<_> = (0..1005)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_instance(runtara_core::NewInstance {
+                        instance_id: format!("many-{n}"),
+                        tenant_id: "many".into(),
+                        ..runtara_core::NewInstance::default()
+                    })
+                    .await
+                    .unwrap();
+            })
+        })
+        .collect();
+    for create in creates {
+        create.await.unwrap();
+    }
+    let list = |limit: Option<u32>, offset: u32| ManagementRequest::ListInstances {
+        tenant_id: "many".into(),
+        status: None,
+        limit,
+        offset,
+    };
+    for limit in [None, Some(5000)] {
+        match call(&fixture.connection, &list(limit, 0), b"").await {
+            ManagementResponse::Instances { instances, total } => {
+                assert_eq!((instances.len(), total), (1000, 1005), "{limit:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    match call(&fixture.connection, &list(None, 1000), b"").await {
+        ManagementResponse::Instances { instances, total } => {
+            assert_eq!((instances.len(), total), (5, 1005));
+        }
+        other => panic!("{other:?}"),
+    }
+}

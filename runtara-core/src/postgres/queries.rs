@@ -90,11 +90,13 @@ pub(crate) fn instances_sql(rows: &str, order: &str) -> String {
 }
 
 /// A tenant's instances for a listing, in [`instance_from_row`] order, without input,
-/// output, last checkpoint or count (see `Persistence::list_instances_brief`): no
-/// checkpoint is read, so a page costs O(page) however long the instances' histories.
+/// output, last checkpoint or count, and the error cut to its first 1024 characters (see
+/// `Persistence::list_instances_brief`): no checkpoint is read, so a page costs O(page)
+/// however long the instances' histories or errors.
 /// Parameters: `$1` tenant, `$2` status or NULL, `$3` limit or NULL, `$4` offset.
 pub(crate) const LIST_INSTANCES_BRIEF: &str = "\
-SELECT instance_id, tenant_id, image_id, status, epoch, NULL::BYTEA, NULL::BYTEA, error,
+SELECT instance_id, tenant_id, image_id, status, epoch, NULL::BYTEA, NULL::BYTEA,
+       substr(error, 1, 1024),
        NULL::TEXT, 0::BIGINT, created_at_ms, started_at_ms, finished_at_ms, heartbeat_at_ms,
        wake_at_ms
 FROM instances WHERE tenant_id = $1 AND ($2::TEXT IS NULL OR status = $2)

@@ -67,10 +67,12 @@ const INSTANCE_COLUMNS: &str = "instance_id, tenant_id, image_id, status, epoch,
      output, error, checkpoint_id, checkpoint_count, created_at_ms, started_at_ms, \
      finished_at_ms, heartbeat_at_ms, wake_at_ms";
 
-/// [`INSTANCE_COLUMNS`] for a listing: no input, output, last checkpoint or count.
+/// [`INSTANCE_COLUMNS`] for a listing: no input, output, last checkpoint or count, and
+/// the error cut to its first [`MAX_LISTED_ERROR_CHARS`](crate::MAX_LISTED_ERROR_CHARS)
+/// characters.
 const BRIEF_INSTANCE_COLUMNS: &str = "instance_id, tenant_id, image_id, status, epoch, NULL, \
-     NULL, error, NULL, 0, created_at_ms, started_at_ms, finished_at_ms, heartbeat_at_ms, \
-     wake_at_ms";
+     NULL, substr(error, 1, 1024), NULL, 0, created_at_ms, started_at_ms, finished_at_ms, \
+     heartbeat_at_ms, wake_at_ms";
 
 /// An instance row with its status still unparsed, so that a bad value becomes
 /// [`Error::Corrupt`] rather than a driver error.

@@ -348,7 +348,7 @@ async fn execute(
                 ),
             )
         }
-        Command::Events { instance_id } => events(&sdk, instance_id, json).await,
+        Command::Events { instance_id } => events(sdk, instance_id, json).await,
         Command::Checkpoints { instance_id } => {
             let checkpoints = sdk.list_checkpoints(instance_id).await?;
             emit(json, output::checkpoints(&checkpoints))
