@@ -190,22 +190,7 @@ async fn a_full_data_disk_makes_instances_wait_and_they_carry_on_when_space_retu
             "{id}: its process was killed or crashed while the disk was full: {status:#?}\nserver log:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
-        let text = std::fs::read_to_string(traces.join(format!("{id}.log"))).unwrap();
-        let mut acked = std::collections::HashSet::new();
-        for line in text.lines() {
-            let mut words = line.split_whitespace().skip(1);
-            match (words.next(), words.next()) {
-                (Some("acked"), Some(n)) => {
-                    acked.insert(n.to_owned());
-                }
-                (Some("step"), Some(n)) => assert!(
-                    !acked.contains(n),
-                    "{id}: step {n} ran again after its result was recorded:\n{text}"
-                ),
-                _ => {}
-            }
-        }
-        assert_eq!(acked.len(), STEPS as usize, "{id}:\n{text}");
+        check_step_trace(&traces.join(format!("{id}.log")), id, STEPS);
     }
     // The recovery is logged at the first write that succeeds after a quiet spell:
     // writes (starts of a one-step instance) until it shows.

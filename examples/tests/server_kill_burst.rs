@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,7 +96,7 @@ async fn one_round(round: usize) {
         })
         .await;
         assert_eq!(status.status, "completed", "round {round}: {status:#?}");
-        check_trace(&traces.join(format!("{id}.log")), &id);
+        check_step_trace(&traces.join(format!("{id}.log")), &id, STEPS);
         checked += 1;
     }
     assert!(
@@ -112,35 +111,6 @@ async fn one_round(round: usize) {
 
 fn instance_id(round: usize, n: usize) -> String {
     format!("burst-{round}-{n}")
-}
-
-/// No overlap of two processes, and no step body after its result was recorded.
-fn check_trace(trace: &Path, id: &str) {
-    let text = std::fs::read_to_string(trace).unwrap();
-    assert!(
-        !text.contains("OVERLAP"),
-        "{id} ran in two processes at once:\n{text}"
-    );
-    let mut acked = std::collections::HashSet::new();
-    for line in text.lines() {
-        let mut words = line.split_whitespace().skip(1);
-        match (words.next(), words.next()) {
-            (Some("acked"), Some(n)) => {
-                acked.insert(n.to_owned());
-            }
-            (Some("step"), Some(n)) => assert!(
-                !acked.contains(n),
-                "{id}: step {n}'s body ran after its result was recorded:\n{text}"
-            ),
-            _ => {}
-        }
-    }
-    for n in 1..=STEPS {
-        assert!(
-            acked.contains(&n.to_string()),
-            "{id}: step {n} never acknowledged:\n{text}"
-        );
-    }
 }
 
 /// Processes launched in the round, for the record.

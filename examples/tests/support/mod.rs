@@ -203,3 +203,35 @@ pub fn process_alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Checks an `order-workflow` trace (`log_file` and `trace_file` the same path) of the
+/// instance `id` with `steps` steps: no two processes at once (`OVERLAP`), no step body
+/// after its result was recorded (a `step n` line after an `acked n` line), and every
+/// step acknowledged.
+pub fn check_step_trace(trace: &Path, id: &str, steps: u32) {
+    let text = std::fs::read_to_string(trace).unwrap();
+    assert!(
+        !text.contains("OVERLAP"),
+        "{id} ran in two processes at once:\n{text}"
+    );
+    let mut acked = std::collections::HashSet::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace().skip(1);
+        match (words.next(), words.next()) {
+            (Some("acked"), Some(n)) => {
+                acked.insert(n.to_owned());
+            }
+            (Some("step"), Some(n)) => assert!(
+                !acked.contains(n),
+                "{id}: step {n}'s body ran after its result was recorded:\n{text}"
+            ),
+            _ => {}
+        }
+    }
+    for n in 1..=steps {
+        assert!(
+            acked.contains(&n.to_string()),
+            "{id}: step {n} never acknowledged:\n{text}"
+        );
+    }
+}
