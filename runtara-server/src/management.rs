@@ -77,6 +77,18 @@ fn error(code: ErrorCode, message: impl Into<String>) -> WireError {
     WireError::new(code, message)
 }
 
+/// The refusal of a whole-list request (from a client older than paged listings) whose
+/// list does not fit one reply.
+fn not_one_reply(what: &str, instance_id: &str) -> WireError {
+    error(
+        ErrorCode::InvalidInput,
+        format!(
+            "the {what} of instance `{instance_id}` do not fit in one reply; \
+             use a newer management SDK or runtara-ctl, which read them in pages"
+        ),
+    )
+}
+
 fn engine_error(error: &Error) -> WireError {
     to_wire(error)
 }
@@ -353,13 +365,7 @@ impl Management {
                     .await
                     .map_err(engine)?;
                 if page.more_after.is_some() {
-                    return Err(error(
-                        ErrorCode::InvalidInput,
-                        format!(
-                            "the events of instance `{instance_id}` do not fit in one reply; \
-                             use a newer management SDK or runtara-ctl, which read them in pages"
-                        ),
-                    ));
+                    return Err(not_one_reply("events", &instance_id));
                 }
                 ManagementResponse::Events(wire_events(page.events))
             }
@@ -392,13 +398,7 @@ impl Management {
                     .await
                     .map_err(engine)?;
                 if page.more_after.is_some() {
-                    return Err(error(
-                        ErrorCode::InvalidInput,
-                        format!(
-                            "the checkpoints of instance `{instance_id}` do not fit in one reply; \
-                             use a newer management SDK or runtara-ctl, which read them in pages"
-                        ),
-                    ));
+                    return Err(not_one_reply("checkpoints", &instance_id));
                 }
                 ManagementResponse::Checkpoints(wire_checkpoints(page.checkpoints))
             }
