@@ -17,6 +17,32 @@ pub struct InstanceIdentity {
     pub tenant_id: String,
 }
 
+/// What the handler bounds for one caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Custom events per instance (see [`Persistence::record_custom_event`]).
+    pub events: EventQuota,
+    /// Largest checkpoint state, in bytes.
+    pub max_state_len: usize,
+}
+
+impl RequestLimits {
+    /// A server's limits with `events` as its event quota: states that fit one frame.
+    pub fn server(events: EventQuota) -> RequestLimits {
+        RequestLimits {
+            events,
+            max_state_len: MAX_STATE_LEN,
+        }
+    }
+
+    /// No bound: an embedded run, whose state and events only its own process writes
+    /// and which sends no frame. A finished instance still records no event.
+    pub const EMBEDDED: RequestLimits = RequestLimits {
+        events: EventQuota::UNLIMITED,
+        max_state_len: usize::MAX,
+    };
+}
+
 /// Runs `request` for `who` against `store`, custom events bounded by the default
 /// [`EventQuota`]. Never fails: errors become [`InstanceResponse::Error`].
 pub async fn handle_instance_request(
@@ -35,17 +61,20 @@ pub async fn handle_instance_request_within(
     request: InstanceRequest,
     quota: &EventQuota,
 ) -> InstanceResponse {
-    match run(store, who, request, quota).await {
+    match handle(store, who, request, &RequestLimits::server(*quota)).await {
         Ok(response) => response,
         Err(error) => InstanceResponse::Error(to_wire(&error)),
     }
 }
 
-async fn run(
+/// Runs `request` for `who` against `store` within `limits`: the one definition of
+/// every instance operation, used by the server's instance endpoint and by an embedded
+/// SDK alike. Errors are the engine's own, for the caller to send or to keep.
+pub async fn handle(
     store: &dyn Persistence,
     who: &InstanceIdentity,
     request: InstanceRequest,
-    quota: &EventQuota,
+    limits: &RequestLimits,
 ) -> Result<InstanceResponse> {
     let id = who.instance_id.as_str();
     Ok(match request {
@@ -117,7 +146,7 @@ async fn run(
             state,
             producer,
         } => {
-            check_state_len(&checkpoint_id, &state)?;
+            check_state_len(&checkpoint_id, &state, limits.max_state_len)?;
             let outcome = store
                 .save_step(id, epoch, &checkpoint_id, &state, &producer)
                 .await?;
@@ -142,7 +171,7 @@ async fn run(
             checkpoint_id,
             state,
         } => {
-            check_state_len(&checkpoint_id, &state)?;
+            check_state_len(&checkpoint_id, &state, limits.max_state_len)?;
             let outcome = store
                 .save_checkpoint(id, epoch, &checkpoint_id, &state)
                 .await?;
@@ -163,7 +192,7 @@ async fn run(
             state,
             duration_ms,
         } => {
-            check_state_len(&checkpoint_id, &state)?;
+            check_state_len(&checkpoint_id, &state, limits.max_state_len)?;
             let now = now_ms();
             let wake_at = now.saturating_add(i64::try_from(duration_ms).unwrap_or(i64::MAX));
             let outcome = store
@@ -199,7 +228,7 @@ async fn run(
         }
         InstanceRequest::CustomEvent { subtype, payload } => {
             store
-                .record_custom_event(id, &subtype, &payload, quota)
+                .record_custom_event(id, &subtype, &payload, &limits.events)
                 .await?;
             InstanceResponse::Done
         }
@@ -267,12 +296,12 @@ fn recorded_steps(checkpoints: Vec<(String, Vec<u8>)>) -> Vec<RecordedStep> {
 }
 
 /// Refuses a state that could not be replayed in one frame.
-fn check_state_len(checkpoint_id: &str, state: &[u8]) -> Result<()> {
-    if state.len() > MAX_STATE_LEN {
+fn check_state_len(checkpoint_id: &str, state: &[u8], max_state_len: usize) -> Result<()> {
+    if state.len() > max_state_len {
         return Err(Error::InvalidInput {
             what: "checkpoint state",
             reason: format!(
-                "the state of `{checkpoint_id}` is {} bytes; the limit is {MAX_STATE_LEN}",
+                "the state of `{checkpoint_id}` is {} bytes; the limit is {max_state_len}",
                 state.len()
             ),
         });

@@ -64,7 +64,7 @@ use std::sync::Arc;
 pub use error::{Error, Result};
 pub use guard::MAX_ID_LEN;
 pub use instance_handler::{
-    handle_instance_request, handle_instance_request_within, InstanceIdentity,
+    handle_instance_request, handle_instance_request_within, InstanceIdentity, RequestLimits,
 };
 pub use model::*;
 pub use persistence::Persistence;

@@ -339,8 +339,8 @@ impl InstanceRequest {
             InstanceRequest::Sleeping { .. } => "sleeping",
             InstanceRequest::CustomEvent { .. } => "custom_event",
             InstanceRequest::PollSignal => "poll_signal",
-            InstanceRequest::AckSignal { .. } => "ack_signal",
-            InstanceRequest::RetryAttempt { .. } => "retry_attempt",
+            InstanceRequest::AckSignal { .. } => "acknowledge_signal",
+            InstanceRequest::RetryAttempt { .. } => "record_retry_attempt",
             InstanceRequest::GetStatus { instance_id: None } => "get_status",
             InstanceRequest::GetStatus {
                 instance_id: Some(_),
@@ -349,6 +349,29 @@ impl InstanceRequest {
             InstanceRequest::ReplayPage { .. } => "replay_page",
             InstanceRequest::CheckpointStep { .. } => "checkpoint",
             InstanceRequest::StepFailed { .. } => "step_failed",
+        }
+    }
+
+    /// The checkpoint id and state this request stores, for the requests that store one
+    /// (bounded by [`MAX_STATE_LEN`] over QUIC).
+    pub fn checkpoint_state(&self) -> Option<(&str, &[u8])> {
+        match self {
+            InstanceRequest::Checkpoint {
+                checkpoint_id,
+                state,
+                ..
+            }
+            | InstanceRequest::CheckpointStep {
+                checkpoint_id,
+                state,
+                ..
+            }
+            | InstanceRequest::Sleep {
+                checkpoint_id,
+                state,
+                ..
+            } => Some((checkpoint_id, state)),
+            _ => None,
         }
     }
 

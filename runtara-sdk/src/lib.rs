@@ -27,6 +27,7 @@
 //! argument; see [`durable`] for the full contract.
 
 mod backend;
+mod calls;
 mod config;
 mod durable;
 mod error;

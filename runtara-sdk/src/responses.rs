@@ -1,6 +1,9 @@
 //! What instance calls return: checkpoint results, signals and status.
 
 use runtara_core::{InstanceRecord, InstanceStatus, PendingSignal, SignalType};
+use runtara_protocol::{ByteBuf, WireStatus};
+
+use crate::{Result, SdkError};
 
 /// A control signal delivered to this instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +22,17 @@ impl From<PendingSignal> for Signal {
             signal_type: signal.signal_type,
             signal_id: signal.signal_id,
             created_at_ms: signal.created_at_ms,
+        }
+    }
+}
+
+impl Signal {
+    /// Back to the engine's form.
+    pub(crate) fn into_pending(self) -> PendingSignal {
+        PendingSignal {
+            signal_type: self.signal_type,
+            signal_id: self.signal_id,
+            created_at_ms: self.created_at_ms,
         }
     }
 }
@@ -108,5 +122,28 @@ impl From<InstanceRecord> for StatusResponse {
             heartbeat_at_ms: record.heartbeat_at_ms,
             wake_at_ms: record.wake_at_ms,
         }
+    }
+}
+
+impl StatusResponse {
+    /// Reads a status reply; an unknown status is the server's error.
+    pub(crate) fn from_wire(status: WireStatus) -> Result<StatusResponse> {
+        let parsed: InstanceStatus = status.status.parse().map_err(|_| SdkError::Server {
+            operation: "get_status",
+            code: "malformed".into(),
+            message: format!("unknown status `{}`", status.status),
+        })?;
+        Ok(StatusResponse {
+            instance_id: status.instance_id,
+            status: parsed,
+            checkpoint_id: status.checkpoint_id,
+            checkpoint_count: status.checkpoint_count,
+            output: status.output.map(ByteBuf::into_vec),
+            error: status.error,
+            started_at_ms: status.started_at_ms,
+            finished_at_ms: status.finished_at_ms,
+            heartbeat_at_ms: status.heartbeat_at_ms,
+            wake_at_ms: status.wake_at_ms,
+        })
     }
 }

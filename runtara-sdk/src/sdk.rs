@@ -4,9 +4,11 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use runtara_core::{Persistence, SignalType};
+use runtara_core::{CheckpointOutcome, InstanceStatus, PendingSignal, Persistence, SignalType};
+use runtara_protocol::{ByteBuf, InstanceRequest, InstanceResponse};
 
 use crate::backend::{Backend, Embedded};
+use crate::calls::{ask, call, is_older_server, settle};
 use crate::heartbeat::HeartbeatTask;
 use crate::quic::Quic;
 use crate::replay_cache::ReplayCache;
@@ -18,7 +20,7 @@ pub const DEFAULT_SIGNAL_POLL_INTERVAL: Duration = Duration::from_millis(1_000);
 
 /// High-level SDK client for one instance.
 ///
-/// Wraps a backend (embedded persistence today) and provides every instance lifecycle
+/// Wraps a backend (the store in this process, or a server over QUIC) and provides every instance lifecycle
 /// operation. Cheap to clone: clones share one connection, registration and replay cache.
 /// Every method takes `&self`, so many tasks can use one SDK at once.
 ///
@@ -78,14 +80,7 @@ impl RuntaraSdk {
         instance_id: impl Into<String>,
         tenant_id: impl Into<String>,
     ) -> RuntaraSdk {
-        RuntaraSdk::with_backend(
-            Box::new(Embedded::new(persistence)),
-            instance_id.into(),
-            tenant_id.into(),
-            Duration::ZERO,
-            DEFAULT_SIGNAL_POLL_INTERVAL,
-            None,
-        )
+        RuntaraSdk::embedded_with(persistence, instance_id.into(), tenant_id.into(), false)
     }
 
     /// Embedded mode, for operators: an explicit takeover of an instance whose live run
@@ -97,12 +92,25 @@ impl RuntaraSdk {
         instance_id: impl Into<String>,
         tenant_id: impl Into<String>,
     ) -> RuntaraSdk {
-        let mut backend = Embedded::new(persistence);
-        backend.take_over = true;
+        RuntaraSdk::embedded_with(persistence, instance_id.into(), tenant_id.into(), true)
+    }
+
+    fn embedded_with(
+        persistence: Arc<dyn Persistence>,
+        instance_id: String,
+        tenant_id: String,
+        take_over: bool,
+    ) -> RuntaraSdk {
+        let backend = Embedded::new(
+            persistence,
+            instance_id.clone(),
+            tenant_id.clone(),
+            take_over,
+        );
         RuntaraSdk::with_backend(
             Box::new(backend),
-            instance_id.into(),
-            tenant_id.into(),
+            instance_id,
+            tenant_id,
             Duration::ZERO,
             DEFAULT_SIGNAL_POLL_INTERVAL,
             None,
@@ -230,10 +238,7 @@ impl RuntaraSdk {
     /// over at once.
     pub async fn register(&self, checkpoint_id: Option<&str>) -> Result<()> {
         let inner = &self.inner;
-        let (epoch, log) = inner
-            .backend
-            .register(&inner.instance_id, &inner.tenant_id, checkpoint_id)
-            .await?;
+        let (epoch, log) = crate::calls::register(&*inner.backend, checkpoint_id).await?;
         inner.replay.load(log);
         inner.epoch.store(epoch, Ordering::Release);
         tracing::debug!(
@@ -255,16 +260,22 @@ impl RuntaraSdk {
     /// cancel or pause ([`CheckpointResult::should_cancel`], [`CheckpointResult::should_pause`]).
     /// Returns only after the state is durable.
     pub async fn checkpoint(&self, checkpoint_id: &str, state: &[u8]) -> Result<CheckpointResult> {
-        let epoch = self.epoch()?;
-        let outcome = self
-            .inner
-            .backend
-            .checkpoint(&self.inner.instance_id, epoch, checkpoint_id, state)
-            .await?;
-        Ok(CheckpointResult {
-            existing_state: outcome.existing_state,
-            signal: outcome.signal.map(Signal::from),
+        let request = InstanceRequest::Checkpoint {
+            epoch: self.epoch()?,
+            checkpoint_id: checkpoint_id.to_owned(),
+            state: ByteBuf::from(state.to_vec()),
+        };
+        ask(self.backend(), request, |r| match r {
+            InstanceResponse::Checkpointed {
+                existing_state,
+                signal,
+            } => Some(CheckpointResult {
+                existing_state: existing_state.map(ByteBuf::into_vec),
+                signal: signal.map(|s| Signal::from(PendingSignal::from(s))),
+            }),
+            _ => None,
         })
+        .await
     }
 
     /// [`checkpoint`](Self::checkpoint) of a durable call's result, recording the function
@@ -274,26 +285,49 @@ impl RuntaraSdk {
         checkpoint_id: &str,
         state: &[u8],
         producer: &str,
-    ) -> Result<runtara_core::CheckpointOutcome> {
-        let epoch = self.epoch()?;
-        self.inner
-            .backend
-            .save_step(
-                &self.inner.instance_id,
-                epoch,
-                checkpoint_id,
-                state,
-                producer,
-            )
-            .await
+    ) -> Result<CheckpointOutcome> {
+        let request = InstanceRequest::CheckpointStep {
+            epoch: self.epoch()?,
+            checkpoint_id: checkpoint_id.to_owned(),
+            state: ByteBuf::from(state.to_vec()),
+            producer: producer.to_owned(),
+        };
+        let response = match self.backend().send(request).await.0 {
+            Err(error) if is_older_server(&error) => {
+                // A server older than producers: record the state alone.
+                let result = self.checkpoint(checkpoint_id, state).await?;
+                return Ok(CheckpointOutcome {
+                    existing_state: result.existing_state,
+                    existing_producer: None,
+                    signal: result.signal.map(Signal::into_pending),
+                });
+            }
+            response => response?,
+        };
+        crate::calls::expect("checkpoint", response, |r| match r {
+            InstanceResponse::CheckpointedStep {
+                existing_state,
+                existing_producer,
+                signal,
+            } => Some(CheckpointOutcome {
+                existing_state: existing_state.map(ByteBuf::into_vec),
+                existing_producer,
+                signal: signal.map(PendingSignal::from),
+            }),
+            _ => None,
+        })
     }
 
     /// Read-only lookup of a checkpoint; `None` when nothing is recorded under the id.
     pub async fn get_checkpoint(&self, checkpoint_id: &str) -> Result<Option<Vec<u8>>> {
-        self.inner
-            .backend
-            .get_checkpoint(&self.inner.instance_id, checkpoint_id)
-            .await
+        let request = InstanceRequest::GetCheckpoint {
+            checkpoint_id: checkpoint_id.to_owned(),
+        };
+        ask(self.backend(), request, |r| match r {
+            InstanceResponse::Checkpoint { state } => Some(state.map(ByteBuf::into_vec)),
+            _ => None,
+        })
+        .await
     }
 
     /// Durable sleep: records a checkpoint with `state` and the wake time, then sleeps.
@@ -311,12 +345,24 @@ impl RuntaraSdk {
     /// resumed run finds the recorded wake time and sleeps only what is left of it.
     pub async fn sleep(&self, duration: Duration, checkpoint_id: &str, state: &[u8]) -> Result<()> {
         let epoch = self.epoch()?;
-        let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
-        let (remaining, signal) = self
-            .inner
-            .backend
-            .sleep(&self.inner.instance_id, epoch, checkpoint_id, state, millis)
-            .await?;
+        let request = InstanceRequest::Sleep {
+            epoch,
+            checkpoint_id: checkpoint_id.to_owned(),
+            state: ByteBuf::from(state.to_vec()),
+            duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        };
+        let (remaining, signal) = ask(self.backend(), request, |r| match r {
+            InstanceResponse::Slept {
+                remaining_ms,
+                signal,
+                ..
+            } => Some((
+                Duration::from_millis(remaining_ms),
+                signal.map(PendingSignal::from),
+            )),
+            _ => None,
+        })
+        .await?;
         // A cancel or pause queued before the sleep wins over it: the sleep is recorded
         // (a resumed run sleeps only what is left), and the run stops now.
         if let Some(signal) = signal {
@@ -334,10 +380,8 @@ impl RuntaraSdk {
         {
             // A long sleep: the server relaunches the instance at the wake time; this
             // process has nothing left to do until then.
-            self.inner
-                .backend
-                .sleeping(&self.inner.instance_id, epoch)
-                .await?;
+            let request = InstanceRequest::Sleeping { epoch };
+            settle(self.backend(), request, InstanceStatus::Sleeping).await?;
             self.stop_heartbeats();
             tracing::info!(
                 instance_id = %self.inner.instance_id,
@@ -355,30 +399,27 @@ impl RuntaraSdk {
     /// Sends a heartbeat ("I'm alive") without checkpointing.
     pub async fn heartbeat(&self) -> Result<()> {
         let epoch = self.epoch()?;
-        self.inner
-            .backend
-            .heartbeat(&self.inner.instance_id, epoch)
-            .await
+        call(self.backend(), InstanceRequest::Heartbeat { epoch }).await
     }
 
     /// Reports that the instance finished with `output`; acknowledged once stored.
     pub async fn completed(&self, output: &[u8]) -> Result<()> {
-        let epoch = self.epoch()?;
-        self.inner
-            .backend
-            .completed(&self.inner.instance_id, epoch, output)
-            .await?;
+        let request = InstanceRequest::Completed {
+            epoch: self.epoch()?,
+            output: ByteBuf::from(output.to_vec()),
+        };
+        settle(self.backend(), request, InstanceStatus::Completed).await?;
         self.stop_heartbeats();
         Ok(())
     }
 
     /// Reports that the instance failed with `error`; acknowledged once stored.
     pub async fn failed(&self, error: &str) -> Result<()> {
-        let epoch = self.epoch()?;
-        self.inner
-            .backend
-            .failed(&self.inner.instance_id, epoch, error)
-            .await?;
+        let request = InstanceRequest::Failed {
+            epoch: self.epoch()?,
+            error: error.to_owned(),
+        };
+        settle(self.backend(), request, InstanceStatus::Failed).await?;
         self.stop_heartbeats();
         Ok(())
     }
@@ -386,11 +427,10 @@ impl RuntaraSdk {
     /// Reports that the instance suspended itself (after a pause); it resumes from its
     /// last checkpoint when registered again.
     pub async fn suspended(&self) -> Result<()> {
-        let epoch = self.epoch()?;
-        self.inner
-            .backend
-            .suspended(&self.inner.instance_id, epoch)
-            .await?;
+        let request = InstanceRequest::Suspended {
+            epoch: self.epoch()?,
+        };
+        settle(self.backend(), request, InstanceStatus::Suspended).await?;
         self.stop_heartbeats();
         Ok(())
     }
@@ -402,10 +442,11 @@ impl RuntaraSdk {
     /// bound is refused with code `invalid_input` and nothing is stored.
     pub async fn custom_event(&self, subtype: &str, payload: Vec<u8>) -> Result<()> {
         self.epoch()?;
-        self.inner
-            .backend
-            .custom_event(&self.inner.instance_id, subtype, &payload)
-            .await
+        let request = InstanceRequest::CustomEvent {
+            subtype: subtype.to_owned(),
+            payload: ByteBuf::from(payload),
+        };
+        call(self.backend(), request).await
     }
 
     /// Polls for a pending signal, at most once per poll interval (1 s by default);
@@ -428,12 +469,13 @@ impl RuntaraSdk {
 
     /// Polls for a pending signal now, ignoring the rate limit.
     pub async fn poll_signal_now(&self) -> Result<Option<Signal>> {
-        Ok(self
-            .inner
-            .backend
-            .pending_signal(&self.inner.instance_id)
-            .await?
-            .map(Signal::from))
+        ask(self.backend(), InstanceRequest::PollSignal, |r| match r {
+            InstanceResponse::Signal(signal) => {
+                Some(signal.map(|s| Signal::from(PendingSignal::from(s))))
+            }
+            _ => None,
+        })
+        .await
     }
 
     /// Acknowledges a received signal. With `acknowledged`, the instance takes the
@@ -446,11 +488,20 @@ impl RuntaraSdk {
         signal_type: SignalType,
         acknowledged: bool,
     ) -> Result<()> {
-        let epoch = self.epoch()?;
-        self.inner
-            .backend
-            .acknowledge_signal(&self.inner.instance_id, epoch, signal_type, acknowledged)
-            .await?;
+        let request = InstanceRequest::AckSignal {
+            epoch: self.epoch()?,
+            signal_type: signal_type.into(),
+            acknowledged,
+        };
+        match (acknowledged, signal_type) {
+            (true, SignalType::Cancel) => {
+                settle(self.backend(), request, InstanceStatus::Cancelled).await?
+            }
+            (true, SignalType::Pause) => {
+                settle(self.backend(), request, InstanceStatus::Suspended).await?
+            }
+            _ => call(self.backend(), request).await?,
+        }
         if acknowledged && signal_type != SignalType::Resume {
             self.stop_heartbeats();
         }
@@ -496,11 +547,12 @@ impl RuntaraSdk {
 
     /// Records the final failure of durable call `checkpoint_id` with `error`.
     pub(crate) async fn record_step_failure(&self, checkpoint_id: &str, error: &str) -> Result<()> {
-        let epoch = self.epoch()?;
-        self.inner
-            .backend
-            .record_step_failure(&self.inner.instance_id, epoch, checkpoint_id, error)
-            .await?;
+        let request = InstanceRequest::StepFailed {
+            epoch: self.epoch()?,
+            checkpoint_id: checkpoint_id.to_owned(),
+            error: error.to_owned(),
+        };
+        call(self.backend(), request).await?;
         self.inner
             .replay
             .insert_failure(checkpoint_id, error.to_owned());
@@ -515,17 +567,13 @@ impl RuntaraSdk {
         attempt_number: u32,
         error_message: Option<&str>,
     ) -> Result<()> {
-        let epoch = self.epoch()?;
-        self.inner
-            .backend
-            .record_retry_attempt(
-                &self.inner.instance_id,
-                epoch,
-                checkpoint_id,
-                attempt_number,
-                error_message,
-            )
-            .await?;
+        let request = InstanceRequest::RetryAttempt {
+            epoch: self.epoch()?,
+            checkpoint_id: checkpoint_id.to_owned(),
+            attempt: attempt_number,
+            error: error_message.map(str::to_owned),
+        };
+        call(self.backend(), request).await?;
         self.inner
             .replay
             .set_attempts(checkpoint_id, attempt_number);
@@ -539,19 +587,15 @@ impl RuntaraSdk {
 
     /// The status of another instance of the same tenant.
     pub async fn get_instance_status(&self, instance_id: &str) -> Result<StatusResponse> {
-        let not_found = || runtara_core::Error::InstanceNotFound {
-            instance_id: instance_id.to_owned(),
+        let request = InstanceRequest::GetStatus {
+            instance_id: Some(instance_id.to_owned()),
         };
-        let record = self
-            .inner
-            .backend
-            .instance(instance_id)
-            .await?
-            .ok_or_else(not_found)?;
-        if record.tenant_id != self.inner.tenant_id {
-            return Err(not_found().into());
-        }
-        Ok(record.into())
+        let status = ask(self.backend(), request, |r| match r {
+            InstanceResponse::Status(status) => Some(status),
+            _ => None,
+        })
+        .await?;
+        StatusResponse::from_wire(status)
     }
 
     /// The instance id.
@@ -577,6 +621,10 @@ impl RuntaraSdk {
     /// The persistence this SDK writes to, in embedded mode (`None` over QUIC).
     pub fn persistence(&self) -> Option<&Arc<dyn Persistence>> {
         self.inner.backend.persistence()
+    }
+
+    fn backend(&self) -> &dyn Backend {
+        &*self.inner.backend
     }
 
     /// This run's epoch, or `NotRegistered`.
@@ -618,6 +666,6 @@ impl Inner {
     /// Sends one heartbeat for the automatic heartbeat task.
     pub(crate) async fn beat(&self) -> Result<()> {
         let epoch = self.epoch.load(Ordering::Acquire);
-        self.backend.heartbeat(&self.instance_id, epoch).await
+        call(&*self.backend, InstanceRequest::Heartbeat { epoch }).await
     }
 }
