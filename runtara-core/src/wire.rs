@@ -2,7 +2,7 @@
 
 use runtara_protocol::{ByteBuf, ErrorCode, WireError, WireSignal, WireSignalType, WireStatus};
 
-use crate::{Error, InstanceRecord, InstanceStatus, PendingSignal, SignalType};
+use crate::{Error, InstanceRecord, PendingSignal, SignalType};
 
 impl From<SignalType> for WireSignalType {
     fn from(signal: SignalType) -> Self {
@@ -48,7 +48,7 @@ impl From<InstanceRecord> for WireStatus {
     fn from(record: InstanceRecord) -> Self {
         WireStatus {
             instance_id: record.instance_id,
-            status: record.status.as_str().to_owned(),
+            status: record.status,
             checkpoint_id: record.checkpoint_id,
             checkpoint_count: record.checkpoint_count,
             output: record.output.map(ByteBuf::from),
@@ -92,7 +92,7 @@ pub fn to_wire(error: &Error) -> WireError {
     WireError {
         code,
         message,
-        status: status.map(|s| s.as_str().to_owned()),
+        status,
         epoch,
         current,
     }
@@ -102,12 +102,7 @@ pub fn to_wire(error: &Error) -> WireError {
 /// `Unauthorized` or `Internal` that have no engine counterpart).
 pub fn from_wire(instance_id: &str, error: &WireError) -> Option<Error> {
     let instance_id = instance_id.to_owned();
-    let status = || {
-        error
-            .status
-            .as_deref()
-            .and_then(|s| s.parse::<InstanceStatus>().ok())
-    };
+    let status = || error.status;
     Some(match error.code {
         ErrorCode::NotFound => Error::InstanceNotFound { instance_id },
         ErrorCode::Terminal => Error::Terminal {
@@ -134,6 +129,7 @@ pub fn from_wire(instance_id: &str, error: &WireError) -> Option<Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InstanceStatus;
 
     #[test]
     fn engine_errors_survive_the_wire() {

@@ -124,8 +124,11 @@ impl StartInstanceOptions {
 pub struct ListInstancesOptions {
     /// The tenant.
     pub tenant_id: String,
-    /// Only instances in this status (`pending`, `running`, `suspended`, `sleeping`,
-    /// `completed`, `failed`, `cancelled`).
+    /// Only instances in this status, by name (`pending`, `running`, `suspended`,
+    /// `sleeping`, `completed`, `failed`, `cancelled`; an [`InstanceStatus`] converts
+    /// into it). Another name is refused before anything is sent.
+    ///
+    /// [`InstanceStatus`]: crate::InstanceStatus
     pub status: Option<String>,
     /// At most this many (`None`: the server's most per page, 1000).
     pub limit: Option<u32>,
@@ -144,7 +147,8 @@ impl ListInstancesOptions {
         }
     }
 
-    /// Only instances in this status.
+    /// Only instances in this status: a name such as `"running"`, or an
+    /// [`InstanceStatus`](crate::InstanceStatus).
     pub fn with_status(mut self, status: impl Into<String>) -> Self {
         self.status = Some(status.into());
         self

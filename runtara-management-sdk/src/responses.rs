@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use runtara_protocol::{WireCheckpoint, WireEvent, WireImage, WireInstance};
+use runtara_protocol::{InstanceStatus, WireCheckpoint, WireEvent, WireImage, WireInstance};
 
 use crate::rfc3339_from_millis;
 
@@ -47,8 +47,10 @@ pub struct InstanceInfo {
     pub tenant_id: String,
     /// The image it runs (empty when the server does not know it).
     pub image_id: String,
-    /// `pending`, `running`, `suspended`, `sleeping`, `completed`, `failed` or `cancelled`.
-    pub status: String,
+    /// Its lifecycle status: prints as `pending`, `running`, `suspended`, `sleeping`,
+    /// `completed`, `failed` or `cancelled` ([`InstanceStatus::as_str`]), and compares
+    /// with those names.
+    pub status: InstanceStatus,
     /// When a process first registered it (RFC 3339 UTC); **empty** while it has not
     /// started.
     pub started_at: String,
@@ -78,7 +80,7 @@ pub struct InstanceInfo {
 impl InstanceInfo {
     /// True when the instance is `completed`, `failed` or `cancelled`: it never changes again.
     pub fn is_terminal(&self) -> bool {
-        TERMINAL_STATUSES.contains(&self.status.as_str())
+        self.status.is_terminal()
     }
 
     /// The output decoded as JSON; `None` without output or when it is not JSON.
@@ -124,7 +126,7 @@ pub struct InstanceSummary {
     /// The image it runs (empty when the server does not know it).
     pub image_id: String,
     /// Its status (see [`InstanceInfo::status`]).
-    pub status: String,
+    pub status: InstanceStatus,
     /// When it was created (RFC 3339 UTC).
     pub created_at: String,
     /// When it started (RFC 3339 UTC); empty while it has not started.
@@ -162,7 +164,7 @@ pub struct InstancePage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignalOutcome {
     /// The instance's status after the signal.
-    pub status: String,
+    pub status: InstanceStatus,
     /// True when the signal took effect at once (no process was running the instance, or
     /// a resume withdrew a pause that the running process had not taken yet); false when
     /// it is queued: for the running process, which acts on it at its next checkpoint, or,
@@ -307,7 +309,7 @@ mod tests {
             instance_id: "i-1".into(),
             tenant_id: "t".into(),
             image_id: Some("img".into()),
-            status: "completed".into(),
+            status: InstanceStatus::Completed,
             created_at_ms: 0,
             started_at_ms: Some(1_000),
             finished_at_ms: Some(2_000),
@@ -341,7 +343,7 @@ mod tests {
         let mut wire = wire_instance();
         wire.started_at_ms = None;
         wire.image_id = None;
-        wire.status = "pending".into();
+        wire.status = InstanceStatus::Pending;
         let summary = InstanceSummary::from(wire);
         assert_eq!(summary.started_at, "");
         assert_eq!(summary.image_id, "");

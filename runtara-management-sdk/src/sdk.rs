@@ -1,6 +1,8 @@
 //! [`ManagementSdk`]: one method per management request.
 
-use runtara_protocol::{ByteBuf, ManagementRequest, ManagementResponse, WireSignalType};
+use runtara_protocol::{
+    ByteBuf, InstanceStatus, ManagementRequest, ManagementResponse, WireSignalType,
+};
 
 use crate::connection::Connection;
 use crate::{
@@ -171,9 +173,16 @@ impl ManagementSdk {
     /// whole).
     pub async fn list_instances_page(&self, options: ListInstancesOptions) -> Result<InstancePage> {
         const OP: &str = "list_instances";
+        let status = match options.status.as_deref() {
+            None | Some("") => None,
+            Some(name) => Some(
+                name.parse::<InstanceStatus>()
+                    .map_err(|e| SdkError::InvalidInput(e.to_string()))?,
+            ),
+        };
         let request = ManagementRequest::ListInstances {
             tenant_id: options.tenant_id,
-            status: options.status,
+            status,
             limit: options.limit,
             offset: options.offset,
         };

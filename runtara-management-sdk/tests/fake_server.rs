@@ -127,7 +127,7 @@ async fn answer(request: ManagementRequest, recv: &mut quinn::RecvStream) -> Man
                 instance_id,
                 tenant_id: "t".into(),
                 image_id: Some("img".into()),
-                status: "running".into(),
+                status: runtara_protocol::InstanceStatus::Running,
                 created_at_ms: 1_000,
                 started_at_ms: None,
                 finished_at_ms: None,

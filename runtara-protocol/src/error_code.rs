@@ -115,7 +115,7 @@ pub struct WireError {
     pub message: String,
     /// The instance's status (`completed`, `suspended`, …), for `terminal`,
     /// `not_running` and `signal_rejected`.
-    pub status: Option<String>,
+    pub status: Option<crate::InstanceStatus>,
     /// The caller's epoch, for `fenced`.
     pub epoch: Option<i64>,
     /// The instance's current epoch, for `fenced`.

@@ -54,25 +54,13 @@ pub const MAX_STATE_LEN: usize = crate::DEFAULT_MAX_FRAME_LEN - 64 * 1024;
 /// its size. Small logs, the common case, come whole in the reply to `RegisterPaged`.
 pub const REPLAY_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Every value of [`WireStatus::status`], in lifecycle order.
-pub const INSTANCE_STATUSES: [&str; 7] = [
-    "pending",
-    "running",
-    "suspended",
-    "sleeping",
-    "completed",
-    "failed",
-    "cancelled",
-];
-
 /// An instance's status on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireStatus {
     /// The instance id.
     pub instance_id: String,
-    /// One of [`INSTANCE_STATUSES`]: `pending`, `running`, `suspended`, `sleeping`,
-    /// `completed`, `failed`, `cancelled`.
-    pub status: String,
+    /// Its lifecycle status.
+    pub status: crate::InstanceStatus,
     /// Last checkpoint id.
     pub checkpoint_id: Option<String>,
     /// Checkpoints recorded.

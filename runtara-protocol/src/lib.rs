@@ -51,6 +51,7 @@ pub mod frame;
 pub mod handshake;
 pub mod instance;
 pub mod management;
+pub mod status;
 pub mod tls;
 
 pub use codec::{decode_payload, encode_payload};
@@ -68,13 +69,14 @@ pub use frame::{
 pub use handshake::{answer_hello, check_hello, wrong_endpoint, Hello, HelloReply, Role};
 pub use instance::{
     InstanceRequest, InstanceResponse, RecordedStep, WireSignal, WireSignalType, WireStatus,
-    INSTANCE_STATUSES, MAX_STATE_LEN, REPLAY_PAGE_BYTES,
+    MAX_STATE_LEN, REPLAY_PAGE_BYTES,
 };
 pub use management::{
     ManagementRequest, ManagementResponse, WireCheckpoint, WireEvent, WireImage, WireInstance,
     MAX_EVENTS_PER_PAGE, MAX_INSTANCES_PER_PAGE,
 };
 pub use serde_bytes::ByteBuf;
+pub use status::{InstanceStatus, ParseStatusError};
 
 /// Version of the wire protocol spoken by this crate.
 pub const PROTOCOL_VERSION: u32 = 1;

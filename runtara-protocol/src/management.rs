@@ -81,8 +81,8 @@ pub enum ManagementRequest {
     ListInstances {
         /// The tenant.
         tenant_id: String,
-        /// Only this status (`running`, `completed`, …).
-        status: Option<String>,
+        /// Only this status.
+        status: Option<crate::InstanceStatus>,
         /// At most this many (`None`, or more than [`MAX_INSTANCES_PER_PAGE`]:
         /// [`MAX_INSTANCES_PER_PAGE`]).
         limit: Option<u32>,
@@ -162,8 +162,8 @@ pub struct WireInstance {
     pub tenant_id: String,
     /// The image it runs.
     pub image_id: Option<String>,
-    /// `pending`, `running`, `suspended`, `sleeping`, `completed`, `failed` or `cancelled`.
-    pub status: String,
+    /// Its lifecycle status.
+    pub status: crate::InstanceStatus,
     /// When it was created.
     pub created_at_ms: i64,
     /// When a process first registered it.
@@ -275,7 +275,7 @@ pub enum ManagementResponse {
     /// Reply to `SendSignal`.
     Signalled {
         /// The instance's status after the signal.
-        status: String,
+        status: crate::InstanceStatus,
         /// True when the signal took effect at once (no process was running it); false
         /// when it is queued for the running process.
         applied: bool,

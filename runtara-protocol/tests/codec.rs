@@ -24,7 +24,7 @@ fn signal() -> WireSignal {
 fn status() -> WireStatus {
     WireStatus {
         instance_id: "i".into(),
-        status: "running".into(),
+        status: InstanceStatus::Running,
         checkpoint_id: Some("a".into()),
         checkpoint_count: 1,
         output: Some(bytes(b"{}")),
@@ -170,7 +170,7 @@ fn responses() -> Vec<InstanceResponse> {
         Status(status()),
         Status(WireStatus {
             instance_id: "i".into(),
-            status: "running".into(),
+            status: InstanceStatus::Running,
             checkpoint_id: Some("a".into()),
             checkpoint_count: 1,
             output: None,
@@ -256,7 +256,7 @@ fn management_requests() -> Vec<ManagementRequest> {
         },
         ManagementRequest::ListInstances {
             tenant_id: "t".into(),
-            status: Some("running".into()),
+            status: Some(InstanceStatus::Running),
             limit: Some(50),
             offset: 7,
         },
@@ -297,7 +297,7 @@ fn wire_instance() -> WireInstance {
         instance_id: "i".into(),
         tenant_id: "t".into(),
         image_id: Some("img-1".into()),
-        status: "completed".into(),
+        status: InstanceStatus::Completed,
         created_at_ms: 1,
         started_at_ms: Some(2),
         finished_at_ms: Some(3),
@@ -345,7 +345,7 @@ fn management_responses() -> Vec<ManagementResponse> {
             total: 12,
         },
         ManagementResponse::Signalled {
-            status: "suspended".into(),
+            status: InstanceStatus::Suspended,
             applied: true,
         },
         ManagementResponse::Events(vec![WireEvent {
@@ -399,7 +399,7 @@ fn wire_errors() -> Vec<WireError> {
         .map(|&code| WireError {
             code,
             message: code.to_string(),
-            status: Some("completed".into()),
+            status: Some(InstanceStatus::Completed),
             epoch: Some(-1),
             current: Some(i64::MAX),
         })

@@ -3,8 +3,6 @@
 use runtara_core::{InstanceRecord, InstanceStatus, PendingSignal, SignalType};
 use runtara_protocol::{ByteBuf, WireStatus};
 
-use crate::{Result, SdkError};
-
 /// A control signal delivered to this instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signal {
@@ -126,16 +124,11 @@ impl From<InstanceRecord> for StatusResponse {
 }
 
 impl StatusResponse {
-    /// Reads a status reply; an unknown status is the server's error.
-    pub(crate) fn from_wire(status: WireStatus) -> Result<StatusResponse> {
-        let parsed: InstanceStatus = status.status.parse().map_err(|_| SdkError::Server {
-            operation: "get_status",
-            code: "malformed".into(),
-            message: format!("unknown status `{}`", status.status),
-        })?;
-        Ok(StatusResponse {
+    /// Reads a status reply.
+    pub(crate) fn from_wire(status: WireStatus) -> StatusResponse {
+        StatusResponse {
             instance_id: status.instance_id,
-            status: parsed,
+            status: status.status,
             checkpoint_id: status.checkpoint_id,
             checkpoint_count: status.checkpoint_count,
             output: status.output.map(ByteBuf::into_vec),
@@ -144,6 +137,6 @@ impl StatusResponse {
             finished_at_ms: status.finished_at_ms,
             heartbeat_at_ms: status.heartbeat_at_ms,
             wake_at_ms: status.wake_at_ms,
-        })
+        }
     }
 }

@@ -590,12 +590,11 @@ impl RuntaraSdk {
         let request = InstanceRequest::GetStatus {
             instance_id: Some(instance_id.to_owned()),
         };
-        let status = ask(self.backend(), request, |r| match r {
-            InstanceResponse::Status(status) => Some(status),
+        ask(self.backend(), request, |r| match r {
+            InstanceResponse::Status(status) => Some(StatusResponse::from_wire(status)),
             _ => None,
         })
-        .await?;
-        StatusResponse::from_wire(status)
+        .await
     }
 
     /// The instance id.

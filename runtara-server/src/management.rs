@@ -115,7 +115,7 @@ fn wire_summary(record: InstanceRecord) -> WireInstance {
         instance_id: record.instance_id,
         tenant_id: record.tenant_id,
         image_id: record.image_id,
-        status: record.status.as_str().to_owned(),
+        status: record.status,
         created_at_ms: record.created_at_ms,
         started_at_ms: record.started_at_ms,
         finished_at_ms: record.finished_at_ms,
@@ -324,13 +324,6 @@ impl Management {
                 offset,
             } => {
                 Self::check_tenant(caller, &tenant_id)?;
-                let status = match status.as_deref() {
-                    None | Some("") => None,
-                    Some(s) => Some(
-                        s.parse::<InstanceStatus>()
-                            .map_err(|e| error(ErrorCode::InvalidInput, e.to_string()))?,
-                    ),
-                };
                 // A listing reads no history, log or output: O(page) (the management
                 // SDK's `InstanceSummary` shows none of them; read one instance for them),
                 // and a page is bounded however many instances the tenant has.
@@ -570,10 +563,7 @@ impl Management {
             SignalType::Pause => {}
         }
         tracing::info!(%instance_id, %signal, %status, applied, "signal sent");
-        Ok(ManagementResponse::Signalled {
-            status: status.as_str().to_owned(),
-            applied,
-        })
+        Ok(ManagementResponse::Signalled { status, applied })
     }
 
     /// Receives an image upload (the bytes follow the request on `stream`).

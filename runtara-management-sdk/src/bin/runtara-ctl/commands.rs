@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use runtara_management_sdk::{
-    ListInstancesOptions, ManagementSdk, RegisterImageOptions, SdkConfig, SdkError,
+    InstanceStatus, ListInstancesOptions, ManagementSdk, RegisterImageOptions, SdkConfig, SdkError,
     StartInstanceOptions,
 };
 use serde_json::Value;
@@ -34,19 +34,19 @@ pub enum CtlError {
         /// The instance.
         instance_id: String,
         /// `failed` or `cancelled`.
-        status: String,
+        status: InstanceStatus,
         /// Its error.
         error: Option<String>,
     },
     /// `wait` gave up (4).
-    #[error("gave up waiting for instance {instance_id} after {after:?} (status: {status})")]
+    #[error("gave up waiting for instance {instance_id} after {after:?} (status: {})", status.map_or("unknown", InstanceStatus::as_str))]
     WaitTimedOut {
         /// The instance.
         instance_id: String,
         /// How long it waited.
         after: Duration,
-        /// The last status seen.
-        status: String,
+        /// The last status seen, if any.
+        status: Option<InstanceStatus>,
     },
 }
 
@@ -395,8 +395,8 @@ async fn wait(
 ) -> Result<(), CtlError> {
     let deadline = timeout.map(|timeout| Instant::now() + timeout);
     let interval = interval.max(Duration::from_millis(10));
-    let mut last_status = "unknown".to_owned();
-    let timed_out = |status: String| CtlError::WaitTimedOut {
+    let mut last_status = None;
+    let timed_out = |status: Option<InstanceStatus>| CtlError::WaitTimedOut {
         instance_id: instance_id.to_owned(),
         after: timeout.unwrap_or_default(),
         status,
@@ -410,21 +410,23 @@ async fn wait(
             },
             None => poll.await?,
         };
-        if info.is_terminal() || info.status == "suspended" {
+        if info.is_terminal() || info.status == InstanceStatus::Suspended {
             emit(json, output::instance(&info))?;
-            return match info.status.as_str() {
-                "failed" | "cancelled" => Err(CtlError::InstanceEnded {
-                    instance_id: info.instance_id,
-                    status: info.status,
-                    error: info.error,
-                }),
+            return match info.status {
+                InstanceStatus::Failed | InstanceStatus::Cancelled => {
+                    Err(CtlError::InstanceEnded {
+                        instance_id: info.instance_id,
+                        status: info.status,
+                        error: info.error,
+                    })
+                }
                 _ => Ok(()),
             };
         }
-        if last_status != info.status {
+        if last_status != Some(info.status) {
             tracing::info!(instance_id, status = %info.status, "waiting");
         }
-        last_status = info.status;
+        last_status = Some(info.status);
         let wake = Instant::now() + interval;
         match deadline {
             Some(deadline) if deadline <= wake => {
@@ -432,8 +434,8 @@ async fn wait(
                 if Instant::now() >= deadline {
                     // One last look before giving up.
                     let info = sdk.get_instance_status(instance_id).await?;
-                    if !(info.is_terminal() || info.status == "suspended") {
-                        return Err(timed_out(info.status));
+                    if !(info.is_terminal() || info.status == InstanceStatus::Suspended) {
+                        return Err(timed_out(Some(info.status)));
                     }
                 }
             }
@@ -510,7 +512,7 @@ mod tests {
         assert_eq!(timeout.exit_code(), 3);
         let ended = CtlError::InstanceEnded {
             instance_id: "i".into(),
-            status: "failed".into(),
+            status: InstanceStatus::Failed,
             error: Some("boom".into()),
         };
         assert_eq!(ended.exit_code(), 1);
@@ -518,9 +520,13 @@ mod tests {
         let waited = CtlError::WaitTimedOut {
             instance_id: "i".into(),
             after: Duration::from_secs(5),
-            status: "running".into(),
+            status: Some(InstanceStatus::Running),
         };
         assert_eq!(waited.exit_code(), 4);
+        assert!(
+            waited.to_string().ends_with("(status: running)"),
+            "{waited}"
+        );
     }
 
     #[test]

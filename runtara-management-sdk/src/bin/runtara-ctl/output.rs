@@ -50,7 +50,7 @@ pub fn instance(info: &InstanceInfo) -> (String, Value) {
     table.row(["instance".into(), info.instance_id.clone()]);
     table.row(["tenant".into(), info.tenant_id.clone()]);
     table.row(["image".into(), or_dash(&info.image_id)]);
-    table.row(["status".into(), info.status.clone()]);
+    table.row(["status".into(), info.status.to_string()]);
     table.row(["created".into(), info.created_at.clone()]);
     table.row(["started".into(), or_dash(&info.started_at)]);
     table.row(["finished".into(), opt(info.finished_at.as_deref())]);
@@ -104,7 +104,7 @@ pub fn instances(page: &InstancePage, offset: u32) -> (String, Value) {
         table.row([
             i.instance_id.clone(),
             or_dash(&i.image_id),
-            i.status.clone(),
+            i.status.to_string(),
             i.created_at.clone(),
             or_dash(&i.started_at),
             opt(i.finished_at.as_deref()),
@@ -352,6 +352,7 @@ pub fn health(health: &Health, addr: &str) -> (String, Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use runtara_management_sdk::InstanceStatus;
 
     #[test]
     fn events_written_one_by_one_are_the_pretty_array() {
@@ -382,7 +383,7 @@ mod tests {
             instance_id: "i-1".into(),
             tenant_id: "t".into(),
             image_id: "img".into(),
-            status: "completed".into(),
+            status: InstanceStatus::Completed,
             started_at: String::new(),
             finished_at: None,
             created_at: "2024-01-01T00:00:00.000Z".into(),
@@ -399,15 +400,15 @@ mod tests {
 
     #[test]
     fn a_queued_resume_says_the_server_relaunches_the_instance() {
-        let queued = |status: &str| SignalOutcome {
-            status: status.into(),
+        let queued = |status: InstanceStatus| SignalOutcome {
+            status,
             applied: false,
         };
-        let (resume, _) = signalled("i-1", "resume", &queued("suspended"));
+        let (resume, _) = signalled("i-1", "resume", &queued(InstanceStatus::Suspended));
         assert!(resume.contains("relaunches it"), "{resume}");
-        let (pause, _) = signalled("i-1", "pause", &queued("running"));
+        let (pause, _) = signalled("i-1", "pause", &queued(InstanceStatus::Running));
         assert!(pause.contains("at its next checkpoint"), "{pause}");
-        let (cancel, _) = signalled("i-1", "cancel", &queued("running"));
+        let (cancel, _) = signalled("i-1", "cancel", &queued(InstanceStatus::Running));
         assert!(
             cancel.contains("at its next checkpoint") && cancel.contains("can still end completed"),
             "a queued cancel says it may come too late: {cancel}"
@@ -431,7 +432,7 @@ mod tests {
             instance_id: "i-1".into(),
             tenant_id: "t".into(),
             image_id: "img".into(),
-            status: "running".into(),
+            status: InstanceStatus::Running,
             created_at: "c".into(),
             started_at: "s".into(),
             finished_at: None,
