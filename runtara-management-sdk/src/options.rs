@@ -125,8 +125,7 @@ pub struct ListInstancesOptions {
     /// The tenant.
     pub tenant_id: String,
     /// Only instances in this status, by name (`pending`, `running`, `suspended`,
-    /// `sleeping`, `completed`, `failed`, `cancelled`; an [`InstanceStatus`] converts
-    /// into it). Another name is refused before anything is sent.
+    /// `sleeping`, `completed`, `failed`, `cancelled`; see [`with_status`](Self::with_status)). Another name is refused before anything is sent.
     ///
     /// [`InstanceStatus`]: crate::InstanceStatus
     pub status: Option<String>,
@@ -149,8 +148,8 @@ impl ListInstancesOptions {
 
     /// Only instances in this status: a name such as `"running"`, or an
     /// [`InstanceStatus`](crate::InstanceStatus).
-    pub fn with_status(mut self, status: impl Into<String>) -> Self {
-        self.status = Some(status.into());
+    pub fn with_status(mut self, status: impl AsRef<str>) -> Self {
+        self.status = Some(status.as_ref().to_owned());
         self
     }
 

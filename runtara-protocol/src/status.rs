@@ -108,12 +108,6 @@ impl AsRef<str> for InstanceStatus {
     }
 }
 
-impl From<InstanceStatus> for String {
-    fn from(status: InstanceStatus) -> String {
-        status.as_str().to_owned()
-    }
-}
-
 impl PartialEq<str> for InstanceStatus {
     fn eq(&self, other: &str) -> bool {
         self.as_str() == other
@@ -160,6 +154,6 @@ mod tests {
         assert!(InstanceStatus::Completed == "completed");
         assert!("failed" == InstanceStatus::Failed);
         assert_eq!(InstanceStatus::Running.to_string(), "running");
-        assert_eq!(String::from(InstanceStatus::Sleeping), "sleeping");
+        assert_eq!(InstanceStatus::Sleeping.as_ref(), "sleeping");
     }
 }
