@@ -42,7 +42,8 @@ async fn charge(
     if declined.load(Ordering::SeqCst) {
         return Err(SdkError::Input {
             path: "card".into(),
-            reason: "card declined".into(),
+            what: "card declined".into(),
+            source: "the bank said no".into(),
         });
     }
     Ok(format!("receipt-{order}"))

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use runtara_protocol::{InstanceStatus, ParseStatusError};
+pub use runtara_protocol::{EventKind, InstanceStatus, ParseStatusError};
 
 /// A control signal for an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -300,7 +300,7 @@ pub struct EventPage {
 /// [`EVENT_OVERHEAD`] for the rest (both backends count the same way).
 pub fn event_page_bytes(event: &EventRecord) -> usize {
     event.payload.as_ref().map_or(0, Vec::len)
-        + event.kind.len()
+        + event.kind.as_str().len()
         + event.subtype.as_ref().map_or(0, String::len)
         + EVENT_OVERHEAD
 }
@@ -359,8 +359,8 @@ pub const MAX_EVENT_SUBTYPE_LEN: usize = 256;
 pub struct EventRecord {
     /// Database id (increasing).
     pub event_id: i64,
-    /// Kind: `registered`, `completed`, `failed`, `suspended`, `sleeping`, `signal`, `custom`, ….
-    pub kind: String,
+    /// What it records.
+    pub kind: EventKind,
     /// Subtype (the custom event's subtype, the signal's type, …).
     pub subtype: Option<String>,
     /// Payload bytes.

@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 
 use crate::model::{
-    CheckpointOutcome, CheckpointPage, CheckpointRecord, DeletedImage, EventPage, EventQuota,
-    EventRecord, ImageRecord, InstanceFilter, InstancePage, InstanceRecord, InstanceStatus,
-    Liveness, NewImage, NewInstance, PendingSignal, Registration, ReplayLog, RetryAttemptRecord,
-    SignalOutcome, SignalType, SleepOutcome,
+    CheckpointOutcome, CheckpointPage, CheckpointRecord, DeletedImage, EventKind, EventPage,
+    EventQuota, EventRecord, ImageRecord, InstanceFilter, InstancePage, InstanceRecord,
+    InstanceStatus, Liveness, NewImage, NewInstance, PendingSignal, Registration, ReplayLog,
+    RetryAttemptRecord, SignalOutcome, SignalType, SleepOutcome,
 };
 use crate::run_lease::RunLease;
 use crate::Result;
@@ -162,7 +162,7 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     async fn record_event(
         &self,
         instance_id: &str,
-        kind: &str,
+        kind: &EventKind,
         subtype: Option<&str>,
         payload: Option<&[u8]>,
     ) -> Result<()>;
@@ -299,7 +299,7 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<EventPage>;
 
     /// How many events of `kind` an instance has (reading none of their payloads).
-    async fn count_events(&self, instance_id: &str, kind: &str) -> Result<u64>;
+    async fn count_events(&self, instance_id: &str, kind: &EventKind) -> Result<u64>;
 
     /// All retry attempts of an instance, in the order they were recorded.
     async fn list_retry_attempts(&self, instance_id: &str) -> Result<Vec<RetryAttemptRecord>>;

@@ -616,11 +616,12 @@ impl Persistence for PostgresPersistence {
     async fn record_event(
         &self,
         instance_id: &str,
-        kind: &str,
+        kind: &EventKind,
         subtype: Option<&str>,
         payload: Option<&[u8]>,
     ) -> Result<()> {
         validate_id("instance id", instance_id)?;
+        let kind = kind.as_str();
         validate_id("event kind", kind)?;
         let client = self.client().await?;
         let stored = execute(
@@ -1010,7 +1011,7 @@ impl Persistence for PostgresPersistence {
             .map(|row| {
                 Ok(EventRecord {
                     event_id: col(row, 0)?,
-                    kind: col(row, 1)?,
+                    kind: EventKind::from_name(&col::<String>(row, 1)?),
                     subtype: col(row, 2)?,
                     payload: col(row, 3)?,
                     created_at_ms: col(row, 4)?,
@@ -1046,7 +1047,7 @@ impl Persistence for PostgresPersistence {
             total = col(row, 5)?;
             page.events.push(EventRecord {
                 event_id: col(row, 0)?,
-                kind: col(row, 1)?,
+                kind: EventKind::from_name(&col::<String>(row, 1)?),
                 subtype: col(row, 2)?,
                 payload: col(row, 3)?,
                 created_at_ms: col(row, 4)?,
@@ -1058,8 +1059,9 @@ impl Persistence for PostgresPersistence {
         Ok(page)
     }
 
-    async fn count_events(&self, instance_id: &str, kind: &str) -> Result<u64> {
+    async fn count_events(&self, instance_id: &str, kind: &EventKind) -> Result<u64> {
         validate_id("instance id", instance_id)?;
+        let kind = kind.as_str();
         validate_id("event kind", kind)?;
         let client = self.client().await?;
         let row = query_one(

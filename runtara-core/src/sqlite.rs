@@ -496,11 +496,12 @@ impl Persistence for SqlitePersistence {
     async fn record_event(
         &self,
         instance_id: &str,
-        kind: &str,
+        kind: &EventKind,
         subtype: Option<&str>,
         payload: Option<&[u8]>,
     ) -> Result<()> {
         validate_id("instance id", instance_id)?;
+        let kind = kind.as_str();
         validate_id("event kind", kind)?;
         let (instance_id, kind) = (instance_id.to_owned(), kind.to_owned());
         let subtype = subtype.map(str::to_owned);
@@ -834,8 +835,9 @@ impl Persistence for SqlitePersistence {
             .await
     }
 
-    async fn count_events(&self, instance_id: &str, kind: &str) -> Result<u64> {
+    async fn count_events(&self, instance_id: &str, kind: &EventKind) -> Result<u64> {
         validate_id("instance id", instance_id)?;
+        let kind = kind.as_str();
         validate_id("event kind", kind)?;
         let (instance_id, kind) = (instance_id.to_owned(), kind.to_owned());
         self.writer

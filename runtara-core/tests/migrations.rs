@@ -81,12 +81,12 @@ async fn events_of_an_older_schema(store: &dyn runtara_core::Persistence, id: &s
     store.register_instance(id, "t", None).await.unwrap();
     for _ in 0..2 {
         store
-            .record_event(id, "custom", Some("old"), Some(b"12345"))
+            .record_event(id, &"custom".into(), Some("old"), Some(b"12345"))
             .await
             .unwrap();
     }
     store
-        .record_event(id, "launched", None, Some(&[0; 100]))
+        .record_event(id, &"launched".into(), None, Some(&[0; 100]))
         .await
         .unwrap();
 }

@@ -613,7 +613,7 @@ async fn events_are_recorded_in_order(store: Arc<dyn Persistence>) {
     let id = unique("events");
     let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
     store
-        .record_event(&id, "custom", Some("progress"), Some(b"50"))
+        .record_event(&id, &"custom".into(), Some("progress"), Some(b"50"))
         .await
         .unwrap();
     store.complete_instance(&id, epoch, b"done").await.unwrap();
@@ -626,7 +626,7 @@ async fn events_are_recorded_in_order(store: Arc<dyn Persistence>) {
         .collect();
     assert_eq!(kinds, ["registered", "custom", "completed"]);
     let error = store
-        .record_event("no-such-instance", "custom", None, None)
+        .record_event("no-such-instance", &"custom".into(), None, None)
         .await
         .unwrap_err();
     assert!(matches!(error, Error::InstanceNotFound { .. }));
@@ -1124,7 +1124,7 @@ async fn signals_and_transitions_are_recorded_as_events(store: Arc<dyn Persisten
         .await
         .unwrap()
         .into_iter()
-        .map(|e| (e.kind, e.subtype, e.payload))
+        .map(|e| (e.kind.to_string(), e.subtype, e.payload))
         .collect();
     let expected: Vec<(String, Option<String>, Option<Vec<u8>>)> = vec![
         ("registered".into(), None, None),
@@ -1272,8 +1272,8 @@ async fn empty_ids_are_refused_everywhere(store: Arc<dyn Persistence>) {
         store
             .set_status("", &[InstanceStatus::Running], InstanceStatus::Failed, None)
             .await,
-        store.record_event("", "custom", None, None).await,
-        store.record_event(&id, "", None, None).await,
+        store.record_event("", &"custom".into(), None, None).await,
+        store.record_event(&id, &"".into(), None, None).await,
         store.record_retry_attempt("", epoch, "a", 1, None).await,
         store.record_retry_attempt(&id, epoch, "", 1, None).await,
         store.send_signal("", SignalType::Cancel).await,
@@ -2009,7 +2009,7 @@ async fn custom_events_are_bounded_and_end_with_the_instance(store: Arc<dyn Pers
     );
     // The system's own events are not counted.
     store
-        .record_event(&id, "launched", None, None)
+        .record_event(&id, &"launched".into(), None, None)
         .await
         .unwrap();
     event("a", 100).await.unwrap();
@@ -2085,7 +2085,7 @@ async fn custom_events_are_bounded_and_end_with_the_instance(store: Arc<dyn Pers
         }
     );
     store
-        .record_event(&done, "exited", Some("0"), None)
+        .record_event(&done, &"exited".into(), Some("0"), None)
         .await
         .unwrap();
     assert_eq!(custom_events(&store, &done).await, []);
@@ -2187,7 +2187,7 @@ async fn pages_of_events_are_bounded_ordered_and_whole(store: Arc<dyn Persistenc
             .unwrap();
     }
     store
-        .record_event(&id, "launched", None, None)
+        .record_event(&id, &"launched".into(), None, None)
         .await
         .unwrap();
     store.complete_instance(&id, epoch, b"done").await.unwrap();
@@ -2244,7 +2244,7 @@ async fn events_are_counted_by_kind(store: Arc<dyn Persistence>) {
     let (id, _) = running(&store, "count-events").await;
     for _ in 0..3 {
         store
-            .record_event(&id, "launched", None, Some(&[1; 64]))
+            .record_event(&id, &"launched".into(), None, Some(&[1; 64]))
             .await
             .unwrap();
     }
@@ -2252,12 +2252,15 @@ async fn events_are_counted_by_kind(store: Arc<dyn Persistence>) {
         .record_custom_event(&id, "launched", b"not a launch", &EventQuota::default())
         .await
         .unwrap();
-    assert_eq!(store.count_events(&id, "launched").await.unwrap(), 3);
-    assert_eq!(store.count_events(&id, "custom").await.unwrap(), 1);
-    assert_eq!(store.count_events(&id, "exited").await.unwrap(), 0);
+    assert_eq!(
+        store.count_events(&id, &"launched".into()).await.unwrap(),
+        3
+    );
+    assert_eq!(store.count_events(&id, &"custom".into()).await.unwrap(), 1);
+    assert_eq!(store.count_events(&id, &"exited".into()).await.unwrap(), 0);
     assert_eq!(
         store
-            .count_events("no-such-instance", "launched")
+            .count_events("no-such-instance", &"launched".into())
             .await
             .unwrap(),
         0

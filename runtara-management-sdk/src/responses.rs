@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use runtara_protocol::{InstanceStatus, WireCheckpoint, WireEvent, WireImage, WireInstance};
+use runtara_protocol::{
+    EventKind, InstanceStatus, WireCheckpoint, WireEvent, WireImage, WireInstance,
+};
 
 use crate::rfc3339_from_millis;
 
@@ -229,8 +231,10 @@ impl From<Image> for RegisterImageResult {
 pub struct Event {
     /// Increasing id.
     pub event_id: i64,
-    /// `created`, `registered`, `completed`, `signal`, `custom`, `launched`, `exited`, ….
-    pub kind: String,
+    /// What it records: prints as `created`, `registered`, a status the instance took
+    /// (`completed`, `suspended`, …), `signal`, `custom`, `launched` or `exited`
+    /// ([`EventKind::as_str`]), and compares with those names.
+    pub kind: EventKind,
     /// Subtype.
     pub subtype: Option<String>,
     /// Payload bytes.

@@ -46,6 +46,7 @@ pub mod endpoint;
 pub mod envelope;
 pub mod error;
 pub mod error_code;
+pub mod event_kind;
 pub mod exchange;
 pub mod frame;
 pub mod handshake;
@@ -61,6 +62,7 @@ pub use envelope::{
 };
 pub use error::{ProtocolError, Result};
 pub use error_code::{ErrorCode, WireError};
+pub use event_kind::EventKind;
 pub use exchange::{exchange, ExchangeError};
 pub use frame::{
     decode_frame, encode_frame, read_frame, read_frame_len, read_frame_payload, write_frame,

@@ -215,8 +215,8 @@ pub struct WireImage {
 pub struct WireEvent {
     /// Increasing id.
     pub event_id: i64,
-    /// `created`, `registered`, `completed`, `signal`, `custom`, `launched`, `exited`, ….
-    pub kind: String,
+    /// What it records.
+    pub kind: crate::EventKind,
     /// Subtype.
     pub subtype: Option<String>,
     /// Payload bytes.

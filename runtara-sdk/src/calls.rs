@@ -2,7 +2,7 @@
 //! every public operation of [`RuntaraSdk`](crate::RuntaraSdk) shares.
 
 use runtara_core::{InstanceStatus, Producers, ReplayLog};
-use runtara_protocol::{InstanceRequest, InstanceResponse, RecordedStep};
+use runtara_protocol::{ErrorCode, InstanceRequest, InstanceResponse, RecordedStep};
 
 use crate::backend::Backend;
 use crate::{Result, SdkError};
@@ -50,17 +50,22 @@ pub(crate) fn expect<T>(
     response: InstanceResponse,
     pick: impl FnOnce(InstanceResponse) -> Option<T>,
 ) -> Result<T> {
-    pick(response).ok_or_else(|| SdkError::Server {
+    pick(response).ok_or_else(|| SdkError::UnexpectedResponse {
         operation,
-        code: "unexpected_response".into(),
-        message: "the server answered with a response of another kind".into(),
+        detail: "a response of another kind".into(),
     })
 }
 
 /// Whether `error` is a server refusing a request it cannot decode: a server older than
 /// the request's kind.
 pub(crate) fn is_older_server(error: &SdkError) -> bool {
-    matches!(error, SdkError::Server { code, .. } if code == "malformed")
+    matches!(
+        error,
+        SdkError::Server {
+            code: ErrorCode::Malformed,
+            ..
+        }
+    )
 }
 
 /// Registers a run: its epoch and the whole replay log, read page by page.
@@ -124,10 +129,9 @@ pub(crate) async fn register(
         })
         .await?;
         if checkpoints.is_empty() && more_after.is_some() {
-            return Err(SdkError::Server {
+            return Err(SdkError::UnexpectedResponse {
                 operation: "replay_page",
-                code: "unexpected_response".into(),
-                message: format!(
+                detail: format!(
                     "an empty page of the replay log after {after_seq} that says more follow"
                 ),
             });

@@ -127,10 +127,19 @@ pub enum SdkError {
     Server {
         /// The request.
         operation: &'static str,
-        /// The protocol error code.
-        code: String,
+        /// The protocol's error code (compares with its name: `code == "not_found"`).
+        code: runtara_protocol::ErrorCode,
         /// The server's message.
         message: String,
+    },
+    /// The server answered a request with something this SDK does not expect (a reply of
+    /// another kind, a page that contradicts itself).
+    #[error("the server answered `{operation}` unexpectedly: {detail}")]
+    UnexpectedResponse {
+        /// The request.
+        operation: &'static str,
+        /// What was wrong with the answer.
+        detail: String,
     },
     /// A TLS problem: a certificate that cannot be read, or a server certificate that is
     /// not trusted.
@@ -139,13 +148,17 @@ pub enum SdkError {
     /// The server sent something this SDK cannot understand.
     #[error("protocol error: {0}")]
     Protocol(#[from] runtara_protocol::ProtocolError),
-    /// The start input file (`RUNTARA_INPUT_FILE`) cannot be read or decoded.
-    #[error("cannot read the start input {path}: {reason}")]
+    /// The start input file (`RUNTARA_INPUT_FILE`) cannot be read or decoded; the
+    /// cause is the error's [`source`](std::error::Error::source).
+    #[error("cannot read the start input {}: {what}", path.display())]
     Input {
         /// The file.
         path: std::path::PathBuf,
-        /// Why.
-        reason: String,
+        /// What is wrong with it (`the file cannot be read`, `not valid JSON`, …).
+        what: String,
+        /// The I/O or JSON error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The operation is not available with this backend.
     #[error("`{operation}` is not supported by the {backend} backend")]

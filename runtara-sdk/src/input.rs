@@ -28,11 +28,13 @@ pub fn input<T: DeserializeOwned>() -> Result<Option<T>> {
     let path = std::path::PathBuf::from(path);
     let bytes = std::fs::read(&path).map_err(|e| SdkError::Input {
         path: path.clone(),
-        reason: e.to_string(),
+        what: "the file cannot be read".into(),
+        source: e.into(),
     })?;
     let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| SdkError::Input {
         path: path.clone(),
-        reason: format!("not valid JSON: {e}"),
+        what: "not valid JSON".into(),
+        source: e.into(),
     })?;
     if value.is_null() {
         return Ok(None);
@@ -41,6 +43,7 @@ pub fn input<T: DeserializeOwned>() -> Result<Option<T>> {
         .map(Some)
         .map_err(|e| SdkError::Input {
             path,
-            reason: format!("does not match `{}`: {e}", std::any::type_name::<T>()),
+            what: format!("does not match `{}`", std::any::type_name::<T>()),
+            source: e.into(),
         })
 }

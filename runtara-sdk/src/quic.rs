@@ -245,7 +245,7 @@ fn check_state_len(checkpoint_id: &str, state: &[u8]) -> Result<()> {
 fn refused(operation: &'static str, error: WireError) -> SdkError {
     SdkError::Server {
         operation,
-        code: error.code.as_str().to_owned(),
+        code: error.code,
         message: error.message,
     }
 }

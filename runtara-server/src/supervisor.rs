@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use runtara_core::storage_health::STORAGE;
-use runtara_core::{now_ms, InstanceRecord, InstanceStatus, Persistence, SignalType};
+use runtara_core::{now_ms, EventKind, InstanceRecord, InstanceStatus, Persistence, SignalType};
 use tokio::sync::oneshot;
 
 use crate::credentials::CredentialKey;
@@ -192,7 +192,7 @@ impl Supervisor {
             return known;
         }
         // Counted in storage: the instance's events (custom ones included) are not read.
-        match self.store.count_events(id, "launched").await {
+        match self.store.count_events(id, &EventKind::Launched).await {
             Ok(launched) => {
                 let launched = u32::try_from(launched).unwrap_or(u32::MAX);
                 if instance.status.is_terminal() {
@@ -465,7 +465,7 @@ impl Supervisor {
             .store
             .record_event(
                 instance_id,
-                "launched",
+                &EventKind::Launched,
                 pid.map(|p| p.to_string()).as_deref(),
                 None,
             )
@@ -646,7 +646,7 @@ impl Supervisor {
         self.settings.heard_from.forget(&instance_id);
         let _ = self
             .store
-            .record_event(&instance_id, "exited", Some(&exit), None)
+            .record_event(&instance_id, &EventKind::Exited, Some(&exit), None)
             .await;
         {
             let mut runs = self.runs();

@@ -5,8 +5,8 @@ use rusqlite::{params, Connection, OptionalExtension, Params, Row};
 
 use crate::guard::{check_run, custom_event_refusal, parse_status, quota_i64};
 use crate::model::{
-    CheckpointRecord, EventPage, EventQuota, EventRecord, InstanceFilter, InstanceRecord,
-    InstanceStatus, PendingSignal, ReplayLog, RetryAttemptRecord, SignalType,
+    CheckpointRecord, EventKind, EventPage, EventQuota, EventRecord, InstanceFilter,
+    InstanceRecord, InstanceStatus, PendingSignal, ReplayLog, RetryAttemptRecord, SignalType,
 };
 use crate::{now_ms, Error, Result, EVENT_OVERHEAD};
 
@@ -631,7 +631,7 @@ pub(crate) fn list_events(c: &Connection, instance_id: &str) -> Result<Vec<Event
         |r| {
             Ok(EventRecord {
                 event_id: r.get(0)?,
-                kind: r.get(1)?,
+                kind: EventKind::from_name(&r.get::<_, String>(1)?),
                 subtype: r.get(2)?,
                 payload: r.get(3)?,
                 created_at_ms: r.get(4)?,
@@ -676,7 +676,7 @@ pub(crate) fn events_page(
             Ok((
                 EventRecord {
                     event_id: r.get(0)?,
-                    kind: r.get(1)?,
+                    kind: EventKind::from_name(&r.get::<_, String>(1)?),
                     subtype: r.get(2)?,
                     payload: r.get(3)?,
                     created_at_ms: r.get(4)?,

@@ -262,7 +262,7 @@ pub fn event_table() -> Table {
 pub fn event_row(event: &Event) -> [String; 5] {
     [
         event.event_id.to_string(),
-        event.kind.clone(),
+        event.kind.to_string(),
         opt(event.subtype.as_deref()),
         event.created_at.clone(),
         ellipsize(
@@ -358,7 +358,7 @@ mod tests {
     fn events_written_one_by_one_are_the_pretty_array() {
         let event = |id: i64, payload: Option<&[u8]>| Event {
             event_id: id,
-            kind: "custom".into(),
+            kind: runtara_management_sdk::EventKind::Custom,
             subtype: Some("progress".into()),
             payload: payload.map(<[u8]>::to_vec),
             created_at: "2024-05-01T12:30:05.250Z".into(),
