@@ -10,6 +10,30 @@
 //! | `sqlite::memory:` | in-memory SQLite (tests) |
 //! | `postgres://user@host:port/db` (or `postgresql://`) | PostgreSQL |
 //!
+//! A run registers (taking an epoch that fences out older runs), records its steps
+//! (insert-if-absent: a step recorded earlier comes back instead), and finishes:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> runtara_core::Result<()> {
+//! use runtara_core::InstanceStatus;
+//!
+//! let store = runtara_core::connect("sqlite::memory:").await?;
+//! let run = store.register_instance("order-42", "acme", None).await?;
+//! let first = store.save_checkpoint("order-42", run.epoch, "charge::order-42", b"receipt-1").await?;
+//! assert_eq!(first.existing_state, None); // recorded now
+//!
+//! // A later run (after a crash) gets the recorded step back instead of recording another.
+//! let again = store.register_instance("order-42", "acme", None).await?;
+//! let replayed = store.save_checkpoint("order-42", again.epoch, "charge::order-42", b"receipt-2").await?;
+//! assert_eq!(replayed.existing_state.as_deref(), Some(&b"receipt-1"[..]));
+//!
+//! store.complete_instance("order-42", again.epoch, b"done").await?;
+//! let record = store.get_instance("order-42").await?.expect("stored");
+//! assert_eq!(record.status, InstanceStatus::Completed);
+//! # Ok(()) }
+//! ```
+//!
 //! Migrations are embedded and applied on connect.
 //!
 //! # Storage behaviour where the contract leaves room

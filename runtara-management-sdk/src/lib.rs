@@ -9,23 +9,42 @@
 //!
 //! # Example
 //!
-//! ```no_run
-//! use runtara_management_sdk::{ManagementSdk, SdkConfig, StartInstanceOptions};
+//! ```
+//! use runtara_management_sdk::{
+//!     InstanceStatus, ManagementSdk, RegisterImageOptions, SdkConfig, StartInstanceOptions,
+//! };
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let data = tempfile::tempdir()?;
+//! # let mut server = runtara_server::ServerConfig::new(data.path());
+//! # server.instance_addr = "127.0.0.1:0".parse()?;
+//! # server.management_addr = "127.0.0.1:0".parse()?;
+//! # let server = runtara_server::start(server).await?;
+//! # let addr = server.management_addr.to_string();
+//! # let ca = server.ca_path.clone().expect("the dev certificate");
+//! # let workflow = b"#!/bin/sh\nexit 0\n".to_vec();
 //! // Trust the server's certificate: its `<data-dir>/tls/ca.pem`. Without
 //! // `with_ca_cert`, `RUNTARA_CA_CERT` is used, and on loopback `./runtara-data/tls/ca.pem`.
-//! let sdk = ManagementSdk::new(SdkConfig::new("127.0.0.1:8002").with_ca_cert("runtara-data/tls/ca.pem"))?;
+//! let sdk = ManagementSdk::new(SdkConfig::new(addr).with_ca_cert(ca))?;
 //! sdk.connect().await?;
 //!
+//! // `workflow`: the bytes of a compiled workflow binary.
+//! let image = sdk
+//!     .register_image(RegisterImageOptions::new("tenant-123", "orders", workflow))
+//!     .await?;
 //! let started = sdk
 //!     .start_instance(
-//!         StartInstanceOptions::new("img-123", "tenant-123")
+//!         StartInstanceOptions::new(&image.image_id, "tenant-123")
 //!             .with_input(serde_json::json!({ "order_id": "ORD-456" })),
 //!     )
 //!     .await?;
 //! let status = sdk.get_instance_status(&started.instance_id).await?;
 //! println!("{} is {}", status.instance_id, status.status);
+//! if status.status == InstanceStatus::Completed {
+//!     println!("output: {:?}", status.output_json());
+//! }
+//! # server.shutdown().await;
 //! # Ok(())
 //! # }
 //! ```

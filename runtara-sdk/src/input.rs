@@ -13,12 +13,14 @@ pub const INPUT_FILE_ENV: &str = "RUNTARA_INPUT_FILE";
 /// Decodes the start input into `T`; `Ok(None)` when the instance was started without
 /// a server (no `RUNTARA_INPUT_FILE`) or without input (the file holds `null`).
 ///
-/// ```no_run
+/// ```
 /// #[derive(serde::Deserialize)]
 /// struct Order { order_id: String }
 ///
-/// # fn demo() -> Result<(), runtara_sdk::SdkError> {
+/// # fn main() -> Result<(), runtara_sdk::SdkError> {
 /// let order: Option<Order> = runtara_sdk::input()?;
+/// // Started without a server here: no input.
+/// assert!(order.is_none());
 /// # Ok(()) }
 /// ```
 pub fn input<T: DeserializeOwned>() -> Result<Option<T>> {

@@ -4,7 +4,7 @@
 //! [`RuntaraSdk::init`] at start-up, and a restarted program skips every step already
 //! recorded and carries on.
 //!
-//! ```no_run
+//! ```
 //! use runtara_sdk::{durable, RuntaraSdk, SdkError};
 //!
 //! #[durable]
@@ -15,9 +15,11 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let persistence = runtara_sdk::persistence::connect("sqlite://runtara.db").await?;
+//!     // A file survives the process: `sqlite://runtara.db`. This example keeps it in memory.
+//!     let persistence = runtara_sdk::persistence::connect("sqlite::memory:").await?;
 //!     RuntaraSdk::embedded(persistence, "order-42", "acme").init(None).await?;
 //!     let receipt = charge("order-42".to_string(), 1999).await?;
+//!     assert_eq!(receipt, "receipt-order-42-1999");
 //!     runtara_sdk::sdk()?.completed(receipt.as_bytes()).await?;
 //!     Ok(())
 //! }

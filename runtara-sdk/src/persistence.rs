@@ -18,9 +18,13 @@ use crate::SdkError;
 /// | `sqlite::memory:` | in-memory SQLite, gone when dropped |
 /// | `postgres://user@host:5432/db` | PostgreSQL |
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), runtara_sdk::SdkError> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), runtara_sdk::SdkError> {
+/// # let dir = tempfile::tempdir().expect("a temporary directory");
+/// # std::env::set_current_dir(dir.path()).expect("cd");
 /// let persistence = runtara_sdk::persistence::connect("sqlite://runtara.db").await?;
+/// # assert!(dir.path().join("runtara.db").exists());
 /// # let _ = persistence; Ok(()) }
 /// ```
 pub async fn connect(url: &str) -> Result<Arc<dyn Persistence>, SdkError> {

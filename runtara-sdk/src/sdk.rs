@@ -24,11 +24,12 @@ pub const DEFAULT_SIGNAL_POLL_INTERVAL: Duration = Duration::from_millis(1_000);
 /// operation. Cheap to clone: clones share one connection, registration and replay cache.
 /// Every method takes `&self`, so many tasks can use one SDK at once.
 ///
-/// ```no_run
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use runtara_sdk::RuntaraSdk;
 ///
-/// let persistence = runtara_sdk::persistence::connect("sqlite://runtara.db").await?;
+/// let persistence = runtara_sdk::persistence::connect("sqlite::memory:").await?;
 /// let sdk = RuntaraSdk::embedded(persistence, "order-42", "acme");
 /// sdk.connect().await?; // no-op for embedded
 /// sdk.register(None).await?;
@@ -197,10 +198,11 @@ impl RuntaraSdk {
     /// Initializes the SDK in one call: `connect`, `register(checkpoint_id)`, then
     /// [`register_sdk`] so `#[durable]` functions use it.
     ///
-    /// ```no_run
-    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use runtara_sdk::RuntaraSdk;
-    /// let persistence = runtara_sdk::persistence::connect("sqlite://runtara.db").await?;
+    /// let persistence = runtara_sdk::persistence::connect("sqlite::memory:").await?;
     /// RuntaraSdk::embedded(persistence, "my-instance", "my-tenant")
     ///     .init(None)
     ///     .await?;
