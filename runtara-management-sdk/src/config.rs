@@ -50,6 +50,7 @@ pub const DEFAULT_LOCAL_CA: &str = "runtara-data/tls/ca.pem";
 /// assert_eq!(config.addr, "10.0.0.5:8002");
 /// ```
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SdkConfig {
     /// The management endpoint, `host:port` (parsed by [`ManagementSdk::new`](crate::ManagementSdk::new)).
     pub addr: String,

@@ -94,6 +94,27 @@
 //! input, …) or the waited-for instance ended `failed` or `cancelled`; `2` usage error
 //! (bad arguments, configuration or local input such as invalid JSON or an unreadable
 //! file); `3` cannot connect, TLS failure or timeout; `4` `wait` timed out.
+//!
+//! # Both SDKs in one program
+//!
+//! `runtara-sdk` and `runtara-management-sdk` each have an `SdkConfig`, an `SdkError`
+//! and a `Result`. Where one program uses both (a service that runs workflows and also
+//! starts them), import each crate under a short alias rather than its types by name:
+//!
+//! ```
+//! use runtara_management_sdk as management;
+//! use runtara_sdk as instance;
+//!
+//! let worker = instance::SdkConfig::localhost("order-42", "acme");
+//! let operator = management::SdkConfig::localhost();
+//! # let _ = (worker, operator);
+//! fn step() -> instance::Result<()> { Ok(()) }
+//! fn admin() -> management::Result<()> { Ok(()) }
+//! # step().unwrap(); admin().unwrap();
+//! ```
+//!
+//! Both errors are `std::error::Error + Send + Sync`, so `?` takes either into
+//! `Box<dyn Error>`, `anyhow::Error`, or an application error with a `From` for each.
 
 pub mod config;
 mod connection;

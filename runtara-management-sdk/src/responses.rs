@@ -13,6 +13,7 @@ pub const TERMINAL_STATUSES: [&str; 3] = ["completed", "failed", "cancelled"];
 
 /// An image registered by [`ManagementSdk::register_image`](crate::ManagementSdk::register_image).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RegisterImageResult {
     /// The new image's id; start instances of it with this.
     pub image_id: String,
@@ -32,6 +33,7 @@ pub struct RegisterImageResult {
 
 /// An instance started by [`ManagementSdk::start_instance`](crate::ManagementSdk::start_instance).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StartInstanceResult {
     /// The instance id.
     pub instance_id: String,
@@ -42,6 +44,7 @@ pub struct StartInstanceResult {
 /// Everything the server reports about one instance
 /// ([`ManagementSdk::get_instance_status`](crate::ManagementSdk::get_instance_status)).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct InstanceInfo {
     /// The instance id.
     pub instance_id: String,
@@ -178,6 +181,7 @@ pub struct SignalOutcome {
 
 /// A registered image.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Image {
     /// The image id.
     pub image_id: String,
@@ -228,6 +232,7 @@ impl From<Image> for RegisterImageResult {
 
 /// One event of an instance ([`ManagementSdk::list_events`](crate::ManagementSdk::list_events)).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Event {
     /// Increasing id.
     pub event_id: i64,
@@ -268,6 +273,7 @@ pub struct EventPage {
 /// One checkpoint of an instance
 /// ([`ManagementSdk::list_checkpoints`](crate::ManagementSdk::list_checkpoints)).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Checkpoint {
     /// Its id (`"{fn_name}::{key}"` for a durable call).
     pub checkpoint_id: String,
@@ -292,6 +298,7 @@ impl From<WireCheckpoint> for Checkpoint {
 
 /// The server's health ([`ManagementSdk::health`](crate::ManagementSdk::health)).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Health {
     /// Server name and version (`runtara-server/1.0.0`).
     pub server: String,

@@ -24,6 +24,7 @@ use crate::SdkError;
 
 /// How an instance reaches the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SdkConfig {
     /// This instance's id.
     pub instance_id: String,

@@ -27,6 +27,27 @@
 //!
 //! A durable call's checkpoint id is `"{fn_name}::{key}"`, where the key is its first
 //! argument; see [`durable`] for the full contract.
+//!
+//! # Both SDKs in one program
+//!
+//! `runtara-sdk` and `runtara-management-sdk` each have an `SdkConfig`, an `SdkError`
+//! and a `Result`. Where one program uses both (a service that runs workflows and also
+//! starts them), import each crate under a short alias rather than its types by name:
+//!
+//! ```
+//! use runtara_management_sdk as management;
+//! use runtara_sdk as instance;
+//!
+//! let worker = instance::SdkConfig::localhost("order-42", "acme");
+//! let operator = management::SdkConfig::localhost();
+//! # let _ = (worker, operator);
+//! fn step() -> instance::Result<()> { Ok(()) }
+//! fn admin() -> management::Result<()> { Ok(()) }
+//! # step().unwrap(); admin().unwrap();
+//! ```
+//!
+//! Both errors are `std::error::Error + Send + Sync`, so `?` takes either into
+//! `Box<dyn Error>`, `anyhow::Error`, or an application error with a `From` for each.
 
 mod backend;
 mod calls;

@@ -5,6 +5,7 @@ use runtara_protocol::{ByteBuf, WireStatus};
 
 /// A control signal delivered to this instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Signal {
     /// What is asked (cancel, pause, resume).
     pub signal_type: SignalType,
@@ -83,6 +84,7 @@ impl CheckpointResult {
 
 /// Status of an instance, as returned by [`RuntaraSdk::get_status`](crate::RuntaraSdk::get_status).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StatusResponse {
     /// The instance id.
     pub instance_id: String,

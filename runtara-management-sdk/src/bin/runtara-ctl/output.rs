@@ -356,12 +356,15 @@ mod tests {
 
     #[test]
     fn events_written_one_by_one_are_the_pretty_array() {
-        let event = |id: i64, payload: Option<&[u8]>| Event {
-            event_id: id,
-            kind: runtara_management_sdk::EventKind::Custom,
-            subtype: Some("progress".into()),
-            payload: payload.map(<[u8]>::to_vec),
-            created_at: "2024-05-01T12:30:05.250Z".into(),
+        let event = |id: i64, payload: Option<&[u8]>| {
+            Event::from(runtara_protocol::WireEvent {
+                event_id: id,
+                kind: runtara_management_sdk::EventKind::Custom,
+                subtype: Some("progress".into()),
+                payload: payload.map(|p| runtara_protocol::ByteBuf::from(p.to_vec())),
+                // 2024-05-01T12:30:05.250Z
+                created_at_ms: 1_714_566_605_250,
+            })
         };
         let list = [
             event(1, Some(b"{\"pct\":5}")),
@@ -379,23 +382,24 @@ mod tests {
     use runtara_management_sdk::InstanceSummary;
 
     fn info() -> InstanceInfo {
-        InstanceInfo {
+        InstanceInfo::from(runtara_protocol::WireInstance {
             instance_id: "i-1".into(),
             tenant_id: "t".into(),
-            image_id: "img".into(),
+            image_id: Some("img".into()),
             status: InstanceStatus::Completed,
-            started_at: String::new(),
-            finished_at: None,
-            created_at: "2024-01-01T00:00:00.000Z".into(),
-            output: Some(b"{\"total\":3}".to_vec()),
+            started_at_ms: None,
+            finished_at_ms: None,
+            // 2024-01-01T00:00:00.000Z
+            created_at_ms: 1_704_067_200_000,
+            output: Some(runtara_protocol::ByteBuf::from(b"{\"total\":3}".to_vec())),
             error: None,
             checkpoint_id: None,
             checkpoint_count: 2,
-            heartbeat_at: None,
-            wake_at: None,
+            heartbeat_at_ms: None,
+            wake_at_ms: None,
             launches: 1,
             log_tail: Some("line 1\nline 2".into()),
-        }
+        })
     }
 
     #[test]
