@@ -58,8 +58,14 @@ fn both_sdks_live_side_by_side_in_one_program() {
     assert_eq!(operator.addr, "127.0.0.1:8002");
 
     assert_eq!(app(false, false).ok(), Some(3));
-    assert!(matches!(app(true, false), Err(AppError::Instance(_))));
-    assert!(matches!(app(false, true), Err(AppError::Management(_))));
+    assert!(matches!(
+        app(true, false),
+        Err(AppError::Instance(instance::SdkError::NotInitialized))
+    ));
+    assert!(matches!(
+        app(false, true),
+        Err(AppError::Management(management::SdkError::InvalidInput(_)))
+    ));
 
     // Both are std errors: one `Box<dyn Error>` takes either.
     let boxed: Vec<Box<dyn std::error::Error + Send + Sync>> = vec![
