@@ -25,6 +25,23 @@ pub enum WireSignalType {
     Resume,
 }
 
+impl WireSignalType {
+    /// Its name: `cancel`, `pause` or `resume`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WireSignalType::Cancel => "cancel",
+            WireSignalType::Pause => "pause",
+            WireSignalType::Resume => "resume",
+        }
+    }
+}
+
+impl std::fmt::Display for WireSignalType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A pending signal on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireSignal {

@@ -9,6 +9,7 @@ use runtara_management_sdk::{
     InstanceStatus, ListInstancesOptions, ManagementSdk, RegisterImageOptions, SdkConfig, SdkError,
     StartInstanceOptions,
 };
+use runtara_protocol::WireSignalType;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -284,15 +285,24 @@ async fn execute(
         }
         Command::Cancel { instance_id } => {
             let outcome = sdk.cancel_instance(instance_id).await?;
-            emit(json, output::signalled(instance_id, "cancel", &outcome))
+            emit(
+                json,
+                output::signalled(instance_id, WireSignalType::Cancel, &outcome),
+            )
         }
         Command::Pause { instance_id } => {
             let outcome = sdk.pause_instance(instance_id).await?;
-            emit(json, output::signalled(instance_id, "pause", &outcome))
+            emit(
+                json,
+                output::signalled(instance_id, WireSignalType::Pause, &outcome),
+            )
         }
         Command::Resume { instance_id } => {
             let outcome = sdk.resume_instance(instance_id).await?;
-            emit(json, output::signalled(instance_id, "resume", &outcome))
+            emit(
+                json,
+                output::signalled(instance_id, WireSignalType::Resume, &outcome),
+            )
         }
         Command::Register {
             tenant,

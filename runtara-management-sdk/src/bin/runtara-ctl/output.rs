@@ -4,6 +4,7 @@ use runtara_management_sdk::{
     Checkpoint, Event, Health, Image, InstanceInfo, InstancePage, RegisterImageResult,
     SignalOutcome, StartInstanceResult,
 };
+use runtara_protocol::WireSignalType;
 use serde_json::{json, Value};
 
 use crate::table::{ellipsize, Table};
@@ -215,10 +216,14 @@ pub fn step_cleared(instance_id: &str, checkpoint_id: &str) -> (String, Value) {
 }
 
 /// What a signal did.
-pub fn signalled(instance_id: &str, signal: &str, outcome: &SignalOutcome) -> (String, Value) {
+pub fn signalled(
+    instance_id: &str,
+    signal: WireSignalType,
+    outcome: &SignalOutcome,
+) -> (String, Value) {
     let text = if outcome.applied {
         format!("{signal}: {instance_id} is now {}\n", outcome.status)
-    } else if signal == "resume" {
+    } else if signal == WireSignalType::Resume {
         format!(
             "resume: queued for {instance_id}; the server relaunches it from its last \
              checkpoint (status: {})\n",
@@ -234,7 +239,7 @@ pub fn signalled(instance_id: &str, signal: &str, outcome: &SignalOutcome) -> (S
     };
     let value = json!({
         "instance_id": instance_id,
-        "signal": signal,
+        "signal": signal.as_str(),
         "status": outcome.status,
         "applied": outcome.applied,
     });
@@ -408,11 +413,23 @@ mod tests {
             status,
             applied: false,
         };
-        let (resume, _) = signalled("i-1", "resume", &queued(InstanceStatus::Suspended));
+        let (resume, _) = signalled(
+            "i-1",
+            WireSignalType::Resume,
+            &queued(InstanceStatus::Suspended),
+        );
         assert!(resume.contains("relaunches it"), "{resume}");
-        let (pause, _) = signalled("i-1", "pause", &queued(InstanceStatus::Running));
+        let (pause, _) = signalled(
+            "i-1",
+            WireSignalType::Pause,
+            &queued(InstanceStatus::Running),
+        );
         assert!(pause.contains("at its next checkpoint"), "{pause}");
-        let (cancel, _) = signalled("i-1", "cancel", &queued(InstanceStatus::Running));
+        let (cancel, _) = signalled(
+            "i-1",
+            WireSignalType::Cancel,
+            &queued(InstanceStatus::Running),
+        );
         assert!(
             cancel.contains("at its next checkpoint") && cancel.contains("can still end completed"),
             "a queued cancel says it may come too late: {cancel}"
