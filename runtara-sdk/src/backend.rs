@@ -27,6 +27,9 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// request was sent more than once (its first answer was lost on the way, so a
     /// write may already have been applied).
     async fn send(&self, request: InstanceRequest) -> (Result<InstanceResponse>, bool);
+    /// Finishes the requests under way and lets go of the connection, before the
+    /// process ends.
+    async fn close(&self);
     /// The persistence, when the state lives in this process.
     fn persistence(&self) -> Option<&Arc<dyn Persistence>>;
 }
@@ -156,6 +159,10 @@ impl Backend for Embedded {
 
     async fn send(&self, request: InstanceRequest) -> (Result<InstanceResponse>, bool) {
         (self.run(request).await, false)
+    }
+
+    async fn close(&self) {
+        // Every write is stored before its call returns; the store belongs to its owner.
     }
 
     fn persistence(&self) -> Option<&Arc<dyn Persistence>> {

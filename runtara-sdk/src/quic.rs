@@ -33,7 +33,59 @@ pub(crate) struct Quic {
     config: SdkConfig,
     tls: ClientTls,
     live: tokio::sync::Mutex<Option<Live>>,
+    /// The requests under way, which [`Backend::close`] waits for.
+    requests: UnderWay,
 }
+
+/// Counts the requests under way and wakes who waits for there to be none.
+#[derive(Default)]
+struct UnderWay {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// One request under way, until dropped.
+struct Request<'a>(&'a UnderWay);
+
+impl UnderWay {
+    fn enter(&self) -> Request<'_> {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Request(self)
+    }
+
+    fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Returns once no request is under way.
+    async fn idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for Request<'_> {
+    fn drop(&mut self) {
+        let before = self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if before == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Longest [`Backend::close`] waits for requests under way and for the server to
+/// acknowledge the close.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 struct Live {
     endpoint: quinn::Endpoint,
@@ -83,6 +135,7 @@ impl Quic {
             config,
             tls,
             live: tokio::sync::Mutex::new(None),
+            requests: UnderWay::default(),
         })
     }
 
@@ -159,6 +212,7 @@ impl Quic {
         request: &InstanceRequest,
     ) -> (Result<InstanceResponse>, bool) {
         let mut attempts = 0u32;
+        let _under_way = self.requests.enter();
         let result = self
             .send_until_deadline(operation, request, &mut attempts)
             .await;
@@ -297,6 +351,22 @@ impl Backend for Quic {
             .is_some_and(|c| c.close_reason().is_none())
     }
 
+    async fn close(&self) {
+        // Let the requests under way finish (their writes are stored before the process
+        // ends), then close the connection so the server sees a goodbye, not a silence.
+        let drained = tokio::time::timeout(CLOSE_GRACE, self.requests.idle()).await;
+        if drained.is_err() {
+            tracing::warn!("requests still under way when the connection was closed");
+        }
+        let Some(live) = self.live.lock().await.take() else {
+            return;
+        };
+        if let Some(connection) = live.connection {
+            connection.close(0u32.into(), b"done");
+        }
+        let _ = tokio::time::timeout(CLOSE_GRACE, live.endpoint.wait_idle()).await;
+    }
+
     async fn send(&self, request: InstanceRequest) -> (Result<InstanceResponse>, bool) {
         if let Some((checkpoint_id, state)) = request.checkpoint_state() {
             if let Err(error) = check_state_len(checkpoint_id, state) {
@@ -324,4 +394,80 @@ fn warn_unverified(addr: &dyn std::fmt::Display) {
         eprintln!("warning: {message}");
         tracing::warn!("{message}");
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+
+    /// A server on loopback ports of its own, in this process.
+    async fn server(dir: &std::path::Path) -> runtara_server::RunningServer {
+        let mut config = runtara_server::ServerConfig::new(dir);
+        config.instance_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.management_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.instance_threads = Some(0);
+        runtara_server::start(config)
+            .await
+            .expect("the server starts")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_lets_the_requests_under_way_finish_on_their_connection() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let server = server(dir.path()).await;
+        let ca = server.ca_path.clone().expect("the dev certificate");
+        let config = SdkConfig::new("closing", "acme")
+            .with_server_addr(server.instance_addr)
+            .with_ca_cert(ca);
+        let quic = Arc::new(Quic::new(config).expect("a usable config"));
+        quic.connect().await.expect("connects");
+        let (registered, _) = quic
+            .send(InstanceRequest::RegisterPaged {
+                checkpoint_id: None,
+            })
+            .await;
+        let epoch = match registered.expect("registers") {
+            InstanceResponse::RegisteredPage { epoch, .. } => epoch,
+            other => panic!("unexpected {other:?}"),
+        };
+        let sends: Vec<_> = (0..20)
+            .map(|i| {
+                let quic = quic.clone();
+                tokio::spawn(async move {
+                    quic.send(InstanceRequest::Checkpoint {
+                        epoch,
+                        checkpoint_id: format!("step-{i}"),
+                        state: runtara_protocol::ByteBuf::from(vec![7; 1024 * 1024]),
+                    })
+                    .await
+                })
+            })
+            .collect();
+        // Let the sends get under way, then close as a long sleep's exit does.
+        while quic.requests.count() < 20 {
+            tokio::task::yield_now().await;
+        }
+        quic.close().await;
+        for send in sends {
+            let (result, resent) = send.await.expect("the task ends");
+            result.expect("the checkpoint is stored");
+            assert!(
+                !resent,
+                "a request under way was cut off by the close and sent again"
+            );
+        }
+        let stored = server
+            .persistence
+            .list_checkpoints("closing")
+            .await
+            .expect("reads");
+        assert_eq!(stored.len(), 20);
+        assert!(
+            !quic.is_connected().await,
+            "a request reconnected after the close"
+        );
+        server.shutdown().await;
+    }
 }

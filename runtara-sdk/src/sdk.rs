@@ -338,8 +338,9 @@ impl RuntaraSdk {
     /// remaining time (none if it has passed). In embedded mode the sleep always happens
     /// in this process. Over QUIC with a sleep-exit threshold (`RUNTARA_SLEEP_EXIT_THRESHOLD_MS`,
     /// set by the server for the processes it launches), a sleep with more than the
-    /// threshold left marks the instance `sleeping` and **exits the process** (status 0);
-    /// the server relaunches it at the wake time and the run continues after this call.
+    /// threshold left marks the instance `sleeping` and **exits the process** (status 0)
+    /// once the requests under way have finished and stdout and stderr are flushed; the
+    /// server relaunches it at the wake time and the run continues after this call.
     ///
     /// A cancel or pause queued for the run wins over the sleep: the sleep is recorded,
     /// the signal is acknowledged (the instance becomes `cancelled` or `suspended`), and
@@ -390,12 +391,24 @@ impl RuntaraSdk {
                 remaining_ms = remaining.as_millis() as u64,
                 "long durable sleep: exiting until the server wakes the instance"
             );
-            std::process::exit(0);
+            self.exit_for_sleep().await;
         }
         if !remaining.is_zero() {
             tokio::time::sleep(remaining).await;
         }
         Ok(())
+    }
+
+    /// Ends the process for a long sleep, once what it started is done: the requests
+    /// under way finish and the connection closes, stdout and stderr are flushed.
+    /// Destructors of what the program holds do not run (as with any
+    /// `std::process::exit`): flush your own buffered writers before a long sleep.
+    async fn exit_for_sleep(&self) -> ! {
+        self.inner.backend.close().await;
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        std::process::exit(0)
     }
 
     /// Sends a heartbeat ("I'm alive") without checkpointing.
