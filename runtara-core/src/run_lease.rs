@@ -126,15 +126,13 @@ impl fmt::Display for LeaseHolder {
 
 /// A digest of `(tenant, instance)`: names a lease without the raw id.
 pub(crate) fn lease_digest(tenant_id: &str, instance_id: &str) -> [u8; 32] {
-    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    use sha2::Digest as _;
+    let mut context = sha2::Sha256::new();
     context.update(b"runtara-run-lease\0");
-    context.update(&(tenant_id.len() as u64).to_be_bytes());
+    context.update((tenant_id.len() as u64).to_be_bytes());
     context.update(tenant_id.as_bytes());
     context.update(instance_id.as_bytes());
-    let digest = context.finish();
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
+    context.finalize().into()
 }
 
 /// This machine's host name, where it can be read.
@@ -179,6 +177,20 @@ pub(crate) fn rfc3339_from_millis(millis: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lease_is_named_as_every_earlier_version_named_it() {
+        // Lease files and advisory locks of running processes are found by this digest:
+        // it must not change across versions (SHA-256 of the same bytes as ever).
+        let hex: String = lease_digest("acme", "order-42")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            "542a2a6dc7aaf7908add794df7514d64b7fddfac25af3ae531aaddcce4bb3cc3"
+        );
+    }
 
     #[test]
     fn a_holder_round_trips_and_reads_plainly() {

@@ -42,17 +42,20 @@
 //! enums only grow at the end.
 
 pub mod codec;
+#[cfg(feature = "quic")]
 pub mod endpoint;
 pub mod envelope;
 pub mod error;
 pub mod error_code;
 pub mod event_kind;
+#[cfg(feature = "quic")]
 pub mod exchange;
 pub mod frame;
 pub mod handshake;
 pub mod instance;
 pub mod management;
 pub mod status;
+#[cfg(feature = "quic")]
 pub mod tls;
 
 pub use codec::{decode_payload, encode_payload};
@@ -63,6 +66,7 @@ pub use envelope::{
 pub use error::{ProtocolError, Result};
 pub use error_code::{ErrorCode, WireError};
 pub use event_kind::EventKind;
+#[cfg(feature = "quic")]
 pub use exchange::{exchange, ExchangeError};
 pub use frame::{
     decode_frame, encode_frame, read_frame, read_frame_len, read_frame_payload, write_frame,

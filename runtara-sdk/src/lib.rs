@@ -58,6 +58,7 @@ mod heartbeat;
 mod in_flight;
 mod input;
 pub mod persistence;
+#[cfg(feature = "quic")]
 mod quic;
 mod registry;
 mod replay_cache;

@@ -10,10 +10,13 @@ use runtara_protocol::{ByteBuf, InstanceRequest, InstanceResponse};
 use crate::backend::{Backend, Embedded};
 use crate::calls::{ask, call, is_older_server, settle};
 use crate::heartbeat::HeartbeatTask;
+#[cfg(feature = "quic")]
 use crate::quic::Quic;
 use crate::replay_cache::ReplayCache;
 use crate::responses::{CheckpointResult, Signal, StatusResponse};
-use crate::{register_sdk, Result, SdkConfig, SdkError};
+#[cfg(feature = "quic")]
+use crate::SdkConfig;
+use crate::{register_sdk, Result, SdkError};
 
 /// Default minimum time between two [`RuntaraSdk::poll_signal`] calls that reach storage.
 pub const DEFAULT_SIGNAL_POLL_INTERVAL: Duration = Duration::from_millis(1_000);
@@ -118,6 +121,7 @@ impl RuntaraSdk {
         )
     }
 
+    #[cfg(feature = "quic")]
     /// Creates an SDK that talks to `runtara-server` over QUIC.
     ///
     /// Reads the CA file named by the config, but does no network I/O: call
@@ -144,11 +148,13 @@ impl RuntaraSdk {
         Ok(sdk)
     }
 
+    #[cfg(feature = "quic")]
     /// Creates a QUIC SDK from environment variables (see [`SdkConfig::from_env`]).
     pub fn from_env() -> Result<RuntaraSdk> {
         RuntaraSdk::new(SdkConfig::from_env()?)
     }
 
+    #[cfg(feature = "quic")]
     /// Creates a QUIC SDK for local development: 127.0.0.1:8001, certificate verification off.
     pub fn localhost(
         instance_id: impl Into<String>,
