@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use runtara_protocol::ProtocolError;
+use runtara_protocol::{ErrorCode, ProtocolError};
 
 /// Result type of `runtara-management-sdk`.
 pub type Result<T, E = SdkError> = std::result::Result<T, E>;
@@ -57,8 +57,9 @@ pub enum SdkError {
     Server {
         /// The call (`get_instance_status`, …).
         operation: &'static str,
-        /// The protocol's error code (`not_found`, `invalid_input`, `in_use`, …).
-        code: String,
+        /// The protocol's error code (`not_found`, `invalid_input`, `in_use`, …); it
+        /// compares with its name (`code == "not_found"`).
+        code: ErrorCode,
         /// The server's message.
         message: String,
     },
@@ -73,11 +74,11 @@ pub enum SdkError {
     /// An argument was rejected before anything was sent.
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// Framing, decoding or QUIC setup failed.
-    #[error("protocol error: {0}")]
+    /// Framing, decoding or QUIC setup failed (shown as the protocol error itself).
+    #[error(transparent)]
     Protocol(#[from] ProtocolError),
     /// A local file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -92,7 +93,15 @@ impl SdkError {
     /// when the server refused the request; `None` for every other error.
     pub fn code(&self) -> Option<&str> {
         match self {
-            SdkError::Server { code, .. } => Some(code),
+            SdkError::Server { code, .. } => Some(code.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The server's error code, typed, when the server refused the request.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        match self {
+            SdkError::Server { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -125,7 +134,7 @@ mod tests {
     fn server_errors_expose_their_code() {
         let error = SdkError::Server {
             operation: "get_instance_status",
-            code: "not_found".into(),
+            code: ErrorCode::NotFound,
             message: "instance `x` not found".into(),
         };
         assert_eq!(error.code(), Some("not_found"));

@@ -131,6 +131,6 @@ pub use responses::{
     Checkpoint, Event, EventPage, Health, Image, InstanceInfo, InstancePage, InstanceSummary,
     RegisterImageResult, SignalOutcome, StartInstanceResult, TERMINAL_STATUSES,
 };
-pub use runtara_protocol::{EventKind, InstanceStatus, ParseStatusError};
+pub use runtara_protocol::{ErrorCode, EventKind, InstanceStatus, ParseStatusError};
 pub use sdk::{sha256_hex, ManagementSdk};
 pub use time::rfc3339_from_millis;

@@ -41,6 +41,8 @@
 //! with `version_mismatch` and a message naming the side to upgrade. Within a version,
 //! enums only grow at the end.
 
+#[cfg(feature = "quic")]
+pub mod client;
 pub mod codec;
 #[cfg(feature = "quic")]
 pub mod endpoint;

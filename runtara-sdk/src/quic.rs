@@ -13,26 +13,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use runtara_core::wire::from_wire;
 use runtara_core::Persistence;
-use runtara_protocol::endpoint::client_endpoint;
-use runtara_protocol::tls::ClientTls;
-use runtara_protocol::{
-    ExchangeError, Hello, HelloReply, InstanceRequest, InstanceResponse, Role, WireError,
+use runtara_protocol::client::{
+    trust_ca_file, warn_unverified, Backoff, Client, ClientError, ClientSettings,
 };
+use runtara_protocol::tls::ClientTls;
+use runtara_protocol::{Hello, InstanceRequest, InstanceResponse, Role, WireError};
 use tokio::time::Instant;
 
 use crate::backend::Backend;
 use crate::{Result, SdkConfig, SdkError};
 
-/// Longest a single connection attempt may take before it is retried.
-const CONNECT_ATTEMPT: Duration = Duration::from_secs(2);
-/// First and largest wait between retries.
-const BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duration::from_secs(1));
-
 /// The QUIC backend.
 pub(crate) struct Quic {
     config: SdkConfig,
-    tls: ClientTls,
-    live: tokio::sync::Mutex<Option<Live>>,
+    client: Client,
     /// The requests under way, which [`Backend::close`] waits for.
     requests: UnderWay,
 }
@@ -87,11 +81,6 @@ impl Drop for Request<'_> {
 /// acknowledge the close.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-struct Live {
-    endpoint: quinn::Endpoint,
-    connection: Option<quinn::Connection>,
-}
-
 impl std::fmt::Debug for Quic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Quic")
@@ -123,84 +112,46 @@ impl Quic {
                         .into(),
                 )
             })?;
-            let ca_pem = std::fs::read(path).map_err(|e| {
-                SdkError::Tls(format!(
-                    "cannot read the CA certificate {}: {e}",
-                    path.display()
-                ))
-            })?;
-            ClientTls::Verify { ca_pem }
+            trust_ca_file(path).map_err(|e| {
+                let cause = std::error::Error::source(&e).map(ToString::to_string);
+                SdkError::Tls(format!("{e}: {}", cause.unwrap_or_default()))
+            })?
         };
+        let hello = Hello::new(
+            concat!("runtara-sdk/", env!("CARGO_PKG_VERSION")),
+            Role::Instance {
+                instance_id: config.instance_id.clone(),
+                tenant_id: config.tenant_id.clone(),
+                credential: config.credential.clone(),
+            },
+        );
+        let client = Client::new(ClientSettings {
+            addrs: vec![config.server_addr],
+            shown: config.server_addr.to_string(),
+            server_name: config.server_name.clone(),
+            tls,
+            hello,
+        });
         Ok(Quic {
             config,
-            tls,
-            live: tokio::sync::Mutex::new(None),
+            client,
             requests: UnderWay::default(),
         })
     }
 
-    /// The current connection, or a new one (handshake included).
-    async fn connection(&self) -> Result<quinn::Connection, Failure> {
-        let mut live = self.live.lock().await;
-        if let Some(connection) = live.as_ref().and_then(|l| l.connection.as_ref()) {
-            if connection.close_reason().is_none() {
-                return Ok(connection.clone());
-            }
-        }
-        let endpoint = match live.take() {
-            Some(existing) => existing.endpoint,
-            None => client_endpoint(&self.tls, self.config.server_addr)
-                .map_err(|e| Failure::Fatal(e.into()))?,
-        };
-        let connecting = endpoint
-            .connect(self.config.server_addr, &self.config.server_name)
-            .map_err(|e| {
-                Failure::Fatal(SdkError::Connect {
-                    addr: self.config.server_addr,
-                    message: e.to_string(),
-                })
-            });
-        *live = Some(Live {
-            endpoint,
-            connection: None,
-        });
-        let connection = match tokio::time::timeout(CONNECT_ATTEMPT, connecting?).await {
-            Err(_) => return Err(Failure::Transient("connection attempt timed out".into())),
-            Ok(Err(quinn::ConnectionError::TransportError(error))) => {
-                // A TLS or protocol failure: retrying will not change it.
-                return Err(Failure::Fatal(SdkError::Tls(format!(
-                    "handshake with {} failed: {error}",
-                    self.config.server_addr
-                ))));
-            }
-            Ok(Err(error)) => return Err(Failure::Transient(error.to_string())),
-            Ok(Ok(connection)) => connection,
-        };
-        self.hello(&connection).await?;
-        if let Some(live) = live.as_mut() {
-            live.connection = Some(connection.clone());
-        }
-        Ok(connection)
-    }
-
-    async fn hello(&self, connection: &quinn::Connection) -> Result<(), Failure> {
-        let hello = Hello::new(
-            concat!("runtara-sdk/", env!("CARGO_PKG_VERSION")),
-            Role::Instance {
-                instance_id: self.config.instance_id.clone(),
-                tenant_id: self.config.tenant_id.clone(),
-                credential: self.config.credential.clone(),
-            },
-        );
-        match exchange::<HelloReply>(connection, &hello).await? {
-            HelloReply::Welcome { .. } => Ok(()),
-            HelloReply::Refused(error) => Err(Failure::Fatal(refused("hello", error))),
-        }
-    }
-
-    async fn forget_connection(&self) {
-        if let Some(live) = self.live.lock().await.as_mut() {
-            live.connection = None;
+    /// What a failed attempt means for this SDK: try again, or give up with this error.
+    /// The server closing a connection during the handshake is worth another attempt
+    /// (it may be restarting or shedding load).
+    fn failure(error: ClientError) -> Failure {
+        match error {
+            ClientError::Lost(message) => Failure::Transient(message),
+            ClientError::ClosedByServer(source) => Failure::Transient(source.to_string()),
+            ClientError::Handshake { addr, source } => Failure::Fatal(SdkError::Tls(format!(
+                "handshake with {addr} failed: {source}"
+            ))),
+            ClientError::Refused(error) => Failure::Fatal(refused("hello", error)),
+            ClientError::Protocol(error) => Failure::Fatal(error.into()),
+            other => Failure::Fatal(SdkError::Tls(other.to_string())),
         }
     }
 
@@ -226,12 +177,14 @@ impl Quic {
         attempts: &mut u32,
     ) -> Result<InstanceResponse> {
         let deadline = Instant::now() + self.config.request_timeout;
-        let mut backoff = BACKOFF.0;
+        let mut backoff = Backoff::new();
         loop {
             *attempts += 1;
             let attempt = async {
-                let connection = self.connection().await?;
-                exchange::<InstanceResponse>(&connection, request).await
+                self.client
+                    .exchange::<InstanceResponse>(request, None)
+                    .await
+                    .map_err(Self::failure)
             };
             let last_error = match tokio::time::timeout_at(deadline, attempt).await {
                 Err(_) => {
@@ -245,11 +198,11 @@ impl Quic {
                     // dropped, it is shutting down): every instance request is safe to
                     // send again, so retry until the deadline on the same connection.
                     tracing::debug!(operation, attempts, code = %error.code, message = %error.message, "server could not answer now; retrying");
-                    if Instant::now() + backoff >= deadline {
+                    let wait = backoff.next_wait();
+                    if Instant::now() + wait >= deadline {
                         return Err(self.wire_error(operation, error));
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF.1);
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
                 Ok(Ok(InstanceResponse::Error(error))) => {
@@ -260,15 +213,15 @@ impl Quic {
                 Ok(Err(Failure::Transient(message))) => message,
             };
             tracing::debug!(operation, attempts, error = %last_error, "request failed; reconnecting");
-            self.forget_connection().await;
-            if Instant::now() + backoff >= deadline {
+            self.client.forget().await;
+            let wait = backoff.next_wait();
+            if Instant::now() + wait >= deadline {
                 return Err(SdkError::Connect {
                     addr: self.config.server_addr,
                     message: last_error,
                 });
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF.1);
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -304,19 +257,6 @@ fn refused(operation: &'static str, error: WireError) -> SdkError {
     }
 }
 
-/// One request, one response, on a new stream.
-async fn exchange<R: serde::de::DeserializeOwned>(
-    connection: &quinn::Connection,
-    request: &impl serde::Serialize,
-) -> Result<R, Failure> {
-    runtara_protocol::exchange(connection, request, None)
-        .await
-        .map_err(|error| match error {
-            ExchangeError::Transient(message) => Failure::Transient(message),
-            ExchangeError::Fatal(error) => Failure::Fatal(error.into()),
-        })
-}
-
 #[async_trait]
 impl Backend for Quic {
     fn name(&self) -> &'static str {
@@ -325,30 +265,28 @@ impl Backend for Quic {
 
     async fn connect(&self) -> Result<()> {
         let deadline = Instant::now() + self.config.connect_timeout;
-        let mut backoff = BACKOFF.0;
+        let mut backoff = Backoff::new();
         loop {
-            let message = match tokio::time::timeout_at(deadline, self.connection()).await {
+            let attempt = tokio::time::timeout_at(deadline, self.client.connection()).await;
+            let message = match attempt.map(|a| a.map_err(Self::failure)) {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err(Failure::Fatal(error))) => return Err(error),
                 Ok(Err(Failure::Transient(message))) => message,
                 Err(_) => "no answer before the connect timeout".to_owned(),
             };
-            if Instant::now() + backoff >= deadline {
+            let wait = backoff.next_wait();
+            if Instant::now() + wait >= deadline {
                 return Err(SdkError::Connect {
                     addr: self.config.server_addr,
                     message,
                 });
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF.1);
+            tokio::time::sleep(wait).await;
         }
     }
 
     async fn is_connected(&self) -> bool {
-        let live = self.live.lock().await;
-        live.as_ref()
-            .and_then(|l| l.connection.as_ref())
-            .is_some_and(|c| c.close_reason().is_none())
+        self.client.is_connected().await
     }
 
     async fn close(&self) {
@@ -358,13 +296,7 @@ impl Backend for Quic {
         if drained.is_err() {
             tracing::warn!("requests still under way when the connection was closed");
         }
-        let Some(live) = self.live.lock().await.take() else {
-            return;
-        };
-        if let Some(connection) = live.connection {
-            connection.close(0u32.into(), b"done");
-        }
-        let _ = tokio::time::timeout(CLOSE_GRACE, live.endpoint.wait_idle()).await;
+        self.client.close(CLOSE_GRACE).await;
     }
 
     async fn send(&self, request: InstanceRequest) -> (Result<InstanceResponse>, bool) {
@@ -379,21 +311,6 @@ impl Backend for Quic {
     fn persistence(&self) -> Option<&Arc<dyn Persistence>> {
         None
     }
-}
-
-/// Says once per process, on stderr and in the log, that the server's certificate is not
-/// checked (`--insecure`, `RUNTARA_SKIP_CERT_VERIFICATION=true`, `SdkConfig::localhost`).
-fn warn_unverified(addr: &dyn std::fmt::Display) {
-    static WARNED: std::sync::Once = std::sync::Once::new();
-    WARNED.call_once(|| {
-        let message = format!(
-            "TLS certificate verification is OFF for {addr} (--insecure, \
-             RUNTARA_SKIP_CERT_VERIFICATION=true or SdkConfig::localhost): anyone on the \
-             network path can impersonate the server; for local development only"
-        );
-        eprintln!("warning: {message}");
-        tracing::warn!("{message}");
-    });
 }
 
 #[cfg(test)]

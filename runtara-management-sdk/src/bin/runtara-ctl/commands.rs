@@ -504,7 +504,7 @@ mod tests {
     fn exit_codes() {
         let server = CtlError::Sdk(SdkError::Server {
             operation: "get_instance_status",
-            code: "not_found".into(),
+            code: runtara_protocol::ErrorCode::NotFound,
             message: "no such instance".into(),
         });
         assert_eq!(server.exit_code(), 1);

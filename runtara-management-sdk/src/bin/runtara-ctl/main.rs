@@ -37,16 +37,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its sources, `: `-separated, skipping sources the message already shows.
+/// The error and its sources, `: `-separated (each error's message says only its own
+/// part, so each cause shows once).
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
         source = cause.source();
     }
     message
@@ -64,5 +62,12 @@ mod tests {
             source: io,
         };
         assert_eq!(error_chain(&error), "cannot read ca.pem: disk on fire");
+    }
+
+    #[test]
+    fn a_protocol_error_shows_each_cause_once() {
+        let io = std::io::Error::other("stream reset");
+        let error = runtara_management_sdk::SdkError::from(runtara_protocol::ProtocolError::Io(io));
+        assert_eq!(error_chain(&error), "i/o error: stream reset");
     }
 }
