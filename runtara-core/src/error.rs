@@ -126,6 +126,23 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// An applied migration's SQL differs from the one this build embeds: the database
+    /// was migrated by a build whose migration was later edited (or this build's was).
+    #[error(
+        "migration {version:04}_{name} was changed after it was applied to this database \
+         (recorded checksum {stored}, this build's {embedded}); a released migration must \
+         never change: restore it and put the change in a new migration"
+    )]
+    MigrationChanged {
+        /// Its version.
+        version: u32,
+        /// Its name.
+        name: &'static str,
+        /// The checksum the database recorded.
+        stored: String,
+        /// The checksum of the SQL this build embeds.
+        embedded: String,
+    },
     /// The database reported an error; the message carries the driver's (a read-only or
     /// corrupt file, a refused connection, a value the database cannot store).
     #[error("database error ({backend}): {}", chain(source.as_ref()))]

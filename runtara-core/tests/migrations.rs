@@ -194,3 +194,135 @@ async fn postgres_custom_event_counts_are_filled_in_from_stored_events() {
         .await
         .unwrap();
 }
+
+/// The message a database with an edited migration is refused with.
+fn assert_changed_migration_refused(error: runtara_core::Error) {
+    assert!(
+        matches!(
+            error,
+            runtara_core::Error::MigrationChanged { version: 3, .. }
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("migration 0003_images was changed after it was applied")
+            && message.contains("recorded checksum 00000000deadbeef"),
+        "unclear: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_changed_migration_is_refused_and_old_databases_get_checksums() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let url = format!("sqlite://{}", path.display());
+    drop(connect(&url).await.unwrap());
+    let checksums = |connection: &rusqlite::Connection| -> Vec<Option<String>> {
+        let mut statement = connection
+            .prepare("SELECT checksum FROM runtara_migrations ORDER BY version")
+            .unwrap();
+        let rows = statement.query_map([], |r| r.get(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    let expected: Vec<Option<String>> = runtara_core::migrations::SQLITE
+        .iter()
+        .map(|m| Some(m.checksum_hex()))
+        .collect();
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(checksums(&connection), expected, "recorded when applied");
+
+    // A database from before checksums: no column; it is added and filled in on open.
+    connection
+        .execute_batch("ALTER TABLE runtara_migrations DROP COLUMN checksum")
+        .unwrap();
+    drop(connection);
+    drop(connect(&url).await.unwrap());
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(
+        checksums(&connection),
+        expected,
+        "filled in for an old database"
+    );
+
+    // An applied migration whose recorded SQL is not this build's: refused.
+    connection
+        .execute(
+            "UPDATE runtara_migrations SET checksum = '00000000deadbeef' WHERE version = 3",
+            [],
+        )
+        .unwrap();
+    drop(connection);
+    let error = connect(&url).await.map(drop).unwrap_err();
+    assert_changed_migration_refused(error);
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(runtara_test_postgres),
+    ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+)]
+async fn postgres_a_changed_migration_is_refused_and_old_databases_get_checksums() {
+    let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
+        eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
+        return;
+    };
+    // A database of its own: its migrations table is tampered with.
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let name = format!("runtara_checksums_{}", std::process::id());
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let own_url = format!("{base}/{name}");
+    drop(connect(&own_url).await.unwrap());
+    let (client, connection) = tokio_postgres::connect(&own_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let checksums = || async {
+        client
+            .query(
+                "SELECT checksum FROM runtara_migrations ORDER BY version",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<_, Option<String>>(0))
+            .collect::<Vec<_>>()
+    };
+    let expected: Vec<Option<String>> = runtara_core::migrations::POSTGRES
+        .iter()
+        .map(|m| Some(m.checksum_hex()))
+        .collect();
+    assert_eq!(checksums().await, expected, "recorded when applied");
+    client
+        .batch_execute("ALTER TABLE runtara_migrations DROP COLUMN checksum")
+        .await
+        .unwrap();
+    drop(connect(&own_url).await.unwrap());
+    assert_eq!(checksums().await, expected, "filled in for an old database");
+    client
+        .batch_execute(
+            "UPDATE runtara_migrations SET checksum = '00000000deadbeef' WHERE version = 3",
+        )
+        .await
+        .unwrap();
+    let error = connect(&own_url).await.map(drop).unwrap_err();
+    assert_changed_migration_refused(error);
+    drop(client);
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+}

@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 use super::capacity_retry::CapacityRetryingConnect;
 use super::group_commit::{self, join_all};
 use super::queries::{pg, query, TRANSITION};
-use crate::migrations::{MIGRATIONS_TABLE, POSTGRES};
+use crate::migrations::{compare, Recorded, MIGRATIONS_TABLE, POSTGRES};
 use crate::model::now_ms;
 use crate::{Error, Result};
 
@@ -110,20 +110,39 @@ pub(crate) async fn migrate(pool: &Pool) -> Result<()> {
         .await
         .map_err(pg)?;
     tx.batch_execute(MIGRATIONS_TABLE).await.map_err(pg)?;
+    // Tables made before checksums were recorded.
+    tx.batch_execute("ALTER TABLE runtara_migrations ADD COLUMN IF NOT EXISTS checksum TEXT")
+        .await
+        .map_err(pg)?;
     for migration in POSTGRES {
         let version = i32::try_from(migration.version).map_err(|_| Error::Migration {
             version: migration.version,
             source: "version does not fit the migrations table".into(),
         })?;
-        let applied = tx
+        let row = tx
             .query_opt(
-                "SELECT 1 FROM runtara_migrations WHERE version = $1",
+                "SELECT checksum FROM runtara_migrations WHERE version = $1",
                 &[&version],
             )
             .await
             .map_err(pg)?;
-        if applied.is_some() {
-            continue;
+        let recorded = match row {
+            Some(row) => Some(row.try_get::<_, Option<String>>(0).map_err(pg)?),
+            None => None,
+        };
+        match compare(migration, recorded)? {
+            Recorded::Same => continue,
+            Recorded::Backfill => {
+                tx.execute(
+                    "UPDATE runtara_migrations SET checksum = $1 \
+                     WHERE version = $2 AND checksum IS NULL",
+                    &[&migration.checksum_hex(), &version],
+                )
+                .await
+                .map_err(pg)?;
+                continue;
+            }
+            Recorded::Apply => {}
         }
         tx.batch_execute(migration.sql)
             .await
@@ -132,8 +151,14 @@ pub(crate) async fn migrate(pool: &Pool) -> Result<()> {
                 source: Box::new(e),
             })?;
         tx.execute(
-            "INSERT INTO runtara_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
-            &[&version, &migration.name, &now_ms()],
+            "INSERT INTO runtara_migrations (version, name, applied_at_ms, checksum) \
+             VALUES ($1, $2, $3, $4)",
+            &[
+                &version,
+                &migration.name,
+                &now_ms(),
+                &migration.checksum_hex(),
+            ],
         )
         .await
         .map_err(pg)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::queries::db;
-use crate::migrations::{Migration, MIGRATIONS_TABLE, SQLITE};
+use crate::migrations::{compare, Migration, Recorded, MIGRATIONS_TABLE, SQLITE};
 use crate::model::now_ms;
 use crate::url::SqliteTarget;
 use crate::{Error, Result};
@@ -111,15 +111,31 @@ fn switch_to_wal(connection: &Connection) -> rusqlite::Result<String> {
     }
 }
 
-/// Applies every embedded migration not yet recorded in `runtara_migrations`.
+/// Applies every embedded migration not yet recorded in `runtara_migrations`, and
+/// checks that those recorded are the ones embedded (see [`crate::migrations`]).
 ///
 /// Each runs in a `BEGIN IMMEDIATE` transaction that re-checks the table, so several
 /// processes opening the same file apply each migration exactly once.
 fn migrate(connection: &Connection) -> Result<()> {
     connection.execute_batch(MIGRATIONS_TABLE).map_err(db)?;
+    add_checksum_column(connection).map_err(db)?;
     for migration in SQLITE {
-        if is_applied(connection, migration.version).map_err(db)? {
-            continue;
+        match compare(
+            migration,
+            recorded(connection, migration.version).map_err(db)?,
+        )? {
+            Recorded::Same => continue,
+            Recorded::Backfill => {
+                connection
+                    .execute(
+                        "UPDATE runtara_migrations SET checksum = ?1 \
+                         WHERE version = ?2 AND checksum IS NULL",
+                        params![migration.checksum_hex(), migration.version],
+                    )
+                    .map_err(db)?;
+                continue;
+            }
+            Recorded::Apply => {}
         }
         if let Err(error) = apply(connection, migration) {
             if !connection.is_autocommit() {
@@ -139,15 +155,50 @@ fn migrate(connection: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn is_applied(connection: &Connection, version: u32) -> rusqlite::Result<bool> {
-    connection
-        .query_row(
-            "SELECT 1 FROM runtara_migrations WHERE version = ?1",
-            [version],
+/// Adds the `checksum` column to a migrations table made before it existed.
+fn add_checksum_column(connection: &Connection) -> rusqlite::Result<()> {
+    let has = |c: &Connection| {
+        c.query_row(
+            "SELECT 1 FROM pragma_table_info('runtara_migrations') WHERE name = 'checksum'",
+            [],
             |_| Ok(()),
         )
         .optional()
         .map(|row| row.is_some())
+    };
+    if has(connection)? {
+        return Ok(());
+    }
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    // Another process may have added it while this one waited for the lock.
+    let added = if has(connection)? {
+        Ok(())
+    } else {
+        connection.execute_batch("ALTER TABLE runtara_migrations ADD COLUMN checksum TEXT")
+    };
+    match added {
+        Ok(()) => connection.execute_batch("COMMIT"),
+        Err(error) => {
+            let _ = connection.execute_batch("ROLLBACK");
+            Err(error)
+        }
+    }
+}
+
+/// What the table recorded for `version`: nothing (not applied), or its checksum (none
+/// when applied before checksums were recorded).
+fn recorded(connection: &Connection, version: u32) -> rusqlite::Result<Option<Option<String>>> {
+    connection
+        .query_row(
+            "SELECT checksum FROM runtara_migrations WHERE version = ?1",
+            [version],
+            |row| row.get(0),
+        )
+        .optional()
+}
+
+fn is_applied(connection: &Connection, version: u32) -> rusqlite::Result<bool> {
+    recorded(connection, version).map(|row| row.is_some())
 }
 
 fn apply(connection: &Connection, migration: &Migration) -> rusqlite::Result<()> {
@@ -156,8 +207,14 @@ fn apply(connection: &Connection, migration: &Migration) -> rusqlite::Result<()>
     if !is_applied(connection, migration.version)? {
         connection.execute_batch(migration.sql)?;
         connection.execute(
-            "INSERT INTO runtara_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
-            params![migration.version, migration.name, now_ms()],
+            "INSERT INTO runtara_migrations (version, name, applied_at_ms, checksum) \
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                migration.version,
+                migration.name,
+                now_ms(),
+                migration.checksum_hex()
+            ],
         )?;
     }
     connection.execute_batch("COMMIT")
