@@ -8,6 +8,7 @@ pub mod cli;
 pub mod connection_limits;
 pub mod credentials;
 pub mod event_quota;
+mod exit_decision;
 pub mod heard_from;
 pub mod image_store;
 mod instance_endpoint;

@@ -5,6 +5,9 @@
 //! the instance endpoint), never from an exit code. When a process exits the supervisor
 //! reads the stored status and acts on it:
 //!
+//! The decisions are pure functions in [`crate::exit_decision`], tested row by row; this
+//! module gathers what they need and carries them out.
+//!
 //! | stored status after the exit | action |
 //! |---|---|
 //! | `completed`, `failed`, `cancelled`, `suspended` | nothing (the process stopped as asked) |
@@ -43,6 +46,10 @@ use runtara_core::{now_ms, EventKind, InstanceRecord, InstanceStatus, Persistenc
 use tokio::sync::oneshot;
 
 use crate::credentials::CredentialKey;
+use crate::exit_decision::{
+    after_crash, by_queued_signal, by_status, AfterCrash, ByQueuedSignal, ByStatus, CrashHistory,
+    HowItEnded,
+};
 use crate::heard_from::HeardFrom;
 use crate::instance_process;
 use crate::log_tail::{Claim, LogTail};
@@ -700,63 +707,59 @@ impl Supervisor {
             return Ok(());
         };
         let unfinished = [InstanceStatus::Pending, InstanceStatus::Running];
-        match instance.status {
-            InstanceStatus::Sleeping => self.schedule_wake(&instance),
-            InstanceStatus::Pending | InstanceStatus::Running => {
-                if exited.timed_out {
-                    self.store
-                        .set_status(
-                            instance_id,
-                            &unfinished,
-                            InstanceStatus::Failed,
-                            Some(&timeout_reason),
-                        )
-                        .await?;
-                    return Ok(());
-                }
-                let signal = self
-                    .store
-                    .pending_signal(instance_id)
-                    .await?
-                    .map(|s| s.signal_type);
-                match signal {
-                    Some(SignalType::Cancel) => {
-                        self.store
-                            .set_status(instance_id, &unfinished, InstanceStatus::Cancelled, None)
-                            .await?;
-                    }
-                    // It returned cleanly while a pause was queued, without acknowledging
-                    // it (the reference's `if result.should_pause() { return Ok(()) }`):
-                    // paused as asked, not crashed. The acknowledgement takes the pause only
-                    // if it is still queued, atomically; a resume that withdrew it meanwhile
-                    // leaves the instance running, and it is relaunched at once.
-                    Some(SignalType::Pause)
-                        if exited.clean && instance.status == InstanceStatus::Running =>
-                    {
-                        self.store
-                            .acknowledge_signal(
-                                instance_id,
-                                instance.epoch,
-                                SignalType::Pause,
-                                true,
-                            )
-                            .await?;
-                        let now = self.store.get_instance(instance_id).await?;
-                        if now.is_some_and(|i| i.status == InstanceStatus::Running) {
-                            self.spawn_launch(instance_id.to_owned(), Duration::ZERO);
-                        }
-                    }
-                    // It stopped for a pause that a resume withdrew: carry on.
-                    None if exited.relaunch => {
-                        tracing::info!(%instance_id, "relaunching after a withdrawn pause");
-                        self.spawn_launch(instance_id.to_owned(), Duration::ZERO);
-                    }
-                    _ => self.crashed(&instance, exit).await?,
-                }
-            }
-            _ => {
+        let ended = HowItEnded {
+            clean: exited.clean,
+            timed_out: exited.timed_out,
+            pause_withdrawn: exited.relaunch,
+        };
+        match by_status(instance.status, ended) {
+            ByStatus::Nothing => {
                 tracing::info!(%instance_id, status = %instance.status, %exit, "instance process exited");
+                return Ok(());
             }
+            ByStatus::ScheduleWake => {
+                self.schedule_wake(&instance);
+                return Ok(());
+            }
+            ByStatus::FailTimedOut => {
+                let failed = InstanceStatus::Failed;
+                self.store
+                    .set_status(instance_id, &unfinished, failed, Some(&timeout_reason))
+                    .await?;
+                return Ok(());
+            }
+            ByStatus::AskQueuedSignal => {}
+        }
+        let queued = self
+            .store
+            .pending_signal(instance_id)
+            .await?
+            .map(|s| s.signal_type);
+        match by_queued_signal(instance.status, queued, ended) {
+            ByQueuedSignal::Cancel => {
+                self.store
+                    .set_status(instance_id, &unfinished, InstanceStatus::Cancelled, None)
+                    .await?;
+            }
+            // It returned cleanly while a pause was queued, without acknowledging it
+            // (the reference's `if result.should_pause() { return Ok(()) }`): paused as
+            // asked, not crashed. The acknowledgement takes the pause only if it is still
+            // queued, atomically; a resume that withdrew it meanwhile leaves the instance
+            // running, and it is relaunched at once.
+            ByQueuedSignal::SettlePause => {
+                self.store
+                    .acknowledge_signal(instance_id, instance.epoch, SignalType::Pause, true)
+                    .await?;
+                let now = self.store.get_instance(instance_id).await?;
+                if now.is_some_and(|i| i.status == InstanceStatus::Running) {
+                    self.spawn_launch(instance_id.to_owned(), Duration::ZERO);
+                }
+            }
+            ByQueuedSignal::RelaunchNow => {
+                tracing::info!(%instance_id, "relaunching after a withdrawn pause");
+                self.spawn_launch(instance_id.to_owned(), Duration::ZERO);
+            }
+            ByQueuedSignal::Crashed => self.crashed(&instance, exit).await?,
         }
         Ok(())
     }
@@ -794,46 +797,45 @@ impl Supervisor {
         exit: &str,
     ) -> anyhow::Result<()> {
         let instance_id = &instance.instance_id;
-        let (crashes, tail) = {
+        let (decision, tail) = {
             let mut runs = self.runs();
             let run = runs.entry(instance_id.clone()).or_default();
-            if instance.checkpoint_count > run.checkpoints_at_launch {
-                // It made progress: a fresh crash, not a loop.
-                run.crashes = 0;
-            }
-            if STORAGE.is_failing() {
-                // The server's storage failing is the server's problem, not the
-                // instance's: the relaunch waits as for a first crash, uncounted.
-                run.crashes = run.crashes.max(1);
-            } else {
-                run.crashes += 1;
-            }
-            (
-                run.crashes,
-                self.output(instance).and_then(|log| log.text()),
-            )
-        };
-        if crashes > self.settings.max_restarts {
-            let reason = format!(
-                "the instance process exited ({exit}) without finishing {crashes} times in a row; \
-                 giving up{}",
-                tail.map(|t| format!("; last output:\n{t}"))
-                    .unwrap_or_default()
+            let history = CrashHistory {
+                crashes_before: run.crashes,
+                progressed: instance.checkpoint_count > run.checkpoints_at_launch,
+                storage_failing: STORAGE.is_failing(),
+            };
+            let decision = after_crash(
+                history,
+                self.settings.max_restarts,
+                self.settings.restart_backoff,
             );
-            tracing::warn!(%instance_id, %exit, crashes, "instance keeps crashing; marking it failed");
-            self.store
-                .set_status(
-                    instance_id,
-                    &[InstanceStatus::Pending, InstanceStatus::Running],
-                    InstanceStatus::Failed,
-                    Some(&reason),
-                )
-                .await?;
-            return Ok(());
+            run.crashes = decision.crashes();
+            (decision, self.output(instance).and_then(|log| log.text()))
+        };
+        match decision {
+            AfterCrash::GiveUp { crashes } => {
+                let reason = format!(
+                    "the instance process exited ({exit}) without finishing {crashes} times \
+                     in a row; giving up{}",
+                    tail.map(|t| format!("; last output:\n{t}"))
+                        .unwrap_or_default()
+                );
+                tracing::warn!(%instance_id, %exit, crashes, "instance keeps crashing; marking it failed");
+                self.store
+                    .set_status(
+                        instance_id,
+                        &[InstanceStatus::Pending, InstanceStatus::Running],
+                        InstanceStatus::Failed,
+                        Some(&reason),
+                    )
+                    .await?;
+            }
+            AfterCrash::Relaunch { crashes, after } => {
+                tracing::warn!(%instance_id, %exit, crashes, backoff = ?after, "instance process crashed; relaunching from its last checkpoint");
+                self.spawn_launch(instance_id.clone(), after);
+            }
         }
-        let backoff = self.settings.restart_backoff * 2u32.saturating_pow(crashes - 1);
-        tracing::warn!(%instance_id, %exit, crashes, ?backoff, "instance process crashed; relaunching from its last checkpoint");
-        self.spawn_launch(instance_id.clone(), backoff);
         Ok(())
     }
 
