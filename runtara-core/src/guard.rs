@@ -180,7 +180,8 @@ pub(crate) enum SignalPlan {
     Reject,
 }
 
-/// The signal rules of DESIGN.md §4 (terminal instances are refused before this).
+/// The signal rules of the lifecycle (`docs/architecture.md`; terminal instances are
+/// refused before this).
 pub(crate) fn plan_signal(signal: crate::SignalType, status: InstanceStatus) -> SignalPlan {
     use crate::SignalType::*;
     use InstanceStatus::*;
