@@ -10,25 +10,17 @@ use crate::{read_frame, write_frame, ProtocolError, DEFAULT_MAX_FRAME_LEN};
 pub const BODY_CHUNK: usize = 256 * 1024;
 
 /// Why an exchange failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
     /// The connection or stream broke (the server went away, restarted, reset the
     /// stream): worth another attempt on a new connection.
+    #[error("{0}")]
     Transient(String),
-    /// The reply cannot be understood; another attempt would not help.
+    /// The reply cannot be understood; another attempt would not help. Shown as the
+    /// protocol error itself, whose sources follow.
+    #[error(transparent)]
     Fatal(ProtocolError),
 }
-
-impl std::fmt::Display for ExchangeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ExchangeError::Transient(message) => f.write_str(message),
-            ExchangeError::Fatal(error) => write!(f, "{error}"),
-        }
-    }
-}
-
-impl std::error::Error for ExchangeError {}
 
 /// Opens a stream, writes `request` as one frame, then `body` raw (if any), finishes the
 /// stream and reads one response frame.
