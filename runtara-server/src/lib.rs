@@ -179,57 +179,17 @@ const MAIN_POOL_SIZE: usize = 4;
 /// Opens the database, sets up TLS, adopts unfinished instances and starts serving.
 pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     private_files::make_private(&config.data_dir)?;
-    // Instances run in their own folders, so every path handed to them or derived from the
-    // data dir (the image binaries, the CA certificate to trust) must not be relative.
-    config.data_dir = std::path::absolute(&config.data_dir)
-        .with_context(|| format!("resolving the data dir {}", config.data_dir.display()))?;
-    if let Some(cert) = &config.tls_cert {
-        config.tls_cert = Some(
-            std::path::absolute(cert)
-                .with_context(|| format!("resolving the certificate path {}", cert.display()))?,
-        );
-    }
+    make_paths_absolute(&mut config)?;
     let tokens = config
         .load_management_tokens()
         .context("loading the management tokens")?;
     let credential_key = CredentialKey::load_or_create(&config.data_dir)
         .context("loading the instance credential key")?;
-    let url = config.database_url();
-    // The instance endpoint's threads each serve many connections: an SQLite commit must
-    // not block one of them (see `instance_threads`).
-    let options = runtara_core::ConnectOptions::new().sqlite_commits_on_writer_thread(true);
-    let is_postgres = matches!(
-        runtara_core::DatabaseUrl::parse(&url),
-        Ok(runtara_core::DatabaseUrl::Postgres(_))
-    );
     let placement = Placement::auto(config.instance_threads);
-    // With PostgreSQL each instance endpoint thread has a pool of its own, and the main
-    // runtime's serves only management and supervision.
-    let options = match (is_postgres, placement) {
-        (true, Placement::Threads(_)) => options.postgres_pool_size(MAIN_POOL_SIZE),
-        _ => options,
-    };
-    let persistence = runtara_core::connect_with(&url, options)
-        .await
-        .with_context(|| format!("opening the database {url}"))?;
-    // In the background: serving can start while the connections open.
-    let warming = persistence.clone();
-    tokio::spawn(async move {
-        if let Err(error) = warming.warm_up().await {
-            tracing::warn!(%error, "warming up the database connections failed");
-        }
-    });
+    let storage = open_storage(&config, placement).await?;
+    let persistence = storage.persistence.clone();
     let tls = tls_setup::load(&config)?;
-    let endpoint = |addr: SocketAddr, what: &str| {
-        runtara_protocol::endpoint::server_endpoint(
-            addr,
-            &tls.cert_pem,
-            &tls.key_pem,
-            Some(&tls.reset_secret),
-        )
-        .with_context(|| format!("starting the {what} endpoint on {addr}"))
-    };
-    let management_endpoint = endpoint(config.management_addr, "management")?;
+    let management_endpoint = bind(config.management_addr, &tls, "management")?;
     let management_addr = management_endpoint
         .local_addr()
         .context("reading the bound address")?;
@@ -244,70 +204,30 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         ),
         events: config.event_limits.quota(),
     };
-    let mut endpoints = Vec::new();
-    let mut accept_loops = Vec::new();
-    let mut instance_threads = None;
-    let instance_addr = match placement {
-        Placement::MainRuntime => {
-            let instance_endpoint = endpoint(config.instance_addr, "instance")?;
-            accept_loops.push(tokio::spawn(instance_endpoint::serve(
-                instance_endpoint.clone(),
-                persistence.clone(),
-                auth,
-            )));
-            let addr = instance_endpoint
-                .local_addr()
-                .context("reading the bound address")?;
-            endpoints.push(instance_endpoint);
-            addr
-        }
-        Placement::Threads(count) => {
-            let store = match is_postgres {
-                true => ThreadStore::Own {
-                    url: url.clone(),
-                    pool_size: (THREADS_POOL_BUDGET / count).max(2),
-                },
-                false => ThreadStore::Shared(persistence.clone()),
-            };
-            let (addr, threads) =
-                InstanceThreads::start(config.instance_addr, count, &tls, store, auth)
-                    .await
-                    .with_context(|| {
-                        format!("starting the instance endpoint on {}", config.instance_addr)
-                    })?;
-            instance_threads = Some(threads);
-            addr
-        }
-    };
+    let instances = serve_instances(&config, placement, &storage, &tls, auth).await?;
+    let instance_addr = instances.addr;
+    let mut endpoints = instances.endpoint.into_iter().collect::<Vec<_>>();
+    let mut accept_loops = instances.accept_loop.into_iter().collect::<Vec<_>>();
 
     let images = ImageStore::open(config.data_dir.join("images"), config.max_image_bytes)
         .context("opening the image store")?;
-    let supervisor = Supervisor::new(
-        persistence.clone(),
-        RunnerSettings {
-            heard_from,
-            images_dir: images.dir().to_path_buf(),
-            instances_dir: config.data_dir.join(supervisor::INSTANCE_FILES_DIR),
-            legacy_instances_dir: config.data_dir.join(supervisor::LEGACY_INSTANCES_DIR),
-            instance_addr: reachable(instance_addr),
-            ca_path: tls.ca_path.clone().or_else(|| config.tls_cert.clone()),
-            heartbeat_interval: config.heartbeat_interval,
-            heartbeat_timeout: config.heartbeat_timeout,
-            sleep_exit_threshold: config.sleep_exit_threshold,
-            cancel_grace: config.cancel_grace,
-            max_restarts: config.max_restarts,
-            restart_backoff: config.restart_backoff,
-            credential_key: credential_key.clone(),
-        },
-    );
-    if tokens.is_empty() {
-        tracing::warn!(
-            %management_addr,
-            "no management tokens configured: the management endpoint is open to every client that reaches it (set --tokens-file or RUNTARA_MANAGEMENT_TOKENS)"
-        );
-    } else {
-        tracing::info!(tokens = tokens.len(), "management tokens required");
-    }
+    let settings = RunnerSettings {
+        heard_from,
+        images_dir: images.dir().to_path_buf(),
+        instances_dir: config.data_dir.join(supervisor::INSTANCE_FILES_DIR),
+        legacy_instances_dir: config.data_dir.join(supervisor::LEGACY_INSTANCES_DIR),
+        instance_addr: reachable(instance_addr),
+        ca_path: tls.ca_path.clone().or_else(|| config.tls_cert.clone()),
+        heartbeat_interval: config.heartbeat_interval,
+        heartbeat_timeout: config.heartbeat_timeout,
+        sleep_exit_threshold: config.sleep_exit_threshold,
+        cancel_grace: config.cancel_grace,
+        max_restarts: config.max_restarts,
+        restart_backoff: config.restart_backoff,
+        credential_key,
+    };
+    let supervisor = Supervisor::new(persistence.clone(), settings);
+    log_management_access(&tokens, management_addr);
     let management = Arc::new(Management::new(
         persistence.clone(),
         images,
@@ -342,8 +262,143 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         persistence,
         endpoints,
         accept_loops,
-        instance_threads,
+        instance_threads: instances.threads,
     })
+}
+
+/// Instances run in their own folders, so every path handed to them or derived from the
+/// data dir (the image binaries, the CA certificate to trust) must not be relative.
+fn make_paths_absolute(config: &mut ServerConfig) -> anyhow::Result<()> {
+    config.data_dir = std::path::absolute(&config.data_dir)
+        .with_context(|| format!("resolving the data dir {}", config.data_dir.display()))?;
+    if let Some(cert) = &config.tls_cert {
+        config.tls_cert = Some(
+            std::path::absolute(cert)
+                .with_context(|| format!("resolving the certificate path {}", cert.display()))?,
+        );
+    }
+    Ok(())
+}
+
+/// The database, opened for the server.
+struct Storage {
+    persistence: Arc<dyn Persistence>,
+    url: String,
+    is_postgres: bool,
+}
+
+/// Opens the database (its connections warm up in the background while serving starts).
+async fn open_storage(config: &ServerConfig, placement: Placement) -> anyhow::Result<Storage> {
+    let url = config.database_url();
+    // The instance endpoint's threads each serve many connections: an SQLite commit must
+    // not block one of them (see `instance_threads`).
+    let options = runtara_core::ConnectOptions::new().sqlite_commits_on_writer_thread(true);
+    let is_postgres = matches!(
+        runtara_core::DatabaseUrl::parse(&url),
+        Ok(runtara_core::DatabaseUrl::Postgres(_))
+    );
+    // With PostgreSQL each instance endpoint thread has a pool of its own, and the main
+    // runtime's serves only management and supervision.
+    let options = match (is_postgres, placement) {
+        (true, Placement::Threads(_)) => options.postgres_pool_size(MAIN_POOL_SIZE),
+        _ => options,
+    };
+    let persistence = runtara_core::connect_with(&url, options)
+        .await
+        .with_context(|| format!("opening the database {url}"))?;
+    let warming = persistence.clone();
+    tokio::spawn(async move {
+        if let Err(error) = warming.warm_up().await {
+            tracing::warn!(%error, "warming up the database connections failed");
+        }
+    });
+    Ok(Storage {
+        persistence,
+        url,
+        is_postgres,
+    })
+}
+
+/// A QUIC server endpoint on `addr`.
+fn bind(
+    addr: SocketAddr,
+    tls: &tls_setup::TlsMaterial,
+    what: &str,
+) -> anyhow::Result<quinn::Endpoint> {
+    runtara_protocol::endpoint::server_endpoint(
+        addr,
+        &tls.cert_pem,
+        &tls.key_pem,
+        Some(&tls.reset_secret),
+    )
+    .with_context(|| format!("starting the {what} endpoint on {addr}"))
+}
+
+/// The instance endpoint, served on the main runtime or on threads of its own.
+struct ServedInstances {
+    addr: SocketAddr,
+    endpoint: Option<quinn::Endpoint>,
+    accept_loop: Option<JoinHandle<()>>,
+    threads: Option<InstanceThreads>,
+}
+
+async fn serve_instances(
+    config: &ServerConfig,
+    placement: Placement,
+    storage: &Storage,
+    tls: &tls_setup::TlsMaterial,
+    auth: instance_endpoint::InstanceAuth,
+) -> anyhow::Result<ServedInstances> {
+    match placement {
+        Placement::MainRuntime => {
+            let endpoint = bind(config.instance_addr, tls, "instance")?;
+            let accept_loop = tokio::spawn(instance_endpoint::serve(
+                endpoint.clone(),
+                storage.persistence.clone(),
+                auth,
+            ));
+            let addr = endpoint.local_addr().context("reading the bound address")?;
+            Ok(ServedInstances {
+                addr,
+                endpoint: Some(endpoint),
+                accept_loop: Some(accept_loop),
+                threads: None,
+            })
+        }
+        Placement::Threads(count) => {
+            let store = match storage.is_postgres {
+                true => ThreadStore::Own {
+                    url: storage.url.clone(),
+                    pool_size: (THREADS_POOL_BUDGET / count).max(2),
+                },
+                false => ThreadStore::Shared(storage.persistence.clone()),
+            };
+            let (addr, threads) =
+                InstanceThreads::start(config.instance_addr, count, tls, store, auth)
+                    .await
+                    .with_context(|| {
+                        format!("starting the instance endpoint on {}", config.instance_addr)
+                    })?;
+            Ok(ServedInstances {
+                addr,
+                endpoint: None,
+                accept_loop: None,
+                threads: Some(threads),
+            })
+        }
+    }
+}
+
+/// Says whether the management endpoint needs a token.
+fn log_management_access(tokens: &ManagementTokens, management_addr: SocketAddr) {
+    if tokens.is_empty() {
+        tracing::warn!(
+            %management_addr,
+            "no management tokens configured: the management endpoint is open to every client that reaches it (set --tokens-file or RUNTARA_MANAGEMENT_TOKENS)"
+        );
+    } else {
+        tracing::info!(tokens = tokens.len(), "management tokens required");
+    }
 }
 
 /// The address launched instances dial: a wildcard bind is reached over loopback.
