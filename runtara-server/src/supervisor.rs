@@ -5,7 +5,7 @@
 //! the instance endpoint), never from an exit code. When a process exits the supervisor
 //! reads the stored status and acts on it:
 //!
-//! The decisions are pure functions in [`crate::exit_decision`], tested row by row; this
+//! The decisions are pure functions in `exit_decision.rs`, tested row by row; this
 //! module gathers what they need and carries them out.
 //!
 //! | stored status after the exit | action |
