@@ -13,7 +13,9 @@
 //! instances × 10 steps at once in one process (median of 3 runs after a warm-up);
 //! `W2-processes` the same launched as
 //! processes through the management API; `W3` an instance with 10,000 recorded steps
-//! restarted and replayed; `W4` `start_instance` to the first step body; `W5` server
+//! restarted and replayed; `W3-server` a server-launched instance of 100 steps SIGKILLed
+//! before step 51, from the kill to `completed`; `W4` `start_instance` to the first step
+//! body; `W5` server
 //! memory per connected idle instance; `W1-history` W1 again after 100,000 checkpoints,
 //! each run paired with one on an empty database of the same mode (`x_W1_paired`);
 //! `L` management listings and status reads (p50, p99) while 100 instances with 400
@@ -203,6 +205,9 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         if mode.quic() && run("W4") {
             workloads::w4(&target, &mut report, &prefix, &dir, sizes.w4_samples).await?;
         }
+        if mode.quic() && run("W3-server") {
+            workloads::w3_server(&target, &mut report, &prefix, &dir, sizes.w3_server).await?;
+        }
         if mode.quic() && run("W2-processes") {
             workloads::w2_processes(&target, &mut report, &prefix, sizes.w2_processes).await?;
         }
@@ -244,7 +249,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The workloads `--workloads` may name.
-const WORKLOADS: [&str; 10] = [
+const WORKLOADS: [&str; 11] = [
     "R",
     "W1-store",
     "W1",
@@ -252,6 +257,7 @@ const WORKLOADS: [&str; 10] = [
     "W3",
     "W4",
     "W2-processes",
+    "W3-server",
     "W5",
     "W1-history",
     "L",

@@ -10,6 +10,10 @@ use crate::steps::bench_step;
 struct Input {
     steps: u32,
     mark_file: Option<String>,
+    /// W3-server: before this step, the first run writes the time (ns) to `kill_mark`
+    /// and SIGKILLs itself.
+    kill_at: Option<u32>,
+    kill_mark: Option<String>,
 }
 
 /// Runs the instance described by the environment the server set.
@@ -18,6 +22,9 @@ pub async fn run() -> anyhow::Result<()> {
     sdk.clone().init(None).await?;
     let input: Input = runtara_sdk::input()?.unwrap_or_default();
     for n in 1..=input.steps.max(1) {
+        if input.kill_at == Some(n) {
+            kill_once(input.kill_mark.as_deref())?;
+        }
         let mark = if n == 1 {
             input.mark_file.as_deref()
         } else {
@@ -27,4 +34,23 @@ pub async fn run() -> anyhow::Result<()> {
     }
     sdk.completed(b"{}").await?;
     Ok(())
+}
+
+/// The first time (no mark yet): writes the wall-clock time (ns) to `mark`, then
+/// SIGKILLs this process, as `kill -9` would.
+fn kill_once(mark: Option<&str>) -> anyhow::Result<()> {
+    let Some(mark) = mark else {
+        return Ok(());
+    };
+    if std::path::Path::new(mark).exists() {
+        return Ok(());
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    std::fs::write(mark, nanos.to_string())?;
+    std::process::Command::new("kill")
+        .args(["-KILL", &std::process::id().to_string()])
+        .status()?;
+    anyhow::bail!("still alive after SIGKILL")
 }

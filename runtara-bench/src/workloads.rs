@@ -29,6 +29,8 @@ pub struct Sizes {
     pub w2_processes: usize,
     /// W3 recorded steps.
     pub w3_steps: u32,
+    /// W3-server samples.
+    pub w3_server: usize,
     /// W4 samples.
     pub w4_samples: usize,
     /// W5 idle instances.
@@ -48,6 +50,7 @@ impl Sizes {
         w2_runs: 3,
         w2_processes: 200,
         w3_steps: 10_000,
+        w3_server: 5,
         w4_samples: 20,
         w5_instances: 1_000,
         history: 100_000,
@@ -60,6 +63,7 @@ impl Sizes {
         w2_runs: 1,
         w2_processes: 30,
         w3_steps: 2_000,
+        w3_server: 3,
         w4_samples: 5,
         w5_instances: 200,
         history: 10_000,
@@ -387,6 +391,55 @@ pub async fn w4(
     let mode = target.mode.name();
     report.add(mode, "W4", median(&mut times.clone()), "ms");
     report.add(mode, "W4", percentile(&mut times, 0.95), "p95_ms");
+    Ok(())
+}
+
+/// W3-server: an instance of 100 steps launched by the server SIGKILLs itself before
+/// step 51; from the kill to the instance `completed` (median of `samples`).
+pub async fn w3_server(
+    target: &Target,
+    report: &mut Report,
+    prefix: &str,
+    dir: &Path,
+    samples: usize,
+) -> anyhow::Result<()> {
+    let sdk = management(target).await?;
+    let image_id = register_self(&sdk).await?;
+    let mut times = Vec::with_capacity(samples);
+    for n in 0..samples {
+        let mark = dir.join(format!("w3-server-kill-{n}"));
+        let instance_id = format!("{prefix}-w3s-{n}");
+        sdk.start_instance(
+            StartInstanceOptions::new(&image_id, TENANT)
+                .with_instance_id(&instance_id)
+                .with_input(serde_json::json!({"steps": 100, "kill_at": 51, "kill_mark": mark})),
+        )
+        .await?;
+        let started = Instant::now();
+        loop {
+            let status = sdk.get_instance_status(&instance_id).await?;
+            if status.status == "completed" {
+                break;
+            }
+            anyhow::ensure!(
+                !status.is_terminal(),
+                "W3-server: the instance ended {}",
+                status.status
+            );
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "W3-server: not done within a minute"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let done = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+        let killed: u128 = std::fs::read_to_string(&mark)
+            .context("W3-server: the instance never killed itself")?
+            .trim()
+            .parse()?;
+        times.push(done.as_nanos().saturating_sub(killed) as f64 / 1e6);
+    }
+    report.add(target.mode.name(), "W3-server", median(&mut times), "ms");
     Ok(())
 }
 
