@@ -59,7 +59,8 @@ pub struct Cli {
     /// Crashes in a row after which an instance is marked failed.
     #[arg(long, env = "RUNTARA_MAX_RESTARTS", default_value_t = 3)]
     pub max_restarts: u32,
-    /// Wait (ms) before relaunching a crashed instance; doubles per crash in a row.
+    /// Wait (ms) before relaunching an instance that crashed again right after a relaunch
+    /// (a first crash is relaunched at once); doubles per further crash in a row.
     #[arg(long, env = "RUNTARA_RESTART_BACKOFF_MS", default_value_t = 1_000)]
     pub restart_backoff_ms: u64,
     /// File of management tokens, one per line: `<token> <tenant>[,<tenant>...]` (`*`: every

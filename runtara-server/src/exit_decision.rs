@@ -96,7 +96,8 @@ pub(crate) enum AfterCrash {
     Relaunch {
         /// Crashes in a row, this one included.
         crashes: u32,
-        /// The backoff: `restart_backoff` doubled per crash in a row after the first.
+        /// None after a first crash; then `restart_backoff`, doubled per crash in a row
+        /// after the second.
         after: Duration,
     },
     /// Too many crashes in a row: `failed` with the reason.
@@ -115,7 +116,9 @@ impl AfterCrash {
     }
 }
 
-/// A crash is relaunched with a doubling backoff until `max_restarts` in a row.
+/// A first crash is relaunched at once (a `kill -9` costs no wait); crashes in a row
+/// after it wait a doubling backoff, until `max_restarts` in a row. While the storage
+/// fails the relaunch always waits (the process could not register anyway).
 pub(crate) fn after_crash(
     history: CrashHistory,
     max_restarts: u32,
@@ -135,10 +138,12 @@ pub(crate) fn after_crash(
     if crashes > max_restarts {
         return AfterCrash::GiveUp { crashes };
     }
-    AfterCrash::Relaunch {
-        crashes,
-        after: restart_backoff * 2u32.saturating_pow(crashes - 1),
-    }
+    let after = match (crashes, history.storage_failing) {
+        (1, false) => Duration::ZERO,
+        (1, true) => restart_backoff,
+        (n, _) => restart_backoff * 2u32.saturating_pow(n - 2),
+    };
+    AfterCrash::Relaunch { crashes, after }
 }
 
 #[cfg(test)]
@@ -266,14 +271,14 @@ mod tests {
     }
 
     #[test]
-    fn crashes_back_off_doubling_then_give_up() {
+    fn a_first_crash_relaunches_at_once_then_crashes_back_off_doubling_then_give_up() {
         let relaunch = |crashes, secs| AfterCrash::Relaunch {
             crashes,
             after: SECOND * secs,
         };
-        assert_eq!(after_crash(history(0), 3, SECOND), relaunch(1, 1));
-        assert_eq!(after_crash(history(1), 3, SECOND), relaunch(2, 2));
-        assert_eq!(after_crash(history(2), 3, SECOND), relaunch(3, 4));
+        assert_eq!(after_crash(history(0), 3, SECOND), relaunch(1, 0));
+        assert_eq!(after_crash(history(1), 3, SECOND), relaunch(2, 1));
+        assert_eq!(after_crash(history(2), 3, SECOND), relaunch(3, 2));
         assert_eq!(
             after_crash(history(3), 3, SECOND),
             AfterCrash::GiveUp { crashes: 4 }
@@ -294,7 +299,7 @@ mod tests {
             after_crash(progressed, 3, SECOND),
             AfterCrash::Relaunch {
                 crashes: 1,
-                after: SECOND
+                after: Duration::ZERO
             }
         );
     }
@@ -305,7 +310,14 @@ mod tests {
             storage_failing: true,
             ..history(before)
         };
-        assert_eq!(after_crash(failing(0), 3, SECOND).crashes(), 1);
+        assert_eq!(
+            after_crash(failing(0), 3, SECOND),
+            AfterCrash::Relaunch {
+                crashes: 1,
+                after: SECOND
+            },
+            "no relaunch at once while the storage fails"
+        );
         assert_eq!(after_crash(failing(2), 3, SECOND).crashes(), 2);
         assert!(matches!(
             after_crash(failing(3), 3, SECOND),

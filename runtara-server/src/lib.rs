@@ -73,7 +73,8 @@ pub struct ServerConfig {
     pub cancel_grace: Duration,
     /// Crashes in a row after which an instance is marked `failed`.
     pub max_restarts: u32,
-    /// Wait before the first relaunch after a crash (doubles per crash in a row).
+    /// Wait before relaunching an instance that crashed twice in a row (a first crash is
+    /// relaunched at once); doubles per further crash in a row.
     pub restart_backoff: Duration,
     /// File of management tokens (see [`management_tokens`]); `None`: no file.
     pub tokens_file: Option<PathBuf>,

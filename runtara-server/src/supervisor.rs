@@ -15,7 +15,7 @@
 //! | `running` or `pending` with a cancel queued | `cancelled` |
 //! | `running` with a pause queued, after a clean exit (the process returned at the pause without acknowledging it) | `suspended`, the pause settled; if a resume withdrew it meanwhile, relaunched at once |
 //! | `running`, nothing queued, after a resume withdrew a pause during the run | relaunched at once (the process may have taken the pause before the resume) |
-//! | `running` or `pending` otherwise (a crash) | relaunch from the last checkpoint after a backoff; after `max_restarts` crashes in a row, `failed` with the reason |
+//! | `running` or `pending` otherwise (a crash) | relaunch from the last checkpoint, at once after a first crash and after a doubling backoff on crashes in a row; after `max_restarts` crashes in a row, `failed` with the reason |
 //!
 //! A process that stops heartbeating for `heartbeat_timeout` is killed and handled as a
 //! crash. No instance ever has two live processes: every launch first claims the lock
@@ -93,7 +93,8 @@ pub struct RunnerSettings {
     pub cancel_grace: Duration,
     /// Crashes in a row after which the instance is `failed`.
     pub max_restarts: u32,
-    /// Wait before the first relaunch after a crash; doubles with each crash.
+    /// Wait before relaunching an instance that crashed again (a first crash is relaunched
+    /// at once); doubles with each further crash in a row.
     pub restart_backoff: Duration,
     /// Issues each launched process its credential (`RUNTARA_INSTANCE_CREDENTIAL`).
     pub credential_key: CredentialKey,
