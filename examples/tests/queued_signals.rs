@@ -71,47 +71,77 @@ async fn start_workflow(sdk: &ManagementSdk, steps: u32, log: &std::path::Path) 
         .await
         .unwrap()
         .image_id;
-    let input = json!({"order_id": "C", "steps": steps, "step_delay_ms": 150, "log_file": log});
+    let input = json!({"order_id": "C", "steps": steps, "step_delay_ms": 400, "log_file": log});
     sdk.start_instance(StartInstanceOptions::new(&image_id, TENANT).with_input(input))
         .await
         .unwrap()
         .instance_id
 }
 
-/// Kills the instance's process and waits until the server has seen it exit (it then
-/// waits out its restart backoff before relaunching). Returns the steps run so far.
-async fn crash_and_wait_for_the_relaunch_backoff(
-    sdk: &ManagementSdk,
-    id: &str,
-    log: &std::path::Path,
-) -> usize {
-    wait_for(sdk, id, Duration::from_secs(30), |s| {
-        s.checkpoint_count >= 2
-    })
-    .await;
-    let events = sdk.list_events(id).await.unwrap();
-    let pid: u32 = events
+/// The pids of the instance's launched processes, in launch order.
+async fn launched(sdk: &ManagementSdk, id: &str) -> Vec<u32> {
+    sdk.list_events(id)
+        .await
+        .unwrap()
         .iter()
-        .find(|e| e.kind == "launched")
-        .and_then(|e| e.subtype.as_deref()?.parse().ok())
-        .unwrap();
+        .filter(|e| e.kind == "launched")
+        .filter_map(|e| e.subtype.as_deref()?.parse().ok())
+        .collect()
+}
+
+/// Waits until the instance has `n` launched processes and SIGKILLs the last.
+async fn kill_launch(sdk: &ManagementSdk, id: &str, n: usize) {
+    let started = std::time::Instant::now();
+    let pid = loop {
+        let pids = launched(sdk, id).await;
+        if pids.len() >= n {
+            break pids[n - 1];
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "launch {n} did not happen"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
     let killed = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
+}
+
+/// Crashes the instance twice in a row — its process, then at once the relaunched one
+/// before it records a step (a first crash is relaunched at once) — and waits until the
+/// server has seen the second exit: it then waits out its restart backoff before the
+/// next relaunch. Returns the steps run so far.
+async fn crash_and_wait_for_the_relaunch_backoff(
+    sdk: &ManagementSdk,
+    id: &str,
+    log: &std::path::Path,
+) -> usize {
+    let progress = wait_for(sdk, id, Duration::from_secs(30), |s| {
+        s.checkpoint_count >= 2
+    })
+    .await;
+    kill_launch(sdk, id, 1).await;
+    kill_launch(sdk, id, 2).await;
     let started = std::time::Instant::now();
     loop {
         let events = sdk.list_events(id).await.unwrap();
-        if events.iter().any(|e| e.kind == "exited") {
+        if events.iter().filter(|e| e.kind == "exited").count() >= 2 {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "the exit was not seen"
+            "the exits were not seen"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let now = sdk.get_instance_status(id).await.unwrap();
+    assert_eq!(
+        now.checkpoint_count, progress.checkpoint_count,
+        "the relaunch recorded a step before it was killed: not two crashes in a row"
+    );
     step_runs(log).len()
 }
 
@@ -134,7 +164,7 @@ async fn a_cancel_while_a_crash_relaunch_waits_ends_it_without_a_relaunch() {
         .into_iter()
         .filter(|e| e.kind == "launched")
         .count();
-    assert_eq!(launches, 1, "relaunched after the cancel");
+    assert_eq!(launches, 2, "relaunched after the cancel");
     assert_eq!(step_runs(&log).len(), ran, "a step ran after the cancel");
 }
 
