@@ -143,6 +143,21 @@ pub enum Error {
         /// The checksum of the SQL this build embeds.
         embedded: String,
     },
+    /// The database records a migration this build does not have: a newer build of
+    /// runtara migrated it. It is refused before anything is changed.
+    #[error(
+        "this database was migrated by a newer build of runtara: it has migration \
+         {version:04}_{name}, and this build knows migrations up to {latest:04}; open it \
+         with that build or a newer one"
+    )]
+    DatabaseNewer {
+        /// The newest migration the database records.
+        version: u32,
+        /// Its name, as recorded.
+        name: String,
+        /// The last migration this build embeds.
+        latest: u32,
+    },
     /// The database reported an error; the message carries the driver's (a read-only or
     /// corrupt file, a refused connection, a value the database cannot store).
     #[error("database error ({backend}): {}", chain(source.as_ref()))]

@@ -6,7 +6,9 @@
 //! database on which an applied migration's SQL differs from the one this build embeds
 //! is refused ([`Error::MigrationChanged`](crate::Error::MigrationChanged)): a migration
 //! is never edited once released; a change is a new migration. Databases from before
-//! checksums were recorded get theirs filled in on first open.
+//! checksums were recorded get theirs filled in on first open. A database that has a
+//! migration this build does not know — it was opened by a newer build — is refused too
+//! ([`Error::DatabaseNewer`](crate::Error::DatabaseNewer)), before anything is changed.
 
 /// One migration: its version, name, SQL and checksum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,14 +48,37 @@ pub const DIALECT_ONLY: &[(&str, &str)] = &[
     ("postgres", "derived_progress"),
 ];
 
-/// FNV-1a (64 bits) of `sql`: what the build records as [`Migration::checksum`].
+/// FNV-1a (64 bits) of `sql`, each `\r\n` read as `\n`: what the build records as
+/// [`Migration::checksum`]. Line endings do not count, so a checkout whose files got
+/// CRLF line endings embeds the same checksums as one with LF.
 pub fn checksum(sql: &str) -> u64 {
+    let bytes = sql.as_bytes();
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in sql.as_bytes() {
+    for (index, byte) in bytes.iter().enumerate() {
+        if *byte == b'\r' && bytes.get(index + 1) == Some(&b'\n') {
+            continue;
+        }
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
     hash
+}
+
+/// Refuses a database whose newest recorded migration, `newest` (version and name), is
+/// past the last of `known`: a newer build migrated it, and this one would misread it.
+pub(crate) fn check_not_newer(
+    known: &[Migration],
+    newest: Option<(u32, String)>,
+) -> crate::Result<()> {
+    let latest = known.last().map_or(0, |m| m.version);
+    match newest {
+        Some((version, name)) if version > latest => Err(crate::Error::DatabaseNewer {
+            version,
+            name,
+            latest,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The table recording applied migrations (same in both dialects); `checksum` is
@@ -90,6 +115,11 @@ pub(crate) fn compare(
         }),
     }
 }
+
+/// The build's rules for a migrations folder, compiled here to be tested.
+#[cfg(test)]
+#[path = "../build/migration_files.rs"]
+mod migration_files;
 
 #[cfg(test)]
 mod tests {
@@ -162,6 +192,166 @@ mod tests {
         assert!(
             message.contains("0003_images") && message.contains("changed after it was applied"),
             "{message}"
+        );
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn the_postgres_list_comes_from_its_folder_numbered_and_checksummed() {
+        for (index, migration) in POSTGRES.iter().enumerate() {
+            assert_eq!(migration.version as usize, index + 1);
+            assert_eq!(
+                migration.checksum,
+                checksum(migration.sql),
+                "{}",
+                migration.name
+            );
+        }
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+        let files = migration_files::scan(&folder).expect("the folder follows the rules");
+        let names: Vec<(u32, &str)> = files.iter().map(|f| (f.version, f.name.as_str())).collect();
+        let embedded: Vec<(u32, &str)> = POSTGRES.iter().map(|m| (m.version, m.name)).collect();
+        assert_eq!(names, embedded);
+    }
+
+    /// A folder holding `files` (name, contents) for the build's rules.
+    fn folder_of(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        for (name, sql) in files {
+            std::fs::write(dir.path().join(name), sql).expect("writes a migration");
+        }
+        dir
+    }
+
+    /// What the build says about a folder holding `files`.
+    fn problems_of(files: &[(&str, &str)]) -> String {
+        let dir = folder_of(files);
+        match migration_files::scan(dir.path()) {
+            Ok(found) => panic!("accepted: {found:?}"),
+            Err(problems) => problems,
+        }
+    }
+
+    #[test]
+    fn the_build_embeds_a_well_formed_folder_in_order_and_skips_hidden_files() {
+        let dir = folder_of(&[
+            ("0002_second.sql", "CREATE TABLE b (x INTEGER);"),
+            ("0001_first.sql", "CREATE TABLE a (x INTEGER);"),
+            (".0002_second.sql.swp", "editor state"),
+            ("0003_v3_index.sql", "CREATE INDEX a_x ON a (x);"),
+        ]);
+        let found = migration_files::scan(dir.path()).expect("follows the rules");
+        let names: Vec<(u32, &str)> = found.iter().map(|f| (f.version, f.name.as_str())).collect();
+        assert_eq!(names, [(1, "first"), (2, "second"), (3, "v3_index")]);
+        assert_eq!(found[0].checksum, checksum("CREATE TABLE a (x INTEGER);"));
+        let list = migration_files::render(&found);
+        assert!(list.starts_with("&[\n") && list.ends_with(']'), "{list}");
+        assert!(
+            list.contains("Migration { version: 1, name: \"first\", sql: include_str!("),
+            "{list}"
+        );
+        assert!(
+            list.contains(&format!("checksum: {:#018x} }}", found[2].checksum)),
+            "{list}"
+        );
+    }
+
+    #[test]
+    fn the_build_refuses_repeats_gaps_and_badly_named_files() {
+        let sql = "SELECT 1;";
+        let repeat = problems_of(&[
+            ("0001_a.sql", sql),
+            ("0002_b.sql", sql),
+            ("0002_c.sql", sql),
+        ]);
+        assert_eq!(
+            repeat,
+            "two migrations are numbered 0002: `0002_b.sql` and `0002_c.sql` (each number \
+             is used once)"
+        );
+        let gap = problems_of(&[("0001_a.sql", sql), ("0004_d.sql", sql)]);
+        assert_eq!(
+            gap,
+            "migration 0002 to 0003 are missing before `0004_d.sql` (the numbers run 1, 2, \
+             3, … without gaps)"
+        );
+        let late_start = problems_of(&[("0002_b.sql", sql)]);
+        assert!(
+            late_start.contains("migration 0001 is missing before `0002_b.sql`"),
+            "{late_start}"
+        );
+        let zero = problems_of(&[("0000_a.sql", sql), ("0001_b.sql", sql)]);
+        assert_eq!(zero, "`0000_a.sql`: the numbers start at 0001");
+        for bad in [
+            "1_a.sql",
+            "0001-a.sql",
+            "0001_.sql",
+            "0001_Images.sql",
+            "0001_a.txt",
+            "notes.md",
+        ] {
+            let problem = problems_of(&[(bad, sql)]);
+            assert!(
+                problem.starts_with(&format!("`{bad}` is not named `NNNN_name.sql`")),
+                "{bad}: {problem}"
+            );
+        }
+        let both = problems_of(&[("0001_a.sql", sql), ("0003_c.sql", sql), ("README", "")]);
+        assert_eq!(both.lines().count(), 2, "every problem is told: {both}");
+        assert!(problems_of(&[]).contains("no migrations"));
+    }
+
+    #[test]
+    fn the_build_and_the_library_agree_on_checksums_whatever_the_line_endings() {
+        let lf = "CREATE TABLE a (\n    x INTEGER\n);\n";
+        let crlf = lf.replace('\n', "\r\n");
+        assert_eq!(migration_files::checksum(lf.as_bytes()), checksum(lf));
+        assert_eq!(migration_files::checksum(crlf.as_bytes()), checksum(&crlf));
+        assert_eq!(checksum(&crlf), checksum(lf), "line endings do not count");
+        assert_ne!(checksum(lf), checksum("CREATE TABLE a (x INTEGER);\n"));
+        // A lone `\r` is part of the text.
+        assert_ne!(checksum("a\rb"), checksum("ab"));
+        // FNV-1a/64 of the empty input is its offset basis.
+        assert_eq!(checksum(""), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn a_database_a_newer_build_migrated_is_refused() {
+        let known = [
+            Migration {
+                version: 1,
+                name: "init",
+                sql: "",
+                checksum: checksum(""),
+            },
+            Migration {
+                version: 2,
+                name: "images",
+                sql: "",
+                checksum: checksum(""),
+            },
+        ];
+        assert!(check_not_newer(&known, None).is_ok(), "a new database");
+        assert!(check_not_newer(&known, Some((1, "init".into()))).is_ok());
+        assert!(check_not_newer(&known, Some((2, "images".into()))).is_ok());
+        let error =
+            check_not_newer(&known, Some((3, "webhooks".into()))).expect_err("a newer database");
+        assert!(
+            matches!(
+                error,
+                crate::Error::DatabaseNewer {
+                    version: 3,
+                    latest: 2,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "this database was migrated by a newer build of runtara: it has migration \
+             0003_webhooks, and this build knows migrations up to 0002; open it with that \
+             build or a newer one"
         );
     }
 }

@@ -326,3 +326,174 @@ async fn postgres_a_changed_migration_is_refused_and_old_databases_get_checksums
         .await
         .unwrap();
 }
+
+/// The migrations table as builds before checksums made it.
+const TABLE_WITHOUT_CHECKSUMS: &str = "CREATE TABLE runtara_migrations (\
+     version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_database_of_an_older_build_gets_the_new_migrations_and_checksums() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let all = runtara_core::migrations::SQLITE;
+    let older = &all[..all.len() - 2];
+    // What a build from before checksums, two migrations behind, left.
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection.execute_batch(TABLE_WITHOUT_CHECKSUMS).unwrap();
+    for migration in older {
+        connection.execute_batch(migration.sql).unwrap();
+        connection
+            .execute(
+                "INSERT INTO runtara_migrations (version, name, applied_at_ms) \
+                 VALUES (?1, ?2, 0)",
+                rusqlite::params![migration.version, migration.name],
+            )
+            .unwrap();
+    }
+    drop(connection);
+
+    let url = format!("sqlite://{}", path.display());
+    let store = connect(&url).await.unwrap();
+    store.register_instance("after", "t", None).await.unwrap();
+    drop(store);
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let mut statement = connection
+        .prepare("SELECT version, name, checksum FROM runtara_migrations ORDER BY version")
+        .unwrap();
+    let recorded: Vec<(u32, String, Option<String>)> = statement
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let expected: Vec<(u32, String, Option<String>)> = all
+        .iter()
+        .map(|m| (m.version, m.name.to_owned(), Some(m.checksum_hex())))
+        .collect();
+    assert_eq!(
+        recorded, expected,
+        "applied the rest, filled in the checksums"
+    );
+}
+
+/// The refusal of a database that records a migration this build lacks.
+fn assert_newer_database_refused(error: runtara_core::Error, latest: u32) {
+    let expected_version = latest + 1;
+    assert!(
+        matches!(
+            &error,
+            runtara_core::Error::DatabaseNewer { version, latest: known, .. }
+                if *version == expected_version && *known == latest
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!(
+            "migrated by a newer build of runtara: it has migration \
+             {expected_version:04}_from_the_future"
+        )),
+        "unclear: {message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_database_a_newer_build_migrated_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let url = format!("sqlite://{}", path.display());
+    drop(connect(&url).await.unwrap());
+    let latest = runtara_core::migrations::SQLITE.last().unwrap().version;
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute(
+            "INSERT INTO runtara_migrations (version, name, applied_at_ms, checksum) \
+             VALUES (?1, 'from_the_future', 0, '0123456789abcdef')",
+            [latest + 1],
+        )
+        .unwrap();
+    // And, as a build from before checksums would leave it, one checksum not filled in.
+    connection
+        .execute(
+            "UPDATE runtara_migrations SET checksum = NULL WHERE version = 1",
+            [],
+        )
+        .unwrap();
+    drop(connection);
+
+    let error = connect(&url).await.map(drop).unwrap_err();
+    assert_newer_database_refused(error, latest);
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let unfilled: Option<String> = connection
+        .query_row(
+            "SELECT checksum FROM runtara_migrations WHERE version = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(unfilled, None, "nothing changed");
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(runtara_test_postgres),
+    ignore = "RUNTARA_TEST_POSTGRES_URL is not set"
+)]
+async fn postgres_a_database_a_newer_build_migrated_is_refused_and_left_as_it_is() {
+    let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
+        eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
+        return;
+    };
+    // A database of its own: its migrations table is tampered with.
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let name = format!("runtara_newer_{}", std::process::id());
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let own_url = format!("{base}/{name}");
+    drop(connect(&own_url).await.unwrap());
+    let (client, connection) = tokio_postgres::connect(&own_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let latest = runtara_core::migrations::POSTGRES.last().unwrap().version;
+    let future = i32::try_from(latest + 1).unwrap();
+    client
+        .execute(
+            "INSERT INTO runtara_migrations (version, name, applied_at_ms, checksum) \
+             VALUES ($1, 'from_the_future', 0, '0123456789abcdef')",
+            &[&future],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute("UPDATE runtara_migrations SET checksum = NULL WHERE version = 1")
+        .await
+        .unwrap();
+
+    let error = connect(&own_url).await.map(drop).unwrap_err();
+    assert_newer_database_refused(error, latest);
+    let unfilled: Option<String> = client
+        .query_one(
+            "SELECT checksum FROM runtara_migrations WHERE version = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unfilled, None, "nothing changed");
+    drop(client);
+    admin
+        .batch_execute(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .await
+        .unwrap();
+}

@@ -5,9 +5,6 @@
 //! the instance endpoint), never from an exit code. When a process exits the supervisor
 //! reads the stored status and acts on it:
 //!
-//! The decisions are pure functions in `exit_decision.rs`, tested row by row; this
-//! module gathers what they need and carries them out.
-//!
 //! | stored status after the exit | action |
 //! |---|---|
 //! | `completed`, `failed`, `cancelled`, `suspended` | nothing (the process stopped as asked) |
@@ -16,6 +13,9 @@
 //! | `running` with a pause queued, after a clean exit (the process returned at the pause without acknowledging it) | `suspended`, the pause settled; if a resume withdrew it meanwhile, relaunched at once |
 //! | `running`, nothing queued, after a resume withdrew a pause during the run | relaunched at once (the process may have taken the pause before the resume) |
 //! | `running` or `pending` otherwise (a crash) | relaunch from the last checkpoint, at once after a first crash and after a doubling backoff on crashes in a row; after `max_restarts` crashes in a row, `failed` with the reason |
+//!
+//! The decisions are pure functions in `exit_decision.rs`, tested row by row; this
+//! module gathers what they need and carries them out.
 //!
 //! A process that stops heartbeating for `heartbeat_timeout` is killed and handled as a
 //! crash. No instance ever has two live processes: every launch first claims the lock

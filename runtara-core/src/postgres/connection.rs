@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 use super::capacity_retry::CapacityRetryingConnect;
 use super::group_commit::{self, join_all};
 use super::queries::{pg, query, TRANSITION};
-use crate::migrations::{compare, Recorded, MIGRATIONS_TABLE, POSTGRES};
+use crate::migrations::{check_not_newer, compare, Recorded, MIGRATIONS_TABLE, POSTGRES};
 use crate::model::now_ms;
 use crate::{Error, Result};
 
@@ -99,7 +99,9 @@ async fn warm_up_one(client: &Object) -> Result<()> {
 
 /// Applies every embedded migration not yet recorded in `runtara_migrations`, in one
 /// transaction holding an advisory lock, so that several processes starting at once
-/// apply each migration exactly once.
+/// apply each migration exactly once. Those recorded must be the ones embedded (see
+/// [`crate::migrations`]); a database a newer build migrated is refused, and the
+/// transaction rolled back, before anything is changed.
 pub(crate) async fn migrate(pool: &Pool) -> Result<()> {
     let mut client = pool
         .get()
@@ -110,6 +112,23 @@ pub(crate) async fn migrate(pool: &Pool) -> Result<()> {
         .await
         .map_err(pg)?;
     tx.batch_execute(MIGRATIONS_TABLE).await.map_err(pg)?;
+    let newest = tx
+        .query_opt(
+            "SELECT version, name FROM runtara_migrations ORDER BY version DESC LIMIT 1",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    let newest = match newest {
+        Some(row) => {
+            let version: i32 = row.try_get(0).map_err(pg)?;
+            let name: String = row.try_get(1).map_err(pg)?;
+            // A negative version is no migration of any build.
+            u32::try_from(version).ok().map(|version| (version, name))
+        }
+        None => None,
+    };
+    check_not_newer(POSTGRES, newest)?;
     // Tables made before checksums were recorded.
     tx.batch_execute("ALTER TABLE runtara_migrations ADD COLUMN IF NOT EXISTS checksum TEXT")
         .await

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::queries::db;
-use crate::migrations::{compare, Migration, Recorded, MIGRATIONS_TABLE, SQLITE};
+use crate::migrations::{check_not_newer, compare, Migration, Recorded, MIGRATIONS_TABLE, SQLITE};
 use crate::model::now_ms;
 use crate::url::SqliteTarget;
 use crate::{Error, Result};
@@ -112,12 +112,14 @@ fn switch_to_wal(connection: &Connection) -> rusqlite::Result<String> {
 }
 
 /// Applies every embedded migration not yet recorded in `runtara_migrations`, and
-/// checks that those recorded are the ones embedded (see [`crate::migrations`]).
+/// checks that those recorded are the ones embedded (see [`crate::migrations`]); a
+/// database a newer build migrated is refused before anything is changed.
 ///
 /// Each runs in a `BEGIN IMMEDIATE` transaction that re-checks the table, so several
 /// processes opening the same file apply each migration exactly once.
 fn migrate(connection: &Connection) -> Result<()> {
     connection.execute_batch(MIGRATIONS_TABLE).map_err(db)?;
+    check_not_newer(SQLITE, newest(connection).map_err(db)?)?;
     add_checksum_column(connection).map_err(db)?;
     for migration in SQLITE {
         match compare(
@@ -183,6 +185,17 @@ fn add_checksum_column(connection: &Connection) -> rusqlite::Result<()> {
             Err(error)
         }
     }
+}
+
+/// The newest migration the table records (version and name), if any.
+fn newest(connection: &Connection) -> rusqlite::Result<Option<(u32, String)>> {
+    connection
+        .query_row(
+            "SELECT version, name FROM runtara_migrations ORDER BY version DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
 }
 
 /// What the table recorded for `version`: nothing (not applied), or its checksum (none
