@@ -138,6 +138,59 @@ pub struct NewInstance {
     pub input: Option<Vec<u8>>,
 }
 
+/// Arguments for starting an instance of an in-process runtime
+/// ([`Persistence::start_runtime_instance`](crate::Persistence::start_runtime_instance)).
+#[derive(Debug, Clone, Default)]
+pub struct NewRuntimeInstance {
+    /// Unique id; starting an id that exists starts nothing.
+    pub instance_id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// The runtime that runs it (recovers it after a restart).
+    pub runtime: String,
+    /// The workflow it runs: a name the runtime knows.
+    pub workflow: String,
+    /// Start input (JSON bytes).
+    pub input: Vec<u8>,
+    /// Registered at once (`running`, epoch 1), because the runtime has a free slot for
+    /// it; otherwise created `pending`, to be registered when a slot frees up.
+    pub run_now: bool,
+}
+
+/// An instance as its in-process runtime needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeInstance {
+    /// Unique id.
+    pub instance_id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// The runtime that owns it; `None` when no runtime started it.
+    pub runtime: Option<String>,
+    /// The workflow it runs; `None` when no runtime started it.
+    pub workflow: Option<String>,
+    /// Current status.
+    pub status: InstanceStatus,
+    /// Start input (JSON bytes).
+    pub input: Option<Vec<u8>>,
+    /// Output given to `completed`.
+    pub output: Option<Vec<u8>>,
+    /// Error given to `failed`.
+    pub error: Option<String>,
+}
+
+/// What [`Persistence::start_runtime_instance`](crate::Persistence::start_runtime_instance)
+/// did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeStart {
+    /// Created: registered with this epoch when it was to run now, else `pending` (0).
+    Created {
+        /// 1 when registered at once, 0 when created `pending`.
+        epoch: i64,
+    },
+    /// The id was taken: nothing changed; here is what holds it.
+    Existing(RuntimeInstance),
+}
+
 /// What [`Persistence::register_instance`](crate::Persistence::register_instance) returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {

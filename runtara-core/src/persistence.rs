@@ -5,8 +5,9 @@ use async_trait::async_trait;
 use crate::model::{
     CheckpointOutcome, CheckpointPage, CheckpointRecord, DeletedImage, EventKind, EventPage,
     EventQuota, EventRecord, ImageRecord, InstanceFilter, InstancePage, InstanceRecord,
-    InstanceStatus, Liveness, NewImage, NewInstance, PendingSignal, Registration, ReplayLog,
-    RetryAttemptRecord, SignalOutcome, SignalType, SleepOutcome,
+    InstanceStatus, Liveness, NewImage, NewInstance, NewRuntimeInstance, PendingSignal,
+    Registration, ReplayLog, RetryAttemptRecord, RuntimeInstance, RuntimeStart, SignalOutcome,
+    SignalType, SleepOutcome,
 };
 use crate::run_lease::RunLease;
 use crate::Result;
@@ -69,6 +70,22 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
         tenant_id: &str,
         resume_from: Option<&str>,
     ) -> Result<Registration>;
+
+    /// Starts an instance of an in-process runtime in one transaction: creates it with its
+    /// runtime, workflow and input, `running` with epoch 1 when `run_now` (its run needs
+    /// no register and has nothing to replay) or else `pending`. When the id is taken,
+    /// nothing changes and the instance that holds it is returned, whoever owns it: the
+    /// caller decides whether it is the same start.
+    async fn start_runtime_instance(&self, new: NewRuntimeInstance) -> Result<RuntimeStart>;
+
+    /// The unfinished instances (`pending`, `running`, `sleeping`, `suspended`) that
+    /// `runtime` of `tenant_id` started, oldest first: what the runtime recovers when it
+    /// starts.
+    async fn list_runtime_instances(
+        &self,
+        tenant_id: &str,
+        runtime: &str,
+    ) -> Result<Vec<RuntimeInstance>>;
 
     /// Everything the run needs to replay recorded steps in memory, in one round trip.
     async fn load_replay(&self, instance_id: &str) -> Result<ReplayLog>;

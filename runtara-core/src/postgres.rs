@@ -15,6 +15,7 @@ mod connection;
 mod group_commit;
 mod images;
 mod queries;
+mod runtime_instances;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
@@ -308,6 +309,26 @@ impl Persistence for PostgresPersistence {
                 }),
             },
         }
+    }
+
+    async fn start_runtime_instance(&self, new: NewRuntimeInstance) -> Result<RuntimeStart> {
+        validate_id("instance id", &new.instance_id)?;
+        validate_id("tenant id", &new.tenant_id)?;
+        validate_id("runtime name", &new.runtime)?;
+        validate_id("workflow name", &new.workflow)?;
+        let client = self.client().await?;
+        runtime_instances::start(&client, &new).await
+    }
+
+    async fn list_runtime_instances(
+        &self,
+        tenant_id: &str,
+        runtime: &str,
+    ) -> Result<Vec<RuntimeInstance>> {
+        validate_id("tenant id", tenant_id)?;
+        validate_id("runtime name", runtime)?;
+        let client = self.client().await?;
+        runtime_instances::unfinished(&client, tenant_id, runtime).await
     }
 
     async fn register_instance(

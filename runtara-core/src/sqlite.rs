@@ -11,6 +11,7 @@ mod connection;
 mod images;
 mod lease_file;
 mod queries;
+mod runtime_instances;
 mod wal;
 mod writer;
 
@@ -285,6 +286,29 @@ impl Persistence for SqlitePersistence {
                 insert_event(c, &instance_id, "registered", resume_from.as_deref(), None, now)?;
                 Ok(registration)
             })
+            .await
+    }
+
+    async fn start_runtime_instance(&self, new: NewRuntimeInstance) -> Result<RuntimeStart> {
+        validate_id("instance id", &new.instance_id)?;
+        validate_id("tenant id", &new.tenant_id)?;
+        validate_id("runtime name", &new.runtime)?;
+        validate_id("workflow name", &new.workflow)?;
+        self.writer
+            .call(move |c| runtime_instances::start(c, &new))
+            .await
+    }
+
+    async fn list_runtime_instances(
+        &self,
+        tenant_id: &str,
+        runtime: &str,
+    ) -> Result<Vec<RuntimeInstance>> {
+        validate_id("tenant id", tenant_id)?;
+        validate_id("runtime name", runtime)?;
+        let (tenant_id, runtime) = (tenant_id.to_owned(), runtime.to_owned());
+        self.writer
+            .read(move |c| runtime_instances::unfinished(c, &tenant_id, &runtime))
             .await
     }
 

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use runtara_core::{
-    Error, EventQuota, InstanceFilter, InstanceStatus, NewImage, NewInstance, Persistence,
-    SignalOutcome, SignalType,
+    Error, EventQuota, InstanceFilter, InstanceStatus, NewImage, NewInstance, NewRuntimeInstance,
+    Persistence, RuntimeStart, SignalOutcome, SignalType,
 };
 
 macro_rules! assert_err {
@@ -64,6 +64,8 @@ macro_rules! parity {
 }
 
 parity!(
+    a_runtime_start_is_registered_at_once_or_pending_and_never_twice,
+    a_runtime_finds_its_own_unfinished_instances_oldest_first,
     register_creates_then_resumes_with_a_new_epoch,
     concurrent_first_registers_create_once_and_take_distinct_epochs,
     register_refuses_another_tenant_and_terminal_instances,
@@ -2265,4 +2267,158 @@ async fn events_are_counted_by_kind(store: Arc<dyn Persistence>) {
             .unwrap(),
         0
     );
+}
+
+fn runtime_start(id: &str, tenant: &str, runtime: &str, run_now: bool) -> NewRuntimeInstance {
+    NewRuntimeInstance {
+        instance_id: id.to_owned(),
+        tenant_id: tenant.to_owned(),
+        runtime: runtime.to_owned(),
+        workflow: "orders".to_owned(),
+        input: br#"{"n":1}"#.to_vec(),
+        run_now,
+    }
+}
+
+async fn a_runtime_start_is_registered_at_once_or_pending_and_never_twice(
+    store: Arc<dyn Persistence>,
+) {
+    let tenant = unique("t");
+    let (now, later) = (unique("now"), unique("later"));
+    let started = store
+        .start_runtime_instance(runtime_start(&now, &tenant, "rt", true))
+        .await
+        .unwrap();
+    assert_eq!(started, RuntimeStart::Created { epoch: 1 });
+    let record = store.get_instance(&now).await.unwrap().unwrap();
+    assert_eq!(record.status, InstanceStatus::Running);
+    assert_eq!(record.epoch, 1);
+    assert_eq!(record.input.as_deref(), Some(&br#"{"n":1}"#[..]));
+    // Its run writes with epoch 1 at once, with nothing to register.
+    store.save_checkpoint(&now, 1, "a", b"1").await.unwrap();
+    let kinds: Vec<String> = store
+        .list_events(&now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind.to_string())
+        .collect();
+    assert_eq!(kinds, ["created", "registered"]);
+
+    let queued = store
+        .start_runtime_instance(runtime_start(&later, &tenant, "rt", false))
+        .await
+        .unwrap();
+    assert_eq!(queued, RuntimeStart::Created { epoch: 0 });
+    let record = store.get_instance(&later).await.unwrap().unwrap();
+    assert_eq!(record.status, InstanceStatus::Pending);
+    // A pending one is registered when a slot frees up.
+    let registration = store
+        .register_instance(&later, &tenant, None)
+        .await
+        .unwrap();
+    assert_eq!(registration.epoch, 1);
+
+    // The same id again changes nothing and says who holds it, whoever asks.
+    let again = store
+        .start_runtime_instance(runtime_start(&now, "another-tenant", "other", false))
+        .await
+        .unwrap();
+    let RuntimeStart::Existing(existing) = again else {
+        panic!("a second start created the instance again: {again:?}");
+    };
+    assert_eq!(existing.tenant_id, tenant);
+    assert_eq!(existing.runtime.as_deref(), Some("rt"));
+    assert_eq!(existing.workflow.as_deref(), Some("orders"));
+    assert_eq!(existing.status, InstanceStatus::Running);
+    assert_eq!(store.get_instance(&now).await.unwrap().unwrap().epoch, 1);
+    store.complete_instance(&now, 1, b"out").await.unwrap();
+    let RuntimeStart::Existing(done) = store
+        .start_runtime_instance(runtime_start(&now, &tenant, "rt", true))
+        .await
+        .unwrap()
+    else {
+        panic!("a finished instance was started again");
+    };
+    assert_eq!(done.status, InstanceStatus::Completed);
+    assert_eq!(done.output.as_deref(), Some(&b"out"[..]));
+
+    // An instance created otherwise is found, and is no runtime's.
+    let plain = unique("plain");
+    store
+        .register_instance(&plain, &tenant, None)
+        .await
+        .unwrap();
+    let RuntimeStart::Existing(plain) = store
+        .start_runtime_instance(runtime_start(&plain, &tenant, "rt", true))
+        .await
+        .unwrap()
+    else {
+        panic!("an embedded instance's id was taken by a runtime");
+    };
+    assert_eq!((plain.runtime, plain.workflow), (None, None));
+
+    // Empty names are refused and change nothing.
+    let mut nameless = runtime_start(&unique("nameless"), &tenant, "", true);
+    assert_err!(
+        store.start_runtime_instance(nameless.clone()).await,
+        Error::InvalidInput { .. }
+    );
+    nameless.runtime = "rt".into();
+    nameless.workflow = String::new();
+    assert_err!(
+        store.start_runtime_instance(nameless.clone()).await,
+        Error::InvalidInput { .. }
+    );
+    assert!(store
+        .get_instance(&nameless.instance_id)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn a_runtime_finds_its_own_unfinished_instances_oldest_first(store: Arc<dyn Persistence>) {
+    let tenant = unique("t");
+    let ids: Vec<String> = (0..4).map(|n| unique(&format!("i{n}"))).collect();
+    for (n, id) in ids.iter().enumerate() {
+        store
+            .start_runtime_instance(runtime_start(id, &tenant, "rt", n % 2 == 0))
+            .await
+            .unwrap();
+    }
+    // Another runtime's, another tenant's, and a plain embedded instance are not listed.
+    store
+        .start_runtime_instance(runtime_start(&unique("o"), &tenant, "other", true))
+        .await
+        .unwrap();
+    store
+        .start_runtime_instance(runtime_start(&unique("t"), &unique("t2"), "rt", true))
+        .await
+        .unwrap();
+    store
+        .register_instance(&unique("p"), &tenant, None)
+        .await
+        .unwrap();
+    // Finished ones are not listed; suspended and sleeping ones are.
+    store.complete_instance(&ids[0], 1, b"done").await.unwrap();
+    store.suspend_instance(&ids[2], 1).await.unwrap();
+
+    let found = store.list_runtime_instances(&tenant, "rt").await.unwrap();
+    let found: Vec<(&str, InstanceStatus)> = found
+        .iter()
+        .map(|i| (i.instance_id.as_str(), i.status))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (ids[1].as_str(), InstanceStatus::Pending),
+            (ids[2].as_str(), InstanceStatus::Suspended),
+            (ids[3].as_str(), InstanceStatus::Pending),
+        ]
+    );
+    assert!(store
+        .list_runtime_instances(&tenant, "nobody")
+        .await
+        .unwrap()
+        .is_empty());
 }
