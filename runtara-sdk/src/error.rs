@@ -160,6 +160,86 @@ pub enum SdkError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// [`Runtime::start`](crate::runtime::Runtime::start) named a workflow the runtime
+    /// does not have.
+    #[error("no workflow `{workflow}` is registered with this runtime (registered: {known})")]
+    UnknownWorkflow {
+        /// The name given.
+        workflow: String,
+        /// The names registered, comma-separated.
+        known: String,
+    },
+    /// A start's input does not encode, or does not decode as the workflow's input type;
+    /// nothing was started.
+    #[error("the start input does not fit workflow `{workflow}`")]
+    StartInput {
+        /// The workflow.
+        workflow: String,
+        /// The encoder's or decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A start named an instance id that is taken by another instance (another
+    /// workflow's, another runtime's or tenant's, or one no runtime started); nothing
+    /// was started. Starting an id again with the same workflow is not this error: it
+    /// returns the instance's handle.
+    #[error(
+        "instance `{instance_id}` already exists {holder}; a start with its id starts nothing"
+    )]
+    IdTaken {
+        /// The instance id.
+        instance_id: String,
+        /// What holds it (`and runs workflow \`b\``, …).
+        holder: String,
+    },
+    /// The instance failed (its workflow returned an error, or panicked).
+    #[error("instance `{instance_id}` failed: {error}")]
+    InstanceFailed {
+        /// The instance id.
+        instance_id: String,
+        /// The recorded error.
+        error: String,
+    },
+    /// The instance was cancelled before it finished.
+    #[error("instance `{instance_id}` was cancelled")]
+    InstanceCancelled {
+        /// The instance id.
+        instance_id: String,
+    },
+    /// The instance's run in this process stopped before the instance finished (its end
+    /// could not be stored, or the runtime stopped); the instance is unfinished and
+    /// resumes from its last checkpoint when started again or when the runtime restarts.
+    #[error("the run of instance `{instance_id}` stopped before it finished: {reason}")]
+    RunStopped {
+        /// The instance id.
+        instance_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A finished instance's output does not decode as the type asked for.
+    #[error("the output of instance `{instance_id}` does not decode as `{type_name}`")]
+    OutputDecode {
+        /// The instance id.
+        instance_id: String,
+        /// The Rust type asked for.
+        type_name: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Another live process runs this runtime (same name and tenant, same database).
+    #[error(
+        "runtime `{runtime}` of tenant `{tenant_id}` is already running ({holder}); one \
+         process at a time runs a runtime's instances: stop it, or give this one another name"
+    )]
+    RuntimeInUse {
+        /// The runtime's name.
+        runtime: String,
+        /// The tenant.
+        tenant_id: String,
+        /// Who holds it: process id, host and since when, as far as known.
+        holder: String,
+    },
     /// The operation is not available with this backend.
     #[error("`{operation}` is not supported by the {backend} backend")]
     Unsupported {

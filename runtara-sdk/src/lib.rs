@@ -64,6 +64,7 @@ mod registry;
 mod replay_cache;
 mod responses;
 mod retry;
+pub mod runtime;
 mod sdk;
 
 pub use config::{SdkConfig, DEFAULT_SERVER_ADDR};

@@ -19,24 +19,26 @@ pub fn register_sdk(sdk: RuntaraSdk) -> Result<(), SdkError> {
     GLOBAL.set(sdk).map_err(|_| SdkError::AlreadyRegistered)
 }
 
-/// The process-wide SDK, or [`SdkError::NotInitialized`].
+/// The SDK of the instance this code runs for: inside [`RuntaraSdk::scope`] (every
+/// instance of a [`Runtime`](crate::runtime::Runtime) runs in one) the scoped SDK,
+/// otherwise the process-wide one, or [`SdkError::NotInitialized`].
 ///
-/// Inside [`RuntaraSdk::scope`] durable functions use the scoped SDK instead; use
-/// [`current_sdk`] to get whichever is in force.
-pub fn sdk() -> Result<&'static RuntaraSdk, SdkError> {
-    GLOBAL.get().ok_or(SdkError::NotInitialized)
-}
-
-/// The SDK in force for this task: the scoped one if any, else the process-wide one.
-pub fn current_sdk() -> Result<RuntaraSdk, SdkError> {
+/// A clone: cheap, sharing the original's connection, registration and replay cache.
+pub fn sdk() -> Result<RuntaraSdk, SdkError> {
     SCOPED
         .try_with(RuntaraSdk::clone)
-        .or_else(|_| sdk().cloned())
+        .or_else(|_| GLOBAL.get().cloned().ok_or(SdkError::NotInitialized))
+}
+
+/// The SDK in force for this task; the same as [`sdk`].
+pub fn current_sdk() -> Result<RuntaraSdk, SdkError> {
+    sdk()
 }
 
 impl RuntaraSdk {
-    /// Runs `future` with this SDK in force for every `#[durable]` call it makes
-    /// (on this task; tasks it spawns do not inherit it).
+    /// Runs `future` with this SDK in force for every `#[durable]` call it makes and for
+    /// [`sdk`] (on this task; tasks it spawns do not inherit it: run their futures in
+    /// `sdk()?.scope(..)` too).
     ///
     /// Lets one process drive many instances, and lets tests install an SDK
     /// without touching the process-wide one.

@@ -70,6 +70,9 @@ pub(crate) struct Inner {
     heartbeat: Mutex<Option<HeartbeatTask>>,
     /// Sleeps longer than this end the process (QUIC mode, set by the server).
     sleep_exit_threshold: Option<Duration>,
+    /// The runtime slot this run holds, given back while it sleeps (an instance of a
+    /// [`Runtime`](crate::runtime::Runtime)).
+    slot: Option<crate::runtime::Slot>,
 }
 
 impl RuntaraSdk {
@@ -119,6 +122,28 @@ impl RuntaraSdk {
             DEFAULT_SIGNAL_POLL_INTERVAL,
             None,
         )
+    }
+
+    /// An instance of an in-process runtime: embedded, without a run lease of its own
+    /// (the runtime holds one for all its instances), holding `slot`.
+    pub(crate) fn for_runtime(
+        persistence: Arc<dyn Persistence>,
+        instance_id: String,
+        tenant_id: String,
+        slot: crate::runtime::Slot,
+    ) -> RuntaraSdk {
+        let mut sdk = RuntaraSdk::embedded_with(persistence, instance_id, tenant_id, true);
+        if let Some(inner) = Arc::get_mut(&mut sdk.inner) {
+            inner.slot = Some(slot);
+        }
+        sdk
+    }
+
+    /// Takes `epoch` as this run's, for a run registered when its instance was created
+    /// (it has nothing to replay).
+    pub(crate) fn assume_registered(&self, epoch: i64) {
+        self.inner.epoch.store(epoch, Ordering::Release);
+        self.start_heartbeats();
     }
 
     #[cfg(feature = "quic")]
@@ -188,6 +213,7 @@ impl RuntaraSdk {
                 last_signal_poll: Mutex::new(None),
                 heartbeat: Mutex::new(None),
                 sleep_exit_threshold: None,
+                slot: None,
             }),
         }
     }
@@ -342,7 +368,8 @@ impl RuntaraSdk {
     ///
     /// After a restart the same call finds the recorded wake time and sleeps only the
     /// remaining time (none if it has passed). In embedded mode the sleep always happens
-    /// in this process. Over QUIC with a sleep-exit threshold (`RUNTARA_SLEEP_EXIT_THRESHOLD_MS`,
+    /// in this process; an instance of a [`Runtime`](crate::runtime::Runtime) gives its
+    /// slot back while it sleeps, so another instance runs meanwhile. Over QUIC with a sleep-exit threshold (`RUNTARA_SLEEP_EXIT_THRESHOLD_MS`,
     /// set by the server for the processes it launches), a sleep with more than the
     /// threshold left marks the instance `sleeping` and **exits the process** (status 0)
     /// once the requests under way have finished and stdout and stderr are flushed; the
@@ -399,8 +426,41 @@ impl RuntaraSdk {
             );
             self.exit_for_sleep().await;
         }
-        if !remaining.is_zero() {
-            tokio::time::sleep(remaining).await;
+        match &self.inner.slot {
+            Some(slot) => self.sleep_in_runtime(slot, remaining).await,
+            None if !remaining.is_zero() => {
+                tokio::time::sleep(remaining).await;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// A sleep of an instance of a runtime: its slot is given back meanwhile, and a
+    /// cancel or pause sent through the runtime is taken at once.
+    async fn sleep_in_runtime(
+        &self,
+        slot: &crate::runtime::Slot,
+        remaining: Duration,
+    ) -> Result<()> {
+        let wake_at = tokio::time::Instant::now() + remaining;
+        while !remaining.is_zero() {
+            if slot
+                .give_back_while(tokio::time::sleep_until(wake_at))
+                .await
+            {
+                break;
+            }
+            if let Some(signal) = self.poll_signal_now().await? {
+                if matches!(signal.signal_type, SignalType::Cancel | SignalType::Pause) {
+                    self.mark_stopping();
+                    self.acknowledge_signal(signal.signal_type, true).await?;
+                    return Err(match signal.signal_type {
+                        SignalType::Cancel => SdkError::Cancelled,
+                        _ => SdkError::Paused,
+                    });
+                }
+            }
         }
         Ok(())
     }
