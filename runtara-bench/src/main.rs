@@ -11,6 +11,9 @@
 //! `W1` one instance, 100 sequential `#[durable]` steps (~100 B of JSON each): median
 //! ms per step over 5 runs after a warm-up, and the p99 of single steps; `W2` 200
 //! instances × 10 steps at once in one process (median of 3 runs after a warm-up);
+//! `W2-runtime` the same started at once through the in-process runtime
+//! (`Runtime::start`, each start its own task) until every result is in (embedded
+//! modes), and `W4-runtime` from `Runtime::start` to the first step's body;
 //! `W2-processes` the same launched as
 //! processes through the management API; `W3` an instance with 10,000 recorded steps
 //! restarted and replayed; `W3-server` a server-launched instance of 100 steps SIGKILLed
@@ -36,6 +39,7 @@
 mod floor;
 mod pg_schema;
 mod report;
+mod runtime_workloads;
 mod steps;
 mod target;
 mod worker;
@@ -63,8 +67,9 @@ struct Cli {
     /// `quic-sqlite`, `quic-postgres`); default: all available.
     #[arg(long, value_delimiter = ',')]
     modes: Vec<String>,
-    /// Workloads to run, comma-separated (`R`, `W1-store`, `W1`, `W2`, `W3`, `W4`,
-    /// `W2-processes`, `W5`, `W1-history`, `L`); default: all.
+    /// Workloads to run, comma-separated (`R`, `W1-store`, `W1`, `W2`, `W2-runtime`,
+    /// `W4-runtime`, `W3`, `W4`, `W2-processes`, `W3-server`, `W5`, `W1-history`, `L`);
+    /// default: all.
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// Where to put the data dirs (default: a temporary directory).
@@ -199,6 +204,14 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
             let (instances, runs) = (sizes.w2_instances, sizes.w2_runs);
             workloads::w2(&target, &mut report, &prefix, instances, runs).await?;
         }
+        if !mode.quic() && run("W2-runtime") {
+            let (instances, runs) = (sizes.w2_instances, sizes.w2_runs);
+            runtime_workloads::w2_runtime(&target, &mut report, &prefix, instances, runs).await?;
+        }
+        if !mode.quic() && run("W4-runtime") {
+            let samples = sizes.w4_runtime_samples;
+            runtime_workloads::w4_runtime(&target, &mut report, &prefix, samples).await?;
+        }
         if run("W3") {
             workloads::w3(&target, &mut report, &prefix, sizes.w3_steps).await?;
         }
@@ -249,11 +262,13 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The workloads `--workloads` may name.
-const WORKLOADS: [&str; 11] = [
+const WORKLOADS: [&str; 13] = [
     "R",
     "W1-store",
     "W1",
     "W2",
+    "W2-runtime",
+    "W4-runtime",
     "W3",
     "W4",
     "W2-processes",
@@ -287,6 +302,22 @@ fn add_ratios(report: &mut Report) {
         let floor_ratio = |workload| report.get(name, workload, "x_floor");
         if let (Some(history), Some(w1)) = (floor_ratio("W1-history"), floor_ratio("W1")) {
             ratios.push((name, "W1-history", history / w1, "x_W1_drift_corrected"));
+        }
+    }
+    // The in-process runtime against one process per instance, on the same storage.
+    for (embedded, server) in [
+        (Mode::EmbeddedSqlite, Mode::QuicSqlite),
+        (Mode::EmbeddedPostgres, Mode::QuicPostgres),
+    ] {
+        let runtime = report.get(embedded.name(), "W2-runtime", "steps_per_s");
+        let processes = report.get(server.name(), "W2-processes", "steps_per_s");
+        if let (Some(runtime), Some(processes)) = (runtime, processes) {
+            ratios.push((
+                embedded.name(),
+                "W2-runtime",
+                runtime / processes,
+                "x_W2_processes",
+            ));
         }
     }
     for (mode, workload, value, unit) in ratios {

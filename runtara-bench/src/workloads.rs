@@ -33,6 +33,8 @@ pub struct Sizes {
     pub w3_server: usize,
     /// W4 samples.
     pub w4_samples: usize,
+    /// W4-runtime samples.
+    pub w4_runtime_samples: usize,
     /// W5 idle instances.
     pub w5_instances: usize,
     /// Prior checkpoints for W1-history.
@@ -52,6 +54,7 @@ impl Sizes {
         w3_steps: 10_000,
         w3_server: 5,
         w4_samples: 20,
+        w4_runtime_samples: 200,
         w5_instances: 1_000,
         history: 100_000,
         list_load: (100, 400, 20, 50),
@@ -65,6 +68,7 @@ impl Sizes {
         w3_steps: 2_000,
         w3_server: 3,
         w4_samples: 5,
+        w4_runtime_samples: 50,
         w5_instances: 200,
         history: 10_000,
         list_load: (30, 50, 5, 10),
