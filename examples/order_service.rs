@@ -62,7 +62,18 @@ async fn process_order(order: Order) -> Result<Receipt, SdkError> {
 
 type Failure = (StatusCode, String);
 
-/// `POST /orders/{id}`: starts the order (once) and waits for its receipt.
+/// A start refused: an unknown workflow, an input that does not fit, an id taken.
+fn conflict(error: SdkError) -> Failure {
+    (StatusCode::CONFLICT, error.to_string())
+}
+
+/// An order that failed, or could not be read.
+fn internal(error: SdkError) -> Failure {
+    (StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+}
+
+/// `POST /orders/{id}`: starts the order once (the same id again is the same
+/// instance) and answers with its receipt when it completes.
 async fn place(
     State(runtime): State<Runtime>,
     Path(order_id): Path<String>,
@@ -71,12 +82,8 @@ async fn place(
     let handle = runtime
         .start("order", order_id, &order)
         .await
-        .map_err(|error| (StatusCode::CONFLICT, error.to_string()))?;
-    let receipt = handle
-        .result()
-        .await
-        .map_err(|error| (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
-    Ok(Json(receipt))
+        .map_err(conflict)?;
+    Ok(Json(handle.result().await.map_err(internal)?))
 }
 
 /// `GET /orders/{id}`: the order's status.
@@ -87,7 +94,7 @@ async fn status(
     let handle = runtime
         .handle(&order_id)
         .await
-        .map_err(|error| (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?
+        .map_err(internal)?
         .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no order `{order_id}`")))?;
     Ok(Json(serde_json::json!({
         "order_id": order_id,
