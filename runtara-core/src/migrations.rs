@@ -46,6 +46,8 @@ pub const DIALECT_ONLY: &[(&str, &str)] = &[
     // both from `init` and `list_and_order`).
     ("postgres", "checkpoints_key"),
     ("postgres", "derived_progress"),
+    // The order of starts: SQLite has it as the rowid.
+    ("postgres", "start_order"),
 ];
 
 /// FNV-1a (64 bits) of `sql`, each `\r\n` read as `\n`: what the build records as

@@ -250,7 +250,9 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     /// instance takes the matching state (cancel → `cancelled`, pause → `suspended`) if
     /// such a signal is still queued; with none queued (a resume withdrew the pause),
     /// nothing changes. Without `acknowledged`, the signals are dropped and the status
-    /// stays.
+    /// stays. A `pending` instance (no run registered it yet: a server's launch waiting
+    /// for a slot) takes an acknowledged signal too, from the holder of its epoch, so a
+    /// queued launch is paused or cancelled without ever running.
     async fn acknowledge_signal(
         &self,
         instance_id: &str,
@@ -322,7 +324,8 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     async fn list_retry_attempts(&self, instance_id: &str) -> Result<Vec<RetryAttemptRecord>>;
 
     /// Instances that are not finished (`pending`, `running`, `suspended`, `sleeping`)
-    /// across all tenants, oldest first: what a starting server adopts.
+    /// across all tenants, in the order they were created (two in one millisecond
+    /// included): what a starting server adopts, and queues again in that order.
     async fn list_unfinished(&self) -> Result<Vec<InstanceRecord>>;
 
     /// Every `running` instance's latest sign of life, across all tenants: what a

@@ -753,7 +753,8 @@ impl Persistence for SqlitePersistence {
                             c,
                             "UPDATE instances SET status = ?3, \
                              finished_at_ms = COALESCE(?4, finished_at_ms) \
-                             WHERE instance_id = ?1 AND epoch = ?2 AND status = 'running'",
+                             WHERE instance_id = ?1 AND epoch = ?2 \
+                             AND status IN ('running', 'pending')",
                             params![instance_id, epoch, to.as_str(), finished],
                         )?;
                         if changed == 0 {

@@ -64,6 +64,8 @@ macro_rules! parity {
 }
 
 parity!(
+    unfinished_instances_come_in_the_order_they_were_created,
+    a_pause_queued_for_a_pending_instance_is_taken_without_a_run,
     a_runtime_start_is_registered_at_once_or_pending_and_never_twice,
     a_runtime_finds_its_own_unfinished_instances_oldest_first,
     register_creates_then_resumes_with_a_new_epoch,
@@ -2421,4 +2423,83 @@ async fn a_runtime_finds_its_own_unfinished_instances_oldest_first(store: Arc<dy
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn a_pause_queued_for_a_pending_instance_is_taken_without_a_run(store: Arc<dyn Persistence>) {
+    let id = unique("queued");
+    store
+        .create_instance(NewInstance {
+            instance_id: id.clone(),
+            tenant_id: "t".into(),
+            image_id: None,
+            input: None,
+        })
+        .await
+        .unwrap();
+    let outcome = store.send_signal(&id, SignalType::Pause).await.unwrap();
+    assert!(matches!(outcome, SignalOutcome::Queued(_)), "{outcome:?}");
+    // The launcher holds epoch 0: the pause is taken with no run.
+    store
+        .acknowledge_signal(&id, 0, SignalType::Pause, true)
+        .await
+        .unwrap();
+    let record = store.get_instance(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, InstanceStatus::Suspended);
+    assert!(store.pending_signal(&id).await.unwrap().is_none());
+    // A wrong epoch is fenced and changes nothing; dropping a signal still needs a run.
+    let other = unique("queued");
+    store
+        .create_instance(NewInstance {
+            instance_id: other.clone(),
+            tenant_id: "t".into(),
+            image_id: None,
+            input: None,
+        })
+        .await
+        .unwrap();
+    store.send_signal(&other, SignalType::Pause).await.unwrap();
+    assert_err!(
+        store
+            .acknowledge_signal(&other, 3, SignalType::Pause, true)
+            .await,
+        Error::Fenced { .. }
+    );
+    assert!(store
+        .acknowledge_signal(&other, 0, SignalType::Pause, false)
+        .await
+        .is_err());
+    let record = store.get_instance(&other).await.unwrap().unwrap();
+    assert_eq!(record.status, InstanceStatus::Pending);
+    assert!(store.pending_signal(&other).await.unwrap().is_some());
+    // Resumed, the next run registers and finds no pause.
+    store.send_signal(&id, SignalType::Resume).await.unwrap();
+    let registration = store.register_instance(&id, "t", None).await.unwrap();
+    assert_eq!(registration.epoch, 1);
+    assert!(store.pending_signal(&id).await.unwrap().is_none());
+}
+
+async fn unfinished_instances_come_in_the_order_they_were_created(store: Arc<dyn Persistence>) {
+    // Ids that sort the other way round, created within a millisecond or two.
+    let base = unique("order");
+    let ids: Vec<String> = (0..20).rev().map(|n| format!("{base}-{n:02}")).collect();
+    for id in &ids {
+        store
+            .create_instance(NewInstance {
+                instance_id: id.clone(),
+                tenant_id: "t".into(),
+                image_id: None,
+                input: None,
+            })
+            .await
+            .unwrap();
+    }
+    let listed: Vec<String> = store
+        .list_unfinished()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.instance_id)
+        .filter(|id| id.starts_with(&base))
+        .collect();
+    assert_eq!(listed, ids);
 }

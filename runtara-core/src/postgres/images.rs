@@ -165,7 +165,7 @@ pub(crate) async fn list_running<C: GenericClient + Sync>(c: &C) -> Result<Vec<L
 pub(crate) async fn list_unfinished<C: GenericClient + Sync>(c: &C) -> Result<Vec<InstanceRecord>> {
     let sql = instances_sql(
         "SELECT * FROM instances WHERE status IN ('pending','running','suspended','sleeping')",
-        "ORDER BY i.created_at_ms, i.instance_id",
+        "ORDER BY i.created_at_ms, i.start_seq",
     );
     query(c, &sql, &[])
         .await?

@@ -398,7 +398,8 @@ pub(crate) const SIGNAL_QUEUED: &str = "SELECT 1 FROM signals \
 pub(crate) const ACKNOWLEDGE_SIGNAL: &str = "\
 WITH upd AS (
     UPDATE instances SET status = COALESCE($4, status), finished_at_ms = COALESCE($5, finished_at_ms)
-    WHERE instance_id = $1 AND epoch = $2 AND status = 'running'
+    WHERE instance_id = $1 AND epoch = $2
+      AND (status = 'running' OR (status = 'pending' AND $4::TEXT IS NOT NULL))
     RETURNING instance_id
 ), sig AS (
     UPDATE signals SET acked_at_ms = $6, acknowledged = $7

@@ -112,6 +112,6 @@ pub(crate) fn list_running(c: &Connection) -> Result<Vec<Liveness>> {
 pub(crate) fn list_unfinished(c: &Connection) -> Result<Vec<InstanceRecord>> {
     super::queries::instances_where(
         c,
-        "status IN ('pending','running','suspended','sleeping') ORDER BY created_at_ms, instance_id",
+        "status IN ('pending','running','suspended','sleeping') ORDER BY created_at_ms, rowid",
     )
 }
