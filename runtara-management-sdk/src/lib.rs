@@ -129,7 +129,7 @@ pub use error::{Result, SdkError};
 pub use options::{ListInstancesOptions, RegisterImageOptions, StartInstanceOptions};
 pub use responses::{
     Checkpoint, Event, EventPage, Health, Image, InstanceInfo, InstancePage, InstanceSummary,
-    RegisterImageResult, SignalOutcome, StartInstanceResult, TERMINAL_STATUSES,
+    QueuePlace, RegisterImageResult, SignalOutcome, StartInstanceResult, TERMINAL_STATUSES,
 };
 pub use runtara_protocol::{ErrorCode, EventKind, InstanceStatus, ParseStatusError};
 pub use sdk::{sha256_hex, ManagementSdk};

@@ -80,6 +80,35 @@ pub struct InstanceInfo {
     pub launches: u32,
     /// The tail of the last process's stdout and stderr (its `output.log`), if it printed.
     pub log_tail: Option<String>,
+    /// Where its launch waits for a slot, while it is `pending` behind the server's
+    /// `--max-running`; `None` when it does not wait (or the server is older than
+    /// admission control).
+    pub queue: Option<QueuePlace>,
+}
+
+/// Where a launch waits for a slot on the server (admission control).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueuePlace {
+    /// 1 for the next launch in line.
+    pub position: u64,
+    /// Launches waiting, in all.
+    pub waiting: u64,
+    /// Instance processes holding a slot.
+    pub running: u64,
+    /// The server's `--max-running`.
+    pub max_running: u64,
+}
+
+impl std::fmt::Display for QueuePlace {
+    /// `3 of 120 waiting for a slot (64 of 64 running)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} waiting for a slot ({} of {} running)",
+            self.position, self.waiting, self.running, self.max_running
+        )
+    }
 }
 
 impl InstanceInfo {
@@ -117,6 +146,7 @@ impl From<WireInstance> for InstanceInfo {
             wake_at: wire.wake_at_ms.map(rfc3339_from_millis),
             launches: wire.launches,
             log_tail: wire.log_tail,
+            queue: None,
         }
     }
 }

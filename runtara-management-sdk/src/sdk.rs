@@ -1,14 +1,14 @@
 //! [`ManagementSdk`]: one method per management request.
 
 use runtara_protocol::{
-    ByteBuf, InstanceStatus, ManagementRequest, ManagementResponse, WireSignalType,
+    ByteBuf, ErrorCode, InstanceStatus, ManagementRequest, ManagementResponse, WireSignalType,
 };
 
 use crate::connection::Connection;
 use crate::{
     Checkpoint, Event, EventPage, Health, Image, InstanceInfo, InstancePage, InstanceSummary,
-    ListInstancesOptions, RegisterImageOptions, RegisterImageResult, Result, SdkConfig, SdkError,
-    SignalOutcome, StartInstanceOptions, StartInstanceResult,
+    ListInstancesOptions, QueuePlace, RegisterImageOptions, RegisterImageResult, Result, SdkConfig,
+    SdkError, SignalOutcome, StartInstanceOptions, StartInstanceResult,
 };
 
 /// A client of the server's management endpoint.
@@ -149,9 +149,42 @@ impl ManagementSdk {
         let request = ManagementRequest::GetInstanceStatus {
             instance_id: instance_id.to_owned(),
         };
-        match self.connection.call(OP, &request, None).await? {
-            ManagementResponse::Instance(instance) => Ok(instance.into()),
-            other => Err(unexpected(OP, &other)),
+        let mut info: InstanceInfo = match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Instance(instance) => instance.into(),
+            other => return Err(unexpected(OP, &other)),
+        };
+        if info.status == InstanceStatus::Pending {
+            info.queue = self.queue_place(instance_id).await?;
+        }
+        Ok(info)
+    }
+
+    /// Where the instance's launch waits for a slot (`None`: it does not wait, or the
+    /// server is older than admission control).
+    async fn queue_place(&self, instance_id: &str) -> Result<Option<QueuePlace>> {
+        const OP: &str = "get_queue_place";
+        let request = ManagementRequest::GetQueuePlace {
+            instance_id: instance_id.to_owned(),
+        };
+        match self.connection.call(OP, &request, None).await {
+            Ok(ManagementResponse::QueuePlace {
+                position,
+                waiting,
+                running,
+                max_running,
+            }) => Ok(position.map(|position| QueuePlace {
+                position,
+                waiting,
+                running,
+                max_running,
+            })),
+            Ok(other) => Err(unexpected(OP, &other)),
+            // A server older than the request cannot decode it.
+            Err(SdkError::Server {
+                code: ErrorCode::Malformed,
+                ..
+            }) => Ok(None),
+            Err(error) => Err(error),
         }
     }
 
@@ -471,6 +504,7 @@ fn unexpected(operation: &'static str, response: &ManagementResponse) -> SdkErro
         ManagementResponse::Health { .. } => "health",
         ManagementResponse::CheckpointPage { .. } => "checkpoint_page",
         ManagementResponse::EventPage { .. } => "event_page",
+        ManagementResponse::QueuePlace { .. } => "queue_place",
     };
     SdkError::UnexpectedResponse {
         operation,

@@ -143,6 +143,12 @@ pub enum ManagementRequest {
         /// At most this many events (`None`: [`MAX_EVENTS_PER_PAGE`]).
         limit: Option<u32>,
     },
+    /// Where an instance's launch waits for a slot (admission control), and how full
+    /// the server is. Answered by [`ManagementResponse::QueuePlace`].
+    GetQueuePlace {
+        /// The instance.
+        instance_id: String,
+    },
 }
 
 /// Most instances in one [`ManagementResponse::Instances`], and how many come when the
@@ -308,5 +314,17 @@ pub enum ManagementResponse {
         events: Vec<WireEvent>,
         /// `Some(event_id)`: more events follow; ask again with `after_event_id: event_id`.
         more_after: Option<i64>,
+    },
+    /// Reply to `GetQueuePlace`.
+    QueuePlace {
+        /// 1 for the next launch in line; `None` when the instance's launch does not
+        /// wait (it runs, or has no launch ahead).
+        position: Option<u64>,
+        /// Launches waiting for a slot, in all.
+        waiting: u64,
+        /// Instance processes holding a slot.
+        running: u64,
+        /// The server's `--max-running`.
+        max_running: u64,
     },
 }

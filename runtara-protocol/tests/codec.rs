@@ -289,6 +289,9 @@ fn management_requests() -> Vec<ManagementRequest> {
             limit: None,
         },
         ManagementRequest::Health,
+        ManagementRequest::GetQueuePlace {
+            instance_id: "i".into(),
+        },
     ]
 }
 
@@ -390,6 +393,18 @@ fn management_responses() -> Vec<ManagementResponse> {
             events: Vec::new(),
             more_after: None,
         },
+        ManagementResponse::QueuePlace {
+            position: Some(3),
+            waiting: 120,
+            running: 64,
+            max_running: 64,
+        },
+        ManagementResponse::QueuePlace {
+            position: None,
+            waiting: 0,
+            running: 1,
+            max_running: 64,
+        },
     ]
 }
 
@@ -468,6 +483,7 @@ fn management_request_variant(r: &ManagementRequest) -> usize {
         ListCheckpointsPage { .. } => 12,
         RetryStep { .. } => 13,
         ListEventsPage { .. } => 14,
+        GetQueuePlace { .. } => 15,
     }
 }
 
@@ -488,6 +504,7 @@ fn management_response_variant(r: &ManagementResponse) -> usize {
         Health { .. } => 11,
         CheckpointPage { .. } => 12,
         EventPage { .. } => 13,
+        QueuePlace { .. } => 14,
     }
 }
 
@@ -505,8 +522,8 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 fn every_variant_has_a_sample() {
     covered(&requests(), request_variant, 18);
     covered(&responses(), response_variant, 11);
-    covered(&management_requests(), management_request_variant, 15);
-    covered(&management_responses(), management_response_variant, 14);
+    covered(&management_requests(), management_request_variant, 16);
+    covered(&management_responses(), management_response_variant, 15);
     // Every code in the sample set, in its wire order.
     let codes: Vec<ErrorCode> = wire_errors().iter().map(|e| e.code).collect();
     assert_eq!(codes, ErrorCode::ALL);
@@ -843,4 +860,16 @@ fn paged_event_listings_are_appended() {
         more_after: None,
     };
     assert_eq!(index(encode_payload(&reply).unwrap()), 13);
+    // The queue place was appended after them.
+    let place = ManagementRequest::GetQueuePlace {
+        instance_id: "i".into(),
+    };
+    assert_eq!(index(encode_payload(&place).unwrap()), 15);
+    let reply = ManagementResponse::QueuePlace {
+        position: None,
+        waiting: 0,
+        running: 0,
+        max_running: 1,
+    };
+    assert_eq!(index(encode_payload(&reply).unwrap()), 14);
 }

@@ -37,6 +37,34 @@ impl Limits {
     }
 }
 
+/// The capacity settings as the server takes them (flags and environment).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunLimits {
+    /// Instance processes running at once; more starts wait, `pending`, first come first
+    /// served (default: 32 per CPU, at least 16).
+    #[arg(long, env = "RUNTARA_MAX_RUNNING")]
+    pub max_running: Option<usize>,
+    /// Instance processes of one tenant running at once (default: no limit but
+    /// `--max-running`).
+    #[arg(long, env = "RUNTARA_MAX_RUNNING_PER_TENANT")]
+    pub max_running_per_tenant: Option<usize>,
+    /// Instance processes of one image running at once (default: no limit but
+    /// `--max-running`).
+    #[arg(long, env = "RUNTARA_MAX_RUNNING_PER_IMAGE")]
+    pub max_running_per_image: Option<usize>,
+}
+
+impl RunLimits {
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_running: self.max_running.unwrap_or_else(default_max_running),
+            per_tenant: self.max_running_per_tenant,
+            per_image: self.max_running_per_image,
+        }
+    }
+}
+
 /// The default `--max-running`: 32 per CPU, at least 16.
 pub fn default_max_running() -> usize {
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
@@ -290,7 +318,10 @@ mod tests {
         assert_eq!(admission.waiting(), 1);
         let admitted = admission.release("a");
         assert_eq!(ids(&admitted), ["b"]);
-        assert!(admitted[0].resume, "the resume was merged into the waiting launch");
+        assert!(
+            admitted[0].resume,
+            "the resume was merged into the waiting launch"
+        );
         // Releasing what holds nothing changes nothing.
         assert!(admission.release("nobody").is_empty());
         assert_eq!(admission.running(), 1);
@@ -343,7 +374,10 @@ mod tests {
         assert_eq!(admission.offer(launch("paused", "t", "i")), Offer::Queued);
         assert!(admission.withdraw("paused"));
         assert!(!admission.withdraw("paused"));
-        assert!(admission.release("old-1").is_empty(), "still over the limit");
+        assert!(
+            admission.release("old-1").is_empty(),
+            "still over the limit"
+        );
         assert_eq!(ids(&admission.release("old-2")), ["new"]);
         assert!(admission.release("new").is_empty());
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::admission::RunLimits;
 use crate::connection_limits::ConnectionLimits;
 use crate::event_quota::EventLimits;
 use crate::upload_limits::UploadLimits;
@@ -90,6 +91,9 @@ pub struct Cli {
     /// Bounds on custom events.
     #[command(flatten)]
     pub event_limits: EventLimits,
+    /// How many instance processes run at once.
+    #[command(flatten)]
+    pub run_limits: RunLimits,
 }
 
 impl From<Cli> for ServerConfig {
@@ -115,6 +119,7 @@ impl From<Cli> for ServerConfig {
             connection_limits: cli.connection_limits,
             upload_limits: cli.upload_limits,
             event_limits: cli.event_limits,
+            run_limits: cli.run_limits,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! The binary `runtara-server` is a thin shim over [`start`]; tests start servers
 //! in-process the same way.
 
+pub mod admission;
 pub mod cli;
 pub mod connection_limits;
 pub mod credentials;
@@ -35,6 +36,7 @@ use anyhow::Context;
 use runtara_core::Persistence;
 use tokio::task::JoinHandle;
 
+use crate::admission::RunLimits;
 use crate::connection_limits::{ConnectionLimits, Gate};
 use crate::credentials::CredentialKey;
 use crate::event_quota::EventLimits;
@@ -97,6 +99,9 @@ pub struct ServerConfig {
     pub upload_limits: UploadLimits,
     /// Bounds on the custom events an instance records.
     pub event_limits: EventLimits,
+    /// How many instance processes run at once (in all, per tenant, per image); starts
+    /// beyond wait `pending`, first come first served.
+    pub run_limits: RunLimits,
 }
 
 impl ServerConfig {
@@ -127,6 +132,7 @@ impl ServerConfig {
             connection_limits: ConnectionLimits::default(),
             upload_limits: UploadLimits::default(),
             event_limits: EventLimits::default(),
+            run_limits: RunLimits::default(),
         }
     }
 
@@ -226,6 +232,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         max_restarts: config.max_restarts,
         restart_backoff: config.restart_backoff,
         credential_key,
+        limits: config.run_limits.limits(),
     };
     let supervisor = Supervisor::new(persistence.clone(), settings);
     log_management_access(&tokens, management_addr);

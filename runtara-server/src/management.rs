@@ -20,6 +20,7 @@ use runtara_protocol::{
 };
 use tokio::io::AsyncRead;
 
+use crate::admission::Launch;
 use crate::image_store::{random_hex, ImageStore};
 use crate::log_text::{client_text, Refusals};
 use crate::management_tokens::ManagementTokens;
@@ -362,6 +363,18 @@ impl Management {
                 }
                 ManagementResponse::Events(wire_events(page.events))
             }
+            ManagementRequest::GetQueuePlace { instance_id } => {
+                self.visible_instance(caller, &instance_id).await?;
+                let place = self.supervisor.queue_place(&instance_id);
+                let (running, waiting) = self.supervisor.slots();
+                let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+                ManagementResponse::QueuePlace {
+                    position: place.map(|p| count(p.position)),
+                    waiting: count(waiting),
+                    running: count(running),
+                    max_running: count(self.supervisor.limits().max_running),
+                }
+            }
             ManagementRequest::ListEventsPage {
                 instance_id,
                 after_event_id,
@@ -511,8 +524,13 @@ impl Management {
         }
         self.supervisor
             .set_timeout(&instance_id, timeout_ms.map(Duration::from_millis));
-        self.supervisor
-            .spawn_launch(instance_id.clone(), Duration::ZERO);
+        // Launched now, or queued for a slot in the order of the starts.
+        self.supervisor.admit(Launch {
+            instance_id: instance_id.clone(),
+            tenant_id: tenant_id.clone(),
+            image_id: image_id.clone(),
+            resume: false,
+        });
         tracing::info!(%instance_id, %tenant_id, %image_id, "instance started");
         Ok(ManagementResponse::Started {
             instance_id,
@@ -537,6 +555,19 @@ impl Management {
             .send_signal(instance_id, signal)
             .await
             .map_err(|e| engine_error(&e))?;
+        // A launch still waiting for a slot takes a cancel or a pause here, and never
+        // runs (a resume of it launches it when its turn comes).
+        let outcome = match outcome {
+            SignalOutcome::Queued(_) if signal != SignalType::Resume => {
+                self.settle_before_launch(instance_id, signal, outcome)
+                    .await
+            }
+            SignalOutcome::Applied(_) if signal == SignalType::Cancel => {
+                self.supervisor.withdraw_queued(instance_id);
+                outcome
+            }
+            outcome => outcome,
+        };
         let (status, applied) = match outcome {
             SignalOutcome::Applied(status) => (status, true),
             SignalOutcome::Queued(_) => {
@@ -564,6 +595,44 @@ impl Management {
         }
         tracing::info!(%instance_id, %signal, %status, applied, "signal sent");
         Ok(ManagementResponse::Signalled { status, applied })
+    }
+
+    /// A cancel or pause queued for an instance whose launch waits for a slot: the launch
+    /// is withdrawn and the signal taken at once (`cancelled`, `suspended`). Otherwise, or
+    /// should that fail (the launch is then queued again), the signal stays queued.
+    async fn settle_before_launch(
+        &self,
+        instance_id: &str,
+        signal: SignalType,
+        queued: SignalOutcome,
+    ) -> SignalOutcome {
+        if !self.supervisor.withdraw_queued(instance_id) {
+            return queued;
+        }
+        let taken = match self.store.get_instance(instance_id).await {
+            Ok(Some(record)) => {
+                self.store
+                    .acknowledge_signal(instance_id, record.epoch, signal, true)
+                    .await
+            }
+            Ok(None) => return queued,
+            Err(error) => Err(error),
+        };
+        match taken {
+            Ok(()) => {
+                tracing::info!(%instance_id, %signal, "a launch waiting for a slot took the signal without running");
+                SignalOutcome::Applied(match signal {
+                    SignalType::Cancel => InstanceStatus::Cancelled,
+                    _ => InstanceStatus::Suspended,
+                })
+            }
+            Err(error) => {
+                tracing::warn!(%instance_id, %signal, %error, "a waiting launch could not take the signal; it waits again and takes it when launched");
+                self.supervisor
+                    .spawn_launch(instance_id.to_owned(), Duration::ZERO);
+                queued
+            }
+        }
     }
 
     /// Receives an image upload (the bytes follow the request on `stream`).

@@ -45,6 +45,7 @@ use runtara_core::storage_health::STORAGE;
 use runtara_core::{now_ms, EventKind, InstanceRecord, InstanceStatus, Persistence, SignalType};
 use tokio::sync::oneshot;
 
+use crate::admission::{Admission, Launch, Limits, Offer, Place};
 use crate::credentials::CredentialKey;
 use crate::exit_decision::{
     after_crash, by_queued_signal, by_status, AfterCrash, ByQueuedSignal, ByStatus, CrashHistory,
@@ -98,6 +99,8 @@ pub struct RunnerSettings {
     pub restart_backoff: Duration,
     /// Issues each launched process its credential (`RUNTARA_INSTANCE_CREDENTIAL`).
     pub credential_key: CredentialKey,
+    /// How many processes run at once (see [`crate::admission`]).
+    pub limits: Limits,
 }
 
 /// What the supervisor knows of one instance's processes (this server's lifetime).
@@ -150,6 +153,8 @@ pub struct Supervisor {
     store: Arc<dyn Persistence>,
     settings: RunnerSettings,
     runs: Mutex<HashMap<String, Run>>,
+    /// Slots of the processes running and the launches waiting for one.
+    admission: Mutex<Admission>,
     /// Launch counts of finished instances, once read (see [`Supervisor::launches`]).
     finished_launches: Mutex<HashMap<String, u32>>,
     generation: AtomicU64,
@@ -161,16 +166,83 @@ impl Supervisor {
     pub fn new(store: Arc<dyn Persistence>, settings: RunnerSettings) -> Arc<Supervisor> {
         Arc::new_cyclic(|me| Supervisor {
             store,
-            settings,
             runs: Mutex::new(HashMap::new()),
+            admission: Mutex::new(Admission::new(settings.limits)),
             finished_launches: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             me: me.clone(),
+            settings,
         })
     }
 
     fn runs(&self) -> std::sync::MutexGuard<'_, HashMap<String, Run>> {
         self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn admission(&self) -> std::sync::MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where `instance_id`'s launch waits for a slot, if it does.
+    pub fn queue_place(&self, instance_id: &str) -> Option<Place> {
+        self.admission().place(instance_id)
+    }
+
+    /// The capacity settings in force.
+    pub fn limits(&self) -> Limits {
+        self.admission().limits()
+    }
+
+    /// Processes holding a slot, and launches waiting for one.
+    pub fn slots(&self) -> (usize, usize) {
+        let admission = self.admission();
+        (admission.running(), admission.waiting())
+    }
+
+    /// Takes `instance_id`'s launch out of the queue before it ran (a pause or a cancel
+    /// arrived first). False when it was not waiting.
+    pub fn withdraw_queued(&self, instance_id: &str) -> bool {
+        self.admission().withdraw(instance_id)
+    }
+
+    /// Asks for a slot for `launch` and launches it as soon as it has one: at once when
+    /// one is free, else when its turn comes. Synchronous, so that launches offered one
+    /// after another keep their order.
+    pub fn admit(&self, launch: Launch) {
+        let offer = self.admission().offer(launch.clone());
+        match offer {
+            Offer::Now => self.launch_admitted(launch, true),
+            Offer::Held => self.launch_admitted(launch, false),
+            Offer::Queued => {
+                tracing::debug!(instance_id = %launch.instance_id, "no free slot; the launch waits its turn");
+            }
+        }
+    }
+
+    /// Launches an admitted instance in the background; a slot taken for it goes back
+    /// when no process comes of it.
+    fn launch_admitted(&self, launch: Launch, owns_slot: bool) {
+        let Some(me) = self.me.upgrade() else { return };
+        tokio::spawn(async move {
+            let started = match me.launch(&launch.instance_id, launch.resume).await {
+                Ok(started) => started,
+                Err(error) => {
+                    tracing::warn!(instance_id = %launch.instance_id, %error, "launch failed");
+                    false
+                }
+            };
+            if owns_slot && !started {
+                me.release_slot(&launch.instance_id);
+            }
+        });
+    }
+
+    /// Gives back `instance_id`'s slot and launches the waiting instances it lets in.
+    fn release_slot(&self, instance_id: &str) {
+        let admitted = self.admission().release(instance_id);
+        for launch in admitted {
+            self.launch_admitted(launch, true);
+        }
     }
 
     /// Processes this server is running.
@@ -270,7 +342,17 @@ impl Supervisor {
                 continue;
             }
             match instance.status {
-                InstanceStatus::Pending => self.spawn_launch(instance.instance_id, Duration::ZERO),
+                // Queued again in the order of the starts.
+                InstanceStatus::Pending => {
+                    if let Some(image_id) = instance.image_id {
+                        self.admit(Launch {
+                            instance_id: instance.instance_id,
+                            tenant_id: instance.tenant_id,
+                            image_id,
+                            resume: false,
+                        });
+                    }
+                }
                 InstanceStatus::Sleeping => self.schedule_wake(&instance),
                 // A resume acknowledged just before the last server stopped.
                 InstanceStatus::Suspended => {
@@ -386,8 +468,20 @@ impl Supervisor {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            if let Err(error) = me.launch(&instance_id, resume).await {
-                tracing::warn!(%instance_id, %error, "launch failed");
+            // Its tenant and image, for the limits.
+            match me.store.get_instance(&instance_id).await {
+                Ok(Some(instance)) => {
+                    if let Some(image_id) = instance.image_id {
+                        me.admit(Launch {
+                            instance_id,
+                            tenant_id: instance.tenant_id,
+                            image_id,
+                            resume,
+                        });
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%instance_id, %error, "launch failed"),
             }
         });
     }
@@ -401,10 +495,11 @@ impl Supervisor {
     }
 
     /// Starts a process for the instance, unless it is finished, suspended, or already
-    /// has a live process here.
-    async fn launch(self: &Arc<Self>, instance_id: &str, resume: bool) -> anyhow::Result<()> {
+    /// has a live process here. True when a process of it now runs that this call
+    /// started or adopted (it holds the instance's slot until it ends).
+    async fn launch(self: &Arc<Self>, instance_id: &str, resume: bool) -> anyhow::Result<bool> {
         let Some(instance) = self.store.get_instance(instance_id).await? else {
-            return Ok(());
+            return Ok(false);
         };
         let launchable = match instance.status {
             InstanceStatus::Pending | InstanceStatus::Running => true,
@@ -417,15 +512,15 @@ impl Supervisor {
             if instance.status == InstanceStatus::Sleeping {
                 self.schedule_wake(&instance);
             }
-            return Ok(());
+            return Ok(false);
         }
         let Some(image_id) = instance.image_id.clone() else {
-            return Ok(());
+            return Ok(false);
         };
         if instance.status == InstanceStatus::Running
             && self.settle_queued_signal(&instance).await?
         {
-            return Ok(());
+            return Ok(false);
         }
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let (kill_tx, kill_rx) = oneshot::channel();
@@ -435,7 +530,7 @@ impl Supervisor {
             if run.live.is_some() {
                 // The paused process is still on its way out; relaunch once it is gone.
                 run.resume_after_exit |= resume;
-                return Ok(());
+                return Ok(false);
             }
             run.live = Some(generation);
             run.kill = Some(kill_tx);
@@ -447,7 +542,7 @@ impl Supervisor {
             Ok(Launched::Spawned(child, dir)) => (child, dir),
             Ok(Launched::StillRunning(dir)) => {
                 self.adopt(instance_id, generation, resume, dir, kill_rx);
-                return Ok(());
+                return Ok(true);
             }
             Err(error) => {
                 self.runs().entry(instance_id.to_owned()).or_default().live = None;
@@ -483,7 +578,7 @@ impl Supervisor {
         let id = instance_id.to_owned();
         let process = Process::Child { child, pid, dir };
         tokio::spawn(async move { me.watch(id, generation, process, kill_rx, timeout).await });
-        Ok(())
+        Ok(true)
     }
 
     /// A process of the instance is alive although this server did not start it (an
@@ -536,6 +631,11 @@ impl Supervisor {
             run.kill = Some(kill_tx);
             run.launches += 1;
             run.checkpoints_at_launch = instance.checkpoint_count;
+        }
+        // It runs already: it holds a slot, whatever the limits.
+        if let Some(image_id) = &instance.image_id {
+            self.admission()
+                .hold(&instance.instance_id, &instance.tenant_id, image_id);
         }
         self.adopt(&instance.instance_id, generation, false, dir, kill_rx);
     }
@@ -666,11 +766,15 @@ impl Supervisor {
             }
             run.live = None;
             run.kill = None;
-            if std::mem::take(&mut run.resume_after_exit) {
+            let resume_waiting = std::mem::take(&mut run.resume_after_exit);
+            if resume_waiting {
+                run.relaunch_on_exit = false;
+            }
+            drop(runs);
+            self.release_slot(&instance_id);
+            if resume_waiting {
                 // It stopped as asked (suspended) and a resume is waiting: nothing else
                 // to decide, and the new run must not be judged by this exit.
-                run.relaunch_on_exit = false;
-                drop(runs);
                 self.spawn_resume(instance_id.clone());
                 return;
             }
@@ -917,7 +1021,9 @@ impl Supervisor {
                 now.saturating_sub(last) > timeout_ms
             };
             for instance in running {
-                if instance.image_id.is_none() {
+                // A relaunch waiting for a slot is not silent: it has no process yet.
+                if instance.image_id.is_none() || self.queue_place(&instance.instance_id).is_some()
+                {
                     continue;
                 }
                 if let Some(dir) =

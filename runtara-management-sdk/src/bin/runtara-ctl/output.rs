@@ -52,6 +52,9 @@ pub fn instance(info: &InstanceInfo) -> (String, Value) {
     table.row(["tenant".into(), info.tenant_id.clone()]);
     table.row(["image".into(), or_dash(&info.image_id)]);
     table.row(["status".into(), info.status.to_string()]);
+    if let Some(place) = &info.queue {
+        table.row(["queue".into(), place.to_string()]);
+    }
     table.row(["created".into(), info.created_at.clone()]);
     table.row(["started".into(), or_dash(&info.started_at)]);
     table.row(["finished".into(), opt(info.finished_at.as_deref())]);
@@ -92,6 +95,12 @@ pub fn instance(info: &InstanceInfo) -> (String, Value) {
         "checkpoint_count": info.checkpoint_count,
         "launches": info.launches,
         "log_tail": info.log_tail,
+        "queue": info.queue.map(|place| json!({
+            "position": place.position,
+            "waiting": place.waiting,
+            "running": place.running,
+            "max_running": place.max_running,
+        })),
     });
     (text, value)
 }
