@@ -15,7 +15,8 @@
 //! (`Runtime::start`, each start its own task) until every result is in (embedded
 //! modes), and `W4-runtime` from `Runtime::start` to the first step's body;
 //! `W2-processes` the same launched as
-//! processes through the management API; `W3` an instance with 10,000 recorded steps
+//! processes through the management API (`W2-processes-max50`: the same against a
+//! server of its own with `--max-running 50`, quic-sqlite); `W3` an instance with 10,000 recorded steps
 //! restarted and replayed; `W3-server` a server-launched instance of 100 steps SIGKILLed
 //! before step 51, from the kill to `completed`; `W4` `start_instance` to the first step
 //! body; `W5` server
@@ -68,7 +69,8 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     modes: Vec<String>,
     /// Workloads to run, comma-separated (`R`, `W1-store`, `W1`, `W2`, `W2-runtime`,
-    /// `W4-runtime`, `W3`, `W4`, `W2-processes`, `W3-server`, `W5`, `W1-history`, `L`);
+    /// `W4-runtime`, `W3`, `W4`, `W2-processes`, `W2-processes-max50`, `W3-server`, `W5`,
+    /// `W1-history`, `L`);
     /// default: all.
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
@@ -222,7 +224,19 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
             workloads::w3_server(&target, &mut report, &prefix, &dir, sizes.w3_server).await?;
         }
         if mode.quic() && run("W2-processes") {
-            workloads::w2_processes(&target, &mut report, &prefix, sizes.w2_processes).await?;
+            let instances = sizes.w2_processes;
+            workloads::w2_processes(&target, &mut report, &prefix, instances, "W2-processes")
+                .await?;
+        }
+        // The same behind admission control, on a server of its own (SQLite: a second
+        // server on one PostgreSQL database would take up the first one's instances).
+        if mode == Mode::QuicSqlite && run("W2-processes-max50") {
+            let dir = dir.join("max50");
+            std::fs::create_dir_all(&dir)?;
+            let flags = ["--max-running", "50"];
+            let capped = Target::open_with(mode, &dir, None, &flags).await?;
+            let (instances, name) = (sizes.w2_processes, "W2-processes-max50");
+            workloads::w2_processes(&capped, &mut report, &prefix, instances, name).await?;
         }
         if mode.quic() && run("W5") {
             workloads::w5(&target, &mut report, &prefix, sizes.w5_instances).await?;
@@ -262,7 +276,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The workloads `--workloads` may name.
-const WORKLOADS: [&str; 13] = [
+const WORKLOADS: [&str; 14] = [
     "R",
     "W1-store",
     "W1",
@@ -272,6 +286,7 @@ const WORKLOADS: [&str; 13] = [
     "W3",
     "W4",
     "W2-processes",
+    "W2-processes-max50",
     "W3-server",
     "W5",
     "W1-history",
@@ -319,6 +334,18 @@ fn add_ratios(report: &mut Report) {
                 "x_W2_processes",
             ));
         }
+    }
+    let sqlite = Mode::QuicSqlite.name();
+    let capped = report.get(sqlite, "W2-processes-max50", "steps_per_s");
+    if let (Some(capped), Some(processes)) =
+        (capped, report.get(sqlite, "W2-processes", "steps_per_s"))
+    {
+        ratios.push((
+            sqlite,
+            "W2-processes-max50",
+            capped / processes,
+            "x_W2_processes",
+        ));
     }
     for (mode, workload, value, unit) in ratios {
         report.add(mode, workload, value, unit);

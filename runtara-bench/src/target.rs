@@ -57,8 +57,13 @@ impl Mode {
     }
 }
 
-/// Starts this binary in `serve` mode over `data_dir` and waits until it is ready.
-fn start_server(data_dir: &Path, database_url: &str) -> anyhow::Result<ServerProcess> {
+/// Starts this binary in `serve` mode over `data_dir` (with `extra` flags) and waits
+/// until it is ready.
+fn start_server(
+    data_dir: &Path,
+    database_url: &str,
+    extra: &[&str],
+) -> anyhow::Result<ServerProcess> {
     let mut command = Command::new(std::env::current_exe()?);
     command
         .arg("serve")
@@ -71,6 +76,7 @@ fn start_server(data_dir: &Path, database_url: &str) -> anyhow::Result<ServerPro
             "--management-addr",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .env("RUST_LOG", "error")
         .stderr(Stdio::inherit());
     // A diagnostic: the server's threading, for paired comparisons.
@@ -98,6 +104,16 @@ impl Target {
         dir: &Path,
         postgres_url: Option<&str>,
     ) -> anyhow::Result<Target> {
+        Target::open_with(mode, dir, postgres_url, &[]).await
+    }
+
+    /// [`open`](Self::open), the server started with `server_flags` too.
+    pub async fn open_with(
+        mode: Mode,
+        dir: &Path,
+        postgres_url: Option<&str>,
+        server_flags: &[&str],
+    ) -> anyhow::Result<Target> {
         let url = match (mode.postgres(), postgres_url) {
             (true, Some(url)) => url.to_owned(),
             (true, None) => anyhow::bail!("{} needs RUNTARA_BENCH_POSTGRES_URL", mode.name()),
@@ -109,7 +125,7 @@ impl Target {
             store.warm_up().await?;
         }
         let server = if mode.quic() {
-            Some(start_server(dir, &url)?)
+            Some(start_server(dir, &url, server_flags)?)
         } else {
             None
         };
