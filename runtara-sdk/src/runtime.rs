@@ -60,6 +60,8 @@
 //! `runtara_sdk::sdk()?.scope(..)`.
 
 mod handle;
+#[cfg(feature = "quic")]
+mod image;
 mod run;
 mod slot;
 mod workflow;
@@ -78,6 +80,8 @@ use serde::Serialize;
 use tokio::sync::{watch, Notify, Semaphore};
 
 pub use handle::InstanceHandle;
+#[cfg(feature = "quic")]
+pub use image::run_image;
 pub(crate) use slot::Slot;
 
 use handle::{Ended, Progress};

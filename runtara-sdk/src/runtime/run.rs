@@ -84,7 +84,7 @@ pub(crate) async fn run(shared: Arc<Shared>, launch: Launch, entry: Arc<Entry>) 
 }
 
 /// The text of a panic's payload.
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     match payload.downcast::<String>() {
         Ok(message) => *message,
         Err(payload) => payload.downcast_ref::<&str>().map_or_else(
