@@ -42,16 +42,25 @@ impl Limits {
 pub struct RunLimits {
     /// Instance processes running at once; more starts wait, `pending`, first come first
     /// served (default: 32 per CPU, at least 16).
-    #[arg(long, env = "RUNTARA_MAX_RUNNING")]
+    #[arg(long, env = "RUNTARA_MAX_RUNNING", value_parser = at_least_one)]
     pub max_running: Option<usize>,
     /// Instance processes of one tenant running at once (default: no limit but
     /// `--max-running`).
-    #[arg(long, env = "RUNTARA_MAX_RUNNING_PER_TENANT")]
+    #[arg(long, env = "RUNTARA_MAX_RUNNING_PER_TENANT", value_parser = at_least_one)]
     pub max_running_per_tenant: Option<usize>,
     /// Instance processes of one image running at once (default: no limit but
     /// `--max-running`).
-    #[arg(long, env = "RUNTARA_MAX_RUNNING_PER_IMAGE")]
+    #[arg(long, env = "RUNTARA_MAX_RUNNING_PER_IMAGE", value_parser = at_least_one)]
     pub max_running_per_image: Option<usize>,
+}
+
+/// A count of processes: a whole number, at least 1.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 impl RunLimits {
@@ -267,6 +276,8 @@ fn decrement(counts: &mut HashMap<String, usize>, key: &str) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn launch(id: &str, tenant: &str, image: &str) -> Launch {
@@ -385,5 +396,24 @@ mod tests {
     #[test]
     fn the_default_scales_with_the_machine() {
         assert!(default_max_running() >= 16);
+    }
+
+    #[test]
+    fn a_limit_of_zero_is_refused_with_the_flag_named() {
+        use clap::Parser;
+        #[derive(Debug, clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            limits: RunLimits,
+        }
+        let error = Flags::try_parse_from(["server", "--max-running", "0"]).unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("--max-running") && text.contains("at least 1"),
+            "{text}"
+        );
+        let flags = Flags::try_parse_from(["server", "--max-running-per-tenant", "2"]).unwrap();
+        assert_eq!(flags.limits.limits().per_tenant, Some(2));
+        assert_eq!(flags.limits.limits().max_running, default_max_running());
     }
 }

@@ -329,7 +329,10 @@ impl Supervisor {
     /// Adopts what a previous server left behind and starts the heartbeat monitor.
     pub async fn recover(self: &Arc<Self>) -> anyhow::Result<()> {
         self.migrate_legacy_folders().await;
-        let unfinished = self.store.list_unfinished().await?;
+        let mut unfinished = self.store.list_unfinished().await?;
+        // The live processes first, so that they hold their slots before any waiting
+        // launch is let in; the rest keep the order of their starts.
+        unfinished.sort_by_key(|instance| instance.status != InstanceStatus::Running);
         for instance in unfinished
             .into_iter()
             .filter(|instance| instance.image_id.is_some())
