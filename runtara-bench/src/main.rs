@@ -13,7 +13,8 @@
 //! instances × 10 steps at once in one process (median of 3 runs after a warm-up);
 //! `W2-runtime` the same started at once through the in-process runtime
 //! (`Runtime::start`, each start its own task) until every result is in (embedded
-//! modes), and `W4-runtime` from `Runtime::start` to the first step's body;
+//! modes), `W4-runtime` from `Runtime::start` to the first step's body, and
+//! `W5-runtime` this process's memory per idle runtime instance (asleep after a step);
 //! `W2-processes` the same launched as
 //! processes through the management API (`W2-processes-max50`: the same against a
 //! server of its own with `--max-running 50`, quic-sqlite); `W3` an instance with 10,000 recorded steps
@@ -69,7 +70,7 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     modes: Vec<String>,
     /// Workloads to run, comma-separated (`R`, `W1-store`, `W1`, `W2`, `W2-runtime`,
-    /// `W4-runtime`, `W3`, `W4`, `W2-processes`, `W2-processes-max50`, `W3-server`, `W5`,
+    /// `W4-runtime`, `W5-runtime`, `W3`, `W4`, `W2-processes`, `W2-processes-max50`, `W3-server`, `W5`,
     /// `W1-history`, `L`);
     /// default: all.
     #[arg(long, value_delimiter = ',')]
@@ -214,6 +215,10 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
             let samples = sizes.w4_runtime_samples;
             runtime_workloads::w4_runtime(&target, &mut report, &prefix, samples).await?;
         }
+        if !mode.quic() && run("W5-runtime") {
+            let instances = sizes.w5_instances * 10;
+            runtime_workloads::w5_runtime(&target, &mut report, &prefix, instances).await?;
+        }
         if run("W3") {
             workloads::w3(&target, &mut report, &prefix, sizes.w3_steps).await?;
         }
@@ -276,13 +281,14 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The workloads `--workloads` may name.
-const WORKLOADS: [&str; 14] = [
+const WORKLOADS: [&str; 15] = [
     "R",
     "W1-store",
     "W1",
     "W2",
     "W2-runtime",
     "W4-runtime",
+    "W5-runtime",
     "W3",
     "W4",
     "W2-processes",

@@ -1,9 +1,11 @@
 //! The in-process runtime's workloads (embedded modes): `W2-runtime`, 200 workflows ×
-//! 10 steps started at once through `Runtime::start` in one process, and `W4-runtime`,
-//! from `Runtime::start` to the first step's body.
+//! 10 steps started at once through `Runtime::start` in one process; `W4-runtime`,
+//! from `Runtime::start` to the first step's body; `W5-runtime`, this process's memory
+//! per idle instance (one step done, then in a durable sleep of an hour).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use runtara_sdk::runtime::Runtime;
 use runtara_sdk::SdkError;
@@ -11,6 +13,10 @@ use runtara_sdk::SdkError;
 use crate::report::{median, percentile, Report};
 use crate::steps::bench_step;
 use crate::target::{Target, TENANT};
+use crate::workloads::rss_kib;
+
+/// W5-runtime's instances that have reached their sleep.
+static ASLEEP: AtomicUsize = AtomicUsize::new(0);
 
 /// When the body of W4-runtime's first step ran (one sample at a time).
 static FIRST_BODY: Mutex<Option<Instant>> = Mutex::new(None);
@@ -37,6 +43,14 @@ async fn noted_step(key: String) -> Result<(), SdkError> {
     Ok(())
 }
 
+/// W5-runtime's workflow: one step, then a durable sleep of an hour.
+async fn one_step_then_sleep(_: ()) -> Result<(), SdkError> {
+    let sdk = runtara_sdk::sdk()?;
+    bench_step(format!("{}-1", sdk.instance_id()), 1, None).await?;
+    ASLEEP.fetch_add(1, Ordering::SeqCst);
+    sdk.sleep(Duration::from_secs(3600), "nap", b"").await
+}
+
 /// A runtime of its own (by name) over the target's store.
 async fn runtime(target: &Target, name: &str) -> anyhow::Result<Runtime> {
     Ok(Runtime::builder(Arc::clone(&target.store))
@@ -44,6 +58,7 @@ async fn runtime(target: &Target, name: &str) -> anyhow::Result<Runtime> {
         .name(name)
         .workflow("ten-steps", ten_steps)
         .workflow("first-step", first_step)
+        .workflow("idle", one_step_then_sleep)
         .build()
         .await?)
 }
@@ -126,5 +141,70 @@ pub async fn w4_runtime(
     let mode = target.mode.name();
     report.add(mode, "W4-runtime", median(&mut times.clone()), "ms");
     report.add(mode, "W4-runtime", percentile(&mut times, 0.95), "p95_ms");
+    Ok(())
+}
+
+/// W5-runtime: growth of this process's RSS per idle instance: `instances` started (in
+/// batches of 100, each start its own task), each done with a step and asleep (its slot
+/// given back), after a warm-up batch.
+pub async fn w5_runtime(
+    target: &Target,
+    report: &mut Report,
+    prefix: &str,
+    instances: usize,
+) -> anyhow::Result<()> {
+    let runtime = runtime(target, &format!("{prefix}-w5r")).await?;
+    let warm = 100;
+    start_idle(&runtime, prefix, 0..warm).await?;
+    all_asleep(&runtime, warm).await?;
+    let before = rss_kib(std::process::id())?;
+    start_idle(&runtime, prefix, warm..warm + instances).await?;
+    all_asleep(&runtime, warm + instances).await?;
+    let after = rss_kib(std::process::id())?;
+    report.add(
+        target.mode.name(),
+        "W5-runtime",
+        (after - before) / instances as f64,
+        "kib_per_instance",
+    );
+    for n in 0..warm + instances {
+        runtime.cancel(&format!("{prefix}-w5r-{n}")).await?;
+    }
+    Ok(())
+}
+
+/// Starts W5-runtime's instances `numbers`, 100 at once, each start its own task.
+async fn start_idle(
+    runtime: &Runtime,
+    prefix: &str,
+    numbers: std::ops::Range<usize>,
+) -> anyhow::Result<()> {
+    for batch in numbers.collect::<Vec<_>>().chunks(100) {
+        let tasks: Vec<_> = batch
+            .iter()
+            .map(|n| {
+                let (runtime, id) = (runtime.clone(), format!("{prefix}-w5r-{n}"));
+                tokio::spawn(async move { runtime.start("idle", id, &()).await })
+            })
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `count` W5-runtime instances are asleep, their slots given back.
+async fn all_asleep(runtime: &Runtime, count: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while ASLEEP.load(Ordering::SeqCst) < count || runtime.running() > 0 {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "W5-runtime: instances did not fall asleep"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The sleeps' records land.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
 }

@@ -458,7 +458,7 @@ pub async fn w3_server(
 }
 
 /// Resident memory of a process, KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<f64> {
+pub fn rss_kib(pid: u32) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()

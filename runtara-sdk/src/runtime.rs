@@ -3,7 +3,7 @@
 //! An application — a web service, a CLI, a job runner — registers its workflow
 //! functions by name, starts instances of them with an input and an instance id, and
 //! awaits their results. Each instance runs on a task of its own with its own
-//! [`RuntaraSdk`], in scope for its `#[durable]` calls and for [`sdk()`](crate::sdk).
+//! [`RuntaraSdk`](crate::RuntaraSdk), in scope for its `#[durable]` calls and for [`sdk()`](crate::sdk).
 //! When the runtime starts, it resumes every unfinished instance it started before
 //! (after a crash, a deploy, a `kill -9`) from its last checkpoint.
 //!
