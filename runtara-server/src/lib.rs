@@ -223,6 +223,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         images_dir: images.dir().to_path_buf(),
         instances_dir: config.data_dir.join(supervisor::INSTANCE_FILES_DIR),
         legacy_instances_dir: config.data_dir.join(supervisor::LEGACY_INSTANCES_DIR),
+        live_dir: config.data_dir.join(supervisor::LIVE_PROCESSES_DIR),
         instance_addr: reachable(instance_addr),
         ca_path: tls.ca_path.clone().or_else(|| config.tls_cert.clone()),
         heartbeat_interval: config.heartbeat_interval,

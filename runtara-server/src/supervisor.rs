@@ -63,6 +63,13 @@ pub const INSTANCE_FILES_DIR: &str = "instance-files";
 /// moved into [`INSTANCE_FILES_DIR`] at start-up ([`Supervisor::recover`]).
 pub const LEGACY_INSTANCES_DIR: &str = "instances";
 
+/// The folder under the data dir holding one empty file per live instance process this
+/// server (or an earlier one) launched, named as its instance folder: a restarted server
+/// finds there the processes still alive that no unfinished instance accounts for (a
+/// process that recorded its end and has not exited yet) and counts them against
+/// `--max-running` until they exit.
+pub const LIVE_PROCESSES_DIR: &str = "live-processes";
+
 /// Finished instances whose launch count is kept in memory, at most.
 const MAX_FINISHED_LAUNCHES: usize = 10_000;
 
@@ -80,6 +87,8 @@ pub struct RunnerSettings {
     /// Where older servers kept per-instance folders under the raw id
     /// (`<data-dir>/instances`); migrated at start-up.
     pub legacy_instances_dir: PathBuf,
+    /// One file per live launched process ([`LIVE_PROCESSES_DIR`]).
+    pub live_dir: PathBuf,
     /// Address instances connect to.
     pub instance_addr: std::net::SocketAddr,
     /// The certificate launched instances trust.
@@ -333,6 +342,11 @@ impl Supervisor {
         // The live processes first, so that they hold their slots before any waiting
         // launch is let in; the rest keep the order of their starts.
         unfinished.sort_by_key(|instance| instance.status != InstanceStatus::Running);
+        let accounted: std::collections::HashSet<String> = unfinished
+            .iter()
+            .map(|instance| instance_folder(&instance.instance_id))
+            .collect();
+        let mut waiting = Vec::new();
         for instance in unfinished
             .into_iter()
             .filter(|instance| instance.image_id.is_some())
@@ -345,10 +359,11 @@ impl Supervisor {
                 continue;
             }
             match instance.status {
-                // Queued again in the order of the starts.
+                // Queued again in the order of the starts, once the live processes
+                // hold their slots.
                 InstanceStatus::Pending => {
                     if let Some(image_id) = instance.image_id {
-                        self.admit(Launch {
+                        waiting.push(Launch {
                             instance_id: instance.instance_id,
                             tenant_id: instance.tenant_id,
                             image_id,
@@ -377,9 +392,61 @@ impl Supervisor {
                 _ => {}
             }
         }
+        self.hold_orphans(&accounted);
+        for launch in waiting {
+            self.admit(launch);
+        }
         let me = self.clone();
         tokio::spawn(async move { me.monitor_heartbeats().await });
         Ok(())
+    }
+
+    /// Holds a slot for each live process an earlier server launched that no unfinished
+    /// instance accounts for (one that recorded its end and has not exited yet), until
+    /// it exits; forgets the files of processes that are gone.
+    fn hold_orphans(self: &Arc<Self>, accounted: &std::collections::HashSet<String>) {
+        let Ok(entries) = std::fs::read_dir(&self.settings.live_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if accounted.contains(&name) {
+                continue;
+            }
+            let dir = self.settings.instances_dir.join(&name);
+            if !LogTail::in_dir(&dir).in_use().unwrap_or(false) {
+                let _ = std::fs::remove_file(entry.path());
+                continue;
+            }
+            let slot = format!("orphan:{name}");
+            self.admission().hold(&slot, "", "");
+            tracing::info!(folder = %name, "a process an earlier server launched is still exiting; it holds a slot until it has");
+            let Some(me) = self.me.upgrade() else { return };
+            tokio::spawn(async move {
+                let (how, _) = Process::Adopted(dir.clone()).wait().await;
+                tracing::debug!(folder = %name, %how, "orphan process gone");
+                me.forget_live(&dir);
+                me.release_slot(&slot);
+            });
+        }
+    }
+
+    /// Notes a process about to be launched in instance folder `dir` as live.
+    fn note_live(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let Some(name) = dir.file_name() else {
+            return Ok(());
+        };
+        std::fs::create_dir_all(&self.settings.live_dir)?;
+        std::fs::write(self.settings.live_dir.join(name), b"")
+    }
+
+    /// The process of instance folder `dir` has been reaped.
+    fn forget_live(&self, dir: &std::path::Path) {
+        if let Some(name) = dir.file_name() {
+            let _ = std::fs::remove_file(self.settings.live_dir.join(name));
+        }
     }
 
     /// Moves the folders older servers kept under the raw instance id
@@ -717,6 +784,7 @@ impl Supervisor {
         }
         #[cfg(unix)]
         command.process_group(0);
+        self.note_live(&dir)?;
         let child = command.spawn()?;
         // The server's copy of the claimed output closes here: the lock is the child's.
         drop(command);
@@ -755,6 +823,9 @@ impl Supervisor {
             }
         };
         self.settings.heard_from.forget(&instance_id);
+        if let Some(dir) = process.dir() {
+            self.forget_live(dir);
+        }
         let _ = self
             .store
             .record_event(&instance_id, &EventKind::Exited, Some(&exit), None)
@@ -1135,6 +1206,13 @@ const EXIT_RETRY: (Duration, Duration) = (Duration::from_millis(100), Duration::
 const ADOPTED_POLL: Duration = Duration::from_millis(200);
 
 impl Process {
+    /// The instance folder whose output file the process holds.
+    fn dir(&self) -> Option<&std::path::Path> {
+        match self {
+            Process::Child { dir, .. } | Process::Adopted(dir) => Some(dir),
+        }
+    }
+
     /// Waits for the process to end: how (for events and messages), and whether it exited
     /// on its own with status 0 (never known of an adopted process). Whatever it left
     /// behind in its process group is killed.
