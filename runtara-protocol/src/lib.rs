@@ -57,6 +57,7 @@ pub mod handshake;
 pub mod instance;
 pub mod management;
 pub mod status;
+pub mod worker;
 #[cfg(feature = "quic")]
 pub mod tls;
 
@@ -85,6 +86,7 @@ pub use management::{
 };
 pub use serde_bytes::ByteBuf;
 pub use status::{InstanceStatus, ParseStatusError};
+pub use worker::{WorkerCommand, WorkerMessage, WorkerReply};
 
 /// Version of the wire protocol spoken by this crate.
 pub const PROTOCOL_VERSION: u32 = 1;

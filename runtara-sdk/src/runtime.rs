@@ -64,6 +64,8 @@ mod handle;
 mod image;
 mod run;
 mod slot;
+#[cfg(feature = "quic")]
+mod worker;
 mod workflow;
 
 use std::collections::{BTreeMap, HashMap};
@@ -82,6 +84,8 @@ use tokio::sync::{watch, Notify, Semaphore};
 pub use handle::InstanceHandle;
 #[cfg(feature = "quic")]
 pub use image::run_image;
+#[cfg(feature = "quic")]
+pub use worker::WORKER_ID_ENV;
 pub(crate) use slot::Slot;
 
 use handle::{Ended, Progress};

@@ -146,6 +146,26 @@ impl RuntaraSdk {
         self.start_heartbeats();
     }
 
+    /// An instance hosted by a worker: its requests go over the worker's connection.
+    /// Long sleeps stay in the worker (the server does not end the process for them).
+    #[cfg(feature = "quic")]
+    pub(crate) fn hosted(
+        connection: quinn::Connection,
+        instance_id: String,
+        tenant_id: String,
+        heartbeat_interval: Duration,
+    ) -> RuntaraSdk {
+        let backend = crate::hosted::Hosted::new(connection, instance_id.clone());
+        RuntaraSdk::with_backend(
+            Box::new(backend),
+            instance_id,
+            tenant_id,
+            heartbeat_interval,
+            DEFAULT_SIGNAL_POLL_INTERVAL,
+            None,
+        )
+    }
+
     #[cfg(feature = "quic")]
     /// Creates an SDK that talks to `runtara-server` over QUIC.
     ///
