@@ -506,7 +506,9 @@ impl WorkerPool {
     /// at most `max`.
     pub fn check(&self) -> Result<(), String> {
         if self.max == 0 || self.instances == 0 {
-            return Err("a worker pool needs at least one worker and one instance per worker".into());
+            return Err(
+                "a worker pool needs at least one worker and one instance per worker".into(),
+            );
         }
         if self.min > self.max {
             return Err(format!(

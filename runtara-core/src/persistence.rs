@@ -7,7 +7,7 @@ use crate::model::{
     EventQuota, EventRecord, ImageRecord, InstanceFilter, InstancePage, InstanceRecord,
     InstanceStatus, Liveness, NewImage, NewInstance, NewRuntimeInstance, PendingSignal,
     Registration, ReplayLog, RetryAttemptRecord, RuntimeInstance, RuntimeStart, SignalOutcome,
-    SignalType, SleepOutcome,
+    SignalType, SleepOutcome, WorkerPool,
 };
 use crate::run_lease::RunLease;
 use crate::Result;

@@ -128,8 +128,8 @@ pub fn answer_hello(hello: &Hello, server: impl Into<String>) -> HelloReply {
 /// A refusal for a client that connected to the wrong endpoint.
 pub fn wrong_endpoint(role: &Role) -> WireError {
     let message = match role {
-        Role::Instance { .. } => {
-            "this is the management endpoint; instances connect to the instance endpoint"
+        Role::Instance { .. } | Role::Worker { .. } => {
+            "this is the management endpoint; instances and workers connect to the instance endpoint"
         }
         Role::Management { .. } => {
             "this is the instance endpoint; management clients connect to the management endpoint"

@@ -57,9 +57,9 @@ pub mod handshake;
 pub mod instance;
 pub mod management;
 pub mod status;
-pub mod worker;
 #[cfg(feature = "quic")]
 pub mod tls;
+pub mod worker;
 
 pub use codec::{decode_payload, encode_payload};
 pub use envelope::{
@@ -82,7 +82,7 @@ pub use instance::{
 };
 pub use management::{
     ManagementRequest, ManagementResponse, WireCheckpoint, WireEvent, WireImage, WireInstance,
-    MAX_EVENTS_PER_PAGE, MAX_INSTANCES_PER_PAGE,
+    WireWorkerPool, MAX_EVENTS_PER_PAGE, MAX_INSTANCES_PER_PAGE,
 };
 pub use serde_bytes::ByteBuf;
 pub use status::{InstanceStatus, ParseStatusError};

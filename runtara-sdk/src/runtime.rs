@@ -84,9 +84,9 @@ use tokio::sync::{watch, Notify, Semaphore};
 pub use handle::InstanceHandle;
 #[cfg(feature = "quic")]
 pub use image::run_image;
+pub(crate) use slot::Slot;
 #[cfg(feature = "quic")]
 pub use worker::WORKER_ID_ENV;
-pub(crate) use slot::Slot;
 
 use handle::{Ended, Progress};
 use run::Launch;

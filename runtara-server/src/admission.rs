@@ -128,6 +128,8 @@ pub struct Admission {
     held: HashMap<String, Holder>,
     by_tenant: HashMap<String, usize>,
     by_image: HashMap<String, usize>,
+    /// Images with a limit of their own (a worker pool's capacity), over `per_image`.
+    image_limits: HashMap<String, usize>,
     queue: VecDeque<Launch>,
 }
 
@@ -143,6 +145,7 @@ impl Admission {
             held: HashMap::new(),
             by_tenant: HashMap::new(),
             by_image: HashMap::new(),
+            image_limits: HashMap::new(),
             queue: VecDeque::new(),
         }
     }
@@ -224,6 +227,16 @@ impl Admission {
         admitted
     }
 
+    /// Sets (or with `None` clears) a limit of `image_id`'s own: the capacity of its
+    /// worker pool. Returns the waiting launches a raised limit lets in: launch each.
+    pub fn set_image_limit(&mut self, image_id: &str, limit: Option<usize>) -> Vec<Launch> {
+        match limit {
+            Some(limit) => self.image_limits.insert(image_id.to_owned(), limit.max(1)),
+            None => self.image_limits.remove(image_id),
+        };
+        self.release("")
+    }
+
     /// Takes a waiting launch out of the queue (a pause or a cancel before it ran).
     /// False when it was not waiting.
     pub fn withdraw(&mut self, instance_id: &str) -> bool {
@@ -247,9 +260,13 @@ impl Admission {
         let under = |limit: Option<usize>, counts: &HashMap<String, usize>, key: &str| {
             limit.is_none_or(|limit| counts.get(key).copied().unwrap_or(0) < limit)
         };
+        let per_image = match self.image_limits.get(image_id) {
+            Some(&own) => Some(self.limits.per_image.map_or(own, |all| all.min(own))),
+            None => self.limits.per_image,
+        };
         self.held.len() < self.limits.max_running
             && under(self.limits.per_tenant, &self.by_tenant, tenant_id)
-            && under(self.limits.per_image, &self.by_image, image_id)
+            && under(per_image, &self.by_image, image_id)
     }
 
     fn take(&mut self, instance_id: &str, tenant_id: &str, image_id: &str) {
@@ -373,6 +390,19 @@ mod tests {
         assert_eq!(admission.offer(launch("y1", "t", "y")), Offer::Queued);
         assert_eq!(admission.offer(launch("z1", "u", "z")), Offer::Now);
         assert_eq!(ids(&admission.release("x1")), ["x2", "y1"]);
+    }
+
+    #[test]
+    fn a_worker_pool_limits_its_image_and_raising_it_lets_waiting_launches_in() {
+        let mut admission = Admission::new(Limits::total(10));
+        assert!(admission.set_image_limit("pool", Some(2)).is_empty());
+        assert_eq!(admission.offer(launch("p1", "t", "pool")), Offer::Now);
+        assert_eq!(admission.offer(launch("p2", "t", "pool")), Offer::Now);
+        assert_eq!(admission.offer(launch("p3", "t", "pool")), Offer::Queued);
+        assert_eq!(admission.offer(launch("q1", "u", "other")), Offer::Now);
+        assert_eq!(ids(&admission.set_image_limit("pool", Some(3))), ["p3"]);
+        assert_eq!(admission.offer(launch("p4", "t", "pool")), Offer::Queued);
+        assert_eq!(ids(&admission.set_image_limit("pool", None)), ["p4"]);
     }
 
     #[test]

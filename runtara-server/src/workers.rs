@@ -30,6 +30,9 @@ use tokio::sync::{oneshot, Notify};
 use crate::credentials::CredentialKey;
 use crate::image_store::random_hex;
 
+/// The folder under the data dir holding one folder per worker, with its `output.log`.
+pub const WORKER_FILES_DIR: &str = "worker-files";
+
 /// How long a placement waits for a worker with room (a new one to start and connect,
 /// or a busy one to finish a run).
 const PLACE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -206,7 +209,10 @@ impl Workers {
         };
         if let Err(error) = command_worker(&placement.connection, &command).await {
             self.ended(&placement.worker_id, instance_id, (String::new(), false));
-            return Err(error.context(format!("sending the run to worker `{}`", placement.worker_id)));
+            return Err(error.context(format!(
+                "sending the run to worker `{}`",
+                placement.worker_id
+            )));
         }
         Ok(placement)
     }

@@ -125,7 +125,10 @@ pub(crate) async fn set_image_workers<C: GenericClient + Sync>(
         "UPDATE images SET worker_min = $2, worker_max = $3, worker_instances = $4 \
          WHERE image_id = $1 RETURNING {IMAGE_COLUMNS}"
     );
-    match query(c, &sql, &[&image_id, &min, &max, &instances]).await?.first() {
+    match query(c, &sql, &[&image_id, &min, &max, &instances])
+        .await?
+        .first()
+    {
         Some(row) => image_from_row(row),
         None => Err(Error::ImageNotFound {
             image_id: image_id.to_owned(),

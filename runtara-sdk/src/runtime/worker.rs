@@ -84,7 +84,8 @@ pub(crate) async fn serve(workflow: Workflow) -> Result<(), SdkError> {
     let worker = Arc::new(Worker {
         connection: connection.clone(),
         tenant_id: config.tenant_id.clone(),
-        heartbeat_interval: config.heartbeat_interval,
+        // The server watches the worker, not each of its instances.
+        heartbeat_interval: Duration::ZERO,
         workflow,
         runs: Mutex::new(HashMap::new()),
     });
