@@ -160,3 +160,73 @@ async fn five_hundred_instances_on_two_workers_survive_a_worker_kill() {
     // At most the pool's two workers ran at once (plus the replacement of the dead one).
     assert!(processes_of(&binary).len() <= 2);
 }
+
+/// Starts one instance of `image_id` with `input`.
+async fn start_one(sdk: &ManagementSdk, image_id: &str, id: &str, input: serde_json::Value) {
+    sdk.start_instance(
+        StartInstanceOptions::new(image_id, TENANT)
+            .with_instance_id(id)
+            .with_input(input),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_cancel_and_a_long_sleep_work_in_a_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.log");
+    let flags = ["--sleep-exit-threshold-ms", "500"];
+    let server = Server::start(&dir.path().join("data"), 0, 0, &flags);
+    let sdk = server.client().await;
+    let image = sdk
+        .register_image(RegisterImageOptions::new(
+            TENANT,
+            "steps",
+            std::fs::read(STEPS_IMAGE).unwrap(),
+        ))
+        .await
+        .unwrap();
+    sdk.set_image_workers(&image.image_id, Some(WorkerPool::new(0, 1, 10)))
+        .await
+        .unwrap();
+    let slow = json!({"steps": 6, "step_delay_ms": 300, "trace": trace});
+    start_one(&sdk, &image.image_id, "paused", slow.clone()).await;
+    start_one(&sdk, &image.image_id, "cancelled", slow).await;
+    let sleepy = json!({"steps": 2, "sleep_ms": 2000, "trace": trace});
+    start_one(&sdk, &image.image_id, "sleepy", sleepy).await;
+    for id in ["paused", "cancelled"] {
+        wait_for(&sdk, id, Duration::from_secs(30), |s| {
+            s.checkpoint_count >= 1
+        })
+        .await;
+    }
+
+    // Pause: it suspends at its next step with what it did recorded; resume: it goes on
+    // from there, in the worker, and completes without running a recorded step again.
+    sdk.pause_instance("paused").await.unwrap();
+    sdk.cancel_instance("cancelled").await.unwrap();
+    let paused = wait_status(&sdk, "paused", "suspended").await;
+    let cancelled = wait_status(&sdk, "cancelled", "cancelled").await;
+    assert!(paused.checkpoint_count < 6, "{paused:#?}");
+    assert!(cancelled.checkpoint_count < 6, "{cancelled:#?}");
+    sdk.resume_instance("paused").await.unwrap();
+    let done = wait_status(&sdk, "paused", "completed").await;
+    assert_eq!(done.output_json(), Some(json!(30)));
+    assert_eq!(done.launches, 2);
+    let ran: Vec<String> = lines(&trace)
+        .into_iter()
+        .filter(|l| l.starts_with("ran paused/"))
+        .collect();
+    let distinct: BTreeSet<&String> = ran.iter().collect();
+    assert_eq!(distinct.len(), 6);
+    assert!(ran.len() <= 7, "{ran:?}");
+
+    // A long durable sleep in a worker ends the instance's run there (the worker goes
+    // on); the server sends it again at the wake time, and it carries on.
+    let slept = wait_status(&sdk, "sleepy", "completed").await;
+    assert_eq!(slept.output_json(), Some(json!(2)));
+    assert_eq!(slept.launches, 2, "{slept:#?}");
+    let events = sdk.list_events("sleepy").await.unwrap();
+    assert!(events.iter().any(|e| e.kind == "sleeping"), "{events:#?}");
+}

@@ -1,7 +1,8 @@
 //! Worker processes' workloads (QUIC modes): `W2-workers`, 200 workflows × 10 steps
 //! started through the management API into the workers of this binary's image;
 //! `W4-worker`, `start_instance` to the first step's body on a warm worker; `W5-worker`,
-//! a worker's memory per idle instance (one step done, then in a durable sleep).
+//! a worker's memory per idle instance (one step done, then in a short durable sleep,
+//! which it sleeps in the worker).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -168,7 +169,8 @@ pub async fn w5_worker(
     let pool = WorkerPool::new(0, 1, u32::try_from(instances + 1)?);
     sdk.set_image_workers(&image_id, Some(pool)).await?;
     let binary = std::fs::canonicalize(dir.join("images").join(&sha256))?;
-    let idle = serde_json::json!({"steps": 1, "sleep_ms": 3_600_000});
+    // Asleep for less than the server's sleep-exit threshold (60 s): they stay in the worker.
+    let idle = serde_json::json!({"steps": 1, "sleep_ms": 50_000});
     let asleep = |id: String| {
         let sdk = &sdk;
         async move {

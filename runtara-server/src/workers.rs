@@ -53,6 +53,9 @@ pub struct WorkerLaunch {
     pub ca_path: Option<PathBuf>,
     /// Heartbeat interval of the instances they run.
     pub heartbeat_interval: Duration,
+    /// Durable sleeps longer than this end the instance's run; it is sent again at the
+    /// wake time.
+    pub sleep_exit_threshold: Duration,
 }
 
 /// A run placed on a worker.
@@ -289,6 +292,10 @@ impl Workers {
             .env(
                 "RUNTARA_HEARTBEAT_INTERVAL_MS",
                 launch.heartbeat_interval.as_millis().to_string(),
+            )
+            .env(
+                "RUNTARA_SLEEP_EXIT_THRESHOLD_MS",
+                launch.sleep_exit_threshold.as_millis().to_string(),
             )
             .current_dir(&dir)
             .stdin(Stdio::null())

@@ -34,7 +34,7 @@ pub(crate) fn is_worker() -> bool {
 struct Worker {
     connection: quinn::Connection,
     tenant_id: String,
-    heartbeat_interval: Duration,
+    sleep_exit_threshold: Option<Duration>,
     workflow: Workflow,
     /// The workflow tasks running, by instance, to stop them when asked.
     runs: Mutex<HashMap<String, tokio::task::AbortHandle>>,
@@ -84,8 +84,7 @@ pub(crate) async fn serve(workflow: Workflow) -> Result<(), SdkError> {
     let worker = Arc::new(Worker {
         connection: connection.clone(),
         tenant_id: config.tenant_id.clone(),
-        // The server watches the worker, not each of its instances.
-        heartbeat_interval: Duration::ZERO,
+        sleep_exit_threshold: config.sleep_exit_threshold,
         workflow,
         runs: Mutex::new(HashMap::new()),
     });
@@ -158,7 +157,7 @@ impl Worker {
             self.connection.clone(),
             instance_id.to_owned(),
             self.tenant_id.clone(),
-            self.heartbeat_interval,
+            self.sleep_exit_threshold,
         );
         if let Err(error) = sdk.register(from.as_deref()).await {
             return (format!("it could not register: {error}"), false);
@@ -179,8 +178,8 @@ impl Worker {
         };
         let recorded = match ending {
             Ok(output) => sdk.completed(&output).await.map(|()| "completed"),
-            // The cancel or pause is recorded already.
-            Err(_) if sdk.is_stopping() => Ok("stopped at a cancel or a pause"),
+            // The cancel, the pause or the long sleep is recorded already.
+            Err(_) if sdk.is_stopping() => Ok("stopped at a cancel, a pause or a long sleep"),
             Err(message) => sdk.failed(&message).await.map(|()| "failed"),
         };
         match recorded {
