@@ -493,7 +493,8 @@ pub struct ImageRecord {
 /// the image, each hosting up to `instances` instances at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerPool {
-    /// Workers kept running even with nothing to do.
+    /// Workers kept running even with nothing to do (stored; not acted on yet: workers
+    /// start as runs need them).
     pub min: u32,
     /// Workers at most.
     pub max: u32,

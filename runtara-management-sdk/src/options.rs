@@ -218,7 +218,8 @@ mod tests {
 /// processes of the image, each running up to `instances` of its instances at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerPool {
-    /// Workers kept running even with nothing to do.
+    /// Workers kept running even with nothing to do (stored; not acted on yet: workers
+    /// start as runs need them).
     pub min: u32,
     /// Workers at most.
     pub max: u32,

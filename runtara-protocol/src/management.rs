@@ -162,7 +162,7 @@ pub enum ManagementRequest {
 /// How an image's instances run in worker processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireWorkerPool {
-    /// Workers kept running even with nothing to do.
+    /// Workers kept running even with nothing to do (not acted on yet).
     pub min: u32,
     /// Workers at most.
     pub max: u32,
