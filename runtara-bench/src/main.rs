@@ -17,7 +17,9 @@
 //! `W5-runtime` this process's memory per idle runtime instance (asleep after a step);
 //! `W2-processes` the same launched as
 //! processes through the management API (`W2-processes-max50`: the same against a
-//! server of its own with `--max-running 50`, quic-sqlite); `W3` an instance with 10,000 recorded steps
+//! server of its own with `--max-running 50`, quic-sqlite); `W2-workers` the same into
+//! worker processes of the image (warm), `W4-worker` `start_instance` to the first step
+//! body on a warm worker, `W5-worker` a worker's memory per idle instance; `W3` an instance with 10,000 recorded steps
 //! restarted and replayed; `W3-server` a server-launched instance of 100 steps SIGKILLed
 //! before step 51, from the kill to `completed`; `W4` `start_instance` to the first step
 //! body; `W5` server
@@ -45,6 +47,7 @@ mod runtime_workloads;
 mod steps;
 mod target;
 mod worker;
+mod worker_workloads;
 mod workloads;
 
 use std::process::ExitCode;
@@ -70,7 +73,8 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     modes: Vec<String>,
     /// Workloads to run, comma-separated (`R`, `W1-store`, `W1`, `W2`, `W2-runtime`,
-    /// `W4-runtime`, `W5-runtime`, `W3`, `W4`, `W2-processes`, `W2-processes-max50`, `W3-server`, `W5`,
+    /// `W4-runtime`, `W5-runtime`, `W3`, `W4`, `W2-processes`, `W2-processes-max50`,
+    /// `W2-workers`, `W4-worker`, `W5-worker`, `W3-server`, `W5`,
     /// `W1-history`, `L`);
     /// default: all.
     #[arg(long, value_delimiter = ',')]
@@ -96,6 +100,8 @@ fn main() -> ExitCode {
         runtime.block_on(serve(&args[1..]))
     } else if args.get(1).map(String::as_str) == Some("echo") && args.len() == 3 {
         runtime.block_on(floor::serve_echo(std::path::Path::new(&args[2])))
+    } else if args.len() == 1 && std::env::var_os("RUNTARA_WORKER_ID").is_some() {
+        runtime.block_on(worker::serve_as_worker())
     } else if args.len() == 1 && std::env::var_os("RUNTARA_INSTANCE_ID").is_some() {
         runtime.block_on(worker::run())
     } else {
@@ -243,6 +249,18 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
             let (instances, name) = (sizes.w2_processes, "W2-processes-max50");
             workloads::w2_processes(&capped, &mut report, &prefix, instances, name).await?;
         }
+        if mode.quic() && run("W2-workers") {
+            let instances = sizes.w2_instances;
+            worker_workloads::w2_workers(&target, &mut report, &prefix, instances).await?;
+        }
+        if mode.quic() && run("W4-worker") {
+            let samples = sizes.w4_runtime_samples;
+            worker_workloads::w4_worker(&target, &mut report, &prefix, &dir, samples).await?;
+        }
+        if mode.quic() && run("W5-worker") {
+            let instances = sizes.w5_instances;
+            worker_workloads::w5_worker(&target, &mut report, &prefix, &dir, instances).await?;
+        }
         if mode.quic() && run("W5") {
             workloads::w5(&target, &mut report, &prefix, sizes.w5_instances).await?;
         }
@@ -281,7 +299,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The workloads `--workloads` may name.
-const WORKLOADS: [&str; 15] = [
+const WORKLOADS: [&str; 18] = [
     "R",
     "W1-store",
     "W1",
@@ -293,6 +311,9 @@ const WORKLOADS: [&str; 15] = [
     "W4",
     "W2-processes",
     "W2-processes-max50",
+    "W2-workers",
+    "W4-worker",
+    "W5-worker",
     "W3-server",
     "W5",
     "W1-history",

@@ -1,6 +1,9 @@
-//! Worker mode: this binary launched by the server as an instance (W2-processes, W4).
+//! This binary launched by the server as an instance (W2-processes, W4, W3-server), or
+//! as a worker of its image (W2-workers, W4-worker, W5-worker).
 
-use runtara_sdk::RuntaraSdk;
+use std::time::Duration;
+
+use runtara_sdk::{RuntaraSdk, SdkError};
 use serde::Deserialize;
 
 use crate::steps::bench_step;
@@ -14,6 +17,32 @@ struct Input {
     /// and SIGKILLs itself.
     kill_at: Option<u32>,
     kill_mark: Option<String>,
+    /// After the steps, a durable sleep of this long (W5-worker: an idle instance).
+    sleep_ms: Option<u64>,
+}
+
+/// Serves as a worker of this binary's image until the server lets go of it.
+pub async fn serve_as_worker() -> anyhow::Result<()> {
+    runtara_sdk::runtime::run_image(hosted).await?;
+    Ok(())
+}
+
+/// The workflow a worker runs for each instance: the steps, then the sleep if asked.
+async fn hosted(input: Input) -> Result<(), SdkError> {
+    for n in 1..=input.steps.max(1) {
+        let mark = if n == 1 {
+            input.mark_file.as_deref()
+        } else {
+            None
+        };
+        bench_step(format!("s{n}"), n, mark).await?;
+    }
+    if let Some(ms) = input.sleep_ms {
+        runtara_sdk::sdk()?
+            .sleep(Duration::from_millis(ms), "nap", b"")
+            .await?;
+    }
+    Ok(())
 }
 
 /// Runs the instance described by the environment the server set.

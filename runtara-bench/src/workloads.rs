@@ -275,7 +275,7 @@ pub async fn w3(
 }
 
 /// A management client for the target's server.
-async fn management(target: &Target) -> anyhow::Result<ManagementSdk> {
+pub async fn management(target: &Target) -> anyhow::Result<ManagementSdk> {
     let ready = &target.server.as_ref().context("needs a server")?.ready;
     let ca = ready.ca_path.as_ref().context("no CA in the ready line")?;
     let sdk = ManagementSdk::new(
@@ -286,7 +286,7 @@ async fn management(target: &Target) -> anyhow::Result<ManagementSdk> {
 }
 
 /// Registers this binary as the worker image.
-async fn register_self(sdk: &ManagementSdk) -> anyhow::Result<String> {
+pub async fn register_self(sdk: &ManagementSdk) -> anyhow::Result<String> {
     let binary = std::fs::read(std::env::current_exe()?)?;
     Ok(sdk
         .register_image(RegisterImageOptions::new(

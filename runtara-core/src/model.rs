@@ -484,6 +484,41 @@ pub struct ImageRecord {
     pub size_bytes: i64,
     /// When it was registered.
     pub created_at_ms: i64,
+    /// Runs its instances in worker processes, so; `None`: one process per instance.
+    #[serde(default)]
+    pub workers: Option<WorkerPool>,
+}
+
+/// How a server runs an image's instances in worker processes: long-lived processes of
+/// the image, each hosting up to `instances` instances at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerPool {
+    /// Workers kept running even with nothing to do (stored; not acted on yet: workers
+    /// start as runs need them).
+    pub min: u32,
+    /// Workers at most.
+    pub max: u32,
+    /// Instances one worker runs at once.
+    pub instances: u32,
+}
+
+impl WorkerPool {
+    /// Refuses a pool that cannot run anything: `max` and `instances` at least 1, `min`
+    /// at most `max`.
+    pub fn check(&self) -> Result<(), String> {
+        if self.max == 0 || self.instances == 0 {
+            return Err(
+                "a worker pool needs at least one worker and one instance per worker".into(),
+            );
+        }
+        if self.min > self.max {
+            return Err(format!(
+                "a worker pool's minimum ({}) is above its maximum ({})",
+                self.min, self.max
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Arguments for registering an image (the binary itself is stored by the server).

@@ -7,7 +7,7 @@ use crate::model::{
     EventQuota, EventRecord, ImageRecord, InstanceFilter, InstancePage, InstanceRecord,
     InstanceStatus, Liveness, NewImage, NewInstance, NewRuntimeInstance, PendingSignal,
     Registration, ReplayLog, RetryAttemptRecord, RuntimeInstance, RuntimeStart, SignalOutcome,
-    SignalType, SleepOutcome,
+    SignalType, SleepOutcome, WorkerPool,
 };
 use crate::run_lease::RunLease;
 use crate::Result;
@@ -342,6 +342,15 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
 
     /// A tenant's images, newest first.
     async fn list_images(&self, tenant_id: &str) -> Result<Vec<ImageRecord>>;
+
+    /// Sets how the image's instances run in worker processes (`None`: one process per
+    /// instance), and returns the image; [`ImageNotFound`](crate::Error::ImageNotFound)
+    /// when there is no such image.
+    async fn set_image_workers(
+        &self,
+        image_id: &str,
+        workers: Option<WorkerPool>,
+    ) -> Result<ImageRecord>;
 
     /// Deletes an image no unfinished instance uses; fails with
     /// [`ImageInUse`](crate::Error::ImageInUse) otherwise and with

@@ -1146,6 +1146,22 @@ impl Persistence for PostgresPersistence {
         images::list_images(&client, tenant_id).await
     }
 
+    async fn set_image_workers(
+        &self,
+        image_id: &str,
+        workers: Option<WorkerPool>,
+    ) -> Result<ImageRecord> {
+        validate_id("image id", image_id)?;
+        if let Some(pool) = &workers {
+            pool.check().map_err(|reason| Error::InvalidInput {
+                what: "worker pool",
+                reason,
+            })?;
+        }
+        let client = self.client().await?;
+        images::set_image_workers(&client, image_id, workers).await
+    }
+
     async fn delete_image(&self, image_id: &str) -> Result<DeletedImage> {
         validate_id("image id", image_id)?;
         let mut client = self.client().await?;

@@ -24,7 +24,10 @@ use crate::guard::{
 use crate::model::*;
 use crate::url::SqliteTarget;
 use crate::{ConnectOptions, Error, Persistence, Result};
-use images::{delete_image, get_image, insert_image, list_images, list_running, list_unfinished};
+use images::{
+    delete_image, get_image, insert_image, list_images, list_running, list_unfinished,
+    set_image_workers,
+};
 use queries::*;
 use writer::Writer;
 
@@ -903,6 +906,24 @@ impl Persistence for SqlitePersistence {
         validate_id("tenant id", tenant_id)?;
         let tenant_id = tenant_id.to_owned();
         self.writer.read(move |c| list_images(c, &tenant_id)).await
+    }
+
+    async fn set_image_workers(
+        &self,
+        image_id: &str,
+        workers: Option<WorkerPool>,
+    ) -> Result<ImageRecord> {
+        validate_id("image id", image_id)?;
+        if let Some(pool) = &workers {
+            pool.check().map_err(|reason| Error::InvalidInput {
+                what: "worker pool",
+                reason,
+            })?;
+        }
+        let image_id = image_id.to_owned();
+        self.writer
+            .call(move |c| set_image_workers(c, &image_id, workers))
+            .await
     }
 
     async fn delete_image(&self, image_id: &str) -> Result<DeletedImage> {

@@ -126,7 +126,7 @@ mod time;
 
 pub use config::SdkConfig;
 pub use error::{Result, SdkError};
-pub use options::{ListInstancesOptions, RegisterImageOptions, StartInstanceOptions};
+pub use options::{ListInstancesOptions, RegisterImageOptions, StartInstanceOptions, WorkerPool};
 pub use responses::{
     Checkpoint, Event, EventPage, Health, Image, InstanceInfo, InstancePage, InstanceSummary,
     QueuePlace, RegisterImageResult, SignalOutcome, StartInstanceResult, TERMINAL_STATUSES,

@@ -212,3 +212,29 @@ mod tests {
         assert_eq!(options.offset, 10);
     }
 }
+
+/// How a server runs an image's instances in worker processes
+/// ([`ManagementSdk::set_image_workers`](crate::ManagementSdk::set_image_workers)): long-lived
+/// processes of the image, each running up to `instances` of its instances at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerPool {
+    /// Workers kept running even with nothing to do (stored; not acted on yet: workers
+    /// start as runs need them).
+    pub min: u32,
+    /// Workers at most.
+    pub max: u32,
+    /// Instances one worker runs at once.
+    pub instances: u32,
+}
+
+impl WorkerPool {
+    /// At least `min` and at most `max` workers, each running up to `instances`
+    /// instances at once.
+    pub fn new(min: u32, max: u32, instances: u32) -> WorkerPool {
+        WorkerPool {
+            min,
+            max,
+            instances,
+        }
+    }
+}

@@ -2,13 +2,14 @@
 
 use runtara_protocol::{
     ByteBuf, ErrorCode, InstanceStatus, ManagementRequest, ManagementResponse, WireSignalType,
+    WireWorkerPool,
 };
 
 use crate::connection::Connection;
 use crate::{
     Checkpoint, Event, EventPage, Health, Image, InstanceInfo, InstancePage, InstanceSummary,
     ListInstancesOptions, QueuePlace, RegisterImageOptions, RegisterImageResult, Result, SdkConfig,
-    SdkError, SignalOutcome, StartInstanceOptions, StartInstanceResult,
+    SdkError, SignalOutcome, StartInstanceOptions, StartInstanceResult, WorkerPool,
 };
 
 /// A client of the server's management endpoint.
@@ -157,6 +158,31 @@ impl ManagementSdk {
             info.queue = self.queue_place(instance_id).await?;
         }
         Ok(info)
+    }
+
+    /// Runs `image_id`'s instances in worker processes from now on (`Some(pool)`): the
+    /// server starts workers of the image as load needs them, up to `pool.max`, each
+    /// running up to `pool.instances` instances; `None` goes back to one process per
+    /// instance. Instances running now finish where they run. A pool with no worker or
+    /// no instance per worker, or a minimum above its maximum, is `invalid_input`.
+    pub async fn set_image_workers(
+        &self,
+        image_id: &str,
+        workers: Option<WorkerPool>,
+    ) -> Result<()> {
+        const OP: &str = "set_image_workers";
+        let request = ManagementRequest::SetImageWorkers {
+            image_id: image_id.to_owned(),
+            workers: workers.map(|pool| WireWorkerPool {
+                min: pool.min,
+                max: pool.max,
+                instances: pool.instances,
+            }),
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Done => Ok(()),
+            other => Err(unexpected(OP, &other)),
+        }
     }
 
     /// Where the instance's launch waits for a slot (`None`: it does not wait, or the

@@ -27,6 +27,18 @@ pub enum Role {
         /// The access token, if the server requires one.
         token: Option<String>,
     },
+    /// A worker process: it runs the instances of one image and tenant that the server
+    /// sends it ([`crate::worker`]), all on this connection.
+    Worker {
+        /// The worker's id, given by the server at launch.
+        worker_id: String,
+        /// The tenant of every instance it runs.
+        tenant_id: String,
+        /// The image it is.
+        image_id: String,
+        /// The credential the server issued the worker at launch.
+        credential: Option<String>,
+    },
 }
 
 /// The client's first frame.
@@ -53,7 +65,9 @@ impl Hello {
     /// The secret the caller presents: an instance's credential or a management token.
     pub fn credential(&self) -> Option<&str> {
         match &self.role {
-            Role::Instance { credential, .. } => credential.as_deref(),
+            Role::Instance { credential, .. } | Role::Worker { credential, .. } => {
+                credential.as_deref()
+            }
             Role::Management { token } => token.as_deref(),
         }
     }
@@ -114,8 +128,8 @@ pub fn answer_hello(hello: &Hello, server: impl Into<String>) -> HelloReply {
 /// A refusal for a client that connected to the wrong endpoint.
 pub fn wrong_endpoint(role: &Role) -> WireError {
     let message = match role {
-        Role::Instance { .. } => {
-            "this is the management endpoint; instances connect to the instance endpoint"
+        Role::Instance { .. } | Role::Worker { .. } => {
+            "this is the management endpoint; instances and workers connect to the instance endpoint"
         }
         Role::Management { .. } => {
             "this is the instance endpoint; management clients connect to the management endpoint"

@@ -59,6 +59,7 @@ pub mod management;
 pub mod status;
 #[cfg(feature = "quic")]
 pub mod tls;
+pub mod worker;
 
 pub use codec::{decode_payload, encode_payload};
 pub use envelope::{
@@ -81,10 +82,11 @@ pub use instance::{
 };
 pub use management::{
     ManagementRequest, ManagementResponse, WireCheckpoint, WireEvent, WireImage, WireInstance,
-    MAX_EVENTS_PER_PAGE, MAX_INSTANCES_PER_PAGE,
+    WireWorkerPool, MAX_EVENTS_PER_PAGE, MAX_INSTANCES_PER_PAGE,
 };
 pub use serde_bytes::ByteBuf;
 pub use status::{InstanceStatus, ParseStatusError};
+pub use worker::{WorkerCommand, WorkerMessage, WorkerReply};
 
 /// Version of the wire protocol spoken by this crate.
 pub const PROTOCOL_VERSION: u32 = 1;

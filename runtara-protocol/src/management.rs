@@ -149,6 +149,25 @@ pub enum ManagementRequest {
         /// The instance.
         instance_id: String,
     },
+    /// Runs an image's instances in worker processes from now on (`Some`), or one
+    /// process each (`None`). Answered by [`ManagementResponse::Done`].
+    SetImageWorkers {
+        /// The image.
+        image_id: String,
+        /// The pool.
+        workers: Option<WireWorkerPool>,
+    },
+}
+
+/// How an image's instances run in worker processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireWorkerPool {
+    /// Workers kept running even with nothing to do (not acted on yet).
+    pub min: u32,
+    /// Workers at most.
+    pub max: u32,
+    /// Instances one worker runs at once.
+    pub instances: u32,
 }
 
 /// Most instances in one [`ManagementResponse::Instances`], and how many come when the

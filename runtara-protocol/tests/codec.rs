@@ -292,6 +292,18 @@ fn management_requests() -> Vec<ManagementRequest> {
         ManagementRequest::GetQueuePlace {
             instance_id: "i".into(),
         },
+        ManagementRequest::SetImageWorkers {
+            image_id: "img-1".into(),
+            workers: Some(runtara_protocol::WireWorkerPool {
+                min: 1,
+                max: 4,
+                instances: 256,
+            }),
+        },
+        ManagementRequest::SetImageWorkers {
+            image_id: "img-1".into(),
+            workers: None,
+        },
     ]
 }
 
@@ -484,6 +496,7 @@ fn management_request_variant(r: &ManagementRequest) -> usize {
         RetryStep { .. } => 13,
         ListEventsPage { .. } => 14,
         GetQueuePlace { .. } => 15,
+        SetImageWorkers { .. } => 16,
     }
 }
 
@@ -522,7 +535,7 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 fn every_variant_has_a_sample() {
     covered(&requests(), request_variant, 18);
     covered(&responses(), response_variant, 11);
-    covered(&management_requests(), management_request_variant, 16);
+    covered(&management_requests(), management_request_variant, 17);
     covered(&management_responses(), management_response_variant, 15);
     // Every code in the sample set, in its wire order.
     let codes: Vec<ErrorCode> = wire_errors().iter().map(|e| e.code).collect();

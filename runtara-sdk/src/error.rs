@@ -31,6 +31,16 @@ pub enum SdkError {
     /// The instance was paused; its result so far is recorded; exit and resume later.
     #[error("the instance was paused")]
     Paused,
+    /// The instance went into a long durable sleep in a worker process: this run ends
+    /// here (pass the error on), and the server runs the instance again when it wakes.
+    #[error(
+        "the instance sleeps for another {remaining:?}: this run ends, and the server runs \
+         it again when it wakes"
+    )]
+    Sleeping {
+        /// What is left of the sleep.
+        remaining: std::time::Duration,
+    },
     /// A recorded result no longer decodes into the function's return type.
     #[error(
         "the recorded result of durable call `{checkpoint_id}` does not decode as `{type_name}` \

@@ -55,6 +55,8 @@ mod config;
 mod durable;
 mod error;
 mod heartbeat;
+#[cfg(feature = "quic")]
+mod hosted;
 mod in_flight;
 mod input;
 pub mod persistence;

@@ -101,22 +101,7 @@ enum Failure {
 impl Quic {
     /// Checks the TLS settings and builds the backend (no I/O beyond reading the CA file).
     pub(crate) fn new(config: SdkConfig) -> Result<Quic> {
-        let tls = if config.skip_cert_verification {
-            warn_unverified(&config.server_addr);
-            ClientTls::SkipVerification
-        } else {
-            let path = config.ca_cert.as_ref().ok_or_else(|| {
-                SdkError::Tls(
-                    "no certificate to trust: set RUNTARA_CA_CERT to the server's \
-                     `<data-dir>/tls/ca.pem` (or use `SdkConfig::localhost()` for local development)"
-                        .into(),
-                )
-            })?;
-            trust_ca_file(path).map_err(|e| {
-                let cause = std::error::Error::source(&e).map(ToString::to_string);
-                SdkError::Tls(format!("{e}: {}", cause.unwrap_or_default()))
-            })?
-        };
+        let tls = client_tls(&config)?;
         let hello = Hello::new(
             concat!("runtara-sdk/", env!("CARGO_PKG_VERSION")),
             Role::Instance {
@@ -231,6 +216,25 @@ impl Quic {
             None => refused(operation, error),
         }
     }
+}
+
+/// What the client trusts: the config's CA file, or nothing when verification is off.
+pub(crate) fn client_tls(config: &SdkConfig) -> Result<ClientTls> {
+    if config.skip_cert_verification {
+        warn_unverified(&config.server_addr);
+        return Ok(ClientTls::SkipVerification);
+    }
+    let path = config.ca_cert.as_ref().ok_or_else(|| {
+        SdkError::Tls(
+            "no certificate to trust: set RUNTARA_CA_CERT to the server's \
+             `<data-dir>/tls/ca.pem` (or use `SdkConfig::localhost()` for local development)"
+                .into(),
+        )
+    })?;
+    trust_ca_file(path).map_err(|e| {
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        SdkError::Tls(format!("{e}: {}", cause.unwrap_or_default()))
+    })
 }
 
 /// Refuses, before sending, a state the server would refuse: one that could not be

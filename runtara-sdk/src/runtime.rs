@@ -64,6 +64,8 @@ mod handle;
 mod image;
 mod run;
 mod slot;
+#[cfg(feature = "quic")]
+mod worker;
 mod workflow;
 
 use std::collections::{BTreeMap, HashMap};
@@ -83,6 +85,8 @@ pub use handle::InstanceHandle;
 #[cfg(feature = "quic")]
 pub use image::run_image;
 pub(crate) use slot::Slot;
+#[cfg(feature = "quic")]
+pub use worker::WORKER_ID_ENV;
 
 use handle::{Ended, Progress};
 use run::Launch;

@@ -73,6 +73,8 @@ pub(crate) struct Inner {
     /// The runtime slot this run holds, given back while it sleeps (an instance of a
     /// [`Runtime`](crate::runtime::Runtime)).
     slot: Option<crate::runtime::Slot>,
+    /// Hosted by a worker process: a long sleep ends this run, not the process.
+    hosted: bool,
 }
 
 impl RuntaraSdk {
@@ -146,6 +148,33 @@ impl RuntaraSdk {
         self.start_heartbeats();
     }
 
+    /// An instance hosted by a worker: its requests go over the worker's connection; a
+    /// sleep longer than `sleep_exit_threshold` ends its run (not the worker), and the
+    /// server runs it again at the wake time.
+    #[cfg(feature = "quic")]
+    pub(crate) fn hosted(
+        connection: quinn::Connection,
+        instance_id: String,
+        tenant_id: String,
+        sleep_exit_threshold: Option<Duration>,
+    ) -> RuntaraSdk {
+        let backend = crate::hosted::Hosted::new(connection, instance_id.clone());
+        let mut sdk = RuntaraSdk::with_backend(
+            Box::new(backend),
+            instance_id,
+            tenant_id,
+            // The server watches the worker, not each of its instances.
+            Duration::ZERO,
+            DEFAULT_SIGNAL_POLL_INTERVAL,
+            None,
+        );
+        if let Some(inner) = Arc::get_mut(&mut sdk.inner) {
+            inner.sleep_exit_threshold = sleep_exit_threshold;
+            inner.hosted = true;
+        }
+        sdk
+    }
+
     #[cfg(feature = "quic")]
     /// Creates an SDK that talks to `runtara-server` over QUIC.
     ///
@@ -214,6 +243,7 @@ impl RuntaraSdk {
                 heartbeat: Mutex::new(None),
                 sleep_exit_threshold: None,
                 slot: None,
+                hosted: false,
             }),
         }
     }
@@ -373,7 +403,10 @@ impl RuntaraSdk {
     /// set by the server for the processes it launches), a sleep with more than the
     /// threshold left marks the instance `sleeping` and **exits the process** (status 0)
     /// once the requests under way have finished and stdout and stderr are flushed; the
-    /// server relaunches it at the wake time and the run continues after this call.
+    /// server relaunches it at the wake time and the run continues after this call. In a
+    /// worker process, only the instance's run ends: the call returns
+    /// [`SdkError::Sleeping`], which the workflow passes on (with `?`), and the server
+    /// runs it again, on a worker, at the wake time.
     ///
     /// A cancel or pause queued for the run wins over the sleep: the sleep is recorded,
     /// the signal is acknowledged (the instance becomes `cancelled` or `suspended`), and
@@ -422,8 +455,13 @@ impl RuntaraSdk {
             tracing::info!(
                 instance_id = %self.inner.instance_id,
                 remaining_ms = remaining.as_millis() as u64,
-                "long durable sleep: exiting until the server wakes the instance"
+                "long durable sleep: this run ends until the server wakes the instance"
             );
+            if self.inner.hosted {
+                // In a worker, only this instance's run ends: the worker hosts others.
+                self.mark_stopping();
+                return Err(SdkError::Sleeping { remaining });
+            }
             self.exit_for_sleep().await;
         }
         match &self.inner.slot {

@@ -119,6 +119,8 @@ pub struct Place {
 struct Holder {
     tenant_id: String,
     image_id: String,
+    /// A run hosted by a worker pool (not a process of its own).
+    pooled: bool,
 }
 
 /// Slots held and launches waiting.
@@ -128,6 +130,8 @@ pub struct Admission {
     held: HashMap<String, Holder>,
     by_tenant: HashMap<String, usize>,
     by_image: HashMap<String, usize>,
+    /// Images with a limit of their own (a worker pool's capacity), over `per_image`.
+    image_limits: HashMap<String, usize>,
     queue: VecDeque<Launch>,
 }
 
@@ -143,6 +147,7 @@ impl Admission {
             held: HashMap::new(),
             by_tenant: HashMap::new(),
             by_image: HashMap::new(),
+            image_limits: HashMap::new(),
             queue: VecDeque::new(),
         }
     }
@@ -152,9 +157,14 @@ impl Admission {
         self.limits
     }
 
-    /// Slots held.
+    /// Slots held (processes and runs hosted by workers).
     pub fn running(&self) -> usize {
         self.held.len()
+    }
+
+    /// Slots held by instance processes of their own: what `max_running` bounds.
+    fn processes(&self) -> usize {
+        self.held.values().filter(|h| !h.pooled).count()
     }
 
     /// Launches waiting.
@@ -207,7 +217,7 @@ impl Admission {
         let mut admitted = Vec::new();
         let mut index = 0;
         let mut blocked_tenants: Vec<String> = Vec::new();
-        while index < self.queue.len() && self.held.len() < self.limits.max_running {
+        while index < self.queue.len() {
             let waiting = &self.queue[index];
             let blocked = blocked_tenants.contains(&waiting.tenant_id);
             if !blocked && self.fits(&waiting.tenant_id, &waiting.image_id) {
@@ -222,6 +232,16 @@ impl Admission {
             }
         }
         admitted
+    }
+
+    /// Sets (or with `None` clears) a limit of `image_id`'s own: the capacity of its
+    /// worker pool. Returns the waiting launches a raised limit lets in: launch each.
+    pub fn set_image_limit(&mut self, image_id: &str, limit: Option<usize>) -> Vec<Launch> {
+        match limit {
+            Some(limit) => self.image_limits.insert(image_id.to_owned(), limit.max(1)),
+            None => self.image_limits.remove(image_id),
+        };
+        self.release("")
     }
 
     /// Takes a waiting launch out of the queue (a pause or a cancel before it ran).
@@ -247,17 +267,26 @@ impl Admission {
         let under = |limit: Option<usize>, counts: &HashMap<String, usize>, key: &str| {
             limit.is_none_or(|limit| counts.get(key).copied().unwrap_or(0) < limit)
         };
-        self.held.len() < self.limits.max_running
-            && under(self.limits.per_tenant, &self.by_tenant, tenant_id)
-            && under(self.limits.per_image, &self.by_image, image_id)
+        // A worker pool bounds its image's runs; `max_running` bounds processes.
+        let (per_image, room) = match self.image_limits.get(image_id) {
+            Some(&own) => (Some(own), true),
+            None => (
+                self.limits.per_image,
+                self.processes() < self.limits.max_running,
+            ),
+        };
+        room && under(self.limits.per_tenant, &self.by_tenant, tenant_id)
+            && under(per_image, &self.by_image, image_id)
     }
 
     fn take(&mut self, instance_id: &str, tenant_id: &str, image_id: &str) {
+        let pooled = self.image_limits.contains_key(image_id);
         self.held.insert(
             instance_id.to_owned(),
             Holder {
                 tenant_id: tenant_id.to_owned(),
                 image_id: image_id.to_owned(),
+                pooled,
             },
         );
         *self.by_tenant.entry(tenant_id.to_owned()).or_default() += 1;
@@ -373,6 +402,37 @@ mod tests {
         assert_eq!(admission.offer(launch("y1", "t", "y")), Offer::Queued);
         assert_eq!(admission.offer(launch("z1", "u", "z")), Offer::Now);
         assert_eq!(ids(&admission.release("x1")), ["x2", "y1"]);
+    }
+
+    #[test]
+    fn runs_in_worker_pools_are_bounded_by_the_pool_not_by_max_running() {
+        let mut admission = Admission::new(Limits::total(1));
+        admission.set_image_limit("pool", Some(3));
+        assert_eq!(admission.offer(launch("proc-1", "t", "plain")), Offer::Now);
+        assert_eq!(
+            admission.offer(launch("proc-2", "u", "plain")),
+            Offer::Queued
+        );
+        for id in ["p1", "p2", "p3"] {
+            assert_eq!(admission.offer(launch(id, "v", "pool")), Offer::Now);
+        }
+        assert_eq!(admission.offer(launch("p4", "v", "pool")), Offer::Queued);
+        assert_eq!(admission.running(), 4);
+        assert_eq!(ids(&admission.release("p1")), ["p4"]);
+        assert_eq!(ids(&admission.release("proc-1")), ["proc-2"]);
+    }
+
+    #[test]
+    fn a_worker_pool_limits_its_image_and_raising_it_lets_waiting_launches_in() {
+        let mut admission = Admission::new(Limits::total(10));
+        assert!(admission.set_image_limit("pool", Some(2)).is_empty());
+        assert_eq!(admission.offer(launch("p1", "t", "pool")), Offer::Now);
+        assert_eq!(admission.offer(launch("p2", "t", "pool")), Offer::Now);
+        assert_eq!(admission.offer(launch("p3", "t", "pool")), Offer::Queued);
+        assert_eq!(admission.offer(launch("q1", "u", "other")), Offer::Now);
+        assert_eq!(ids(&admission.set_image_limit("pool", Some(3))), ["p3"]);
+        assert_eq!(admission.offer(launch("p4", "t", "pool")), Offer::Queued);
+        assert_eq!(ids(&admission.set_image_limit("pool", None)), ["p4"]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use runtara_core::{
 };
 use runtara_protocol::{
     check_hello, read_frame, write_frame, ErrorCode, Hello, HelloReply, InstanceRequest,
-    InstanceResponse, Role, WireError, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
+    InstanceResponse, Role, WireError, WorkerMessage, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 use crate::connection_limits::{read_request, Budgets, Gate, Ticket};
@@ -28,6 +28,7 @@ use crate::credentials::CredentialKey;
 use crate::heard_from::HeardFrom;
 use crate::log_text::{client_text, Refusals};
 use crate::valid_ids::check_id;
+use crate::workers::Workers;
 
 /// Refused instance hellos, logged as a count.
 static REFUSED: Refusals = Refusals::new("instance hello refused");
@@ -50,6 +51,20 @@ pub(crate) struct InstanceAuth {
     pub(crate) gate: Arc<Gate>,
     /// Bounds the custom events each instance records.
     pub(crate) events: EventQuota,
+    /// The worker processes, whose hellos and runs are checked against it.
+    pub(crate) workers: Arc<Workers>,
+}
+
+/// Who a connection is, once its hello is accepted.
+#[derive(Debug)]
+enum Caller {
+    /// One instance.
+    Instance(Admitted),
+    /// A worker running instances the server sends it.
+    Worker {
+        worker_id: String,
+        tenant_id: String,
+    },
 }
 
 /// A connection's identity, and whether a credential proved it.
@@ -95,12 +110,19 @@ async fn serve_connection(
     mut ticket: Ticket,
 ) -> anyhow::Result<()> {
     let connection = incoming.await?;
-    let Some(admitted) =
+    let Some(caller) =
         tokio::time::timeout(HELLO_TIMEOUT, handshake(&connection, &*store, auth)).await??
     else {
         return Ok(());
     };
     ticket.authenticated();
+    let admitted = match caller {
+        Caller::Instance(admitted) => admitted,
+        Caller::Worker {
+            worker_id,
+            tenant_id,
+        } => return serve_worker(connection, store, auth, worker_id, tenant_id).await,
+    };
     let budgets = auth.gate.budgets(&admitted.identity.tenant_id);
     let idle = auth.gate.limits().idle_timeout;
     tracing::debug!(
@@ -226,7 +248,7 @@ async fn handshake(
     connection: &quinn::Connection,
     store: &dyn Persistence,
     auth: &InstanceAuth,
-) -> anyhow::Result<Option<Admitted>> {
+) -> anyhow::Result<Option<Caller>> {
     let (mut send, mut recv) = connection.accept_bi().await?;
     let refuse = |error: WireError| HelloReply::Refused(error);
     let (reply, identity) = match read_frame::<_, Hello>(&mut recv, MAX_HELLO_LEN).await {
@@ -240,13 +262,7 @@ async fn handshake(
                     credential,
                 },
             ) => match admit(store, auth, instance_id, tenant_id, credential).await {
-                Ok(admitted) => (
-                    HelloReply::Welcome {
-                        protocol_version: PROTOCOL_VERSION,
-                        server: format!("runtara-server/{}", env!("CARGO_PKG_VERSION")),
-                    },
-                    Some(admitted),
-                ),
+                Ok(admitted) => (welcome(), Some(Caller::Instance(admitted))),
                 Err(error) => {
                     let detail = format!(
                         "{} (client `{}`, {})",
@@ -258,6 +274,43 @@ async fn handshake(
                     (refuse(error), None)
                 }
             },
+            (
+                Ok(()),
+                Role::Worker {
+                    worker_id,
+                    tenant_id,
+                    image_id,
+                    credential,
+                },
+            ) => {
+                let connected = check_id("worker id", &worker_id).and_then(|()| {
+                    auth.workers.connected(
+                        &worker_id,
+                        &tenant_id,
+                        &image_id,
+                        credential.as_deref(),
+                        connection.clone(),
+                    )
+                });
+                match connected {
+                    Ok(()) => (
+                        welcome(),
+                        Some(Caller::Worker {
+                            worker_id,
+                            tenant_id,
+                        }),
+                    ),
+                    Err(error) => {
+                        REFUSED.note(&format!(
+                            "{} (worker, client `{}`, {})",
+                            client_text(&error.message),
+                            client_text(&hello.client),
+                            error.code
+                        ));
+                        (refuse(error), None)
+                    }
+                }
+            }
             (Ok(()), Role::Management { .. }) => (
                 refuse(WireError::new(
                     ErrorCode::Unsupported,
@@ -281,6 +334,88 @@ async fn handshake(
         connection.close(1u32.into(), b"handshake refused");
     }
     Ok(identity)
+}
+
+/// The welcome of an accepted hello.
+fn welcome() -> HelloReply {
+    HelloReply::Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        server: format!("runtara-server/{}", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// Serves a worker's connection: the requests of the instances the server sent it, and
+/// the ends of their runs. Closed when idle (a worker with nothing to run then stops).
+async fn serve_worker(
+    connection: quinn::Connection,
+    store: Arc<dyn Persistence>,
+    auth: &InstanceAuth,
+    worker_id: String,
+    tenant_id: String,
+) -> anyhow::Result<()> {
+    let budgets = auth.gate.budgets(&tenant_id);
+    let idle = auth.gate.limits().idle_timeout;
+    let worker_id = Arc::new(worker_id);
+    tracing::debug!(%worker_id, remote = %connection.remote_address(), "worker connected");
+    loop {
+        let Ok(accepted) = tokio::time::timeout(idle, connection.accept_bi()).await else {
+            if Arc::strong_count(&worker_id) > 1 {
+                continue;
+            }
+            connection.close(0u32.into(), b"idle");
+            return Ok(());
+        };
+        let (mut send, mut recv) = accepted?;
+        let (store, budgets, worker_id) = (store.clone(), budgets.clone(), worker_id.clone());
+        let (workers, heard_from, events) =
+            (auth.workers.clone(), auth.heard_from.clone(), auth.events);
+        tokio::spawn(async move {
+            let read =
+                read_request::<WorkerMessage>(&mut recv, DEFAULT_MAX_FRAME_LEN, &budgets).await;
+            let response = match read {
+                Ok(Some((
+                    WorkerMessage::Instance {
+                        instance_id,
+                        request,
+                    },
+                    _held,
+                ))) => match workers.hosts(&worker_id, &instance_id) {
+                    None => InstanceResponse::Error(unauthorized(format!(
+                        "instance `{instance_id}` is not running on worker `{worker_id}`"
+                    ))),
+                    Some(tenant_id) => match checked_ids(&request) {
+                        Err(error) => InstanceResponse::Error(error),
+                        Ok(()) => {
+                            if matches!(request, InstanceRequest::Heartbeat { .. }) {
+                                heard_from.heartbeat(&instance_id);
+                            }
+                            let who = InstanceIdentity {
+                                instance_id,
+                                tenant_id,
+                            };
+                            handle_instance_request_within(&*store, &who, request, &events).await
+                        }
+                    },
+                },
+                Ok(Some((
+                    WorkerMessage::Ended {
+                        instance_id,
+                        how,
+                        clean,
+                    },
+                    _held,
+                ))) => {
+                    workers.ended(&worker_id, &instance_id, (how, clean));
+                    InstanceResponse::Done
+                }
+                Ok(None) => return,
+                Err(error) => InstanceResponse::Error(error),
+            };
+            if write_frame(&mut send, &response).await.is_ok() {
+                let _ = send.finish();
+            }
+        });
+    }
 }
 
 /// For a connection let in without a credential: refuses once the server has launched an

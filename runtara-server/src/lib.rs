@@ -26,6 +26,7 @@ pub mod supervisor;
 mod tls_setup;
 pub mod upload_limits;
 pub mod valid_ids;
+pub mod workers;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -47,6 +48,7 @@ use crate::management::Management;
 use crate::management_tokens::ManagementTokens;
 use crate::supervisor::{RunnerSettings, Supervisor};
 use crate::upload_limits::{UploadLimits, Uploads};
+use crate::workers::{WorkerLaunch, Workers, WORKER_FILES_DIR};
 
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
@@ -201,6 +203,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         .local_addr()
         .context("reading the bound address")?;
     let heard_from = Arc::new(HeardFrom::default());
+    let workers = Workers::new(credential_key.clone());
     let auth = instance_endpoint::InstanceAuth {
         key: credential_key.clone(),
         require_credentials: config.require_instance_credentials,
@@ -210,6 +213,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
             "instance connection refused",
         ),
         events: config.event_limits.quota(),
+        workers: workers.clone(),
     };
     let instances = serve_instances(&config, placement, &storage, &tls, auth).await?;
     let instance_addr = instances.addr;
@@ -218,6 +222,15 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
 
     let images = ImageStore::open(config.data_dir.join("images"), config.max_image_bytes)
         .context("opening the image store")?;
+    let ca_path = tls.ca_path.clone().or_else(|| config.tls_cert.clone());
+    workers.configure(WorkerLaunch {
+        images_dir: images.dir().to_path_buf(),
+        workers_dir: config.data_dir.join(WORKER_FILES_DIR),
+        instance_addr: reachable(instance_addr),
+        ca_path: ca_path.clone(),
+        heartbeat_interval: config.heartbeat_interval,
+        sleep_exit_threshold: config.sleep_exit_threshold,
+    });
     let settings = RunnerSettings {
         heard_from,
         images_dir: images.dir().to_path_buf(),
@@ -225,7 +238,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         legacy_instances_dir: config.data_dir.join(supervisor::LEGACY_INSTANCES_DIR),
         live_dir: config.data_dir.join(supervisor::LIVE_PROCESSES_DIR),
         instance_addr: reachable(instance_addr),
-        ca_path: tls.ca_path.clone().or_else(|| config.tls_cert.clone()),
+        ca_path,
         heartbeat_interval: config.heartbeat_interval,
         heartbeat_timeout: config.heartbeat_timeout,
         sleep_exit_threshold: config.sleep_exit_threshold,
@@ -234,6 +247,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         restart_backoff: config.restart_backoff,
         credential_key,
         limits: config.run_limits.limits(),
+        workers,
     };
     let supervisor = Supervisor::new(persistence.clone(), settings);
     log_management_access(&tokens, management_addr);

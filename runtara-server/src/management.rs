@@ -363,6 +363,22 @@ impl Management {
                 }
                 ManagementResponse::Events(wire_events(page.events))
             }
+            ManagementRequest::SetImageWorkers { image_id, workers } => {
+                let image = self.visible_image(caller, &image_id).await?;
+                let pool = workers.map(|w| runtara_core::WorkerPool {
+                    min: w.min,
+                    max: w.max,
+                    instances: w.instances,
+                });
+                let image = self
+                    .store
+                    .set_image_workers(&image.image_id, pool)
+                    .await
+                    .map_err(engine)?;
+                self.supervisor.note_image(&image);
+                tracing::info!(%image_id, ?pool, "image worker pool set");
+                ManagementResponse::Done
+            }
             ManagementRequest::GetQueuePlace { instance_id } => {
                 self.visible_instance(caller, &instance_id).await?;
                 let place = self.supervisor.queue_place(&instance_id);
@@ -525,6 +541,7 @@ impl Management {
         self.supervisor
             .set_timeout(&instance_id, timeout_ms.map(Duration::from_millis));
         // Launched now, or queued for a slot in the order of the starts.
+        self.supervisor.note_image(&image);
         self.supervisor.admit(Launch {
             instance_id: instance_id.clone(),
             tenant_id: tenant_id.clone(),

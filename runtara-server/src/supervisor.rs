@@ -55,6 +55,7 @@ use crate::heard_from::HeardFrom;
 use crate::instance_process;
 use crate::log_tail::{Claim, LogTail};
 use crate::valid_ids::{check_id, instance_folder};
+use crate::workers::{Placement, RunEnd, Workers};
 
 /// The folder under the data dir holding one folder of files per instance, named by
 /// [`instance_folder`] (a digest of tenant and id, never the raw id).
@@ -110,6 +111,8 @@ pub struct RunnerSettings {
     pub credential_key: CredentialKey,
     /// How many processes run at once (see [`crate::admission`]).
     pub limits: Limits,
+    /// The worker processes of images that have a pool ([`crate::workers`]).
+    pub workers: Arc<Workers>,
 }
 
 /// What the supervisor knows of one instance's processes (this server's lifetime).
@@ -132,6 +135,8 @@ struct Run {
     /// A resume withdrew a queued pause while this process ran: should it stop for that
     /// pause anyway, it is relaunched at once rather than handled as a crash.
     relaunch_on_exit: bool,
+    /// The live run is hosted by a worker, which is watched instead of its heartbeats.
+    hosted: bool,
 }
 
 /// How a process ended, as `after_exit` weighs it.
@@ -206,6 +211,19 @@ impl Supervisor {
     pub fn slots(&self) -> (usize, usize) {
         let admission = self.admission();
         (admission.running(), admission.waiting())
+    }
+
+    /// Notes how `image` runs its instances: a worker pool's capacity (workers × instances
+    /// each) is the image's own limit of runs at once, so that launches beyond it wait
+    /// in the queue rather than for room on a worker.
+    pub fn note_image(&self, image: &runtara_core::ImageRecord) {
+        let capacity = image.workers.map(|pool| {
+            usize::try_from(u64::from(pool.max) * u64::from(pool.instances)).unwrap_or(usize::MAX)
+        });
+        let admitted = self.admission().set_image_limit(&image.image_id, capacity);
+        for launch in admitted {
+            self.launch_admitted(launch, true);
+        }
     }
 
     /// Takes `instance_id`'s launch out of the queue before it ran (a pause or a cancel
@@ -346,6 +364,16 @@ impl Supervisor {
             .iter()
             .map(|instance| instance_folder(&instance.instance_id))
             .collect();
+        // The limits of images run by workers, before any of their launches.
+        let images: std::collections::BTreeSet<&str> = unfinished
+            .iter()
+            .filter_map(|instance| instance.image_id.as_deref())
+            .collect();
+        for image_id in images {
+            if let Some(image) = self.store.get_image(image_id).await? {
+                self.note_image(&image);
+            }
+        }
         let mut waiting = Vec::new();
         for instance in unfinished
             .into_iter()
@@ -614,6 +642,33 @@ impl Supervisor {
                 self.adopt(instance_id, generation, resume, dir, kill_rx);
                 return Ok(true);
             }
+            Ok(Launched::Hosted(placement)) => {
+                let _ = self
+                    .store
+                    .record_event(
+                        instance_id,
+                        &EventKind::Launched,
+                        Some(&format!("worker {}", placement.worker_id)),
+                        None,
+                    )
+                    .await;
+                tracing::info!(%instance_id, worker_id = %placement.worker_id, generation, "instance sent to a worker");
+                if let Some(run) = self.runs().get_mut(instance_id) {
+                    run.hosted = true;
+                }
+                let me = self.clone();
+                let id = instance_id.to_owned();
+                let process = Process::Hosted {
+                    workers: self.settings.workers.clone(),
+                    instance_id: id.clone(),
+                    worker_id: placement.worker_id,
+                    ended: placement.ended,
+                };
+                tokio::spawn(
+                    async move { me.watch(id, generation, process, kill_rx, timeout).await },
+                );
+                return Ok(true);
+            }
             Err(error) => {
                 self.runs().entry(instance_id.to_owned()).or_default().live = None;
                 let reason = format!("cannot start the image binary of `{image_id}`: {error:#}");
@@ -722,10 +777,14 @@ impl Supervisor {
             .get_image(image_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("image `{image_id}` no longer exists"))?;
-        let binary = self.settings.images_dir.join(&image.sha256);
         check_id("instance id", &instance.instance_id)
             .and_then(|()| check_id("tenant id", &instance.tenant_id))
             .map_err(|error| anyhow::anyhow!(error.message))?;
+        if let Some(pool) = image.workers {
+            let placement = self.settings.workers.place(&image, pool, instance).await?;
+            return Ok(Launched::Hosted(placement));
+        }
+        let binary = self.settings.images_dir.join(&image.sha256);
         let dir = self
             .instance_dir(instance)
             .ok_or_else(|| anyhow::anyhow!("the instance has no image"))?;
@@ -840,6 +899,7 @@ impl Supervisor {
             }
             run.live = None;
             run.kill = None;
+            run.hosted = false;
             let resume_waiting = std::mem::take(&mut run.resume_after_exit);
             if resume_waiting {
                 run.relaunch_on_exit = false;
@@ -1113,10 +1173,14 @@ impl Supervisor {
                 ) {
                     continue;
                 }
-                let ours = self
+                let (ours, hosted) = self
                     .runs()
                     .get(&instance.instance_id)
-                    .is_some_and(|run| run.live.is_some());
+                    .map_or((false, false), |run| (run.live.is_some(), run.hosted));
+                if hosted {
+                    // Its worker is watched: a worker that dies ends its runs.
+                    continue;
+                }
                 if ours {
                     tracing::warn!(instance_id = %instance.instance_id, "no heartbeat; killing the process");
                     self.kill(&instance.instance_id);
@@ -1187,6 +1251,13 @@ enum Process {
     /// Started by an earlier server (or not yet gone), holding the output file of the
     /// instance folder: it has ended when the file's lock is released.
     Adopted(PathBuf),
+    /// A run on a worker process: over when the worker says so, or when it is gone.
+    Hosted {
+        workers: Arc<Workers>,
+        worker_id: String,
+        instance_id: String,
+        ended: oneshot::Receiver<RunEnd>,
+    },
 }
 
 /// What a launch did.
@@ -1196,6 +1267,8 @@ enum Launched {
     Spawned(tokio::process::Child, PathBuf),
     /// None: a live process of the instance (in this folder) holds its output file.
     StillRunning(PathBuf),
+    /// A run on a worker.
+    Hosted(Placement),
 }
 
 /// First and longest wait between attempts to handle a process exit while the storage
@@ -1210,6 +1283,7 @@ impl Process {
     fn dir(&self) -> Option<&std::path::Path> {
         match self {
             Process::Child { dir, .. } | Process::Adopted(dir) => Some(dir),
+            Process::Hosted { .. } => None,
         }
     }
 
@@ -1250,6 +1324,12 @@ impl Process {
                     false,
                 )
             }
+            Process::Hosted {
+                worker_id, ended, ..
+            } => match ended.await {
+                Ok((how, clean)) => (format!("run on worker {worker_id} over: {how}"), clean),
+                Err(_) => (format!("worker {worker_id} exited"), false),
+            },
         }
     }
 
@@ -1265,6 +1345,12 @@ impl Process {
                     let _ = child.start_kill();
                 }
             },
+            Process::Hosted {
+                workers,
+                worker_id,
+                instance_id,
+                ..
+            } => workers.stop(worker_id, instance_id),
             Process::Adopted(dir) => {
                 let output = LogTail::in_dir(dir);
                 match instance_process::holder(dir, output.path()) {

@@ -4,11 +4,13 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::queries::{col, execute, instance_from_row, instances_sql, pg, query, query_one};
-use crate::model::{now_ms, DeletedImage, ImageRecord, InstanceRecord, Liveness, NewImage};
+use crate::model::{
+    now_ms, DeletedImage, ImageRecord, InstanceRecord, Liveness, NewImage, WorkerPool,
+};
 use crate::{Error, Result};
 
-const IMAGE_COLUMNS: &str =
-    "image_id, tenant_id, name, version, description, sha256, size_bytes, created_at_ms";
+const IMAGE_COLUMNS: &str = "image_id, tenant_id, name, version, description, sha256, \
+     size_bytes, created_at_ms, worker_min, worker_max, worker_instances";
 
 fn image_from_row(row: &Row) -> Result<ImageRecord> {
     Ok(ImageRecord {
@@ -20,7 +22,21 @@ fn image_from_row(row: &Row) -> Result<ImageRecord> {
         sha256: col(row, 5)?,
         size_bytes: col(row, 6)?,
         created_at_ms: col(row, 7)?,
+        workers: worker_pool(col(row, 8)?, col(row, 9)?, col(row, 10)?),
     })
+}
+
+/// The worker pool of an image row, if it has one.
+fn worker_pool(min: Option<i32>, max: Option<i32>, instances: Option<i32>) -> Option<WorkerPool> {
+    let count = |n: i32| u32::try_from(n).unwrap_or(0);
+    match (min, max, instances) {
+        (Some(min), Some(max), Some(instances)) => Some(WorkerPool {
+            min: count(min),
+            max: count(max),
+            instances: count(instances),
+        }),
+        _ => None,
+    }
 }
 
 pub(crate) async fn get_image<C: GenericClient + Sync>(
@@ -88,6 +104,36 @@ pub(crate) async fn list_images<C: GenericClient + Sync>(
         .iter()
         .map(image_from_row)
         .collect()
+}
+
+/// Sets (or with `None` clears) how an image's instances run in workers.
+pub(crate) async fn set_image_workers<C: GenericClient + Sync>(
+    c: &C,
+    image_id: &str,
+    workers: Option<WorkerPool>,
+) -> Result<ImageRecord> {
+    let count = |n: u32| i32::try_from(n).unwrap_or(i32::MAX);
+    let (min, max, instances) = match workers {
+        Some(pool) => (
+            Some(count(pool.min)),
+            Some(count(pool.max)),
+            Some(count(pool.instances)),
+        ),
+        None => (None, None, None),
+    };
+    let sql = format!(
+        "UPDATE images SET worker_min = $2, worker_max = $3, worker_instances = $4 \
+         WHERE image_id = $1 RETURNING {IMAGE_COLUMNS}"
+    );
+    match query(c, &sql, &[&image_id, &min, &max, &instances])
+        .await?
+        .first()
+    {
+        Some(row) => image_from_row(row),
+        None => Err(Error::ImageNotFound {
+            image_id: image_id.to_owned(),
+        }),
+    }
 }
 
 /// Deletes an image unless an unfinished instance uses it. The image row is locked

@@ -3,11 +3,13 @@
 use rusqlite::{params, Connection, Row};
 
 use super::queries::{execute, query_all, query_opt};
-use crate::model::{now_ms, DeletedImage, ImageRecord, InstanceRecord, Liveness, NewImage};
+use crate::model::{
+    now_ms, DeletedImage, ImageRecord, InstanceRecord, Liveness, NewImage, WorkerPool,
+};
 use crate::{Error, Result};
 
-const IMAGE_COLUMNS: &str =
-    "image_id, tenant_id, name, version, description, sha256, size_bytes, created_at_ms";
+const IMAGE_COLUMNS: &str = "image_id, tenant_id, name, version, description, sha256, \
+     size_bytes, created_at_ms, worker_min, worker_max, worker_instances";
 
 fn image_from_row(row: &Row<'_>) -> rusqlite::Result<ImageRecord> {
     Ok(ImageRecord {
@@ -19,7 +21,21 @@ fn image_from_row(row: &Row<'_>) -> rusqlite::Result<ImageRecord> {
         sha256: row.get(5)?,
         size_bytes: row.get(6)?,
         created_at_ms: row.get(7)?,
+        workers: worker_pool(row.get(8)?, row.get(9)?, row.get(10)?),
     })
+}
+
+/// The worker pool of an image row, if it has one.
+fn worker_pool(min: Option<i64>, max: Option<i64>, instances: Option<i64>) -> Option<WorkerPool> {
+    let count = |n: i64| u32::try_from(n).unwrap_or(0);
+    match (min, max, instances) {
+        (Some(min), Some(max), Some(instances)) => Some(WorkerPool {
+            min: count(min),
+            max: count(max),
+            instances: count(instances),
+        }),
+        _ => None,
+    }
 }
 
 pub(crate) fn get_image(c: &Connection, image_id: &str) -> Result<Option<ImageRecord>> {
@@ -57,6 +73,27 @@ pub(crate) fn list_images(c: &Connection, tenant_id: &str) -> Result<Vec<ImageRe
          ORDER BY created_at_ms DESC, name, version DESC"
     );
     query_all(c, &sql, [tenant_id], image_from_row)
+}
+
+/// Sets (or with `None` clears) how an image's instances run in workers.
+pub(crate) fn set_image_workers(
+    c: &Connection,
+    image_id: &str,
+    workers: Option<WorkerPool>,
+) -> Result<ImageRecord> {
+    let (min, max, instances) = match workers {
+        Some(pool) => (Some(pool.min), Some(pool.max), Some(pool.instances)),
+        None => (None, None, None),
+    };
+    execute(
+        c,
+        "UPDATE images SET worker_min = ?2, worker_max = ?3, worker_instances = ?4 \
+         WHERE image_id = ?1",
+        params![image_id, min, max, instances],
+    )?;
+    get_image(c, image_id)?.ok_or_else(|| Error::ImageNotFound {
+        image_id: image_id.to_owned(),
+    })
 }
 
 pub(crate) fn delete_image(c: &Connection, image_id: &str) -> Result<DeletedImage> {

@@ -8,7 +8,11 @@ use serde::Serialize;
 
 use crate::{RuntaraSdk, SdkError};
 
-/// Runs `workflow` as the program the server launched: connects and registers the
+/// Runs `workflow` as the program the server launched. Launched as a worker (an image
+/// with a worker pool: `RUNTARA_WORKER_ID` set), it runs every instance the server sends
+/// it, each on a task of its own; otherwise it is one instance:
+///
+/// Launched for one instance, it connects and registers the
 /// instance named by the environment the server sets (`RUNTARA_INSTANCE_ID`, …; see
 /// [`SdkConfig::from_env`](crate::SdkConfig::from_env)), decodes the start input as `I`
 /// (`null` when it was started without one), runs the workflow with the instance's SDK
@@ -44,12 +48,15 @@ use crate::{RuntaraSdk, SdkError};
 /// reached, or the end could not be recorded (the server relaunches the instance).
 pub async fn run_image<F, Fut, I, O, E>(workflow: F) -> Result<(), SdkError>
 where
-    F: FnOnce(I) -> Fut,
+    F: Fn(I) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<O, E>> + Send + 'static,
-    I: DeserializeOwned,
+    I: DeserializeOwned + 'static,
     O: Serialize + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
+    if super::worker::is_worker() {
+        return super::worker::serve(super::workflow::Workflow::new(workflow)).await;
+    }
     let sdk = RuntaraSdk::from_env()?;
     sdk.clone().init(None).await?;
     // An input that does not fit never will: the instance fails now, with the reason,

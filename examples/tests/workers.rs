@@ -1,0 +1,232 @@
+//! Worker processes: an image with a worker pool runs its instances as tasks of a few
+//! long-lived processes. 500 instances on 2 workers; one worker killed with `kill -9`
+//! mid-run: every instance completes, and no step whose result was recorded runs again
+//! (its instances are run again from their last checkpoint, on a worker).
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use runtara_management_sdk::{
+    InstanceStatus, ListInstancesOptions, ManagementSdk, RegisterImageOptions,
+    StartInstanceOptions, WorkerPool,
+};
+use serde_json::json;
+use support::*;
+
+const STEPS_IMAGE: &str = env!("CARGO_BIN_EXE_steps-image");
+const TENANT: &str = "acme";
+const INSTANCES: usize = 500;
+const STEPS: u32 = 10;
+
+/// The pids of live processes running `binary`.
+fn processes_of(binary: &Path) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary))
+        .collect()
+}
+
+fn lines(trace: &Path) -> Vec<String> {
+    std::fs::read_to_string(trace)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn completed(sdk: &ManagementSdk) -> u64 {
+    sdk.list_instances_page(
+        ListInstancesOptions::new(TENANT)
+            .with_status(InstanceStatus::Completed)
+            .with_limit(1),
+    )
+    .await
+    .unwrap()
+    .total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_instances_on_two_workers_survive_a_worker_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let trace = dir.path().join("trace.log");
+    let log = dir.path().join("server.log");
+    let server = Server::start_logging_to(&data, 0, 0, &["--max-running", "600"], &log);
+    let sdk = server.client().await;
+    let image = sdk
+        .register_image(RegisterImageOptions::new(
+            TENANT,
+            "steps",
+            std::fs::read(STEPS_IMAGE).unwrap(),
+        ))
+        .await
+        .unwrap();
+    sdk.set_image_workers(&image.image_id, Some(WorkerPool::new(0, 2, 100)))
+        .await
+        .unwrap();
+    let binary: PathBuf = std::fs::canonicalize(data.join("images").join(&image.sha256)).unwrap();
+
+    for n in 0..INSTANCES {
+        let input = json!({"steps": STEPS, "step_delay_ms": 100, "trace": trace});
+        sdk.start_instance(
+            StartInstanceOptions::new(image.image_id.as_str(), TENANT)
+                .with_instance_id(format!("w-{n:03}"))
+                .with_input(input),
+        )
+        .await
+        .unwrap();
+    }
+    // Mid-run, with both workers up: one of them dies.
+    let start = Instant::now();
+    let workers = loop {
+        let acked = lines(&trace)
+            .iter()
+            .filter(|l| l.starts_with("acked "))
+            .count();
+        let workers = processes_of(&binary);
+        if acked >= 1_000 && workers.len() == 2 {
+            break workers;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no two busy workers: {acked} steps recorded, workers {workers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let done_before = completed(&sdk).await;
+    assert!(
+        done_before < INSTANCES as u64,
+        "the kill came after the end"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-9", &workers[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let start = Instant::now();
+    while completed(&sdk).await < INSTANCES as u64 {
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "only {} of {INSTANCES} completed",
+            completed(&sdk).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Each completed with the right output, every step ran, and no step ran again after
+    // its result was recorded.
+    let sum: u64 = (0..u64::from(STEPS)).map(|n| n * 2).sum();
+    for n in [0, INSTANCES / 2, INSTANCES - 1] {
+        let info = sdk.get_instance_status(&format!("w-{n:03}")).await.unwrap();
+        assert_eq!(info.output_json(), Some(json!(sum)), "{info:#?}");
+    }
+    let mut acked: BTreeSet<String> = BTreeSet::new();
+    let mut runs: HashMap<String, usize> = HashMap::new();
+    for line in lines(&trace) {
+        if let Some(key) = line.strip_prefix("acked ") {
+            acked.insert(key.to_owned());
+        } else if let Some(key) = line.strip_prefix("ran ") {
+            assert!(
+                !acked.contains(key),
+                "step {key} ran again after its result was recorded"
+            );
+            *runs.entry(key.to_owned()).or_default() += 1;
+        }
+    }
+    assert_eq!(runs.len(), INSTANCES * STEPS as usize);
+    let rerun = runs.values().filter(|&&n| n > 1).count();
+    // Only the steps cut off by the kill ran twice: at most one per instance of the dead
+    // worker.
+    assert!(rerun <= 100, "{rerun} steps ran twice");
+    // The dead worker's instances were run again: more launches than instances.
+    let mut launches = 0;
+    for n in 0..INSTANCES {
+        launches += sdk
+            .get_instance_status(&format!("w-{n:03}"))
+            .await
+            .unwrap()
+            .launches;
+    }
+    assert!(
+        launches > INSTANCES as u32,
+        "no instance was run again ({launches} launches)"
+    );
+    // At most the pool's two workers ran at once (plus the replacement of the dead one).
+    assert!(processes_of(&binary).len() <= 2);
+}
+
+/// Starts one instance of `image_id` with `input`.
+async fn start_one(sdk: &ManagementSdk, image_id: &str, id: &str, input: serde_json::Value) {
+    sdk.start_instance(
+        StartInstanceOptions::new(image_id, TENANT)
+            .with_instance_id(id)
+            .with_input(input),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_cancel_and_a_long_sleep_work_in_a_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.log");
+    let flags = ["--sleep-exit-threshold-ms", "500"];
+    let server = Server::start(&dir.path().join("data"), 0, 0, &flags);
+    let sdk = server.client().await;
+    let image = sdk
+        .register_image(RegisterImageOptions::new(
+            TENANT,
+            "steps",
+            std::fs::read(STEPS_IMAGE).unwrap(),
+        ))
+        .await
+        .unwrap();
+    sdk.set_image_workers(&image.image_id, Some(WorkerPool::new(0, 1, 10)))
+        .await
+        .unwrap();
+    let slow = json!({"steps": 6, "step_delay_ms": 300, "trace": trace});
+    start_one(&sdk, &image.image_id, "paused", slow.clone()).await;
+    start_one(&sdk, &image.image_id, "cancelled", slow).await;
+    let sleepy = json!({"steps": 2, "sleep_ms": 2000, "trace": trace});
+    start_one(&sdk, &image.image_id, "sleepy", sleepy).await;
+    for id in ["paused", "cancelled"] {
+        wait_for(&sdk, id, Duration::from_secs(30), |s| {
+            s.checkpoint_count >= 1
+        })
+        .await;
+    }
+
+    // Pause: it suspends at its next step with what it did recorded; resume: it goes on
+    // from there, in the worker, and completes without running a recorded step again.
+    sdk.pause_instance("paused").await.unwrap();
+    sdk.cancel_instance("cancelled").await.unwrap();
+    let paused = wait_status(&sdk, "paused", "suspended").await;
+    let cancelled = wait_status(&sdk, "cancelled", "cancelled").await;
+    assert!(paused.checkpoint_count < 6, "{paused:#?}");
+    assert!(cancelled.checkpoint_count < 6, "{cancelled:#?}");
+    sdk.resume_instance("paused").await.unwrap();
+    let done = wait_status(&sdk, "paused", "completed").await;
+    assert_eq!(done.output_json(), Some(json!(30)));
+    assert_eq!(done.launches, 2);
+    let ran: Vec<String> = lines(&trace)
+        .into_iter()
+        .filter(|l| l.starts_with("ran paused/"))
+        .collect();
+    let distinct: BTreeSet<&String> = ran.iter().collect();
+    assert_eq!(distinct.len(), 6);
+    assert!(ran.len() <= 7, "{ran:?}");
+
+    // A long durable sleep in a worker ends the instance's run there (the worker goes
+    // on); the server sends it again at the wake time, and it carries on.
+    let slept = wait_status(&sdk, "sleepy", "completed").await;
+    assert_eq!(slept.output_json(), Some(json!(2)));
+    assert_eq!(slept.launches, 2, "{slept:#?}");
+    let events = sdk.list_events("sleepy").await.unwrap();
+    assert!(events.iter().any(|e| e.kind == "sleeping"), "{events:#?}");
+}
