@@ -362,6 +362,19 @@ fn add_ratios(report: &mut Report) {
             ));
         }
     }
+    // Workers against one process per instance, on the same server.
+    for server in [Mode::QuicSqlite, Mode::QuicPostgres] {
+        let workers = report.get(server.name(), "W2-workers", "steps_per_s");
+        let processes = report.get(server.name(), "W2-processes", "steps_per_s");
+        if let (Some(workers), Some(processes)) = (workers, processes) {
+            ratios.push((
+                server.name(),
+                "W2-workers",
+                workers / processes,
+                "x_W2_processes",
+            ));
+        }
+    }
     let sqlite = Mode::QuicSqlite.name();
     let capped = report.get(sqlite, "W2-processes-max50", "steps_per_s");
     if let (Some(capped), Some(processes)) =
