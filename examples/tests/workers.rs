@@ -230,3 +230,41 @@ async fn pause_resume_cancel_and_a_long_sleep_work_in_a_worker() {
     let events = sdk.list_events("sleepy").await.unwrap();
     assert!(events.iter().any(|e| e.kind == "sleeping"), "{events:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_in_a_long_step_keeps_its_connection_and_an_idle_one_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let flags = ["--idle-connection-timeout-ms", "300"];
+    let server = Server::start(&data, 0, 0, &flags);
+    let sdk = server.client().await;
+    let image = sdk
+        .register_image(RegisterImageOptions::new(
+            TENANT,
+            "steps",
+            std::fs::read(STEPS_IMAGE).unwrap(),
+        ))
+        .await
+        .unwrap();
+    sdk.set_image_workers(&image.image_id, Some(WorkerPool::new(0, 1, 10)))
+        .await
+        .unwrap();
+    let binary: PathBuf = std::fs::canonicalize(data.join("images").join(&image.sha256)).unwrap();
+    // One step that sends nothing for longer than the idle timeout.
+    let long = json!({"steps": 1, "step_delay_ms": 1500});
+    start_one(&sdk, &image.image_id, "long-step", long).await;
+    let done = wait_status(&sdk, "long-step", "completed").await;
+    assert_eq!(
+        done.launches, 1,
+        "the worker was cut off mid-step: {done:#?}"
+    );
+    // With nothing to run, the worker's connection idles out and the worker stops.
+    let start = Instant::now();
+    while !processes_of(&binary).is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "an idle worker lived on"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

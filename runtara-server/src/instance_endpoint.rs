@@ -345,7 +345,7 @@ fn welcome() -> HelloReply {
 }
 
 /// Serves a worker's connection: the requests of the instances the server sent it, and
-/// the ends of their runs. Closed when idle (a worker with nothing to run then stops).
+/// the ends of their runs. Closed when idle with no run hosted (the worker then stops).
 async fn serve_worker(
     connection: quinn::Connection,
     store: Arc<dyn Persistence>,
@@ -359,7 +359,9 @@ async fn serve_worker(
     tracing::debug!(%worker_id, remote = %connection.remote_address(), "worker connected");
     loop {
         let Ok(accepted) = tokio::time::timeout(idle, connection.accept_bi()).await else {
-            if Arc::strong_count(&worker_id) > 1 {
+            // Idle only with no request being served and no run hosted (a run in a long
+            // step sends nothing).
+            if Arc::strong_count(&worker_id) > 1 || auth.workers.is_busy(&worker_id) {
                 continue;
             }
             connection.close(0u32.into(), b"idle");

@@ -167,6 +167,13 @@ impl Workers {
             .then(|| worker.tenant_id.clone())
     }
 
+    /// Whether `worker_id` hosts any run now.
+    pub fn is_busy(&self, worker_id: &str) -> bool {
+        self.workers()
+            .get(worker_id)
+            .is_some_and(|worker| !worker.hosted.is_empty())
+    }
+
     /// The worker says the run of `instance_id` is over.
     pub fn ended(&self, worker_id: &str, instance_id: &str, end: RunEnd) {
         let told = self
