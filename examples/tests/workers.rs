@@ -246,9 +246,31 @@ async fn a_worker_in_a_long_step_keeps_its_connection_and_an_idle_one_stops() {
         ))
         .await
         .unwrap();
-    sdk.set_image_workers(&image.image_id, Some(WorkerPool::new(0, 1, 10)))
-        .await
+    // Set from the command line, as an operator would.
+    let ctl = std::process::Command::new(runtara_server::process::workspace_binary("runtara-ctl"))
+        .args(["--addr", &server.management_addr.to_string()])
+        .arg("--ca-cert")
+        .arg(&server.ca_path)
+        .args([
+            "workers",
+            &image.image_id,
+            "--max",
+            "1",
+            "--instances",
+            "10",
+        ])
+        .output()
         .unwrap();
+    let said = String::from_utf8_lossy(&ctl.stdout);
+    assert!(
+        ctl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
+    assert!(
+        said.contains("up to 1 workers, 10 instances each"),
+        "{said}"
+    );
     let binary: PathBuf = std::fs::canonicalize(data.join("images").join(&image.sha256)).unwrap();
     // One step that sends nothing for longer than the idle timeout.
     let long = json!({"steps": 1, "step_delay_ms": 1500});

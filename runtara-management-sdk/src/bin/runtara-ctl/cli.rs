@@ -166,6 +166,24 @@ pub enum Command {
         /// The image id.
         image_id: String,
     },
+    /// Run an image's instances in worker processes (long-lived processes of the image,
+    /// each running many instances), or with `--off` one process per instance again.
+    Workers {
+        /// The image id.
+        image_id: String,
+        /// Workers at most.
+        #[arg(long, required_unless_present = "off")]
+        max: Option<u32>,
+        /// Instances one worker runs at once.
+        #[arg(long, default_value_t = 256)]
+        instances: u32,
+        /// Workers kept running with nothing to do (stored; not acted on yet).
+        #[arg(long, default_value_t = 0)]
+        min: u32,
+        /// Back to one process per instance.
+        #[arg(long, conflicts_with_all = ["max", "min"])]
+        off: bool,
+    },
     /// List an instance's events, oldest first.
     Events {
         /// The instance id.
@@ -212,6 +230,24 @@ mod tests {
     #[test]
     fn the_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn workers_need_a_maximum_or_off() {
+        let cli = parse(&["workers", "img-1", "--max", "4"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Workers {
+                image_id: "img-1".into(),
+                max: Some(4),
+                instances: 256,
+                min: 0,
+                off: false
+            }
+        );
+        assert!(parse(&["workers", "img-1"]).is_err());
+        assert!(parse(&["workers", "img-1", "--off", "--max", "2"]).is_err());
+        assert!(parse(&["workers", "img-1", "--off"]).is_ok());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use runtara_management_sdk::{
     InstanceStatus, ListInstancesOptions, ManagementSdk, RegisterImageOptions, SdkConfig, SdkError,
-    StartInstanceOptions,
+    StartInstanceOptions, WorkerPool,
 };
 use runtara_protocol::WireSignalType;
 use serde_json::Value;
@@ -357,6 +357,33 @@ async fn execute(
                     serde_json::json!({ "image_id": image_id, "deleted": true }),
                 ),
             )
+        }
+        Command::Workers {
+            image_id,
+            max,
+            instances,
+            min,
+            off,
+        } => {
+            let pool = match (off, max) {
+                (false, Some(max)) => Some(WorkerPool::new(*min, *max, *instances)),
+                _ => None,
+            };
+            sdk.set_image_workers(image_id, pool).await?;
+            let text = match pool {
+                Some(pool) => format!(
+                    "image {image_id} runs its instances in up to {} workers, {} instances each\n",
+                    pool.max, pool.instances
+                ),
+                None => format!("image {image_id} runs one process per instance\n"),
+            };
+            let value = serde_json::json!({
+                "image_id": image_id,
+                "workers": pool.map(|p| serde_json::json!({
+                    "min": p.min, "max": p.max, "instances": p.instances
+                })),
+            });
+            emit(json, (text, value))
         }
         Command::Events { instance_id } => events(sdk, instance_id, json).await,
         Command::Checkpoints { instance_id } => {
