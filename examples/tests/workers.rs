@@ -51,14 +51,13 @@ async fn completed(sdk: &ManagementSdk) -> u64 {
     .total
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_hundred_instances_on_two_workers_survive_a_worker_kill() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let trace = dir.path().join("trace.log");
-    let log = dir.path().join("server.log");
-    let server = Server::start_logging_to(&data, 0, 0, &["--max-running", "600"], &log);
-    let sdk = server.client().await;
+/// Registers `steps-image` and has its instances run by `pool`; the image and the path
+/// of its stored binary (what its workers run).
+async fn steps_image_in_workers(
+    sdk: &ManagementSdk,
+    data: &Path,
+    pool: WorkerPool,
+) -> (runtara_management_sdk::RegisterImageResult, PathBuf) {
     let image = sdk
         .register_image(RegisterImageOptions::new(
             TENANT,
@@ -67,10 +66,22 @@ async fn five_hundred_instances_on_two_workers_survive_a_worker_kill() {
         ))
         .await
         .unwrap();
-    sdk.set_image_workers(&image.image_id, Some(WorkerPool::new(0, 2, 100)))
+    sdk.set_image_workers(&image.image_id, Some(pool))
         .await
         .unwrap();
-    let binary: PathBuf = std::fs::canonicalize(data.join("images").join(&image.sha256)).unwrap();
+    let binary = std::fs::canonicalize(data.join("images").join(&image.sha256)).unwrap();
+    (image, binary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_instances_on_two_workers_survive_a_worker_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let trace = dir.path().join("trace.log");
+    let log = dir.path().join("server.log");
+    let server = Server::start_logging_to(&data, 0, 0, &["--max-running", "600"], &log);
+    let sdk = server.client().await;
+    let (image, binary) = steps_image_in_workers(&sdk, &data, WorkerPool::new(0, 2, 100)).await;
 
     for n in 0..INSTANCES {
         let input = json!({"steps": STEPS, "step_delay_ms": 100, "trace": trace});
@@ -177,19 +188,10 @@ async fn pause_resume_cancel_and_a_long_sleep_work_in_a_worker() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace.log");
     let flags = ["--sleep-exit-threshold-ms", "500"];
-    let server = Server::start(&dir.path().join("data"), 0, 0, &flags);
+    let data = dir.path().join("data");
+    let server = Server::start(&data, 0, 0, &flags);
     let sdk = server.client().await;
-    let image = sdk
-        .register_image(RegisterImageOptions::new(
-            TENANT,
-            "steps",
-            std::fs::read(STEPS_IMAGE).unwrap(),
-        ))
-        .await
-        .unwrap();
-    sdk.set_image_workers(&image.image_id, Some(WorkerPool::new(0, 1, 10)))
-        .await
-        .unwrap();
+    let (image, _) = steps_image_in_workers(&sdk, &data, WorkerPool::new(0, 1, 10)).await;
     let slow = json!({"steps": 6, "step_delay_ms": 300, "trace": trace});
     start_one(&sdk, &image.image_id, "paused", slow.clone()).await;
     start_one(&sdk, &image.image_id, "cancelled", slow).await;

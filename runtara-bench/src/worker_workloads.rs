@@ -13,7 +13,7 @@ use runtara_management_sdk::{
 
 use crate::report::{median, percentile, Report};
 use crate::target::{Target, TENANT};
-use crate::workloads::{management, register_self, rss_kib};
+use crate::workloads::{management, register_self, rss_kib, wait_for_mark};
 
 /// This binary as an image run by workers: at most two, 1,024 instances each.
 async fn worker_image(sdk: &ManagementSdk) -> anyhow::Result<(String, String)> {
@@ -117,19 +117,7 @@ pub async fn w4_worker(
                 .with_input(serde_json::json!({"steps": 1, "mark_file": mark})),
         )
         .await?;
-        let started = Instant::now();
-        let body_at: u128 = loop {
-            if let Ok(text) = std::fs::read_to_string(&mark) {
-                if let Ok(nanos) = text.trim().parse() {
-                    break nanos;
-                }
-            }
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(30),
-                "W4-worker: no first step"
-            );
-            tokio::time::sleep(Duration::from_micros(100)).await;
-        };
+        let body_at = wait_for_mark(&mark, "W4-worker").await?;
         // The first sample starts the worker.
         if n > 0 {
             times.push(body_at.saturating_sub(before.as_nanos()) as f64 / 1e6);

@@ -385,19 +385,7 @@ pub async fn w4(
                 .with_input(serde_json::json!({"steps": 1, "mark_file": mark})),
         )
         .await?;
-        let started = Instant::now();
-        let body_at: u128 = loop {
-            if let Ok(text) = std::fs::read_to_string(&mark) {
-                if let Ok(nanos) = text.trim().parse() {
-                    break nanos;
-                }
-            }
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(30),
-                "W4: no first step"
-            );
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        };
+        let body_at = wait_for_mark(&mark, "W4").await?;
         if n > 0 {
             times.push(body_at.saturating_sub(before.as_nanos()) as f64 / 1e6);
         }
@@ -406,6 +394,24 @@ pub async fn w4(
     report.add(mode, "W4", median(&mut times.clone()), "ms");
     report.add(mode, "W4", percentile(&mut times, 0.95), "p95_ms");
     Ok(())
+}
+
+/// The wall-clock time (ns) a step body wrote to `mark`, once it has (`workload` names
+/// the wait that gave up after 30 s).
+pub async fn wait_for_mark(mark: &Path, workload: &str) -> anyhow::Result<u128> {
+    let started = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(mark) {
+            if let Ok(nanos) = text.trim().parse() {
+                return Ok(nanos);
+            }
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "{workload}: no first step"
+        );
+        tokio::time::sleep(Duration::from_micros(100)).await;
+    }
 }
 
 /// W3-server: an instance of 100 steps launched by the server SIGKILLs itself before

@@ -22,6 +22,22 @@ pub(crate) fn validate_id(what: &'static str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an image id that fails [`validate_id`] or a worker pool that cannot run
+/// anything.
+pub(crate) fn validate_image_workers(
+    image_id: &str,
+    workers: Option<&crate::WorkerPool>,
+) -> Result<()> {
+    validate_id("image id", image_id)?;
+    match workers.map(crate::WorkerPool::check) {
+        Some(Err(reason)) => Err(Error::InvalidInput {
+            what: "worker pool",
+            reason,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Largest retry attempt number stored (both dialects store it as a 32-bit integer).
 pub(crate) const MAX_ATTEMPT: u32 = i32::MAX as u32;
 

@@ -24,7 +24,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::guard::{
     check_custom_event, check_run, custom_event_refusal, parse_status, plan_signal, quota_i64,
-    validate_attempt, validate_id, SignalPlan, RESUMABLE,
+    validate_attempt, validate_id, validate_image_workers, SignalPlan, RESUMABLE,
 };
 use crate::model::*;
 use crate::{Error, Persistence, Result};
@@ -1151,13 +1151,7 @@ impl Persistence for PostgresPersistence {
         image_id: &str,
         workers: Option<WorkerPool>,
     ) -> Result<ImageRecord> {
-        validate_id("image id", image_id)?;
-        if let Some(pool) = &workers {
-            pool.check().map_err(|reason| Error::InvalidInput {
-                what: "worker pool",
-                reason,
-            })?;
-        }
+        validate_image_workers(image_id, workers.as_ref())?;
         let client = self.client().await?;
         images::set_image_workers(&client, image_id, workers).await
     }

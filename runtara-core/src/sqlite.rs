@@ -19,7 +19,8 @@ use async_trait::async_trait;
 use rusqlite::params;
 
 use crate::guard::{
-    check_custom_event, plan_signal, validate_attempt, validate_id, SignalPlan, RESUMABLE,
+    check_custom_event, plan_signal, validate_attempt, validate_id, validate_image_workers,
+    SignalPlan, RESUMABLE,
 };
 use crate::model::*;
 use crate::url::SqliteTarget;
@@ -913,13 +914,7 @@ impl Persistence for SqlitePersistence {
         image_id: &str,
         workers: Option<WorkerPool>,
     ) -> Result<ImageRecord> {
-        validate_id("image id", image_id)?;
-        if let Some(pool) = &workers {
-            pool.check().map_err(|reason| Error::InvalidInput {
-                what: "worker pool",
-                reason,
-            })?;
-        }
+        validate_image_workers(image_id, workers.as_ref())?;
         let image_id = image_id.to_owned();
         self.writer
             .call(move |c| set_image_workers(c, &image_id, workers))

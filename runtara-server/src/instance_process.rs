@@ -128,3 +128,23 @@ mod tests {
         assert_eq!(holder(dir.path(), &output), None);
     }
 }
+
+/// A command running an image binary with a clean environment: only `PATH`, `HOME`,
+/// `RUST_LOG`, `RUST_BACKTRACE` and `TMPDIR` pass from the server's (the caller adds the
+/// `RUNTARA_*` variables), in a process group of its own (so a Ctrl-C in the server's
+/// terminal does not reach it and a server restart leaves it running), not killed when
+/// the handle is dropped.
+pub fn image_command(binary: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .env_clear()
+        .envs(
+            ["PATH", "HOME", "RUST_LOG", "RUST_BACKTRACE", "TMPDIR"]
+                .iter()
+                .filter_map(|var| std::env::var_os(var).map(|v| (*var, v))),
+        )
+        .kill_on_drop(false);
+    #[cfg(unix)]
+    command.process_group(0);
+    command
+}

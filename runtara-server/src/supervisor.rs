@@ -799,14 +799,8 @@ impl Supervisor {
         let input_path = dir.join("input.json");
         tokio::fs::write(&input_path, instance.input.as_deref().unwrap_or(b"null")).await?;
 
-        let mut command = tokio::process::Command::new(&binary);
+        let mut command = crate::instance_process::image_command(&binary);
         command
-            .env_clear()
-            .envs(
-                ["PATH", "HOME", "RUST_LOG", "RUST_BACKTRACE", "TMPDIR"]
-                    .iter()
-                    .filter_map(|var| std::env::var_os(var).map(|v| (*var, v))),
-            )
             .env("RUNTARA_INSTANCE_ID", &instance.instance_id)
             .env("RUNTARA_TENANT_ID", &instance.tenant_id)
             .env(
@@ -833,16 +827,13 @@ impl Supervisor {
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(stdout)
-            .stderr(stderr)
-            .kill_on_drop(false);
+            .stderr(stderr);
         if let Some(ca) = &self.settings.ca_path {
             command.env("RUNTARA_CA_CERT", ca);
         }
         if let Some(checkpoint) = &instance.checkpoint_id {
             command.env("RUNTARA_CHECKPOINT_ID", checkpoint);
         }
-        #[cfg(unix)]
-        command.process_group(0);
         self.note_live(&dir)?;
         let child = command.spawn()?;
         // The server's copy of the claimed output closes here: the lock is the child's.

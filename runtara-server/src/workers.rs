@@ -279,14 +279,8 @@ impl Workers {
         let dir = launch.workers_dir.join(worker_id);
         std::fs::create_dir_all(&dir)?;
         let output = std::fs::File::create(dir.join("output.log"))?;
-        let mut command = tokio::process::Command::new(&binary);
+        let mut command = crate::instance_process::image_command(&binary);
         command
-            .env_clear()
-            .envs(
-                ["PATH", "HOME", "RUST_LOG", "RUST_BACKTRACE", "TMPDIR"]
-                    .iter()
-                    .filter_map(|var| std::env::var_os(var).map(|v| (*var, v))),
-            )
             .env("RUNTARA_WORKER_ID", worker_id)
             .env("RUNTARA_TENANT_ID", &image.tenant_id)
             .env("RUNTARA_IMAGE_ID", &image.image_id)
@@ -307,13 +301,10 @@ impl Workers {
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(output.try_clone()?)
-            .stderr(output)
-            .kill_on_drop(false);
+            .stderr(output);
         if let Some(ca) = &launch.ca_path {
             command.env("RUNTARA_CA_CERT", ca);
         }
-        #[cfg(unix)]
-        command.process_group(0);
         let mut child = command.spawn()?;
         tracing::info!(%worker_id, image_id = %image.image_id, pid = ?child.id(), "worker launched");
         let (me, worker_id) = (Arc::clone(self), worker_id.to_owned());
