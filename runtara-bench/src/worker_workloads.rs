@@ -5,6 +5,7 @@
 //! which it sleeps in the worker).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runtara_management_sdk::{
@@ -13,7 +14,7 @@ use runtara_management_sdk::{
 
 use crate::report::{median, percentile, Report};
 use crate::target::{Target, TENANT};
-use crate::workloads::{management, register_self, rss_kib, wait_for_mark};
+use crate::workloads::{management, register_self, rss_kib, start_all, wait_for_mark};
 
 /// This binary as an image run by workers: at most two, 1,024 instances each.
 async fn worker_image(sdk: &ManagementSdk) -> anyhow::Result<(String, String)> {
@@ -35,25 +36,6 @@ async fn completed(sdk: &ManagementSdk) -> anyhow::Result<usize> {
     Ok(page.total as usize)
 }
 
-/// Starts `count` instances named `{prefix}-{n}` with `input`, one after another.
-async fn start(
-    sdk: &ManagementSdk,
-    image_id: &str,
-    prefix: &str,
-    count: usize,
-    input: &serde_json::Value,
-) -> anyhow::Result<()> {
-    for n in 0..count {
-        sdk.start_instance(
-            StartInstanceOptions::new(image_id, TENANT)
-                .with_instance_id(format!("{prefix}-{n}"))
-                .with_input(input.clone()),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
 /// Waits until `count` more instances than `before` have completed.
 async fn wait_completed(sdk: &ManagementSdk, before: usize, count: usize) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -62,7 +44,7 @@ async fn wait_completed(sdk: &ManagementSdk, before: usize, count: usize) -> any
             started.elapsed() < Duration::from_secs(300),
             "instances in workers did not complete"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     Ok(())
 }
@@ -75,16 +57,16 @@ pub async fn w2_workers(
     prefix: &str,
     instances: usize,
 ) -> anyhow::Result<()> {
-    let sdk = management(target).await?;
+    let sdk = Arc::new(management(target).await?);
     let (image_id, _) = worker_image(&sdk).await?;
     let input = serde_json::json!({"steps": 10});
     // Warm-up: the workers start.
     let before = completed(&sdk).await?;
-    start(&sdk, &image_id, &format!("{prefix}-w2w-warm"), 20, &input).await?;
+    start_all(&sdk, &image_id, &format!("{prefix}-w2w-warm"), 20, &input).await?;
     wait_completed(&sdk, before, 20).await?;
     let before = completed(&sdk).await?;
     let begun = Instant::now();
-    start(&sdk, &image_id, &format!("{prefix}-w2w"), instances, &input).await?;
+    start_all(&sdk, &image_id, &format!("{prefix}-w2w"), instances, &input).await?;
     wait_completed(&sdk, before, instances).await?;
     let elapsed = begun.elapsed().as_secs_f64();
     report.add(
@@ -150,7 +132,7 @@ pub async fn w5_worker(
     dir: &Path,
     instances: usize,
 ) -> anyhow::Result<()> {
-    let sdk = management(target).await?;
+    let sdk = Arc::new(management(target).await?);
     let image_id = register_self(&sdk).await?;
     let sha256 = sdk.get_image(&image_id).await?.sha256;
     // One worker, room for all of them.
@@ -175,13 +157,13 @@ pub async fn w5_worker(
             anyhow::Ok(())
         }
     };
-    start(&sdk, &image_id, &format!("{prefix}-w5w-warm"), 1, &idle).await?;
+    start_all(&sdk, &image_id, &format!("{prefix}-w5w-warm"), 1, &idle).await?;
     asleep(format!("{prefix}-w5w-warm-0")).await?;
     let pid = *processes_of(&binary)
         .first()
         .ok_or_else(|| anyhow::anyhow!("W5-worker: no worker process"))?;
     let before = rss_kib(pid)?;
-    start(&sdk, &image_id, &format!("{prefix}-w5w"), instances, &idle).await?;
+    start_all(&sdk, &image_id, &format!("{prefix}-w5w"), instances, &idle).await?;
     asleep(format!("{prefix}-w5w-{}", instances - 1)).await?;
     let after = rss_kib(pid)?;
     report.add(

@@ -306,7 +306,7 @@ pub async fn w2_processes(
     instances: usize,
     workload: &str,
 ) -> anyhow::Result<()> {
-    let sdk = management(target).await?;
+    let sdk = Arc::new(management(target).await?);
     let image_id = register_self(&sdk).await?;
     // Instances of earlier workloads completed in the same tenant.
     let before = sdk
@@ -318,14 +318,8 @@ pub async fn w2_processes(
         .await?
         .total as usize;
     let start = Instant::now();
-    for n in 0..instances {
-        sdk.start_instance(
-            StartInstanceOptions::new(&image_id, TENANT)
-                .with_instance_id(format!("{prefix}-w2p-{n}"))
-                .with_input(serde_json::json!({"steps": 10})),
-        )
-        .await?;
-    }
+    let input = serde_json::json!({"steps": 10});
+    start_all(&sdk, &image_id, &format!("{prefix}-w2p"), instances, &input).await?;
     loop {
         let page = sdk
             .list_instances_page(
@@ -353,7 +347,7 @@ pub async fn w2_processes(
             start.elapsed() < Duration::from_secs(300),
             "W2-processes timed out"
         );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = start.elapsed().as_secs_f64();
     report.add(
@@ -362,6 +356,40 @@ pub async fn w2_processes(
         (instances * 10) as f64 / elapsed,
         "steps_per_s",
     );
+    Ok(())
+}
+
+/// Starts requests in flight at once in [`start_all`].
+const START_LANES: usize = 32;
+
+/// Starts `count` instances named `{prefix}-{n}` with `input`, all at once as a burst of
+/// a user's starts arrives: [`START_LANES`] requests in flight on the one connection.
+pub async fn start_all(
+    sdk: &Arc<ManagementSdk>,
+    image_id: &str,
+    prefix: &str,
+    count: usize,
+    input: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let mut lanes = tokio::task::JoinSet::new();
+    for lane in 0..START_LANES.min(count) {
+        let (sdk, image_id) = (sdk.clone(), image_id.to_owned());
+        let (prefix, input) = (prefix.to_owned(), input.clone());
+        lanes.spawn(async move {
+            for n in (lane..count).step_by(START_LANES) {
+                sdk.start_instance(
+                    StartInstanceOptions::new(&image_id, TENANT)
+                        .with_instance_id(format!("{prefix}-{n}"))
+                        .with_input(input.clone()),
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(lane) = lanes.join_next().await {
+        lane??;
+    }
     Ok(())
 }
 

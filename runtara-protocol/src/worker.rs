@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use crate::{InstanceRequest, WireError};
+use crate::{InstanceRequest, InstanceResponse, WireError};
 
 /// From the server to a worker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +25,11 @@ pub enum WorkerCommand {
         input: Option<ByteBuf>,
         /// The checkpoint the run resumes from, for the record.
         checkpoint_id: Option<String>,
+        /// The server registered the run already: the answer to its register (the
+        /// first page of the replay log, [`InstanceResponse::RegisteredPage`]). The worker
+        /// reads any further pages and starts the workflow; `None`: the worker registers
+        /// it.
+        registered: Option<InstanceResponse>,
     },
     /// Stop running this instance now (a kill: its timeout or its cancel grace ran
     /// out); its run ends as if its process had been killed.

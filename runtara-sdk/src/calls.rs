@@ -83,6 +83,15 @@ pub(crate) async fn register(
         }
         response => response?,
     };
+    registered(backend, first).await
+}
+
+/// The epoch and the whole replay log of a run whose register was answered with
+/// `first` (its first page): reads the pages that follow.
+pub(crate) async fn registered(
+    backend: &dyn Backend,
+    first: InstanceResponse,
+) -> Result<(i64, ReplayLog)> {
     let (epoch, mut log) = expect("register", first, |r| match r {
         InstanceResponse::RegisteredPage {
             epoch,

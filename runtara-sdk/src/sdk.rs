@@ -301,8 +301,22 @@ impl RuntaraSdk {
     /// [`runtara_core::Error::Leased`] naming the holder. A run whose process died is taken
     /// over at once.
     pub async fn register(&self, checkpoint_id: Option<&str>) -> Result<()> {
+        let registration = crate::calls::register(&*self.inner.backend, checkpoint_id).await?;
+        self.take_registration(registration);
+        Ok(())
+    }
+
+    /// Takes the registration the server made for this run (a worker's instance): `first`
+    /// is the register's answer; the rest of the replay log is read from the server.
+    pub(crate) async fn adopt_registration(&self, first: InstanceResponse) -> Result<()> {
+        let registration = crate::calls::registered(&*self.inner.backend, first).await?;
+        self.take_registration(registration);
+        Ok(())
+    }
+
+    /// Loads a registered run's replay log and epoch; starts its heartbeats.
+    fn take_registration(&self, (epoch, log): (i64, runtara_core::ReplayLog)) {
         let inner = &self.inner;
-        let (epoch, log) = crate::calls::register(&*inner.backend, checkpoint_id).await?;
         inner.replay.load(log);
         inner.epoch.store(epoch, Ordering::Release);
         tracing::debug!(
@@ -313,7 +327,6 @@ impl RuntaraSdk {
             "registered"
         );
         self.start_heartbeats();
-        Ok(())
     }
 
     /// Saves `state` under `checkpoint_id`, or returns the state saved there earlier.

@@ -230,6 +230,8 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         ca_path: ca_path.clone(),
         heartbeat_interval: config.heartbeat_interval,
         sleep_exit_threshold: config.sleep_exit_threshold,
+        store: persistence.clone(),
+        events: config.event_limits.quota(),
     });
     let settings = RunnerSettings {
         heard_from,

@@ -20,10 +20,13 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
-use runtara_core::{ImageRecord, InstanceRecord, WorkerPool};
+use runtara_core::{
+    handle_instance_request_within, EventQuota, ImageRecord, InstanceIdentity, InstanceRecord,
+    Persistence, WorkerPool,
+};
 use runtara_protocol::{
-    read_frame, write_frame, ByteBuf, ErrorCode, WireError, WorkerCommand, WorkerReply,
-    DEFAULT_MAX_FRAME_LEN,
+    read_frame, write_frame, ByteBuf, ErrorCode, InstanceRequest, InstanceResponse, WireError,
+    WorkerCommand, WorkerReply, DEFAULT_MAX_FRAME_LEN,
 };
 use tokio::sync::{oneshot, Notify};
 
@@ -56,6 +59,10 @@ pub struct WorkerLaunch {
     /// Durable sleeps longer than this end the instance's run; it is sent again at the
     /// wake time.
     pub sleep_exit_threshold: Duration,
+    /// The store: the server registers each run before sending it.
+    pub store: Arc<dyn Persistence>,
+    /// The event limits of the instances' requests.
+    pub events: EventQuota,
 }
 
 /// A run placed on a worker.
@@ -187,7 +194,9 @@ impl Workers {
     }
 
     /// Places `instance`'s run on a worker of `image` with room, launching one while the
-    /// pool has fewer than `pool.max`, and sends it the run.
+    /// pool has fewer than `pool.max`, registers the run and sends it to the worker with
+    /// its registration (so the worker's first request is the workflow's own). A run
+    /// that cannot register or be sent ends at once as a crash; the placement says so.
     pub async fn place(
         self: &Arc<Self>,
         image: &ImageRecord,
@@ -212,19 +221,44 @@ impl Workers {
                     )
                 })?;
         };
+        let registered = match self.register(instance).await {
+            Ok(registered) => registered,
+            Err(how) => {
+                self.ended(&placement.worker_id, instance_id, (how, false));
+                return Ok(placement);
+            }
+        };
         let command = WorkerCommand::Run {
             instance_id: instance_id.clone(),
             input: instance.input.clone().map(ByteBuf::from),
             checkpoint_id: instance.checkpoint_id.clone(),
+            registered: Some(registered),
         };
         if let Err(error) = command_worker(&placement.connection, &command).await {
-            self.ended(&placement.worker_id, instance_id, (String::new(), false));
-            return Err(error.context(format!(
-                "sending the run to worker `{}`",
-                placement.worker_id
-            )));
+            let how = format!("the run could not be sent to its worker: {error:#}");
+            self.ended(&placement.worker_id, instance_id, (how, false));
         }
         Ok(placement)
+    }
+
+    /// Registers a run of `instance` (a new epoch, fencing any earlier run): the answer
+    /// its worker starts from, or why it could not register.
+    async fn register(&self, instance: &InstanceRecord) -> Result<InstanceResponse, String> {
+        let launch = self
+            .launch
+            .get()
+            .ok_or_else(|| "workers are not configured".to_owned())?;
+        let who = InstanceIdentity {
+            instance_id: instance.instance_id.clone(),
+            tenant_id: instance.tenant_id.clone(),
+        };
+        let request = InstanceRequest::RegisterPaged {
+            checkpoint_id: instance.checkpoint_id.clone(),
+        };
+        match handle_instance_request_within(&*launch.store, &who, request, &launch.events).await {
+            InstanceResponse::Error(error) => Err(format!("it could not register: {error}")),
+            registered => Ok(registered),
+        }
     }
 
     /// A worker with room now, or `None` (having launched one if the pool may grow).

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use runtara_protocol::client::{Client, ClientSettings};
 use runtara_protocol::{
-    read_frame, write_frame, ByteBuf, Hello, Role, WireError, WorkerCommand, WorkerMessage,
-    WorkerReply, DEFAULT_MAX_FRAME_LEN,
+    read_frame, write_frame, ByteBuf, Hello, InstanceResponse, Role, WireError, WorkerCommand,
+    WorkerMessage, WorkerReply, DEFAULT_MAX_FRAME_LEN,
 };
 
 use super::run::panic_message;
@@ -109,8 +109,9 @@ impl Worker {
                 instance_id,
                 input,
                 checkpoint_id,
+                registered,
             })) => {
-                self.start(instance_id, input, checkpoint_id);
+                self.start(instance_id, input, checkpoint_id, registered);
                 WorkerReply::Accepted
             }
             Ok(Some(WorkerCommand::Stop { instance_id })) => {
@@ -128,10 +129,16 @@ impl Worker {
     }
 
     /// Runs an instance on a task of its own; tells the server when its run is over.
-    fn start(self: &Arc<Self>, instance_id: String, input: Option<ByteBuf>, from: Option<String>) {
+    fn start(
+        self: &Arc<Self>,
+        instance_id: String,
+        input: Option<ByteBuf>,
+        from: Option<String>,
+        registered: Option<InstanceResponse>,
+    ) {
         let worker = Arc::clone(self);
         tokio::spawn(async move {
-            let (how, clean) = worker.run(&instance_id, input, from).await;
+            let (how, clean) = worker.run(&instance_id, input, from, registered).await;
             worker.runs().remove(&instance_id);
             tracing::debug!(%instance_id, %how, "instance run over");
             let ended = WorkerMessage::Ended {
@@ -145,13 +152,15 @@ impl Worker {
         });
     }
 
-    /// Registers the instance, runs the workflow in its scope and records how it ended:
-    /// how it went, and whether it ended on its own (not stopped or cut off).
+    /// Registers the instance (or takes the registration the server made), runs the
+    /// workflow in its scope and records how it ended: how it went, and whether it ended
+    /// on its own (not stopped or cut off).
     async fn run(
         &self,
         instance_id: &str,
         input: Option<ByteBuf>,
         from: Option<String>,
+        registered: Option<InstanceResponse>,
     ) -> (String, bool) {
         let sdk = RuntaraSdk::hosted(
             self.connection.clone(),
@@ -159,7 +168,11 @@ impl Worker {
             self.tenant_id.clone(),
             self.sleep_exit_threshold,
         );
-        if let Err(error) = sdk.register(from.as_deref()).await {
+        let registering = match registered {
+            Some(first) => sdk.adopt_registration(first).await,
+            None => sdk.register(from.as_deref()).await,
+        };
+        if let Err(error) = registering {
             return (format!("it could not register: {error}"), false);
         }
         let input = input.map_or_else(|| b"null".to_vec(), ByteBuf::into_vec);
