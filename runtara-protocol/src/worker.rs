@@ -29,7 +29,7 @@ pub enum WorkerCommand {
         /// first page of the replay log, [`InstanceResponse::RegisteredPage`]). The worker
         /// reads any further pages and starts the workflow; `None`: the worker registers
         /// it.
-        registered: Option<InstanceResponse>,
+        registered: Option<Box<InstanceResponse>>,
     },
     /// Stop running this instance now (a kill: its timeout or its cancel grace ran
     /// out); its run ends as if its process had been killed.

@@ -232,7 +232,7 @@ impl Workers {
             instance_id: instance_id.clone(),
             input: instance.input.clone().map(ByteBuf::from),
             checkpoint_id: instance.checkpoint_id.clone(),
-            registered: Some(registered),
+            registered: Some(Box::new(registered)),
         };
         if let Err(error) = command_worker(&placement.connection, &command).await {
             let how = format!("the run could not be sent to its worker: {error:#}");

@@ -134,7 +134,7 @@ impl Worker {
         instance_id: String,
         input: Option<ByteBuf>,
         from: Option<String>,
-        registered: Option<InstanceResponse>,
+        registered: Option<Box<InstanceResponse>>,
     ) {
         let worker = Arc::clone(self);
         tokio::spawn(async move {
@@ -160,7 +160,7 @@ impl Worker {
         instance_id: &str,
         input: Option<ByteBuf>,
         from: Option<String>,
-        registered: Option<InstanceResponse>,
+        registered: Option<Box<InstanceResponse>>,
     ) -> (String, bool) {
         let sdk = RuntaraSdk::hosted(
             self.connection.clone(),
@@ -169,7 +169,7 @@ impl Worker {
             self.sleep_exit_threshold,
         );
         let registering = match registered {
-            Some(first) => sdk.adopt_registration(first).await,
+            Some(first) => sdk.adopt_registration(*first).await,
             None => sdk.register(from.as_deref()).await,
         };
         if let Err(error) = registering {
