@@ -15,6 +15,9 @@
 //! relaunched process skips the recorded steps. With `log_file`, every step body that
 //! actually runs appends a line there, so tests can prove no step ran twice.
 //!
+//! Registered as an image with a worker pool, the same binary runs as a worker: many
+//! instances in one process, each a call of `order` (`runtara_sdk::runtime::run_image`).
+//!
 //! With `manual_checkpoints`, the steps use the SDK's `checkpoint` call directly, as the
 //! `RuntaraSdk` reference shows it: a pause makes the program return cleanly without
 //! acknowledging it, and the server records the instance as suspended.
@@ -151,6 +154,16 @@ async fn run(sdk: &RuntaraSdk, input: Input) -> Result<serde_json::Value, Workfl
     }))
 }
 
+/// The workflow as one function, for worker processes: the same steps as a process of
+/// its own runs (`manual_checkpoints` and `overlap_lock` are for one process per
+/// instance; `quiet` and `pad_bytes` apply to the whole worker).
+async fn order(input: Option<Input>) -> Result<serde_json::Value, WorkflowError> {
+    let input = input.unwrap_or_default();
+    QUIET.store(input.quiet, std::sync::atomic::Ordering::Relaxed);
+    PAD_BYTES.store(input.pad_bytes, std::sync::atomic::Ordering::Relaxed);
+    run(&runtara_sdk::sdk()?, input).await
+}
+
 fn append_line(path: &str, line: &str) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -219,6 +232,17 @@ async fn run_with_checkpoints(
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    if std::env::var_os(runtara_sdk::runtime::WORKER_ID_ENV).is_some() {
+        // An image with a worker pool: this process runs many instances, each a call of
+        // `order` (with its own SDK in scope).
+        return match runtara_sdk::runtime::run_image(order).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("order-workflow (worker): {error}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let sdk = match RuntaraSdk::from_env() {
         Ok(sdk) => sdk,
         Err(error) => {

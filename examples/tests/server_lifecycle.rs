@@ -1,26 +1,84 @@
 //! End to end with real processes: a `runtara-server` process, the `order-workflow`
 //! binary registered as an image and launched by the server, driven through the
 //! management SDK.
+//!
+//! The lifecycle suite runs in both server modes (the `processes` and `workers`
+//! modules): one process per instance, and the image's instances hosted by its worker
+//! processes. A few tests are of one mode only: what only a process of its own shows
+//! (its output as the log tail, a clean exit at a pause, a stopped process fenced out),
+//! and what only workers do (a pool's minimum, a hung worker replaced).
 #![allow(clippy::unwrap_used)]
 
 mod support;
 
 use std::time::Duration;
 
-use runtara_management_sdk::{ManagementSdk, RegisterImageOptions, StartInstanceOptions};
+use runtara_management_sdk::{
+    ManagementSdk, RegisterImageOptions, StartInstanceOptions, WorkerPool,
+};
 use serde_json::json;
 use support::*;
 
 const TENANT: &str = "acme";
 
-async fn register(sdk: &ManagementSdk) -> String {
+/// How the server runs the image's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// One process per instance.
+    Processes,
+    /// In worker processes of the image (at most 2, 64 instances each).
+    Workers,
+}
+
+/// Each named test (an `async fn(Mode)`), once per server mode.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod processes {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Mode::Processes).await;
+                }
+            )*
+        }
+        mod workers {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Mode::Workers).await;
+                }
+            )*
+        }
+    };
+}
+
+in_both_modes!(
+    register_start_and_poll_to_completed,
+    pause_then_resume_completes_without_rerunning_steps,
+    pause_resume_cancel_back_to_back_ends_cancelled,
+    cancel_ends_cancelled_with_the_run_gone,
+    sigkill_of_the_runner_is_relaunched_and_completes,
+    a_long_durable_sleep_ends_the_run_and_is_relaunched_on_time,
+    instances_survive_a_server_sigkill_and_restart,
+    bad_requests_get_clear_errors_and_change_nothing,
+    a_crash_loop_ends_failed_with_the_reason_and_a_timeout_fails_the_run,
+);
+
+async fn register(sdk: &ManagementSdk, mode: Mode) -> String {
     let binary = std::fs::read(WORKFLOW).unwrap();
-    sdk.register_image(
-        RegisterImageOptions::new(TENANT, "order-workflow", binary).with_description("e2e"),
-    )
-    .await
-    .unwrap()
-    .image_id
+    let image_id = sdk
+        .register_image(
+            RegisterImageOptions::new(TENANT, "order-workflow", binary).with_description("e2e"),
+        )
+        .await
+        .unwrap()
+        .image_id;
+    if mode == Mode::Workers {
+        sdk.set_image_workers(&image_id, Some(WorkerPool::new(0, 2, 64)))
+            .await
+            .unwrap();
+    }
+    image_id
 }
 
 /// A server over `dir` (test timings plus `extra` flags, any ports), a client, and the
@@ -28,10 +86,11 @@ async fn register(sdk: &ManagementSdk) -> String {
 async fn server_with_image(
     dir: &std::path::Path,
     extra: &[&str],
+    mode: Mode,
 ) -> (Server, ManagementSdk, String) {
     let server = Server::start(dir, 0, 0, extra);
     let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let image_id = register(&sdk, mode).await;
     (server, sdk, image_id)
 }
 
@@ -61,16 +120,58 @@ async fn launched_pids(sdk: &ManagementSdk, instance_id: &str) -> Vec<u32> {
         .collect()
 }
 
+/// How many runs of the instance were launched (a process each, or a run sent to a
+/// worker).
+async fn launches(sdk: &ManagementSdk, instance_id: &str) -> usize {
+    let events = sdk.list_events(instance_id).await.unwrap();
+    events.iter().filter(|e| e.kind == "launched").count()
+}
+
+/// Waits until `n` runs of the instance are over (an `exited` event each: its process
+/// gone, or its run in a worker ended).
+async fn wait_runs_over(sdk: &ManagementSdk, instance_id: &str, n: usize) {
+    let start = std::time::Instant::now();
+    loop {
+        let events = sdk.list_events(instance_id).await.unwrap();
+        if events.iter().filter(|e| e.kind == "exited").count() >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{instance_id}: fewer than {n} runs over: {events:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The process running the instance now: its own, or the worker hosting it (found by
+/// its working directory, `<data>/worker-files/<worker id>`).
+async fn runner_pid(sdk: &ManagementSdk, instance_id: &str, data: &std::path::Path) -> u32 {
+    let events = sdk.list_events(instance_id).await.unwrap();
+    let last = events.iter().rev().find(|e| e.kind == "launched").unwrap();
+    let subtype = last.subtype.clone().unwrap();
+    if let Ok(pid) = subtype.parse() {
+        return pid;
+    }
+    let worker_id = subtype.strip_prefix("worker ").unwrap();
+    let dir = std::fs::canonicalize(data.join("worker-files").join(worker_id)).unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .find(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir))
+        .unwrap_or_else(|| panic!("no live process of worker {worker_id}"))
+}
+
 fn output(status: &runtara_management_sdk::InstanceInfo) -> serde_json::Value {
     serde_json::from_slice(status.output.as_deref().unwrap()).unwrap()
 }
 
 /// The spec's complete example: register, start with input, poll to completed, read
 /// the output. Starting again with the same instance id is idempotent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn register_start_and_poll_to_completed() {
+async fn register_start_and_poll_to_completed(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, sdk, image_id) = server_with_image(dir.path(), &[]).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[], mode).await;
 
     let instance = sdk
         .start_instance(
@@ -92,7 +193,10 @@ async fn register_start_and_poll_to_completed() {
     assert_eq!(status.checkpoint_count, 3);
     assert_eq!(status.image_id, image_id);
     assert!(!status.started_at.is_empty() && status.finished_at.is_some());
-    assert!(status.log_tail.unwrap_or_default().contains("step 3"));
+    if mode == Mode::Processes {
+        // A process of its own: its output is the instance's.
+        assert!(status.log_tail.unwrap_or_default().contains("step 3"));
+    }
 
     // Idempotent start: the same id does not start a second run.
     let again = sdk
@@ -110,7 +214,7 @@ async fn register_start_and_poll_to_completed() {
         .unwrap();
     assert_eq!(page.total, 1);
     assert_eq!(page.instances[0].instance_id, "order-ORD-456");
-    assert_eq!(launched_pids(&sdk, "order-ORD-456").await.len(), 1);
+    assert_eq!(launches(&sdk, "order-ORD-456").await, 1);
 }
 
 /// A server started as the README starts it, with the default, relative data dir
@@ -123,7 +227,7 @@ async fn a_server_on_the_default_relative_data_dir_runs_instances() {
     assert!(dir.path().join("runtara-data").is_dir());
     assert!(server.ca_path.is_absolute(), "{}", server.ca_path.display());
     let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let image_id = register(&sdk, Mode::Processes).await;
     let instance_id = start(&sdk, &image_id, json!({"order_id": "ORD-1", "steps": 2})).await;
     let status = wait_for(&sdk, &instance_id, Duration::from_secs(30), |s| {
         matches!(s.status.as_str(), "completed" | "failed")
@@ -133,11 +237,10 @@ async fn a_server_on_the_default_relative_data_dir_runs_instances() {
     assert_eq!(output(&status)["order_id"], "ORD-1");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_then_resume_completes_without_rerunning_steps() {
+async fn pause_then_resume_completes_without_rerunning_steps(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("steps.log");
-    let (_server, sdk, image_id) = server_with_image(dir.path(), &[]).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[], mode).await;
     let input = json!({"order_id": "P", "steps": 8, "step_delay_ms": 150, "log_file": log});
     let id = start(&sdk, &image_id, input).await;
 
@@ -145,8 +248,7 @@ async fn pause_then_resume_completes_without_rerunning_steps() {
     sdk.pause_instance(&id).await.unwrap();
     let paused = wait_status(&sdk, &id, "suspended").await;
     assert!(paused.checkpoint_count < 8, "paused before the end");
-    let pid = launched_pids(&sdk, &id).await[0];
-    wait_for(&sdk, &id, Duration::from_secs(10), |_| !process_alive(pid)).await;
+    wait_runs_over(&sdk, &id, 1).await;
 
     sdk.resume_instance(&id).await.unwrap();
     let done = wait_status(&sdk, &id, "completed").await;
@@ -155,7 +257,7 @@ async fn pause_then_resume_completes_without_rerunning_steps() {
     let runs = step_runs(&log);
     assert_eq!(runs.len(), 8, "{runs:?}");
     assert!(runs.values().all(|&n| n == 1), "a step ran twice: {runs:?}");
-    assert_eq!(launched_pids(&sdk, &id).await.len(), 2);
+    assert_eq!(launches(&sdk, &id).await, 2);
 }
 
 /// The reference's checkpoint loop answers a pause by returning cleanly, without
@@ -164,7 +266,7 @@ async fn pause_then_resume_completes_without_rerunning_steps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_exit_at_a_pause_without_an_ack_suspends() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, sdk, image_id) = server_with_image(dir.path(), &[]).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[], Mode::Processes).await;
     let input =
         json!({"order_id": "M", "steps": 8, "step_delay_ms": 150, "manual_checkpoints": true});
     let id = start(&sdk, &image_id, input).await;
@@ -193,10 +295,9 @@ async fn a_clean_exit_at_a_pause_without_an_ack_suspends() {
 /// The management README's "Sending Signals" snippet as written: pause, resume and
 /// cancel back to back on a running instance. The resume withdraws the pause the
 /// process has not taken yet; the cancel ends the instance.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_resume_cancel_back_to_back_ends_cancelled() {
+async fn pause_resume_cancel_back_to_back_ends_cancelled(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, sdk, image_id) = server_with_image(dir.path(), &[]).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[], mode).await;
     let input = json!({"order_id": "S", "steps": 50, "step_delay_ms": 200});
     let id = start(&sdk, &image_id, input).await;
     wait_checkpoints(&sdk, &id, 1).await;
@@ -221,7 +322,8 @@ async fn pause_resume_cancel_back_to_back_ends_cancelled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_after_the_pause_was_taken_relaunches_without_a_crash() {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, sdk, image_id) = server_with_image(dir.path(), &["--max-restarts", "0"]).await;
+    let (_server, sdk, image_id) =
+        server_with_image(dir.path(), &["--max-restarts", "0"], Mode::Processes).await;
     let input = json!({
         "order_id": "W", "steps": 6, "step_delay_ms": 100,
         "manual_checkpoints": true, "pause_exit_delay_ms": 500,
@@ -249,40 +351,38 @@ async fn a_resume_after_the_pause_was_taken_relaunches_without_a_crash() {
     assert_eq!(launched_pids(&sdk, &id).await.len(), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_ends_cancelled_with_the_process_gone() {
+async fn cancel_ends_cancelled_with_the_run_gone(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, sdk, image_id) = server_with_image(dir.path(), &[]).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[], mode).await;
     let id = start(&sdk, &image_id, json!({"steps": 200, "step_delay_ms": 100})).await;
 
     wait_checkpoints(&sdk, &id, 1).await;
     sdk.cancel_instance(&id).await.unwrap();
     let cancelled = wait_status(&sdk, &id, "cancelled").await;
     assert!(cancelled.checkpoint_count < 200);
-    let pid = launched_pids(&sdk, &id).await[0];
-    wait_for(&sdk, &id, Duration::from_secs(10), |_| !process_alive(pid)).await;
+    wait_runs_over(&sdk, &id, 1).await;
     // Terminal is final: further signals are refused with a clear error.
     let error = sdk.resume_instance(&id).await.unwrap_err();
     assert!(error.to_string().contains("cancelled"), "{error}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_of_the_instance_process_is_relaunched_and_completes() {
+/// `kill -9` of the process running the instance: its own, or its worker.
+async fn sigkill_of_the_runner_is_relaunched_and_completes(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("steps.log");
-    let (_server, sdk, image_id) = server_with_image(dir.path(), &[]).await;
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[], mode).await;
     let input = json!({"order_id": "K", "steps": 8, "step_delay_ms": 150, "log_file": log});
     let id = start(&sdk, &image_id, input).await;
 
     wait_checkpoints(&sdk, &id, 3).await;
-    let pid = launched_pids(&sdk, &id).await[0];
+    let pid = runner_pid(&sdk, &id, dir.path()).await;
     std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
         .unwrap();
     let done = wait_status(&sdk, &id, "completed").await;
     assert_eq!(done.checkpoint_count, 8);
-    assert_eq!(launched_pids(&sdk, &id).await.len(), 2, "relaunched once");
+    assert_eq!(launches(&sdk, &id).await, 2, "relaunched once");
     let runs = step_runs(&log);
     assert_eq!(runs.len(), 8, "{runs:?}");
     let repeated: Vec<_> = runs.iter().filter(|(_, &n)| n > 1).collect();
@@ -292,20 +392,18 @@ async fn sigkill_of_the_instance_process_is_relaunched_and_completes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_durable_sleep_exits_and_is_relaunched_on_time() {
+async fn a_long_durable_sleep_ends_the_run_and_is_relaunched_on_time(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, sdk, image_id) =
-        server_with_image(dir.path(), &["--sleep-exit-threshold-ms", "300"]).await;
+    let flags = ["--sleep-exit-threshold-ms", "300"];
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &flags, mode).await;
     let id = start(&sdk, &image_id, json!({"steps": 2, "sleep_ms": 2000})).await;
 
     let sleeping = wait_status(&sdk, &id, "sleeping").await;
-    let pid = launched_pids(&sdk, &id).await[0];
-    wait_for(&sdk, &id, Duration::from_secs(10), |_| !process_alive(pid)).await;
+    wait_runs_over(&sdk, &id, 1).await;
     assert!(sleeping.wake_at.is_some());
     let done = wait_status(&sdk, &id, "completed").await;
     assert_eq!(done.checkpoint_count, 3, "two steps and the sleep");
-    assert_eq!(launched_pids(&sdk, &id).await.len(), 2);
+    assert_eq!(launches(&sdk, &id).await, 2);
     // Woken no earlier than the wake time.
     let checkpoints = sdk.list_checkpoints(&id).await.unwrap();
     let nap = checkpoints
@@ -321,13 +419,17 @@ async fn a_long_durable_sleep_exits_and_is_relaunched_on_time() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn instances_survive_a_server_sigkill_and_restart() {
+/// A server killed with `kill -9` while instances run. Processes of their own carry on
+/// and are adopted by the next server; instances in workers (whose workers end with
+/// their server's connection) are run again at once by the next server from their last
+/// checkpoint — not after a heartbeat timeout, which is two minutes here.
+async fn instances_survive_a_server_sigkill_and_restart(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
     let (instance_port, management_port) = (free_port(), free_port());
-    let mut server = Server::start(dir.path(), instance_port, management_port, &[]);
+    let flags = ["--heartbeat-timeout-ms", "120000"];
+    let mut server = Server::start(dir.path(), instance_port, management_port, &flags);
     let sdk = server.client().await;
-    let image_id = register(&sdk).await;
+    let image_id = register(&sdk, mode).await;
     let mut ids = Vec::new();
     for n in 0..3 {
         let log = dir.path().join(format!("steps-{n}.log"));
@@ -339,33 +441,40 @@ async fn instances_survive_a_server_sigkill_and_restart() {
     }
     server.kill();
     drop(sdk);
-    let _server = Server::start(dir.path(), instance_port, management_port, &[]);
+    let _server = Server::start(dir.path(), instance_port, management_port, &flags);
     let sdk = _server.client().await;
-    // At once, while they still run: the new server counts the launch of the old one.
-    for id in &ids {
-        let status = sdk.get_instance_status(id).await.unwrap();
-        assert_eq!(
-            status.launches, 1,
-            "{id} ({}) right after the restart",
-            status.status
-        );
+    if mode == Mode::Processes {
+        // At once, while they still run: the new server counts the launch of the old one.
+        for id in &ids {
+            let status = sdk.get_instance_status(id).await.unwrap();
+            assert_eq!(
+                status.launches, 1,
+                "{id} ({}) right after the restart",
+                status.status
+            );
+        }
     }
     for (n, id) in ids.iter().enumerate() {
         let done = wait_status(&sdk, id, "completed").await;
         assert_eq!(done.checkpoint_count, 10);
         let runs = step_runs(&dir.path().join(format!("steps-{n}.log")));
         assert_eq!(runs.len(), 10, "{runs:?}");
+        if mode == Mode::Workers {
+            let repeated: Vec<_> = runs.iter().filter(|(_, &c)| c > 1).collect();
+            assert!(
+                repeated.len() <= 1 && repeated.iter().all(|(_, &c)| c == 2),
+                "only the step in flight at the kill may run again: {runs:?}"
+            );
+            assert_eq!(launches(&sdk, id).await, 2, "{id}: run again once");
+            continue;
+        }
         assert!(
             runs.values().all(|&c| c == 1),
             "the first process carried on, so no step re-ran: {runs:?}"
         );
         // Adopted, not relaunched: it kept printing after its server was gone (its
         // output goes to a file, not to a pipe that closed with the server).
-        assert_eq!(
-            launched_pids(&sdk, id).await.len(),
-            1,
-            "{id} was relaunched"
-        );
+        assert_eq!(launches(&sdk, id).await, 1, "{id} was relaunched");
         // The launch count survives the restart (it is read from the stored events).
         assert_eq!(done.launches, 1, "{id}: launches after the restart");
         let tail = done.log_tail.unwrap_or_default();
@@ -373,11 +482,10 @@ async fn instances_survive_a_server_sigkill_and_restart() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_get_clear_errors_and_change_nothing() {
+async fn bad_requests_get_clear_errors_and_change_nothing(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
-    let (_server, sdk, image_id) =
-        server_with_image(dir.path(), &["--max-image-bytes", "100000000"]).await;
+    let flags = ["--max-image-bytes", "100000000"];
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &flags, mode).await;
 
     let unknown = sdk
         .start_instance(StartInstanceOptions::new("img-nope", TENANT))
@@ -429,8 +537,10 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert!(sdk.list_images(TENANT).await.unwrap().is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_loop_ends_failed_with_the_reason_and_a_timeout_fails_the_run() {
+/// A binary that dies before doing anything (a worker of it never connects) fails its
+/// instance after the restarts, with the exit and the output; a run over its timeout
+/// fails.
+async fn a_crash_loop_ends_failed_with_the_reason_and_a_timeout_fails_the_run(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(dir.path(), 0, 0, &["--max-restarts", "2"]);
     let sdk = server.client().await;
@@ -442,6 +552,11 @@ async fn a_crash_loop_ends_failed_with_the_reason_and_a_timeout_fails_the_run() 
         .await
         .unwrap()
         .image_id;
+    if mode == Mode::Workers {
+        sdk.set_image_workers(&broken, Some(WorkerPool::new(0, 1, 8)))
+            .await
+            .unwrap();
+    }
     let id = start(&sdk, &broken, json!({})).await;
     let failed = wait_status(&sdk, &id, "failed").await;
     let reason = failed.error.unwrap();
@@ -450,10 +565,10 @@ async fn a_crash_loop_ends_failed_with_the_reason_and_a_timeout_fails_the_run() 
         "{reason}"
     );
     assert!(reason.contains("boom: missing configuration"), "{reason}");
-    assert_eq!(launched_pids(&sdk, &id).await.len(), 3);
+    assert_eq!(launches(&sdk, &id).await, 3);
 
     // A run over its timeout is killed and failed.
-    let image_id = register(&sdk).await;
+    let image_id = register(&sdk, mode).await;
     let slow = sdk
         .start_instance(
             StartInstanceOptions::new(&image_id, TENANT)
@@ -496,8 +611,8 @@ async fn a_crash_loop_ends_failed_with_the_reason_and_a_timeout_fails_the_run() 
 async fn a_stale_process_is_fenced_out_and_exits() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("steps.log");
-    let (_server, sdk, image_id) =
-        server_with_image(dir.path(), &["--heartbeat-timeout-ms", "1000"]).await;
+    let flags = ["--heartbeat-timeout-ms", "1000"];
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &flags, Mode::Processes).await;
     let input = json!({"order_id": "F", "steps": 10, "step_delay_ms": 100, "log_file": log});
     let id = start(&sdk, &image_id, input).await;
 
@@ -527,5 +642,106 @@ async fn a_stale_process_is_fenced_out_and_exits() {
     assert!(
         runs.values().filter(|&&n| n > 1).count() <= 1,
         "only the step the stale run was in may have run twice: {runs:?}"
+    );
+}
+
+/// The live processes running the stored binary of `image_id` (its workers).
+fn workers_of(data: &std::path::Path, sha256: &str) -> Vec<u32> {
+    let binary = std::fs::canonicalize(data.join("images").join(sha256)).unwrap();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary))
+        .collect()
+}
+
+/// Waits until `count` workers of the image run.
+async fn wait_workers(data: &std::path::Path, sha256: &str, count: usize) -> Vec<u32> {
+    let start = std::time::Instant::now();
+    loop {
+        let workers = workers_of(data, sha256);
+        if workers.len() == count {
+            return workers;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{} workers, not {count}",
+            workers.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A pool's minimum of workers runs before any start, a killed one is replaced, and a
+/// restarted server launches the minimum again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_keeps_its_minimum_of_workers_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let (instance_port, management_port) = (free_port(), free_port());
+    let mut server = Server::start(dir.path(), instance_port, management_port, &[]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk, Mode::Processes).await;
+    let sha256 = sdk.get_image(&image_id).await.unwrap().sha256;
+    sdk.set_image_workers(&image_id, Some(WorkerPool::new(2, 3, 16)))
+        .await
+        .unwrap();
+    let workers = wait_workers(dir.path(), &sha256, 2).await;
+
+    std::process::Command::new("kill")
+        .args(["-9", &workers[0].to_string()])
+        .status()
+        .unwrap();
+    let replaced = wait_workers(dir.path(), &sha256, 2).await;
+    assert!(!replaced.contains(&workers[0]), "{replaced:?}");
+    // They run instances as any worker does.
+    let id = start(&sdk, &image_id, json!({"steps": 2})).await;
+    wait_status(&sdk, &id, "completed").await;
+
+    // A new server keeps the minimum too (the old workers end with their server).
+    server.kill();
+    drop(sdk);
+    let server = Server::start(dir.path(), instance_port, management_port, &[]);
+    let _sdk = server.client().await;
+    let start = std::time::Instant::now();
+    loop {
+        let now = workers_of(dir.path(), &sha256);
+        if now.len() == 2 && now.iter().all(|pid| !replaced.contains(pid)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "workers after the restart: {now:?} (before: {replaced:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A worker that stops answering (`SIGSTOP`) sends no heartbeats: it is killed, and the
+/// instance it hosted runs again on a new worker from its last checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_worker_is_killed_and_its_runs_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("steps.log");
+    let flags = ["--heartbeat-timeout-ms", "1000"];
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &flags, Mode::Workers).await;
+    let input = json!({"order_id": "H", "steps": 10, "step_delay_ms": 100, "log_file": log});
+    let id = start(&sdk, &image_id, input).await;
+
+    wait_checkpoints(&sdk, &id, 2).await;
+    let hung = runner_pid(&sdk, &id, dir.path()).await;
+    std::process::Command::new("kill")
+        .args(["-STOP", &hung.to_string()])
+        .status()
+        .unwrap();
+    let done = wait_status(&sdk, &id, "completed").await;
+    assert_eq!(done.checkpoint_count, 10);
+    assert_eq!(launches(&sdk, &id).await, 2, "run again once");
+    wait_for(&sdk, &id, Duration::from_secs(10), |_| !process_alive(hung)).await;
+    let runs = step_runs(&log);
+    assert_eq!(runs.len(), 10, "{runs:?}");
+    assert!(
+        runs.values().filter(|&&n| n > 1).count() <= 1,
+        "only the step the hung worker was in may have run twice: {runs:?}"
     );
 }

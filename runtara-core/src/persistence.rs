@@ -343,6 +343,10 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     /// A tenant's images, newest first.
     async fn list_images(&self, tenant_id: &str) -> Result<Vec<ImageRecord>>;
 
+    /// Every image with a worker pool, of every tenant (by image id): the pools a server
+    /// keeps their minimum of workers running for.
+    async fn list_pooled_images(&self) -> Result<Vec<ImageRecord>>;
+
     /// Sets how the image's instances run in worker processes (`None`: one process per
     /// instance), and returns the image; [`ImageNotFound`](crate::Error::ImageNotFound)
     /// when there is no such image.

@@ -1146,6 +1146,11 @@ impl Persistence for PostgresPersistence {
         images::list_images(&client, tenant_id).await
     }
 
+    async fn list_pooled_images(&self) -> Result<Vec<ImageRecord>> {
+        let client = self.client().await?;
+        images::list_pooled_images(&client).await
+    }
+
     async fn set_image_workers(
         &self,
         image_id: &str,

@@ -26,8 +26,8 @@ use crate::model::*;
 use crate::url::SqliteTarget;
 use crate::{ConnectOptions, Error, Persistence, Result};
 use images::{
-    delete_image, get_image, insert_image, list_images, list_running, list_unfinished,
-    set_image_workers,
+    delete_image, get_image, insert_image, list_images, list_pooled_images, list_running,
+    list_unfinished, set_image_workers,
 };
 use queries::*;
 use writer::Writer;
@@ -907,6 +907,10 @@ impl Persistence for SqlitePersistence {
         validate_id("tenant id", tenant_id)?;
         let tenant_id = tenant_id.to_owned();
         self.writer.read(move |c| list_images(c, &tenant_id)).await
+    }
+
+    async fn list_pooled_images(&self) -> Result<Vec<ImageRecord>> {
+        self.writer.read(list_pooled_images).await
     }
 
     async fn set_image_workers(

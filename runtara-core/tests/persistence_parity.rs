@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use runtara_core::{
-    Error, EventQuota, InstanceFilter, InstanceStatus, NewImage, NewInstance, NewRuntimeInstance,
-    Persistence, RuntimeStart, SignalOutcome, SignalType,
+    Error, EventQuota, ImageRecord, InstanceFilter, InstanceStatus, NewImage, NewInstance,
+    NewRuntimeInstance, Persistence, RuntimeStart, SignalOutcome, SignalType, WorkerPool,
 };
 
 macro_rules! assert_err {
@@ -104,6 +104,7 @@ parity!(
     list_instances_is_newest_first,
     concurrent_saves_of_one_id_store_it_once,
     images_are_versioned_per_tenant_and_name,
+    worker_pools_are_stored_and_listed,
     an_image_in_use_cannot_be_deleted,
     list_unfinished_spans_tenants,
     resume_withdraws_a_pause_not_yet_taken,
@@ -1438,6 +1439,80 @@ async fn images_are_versioned_per_tenant_and_name(store: Arc<dyn Persistence>) {
     }
     versions.sort_unstable();
     assert_eq!(versions, (1..=10).collect::<Vec<i64>>());
+}
+
+async fn worker_pools_are_stored_and_listed(store: Arc<dyn Persistence>) {
+    let tenant = unique("tenant");
+    let pooled = store
+        .insert_image(new_image(&tenant, "pooled", "aa"))
+        .await
+        .unwrap();
+    let plain = store
+        .insert_image(new_image(&tenant, "plain", "bb"))
+        .await
+        .unwrap();
+    let pool = WorkerPool {
+        min: 1,
+        max: 3,
+        instances: 50,
+    };
+    let set = store
+        .set_image_workers(&pooled.image_id, Some(pool))
+        .await
+        .unwrap();
+    assert_eq!(set.workers, Some(pool));
+    assert_eq!(
+        store
+            .get_image(&pooled.image_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .workers,
+        Some(pool)
+    );
+    let ours = |images: Vec<ImageRecord>| -> Vec<String> {
+        images
+            .into_iter()
+            .filter(|i| i.tenant_id == tenant)
+            .map(|i| i.image_id)
+            .collect()
+    };
+    let listed = ours(store.list_pooled_images().await.unwrap());
+    assert_eq!(
+        listed,
+        vec![pooled.image_id.clone()],
+        "{plain:?} has no pool"
+    );
+    // Cleared: one process per instance again, and no longer listed.
+    let cleared = store
+        .set_image_workers(&pooled.image_id, None)
+        .await
+        .unwrap();
+    assert_eq!(cleared.workers, None);
+    assert!(ours(store.list_pooled_images().await.unwrap()).is_empty());
+    // An unfit pool or a missing image changes nothing.
+    let unfit = WorkerPool {
+        min: 4,
+        max: 2,
+        instances: 1,
+    };
+    assert!(store
+        .set_image_workers(&plain.image_id, Some(unfit))
+        .await
+        .is_err());
+    assert!(store
+        .set_image_workers("img-missing", Some(pool))
+        .await
+        .is_err());
+    assert_eq!(
+        store
+            .get_image(&plain.image_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .workers,
+        None
+    );
 }
 
 async fn an_image_in_use_cannot_be_deleted(store: Arc<dyn Persistence>) {

@@ -68,4 +68,8 @@ pub enum WorkerMessage {
         /// pause) is recorded. `false`: stopped or cut off, as a crash.
         clean: bool,
     },
+    /// The worker is alive and its runtime answers: sent every heartbeat interval by a
+    /// task of its own (answered by [`InstanceResponse::Done`]). A worker silent past
+    /// the server's heartbeat timeout is killed, and its runs are run again elsewhere.
+    Heartbeat,
 }

@@ -357,16 +357,19 @@ async fn serve_worker(
     let idle = auth.gate.limits().idle_timeout;
     let worker_id = Arc::new(worker_id);
     tracing::debug!(%worker_id, remote = %connection.remote_address(), "worker connected");
+    // Idle: hosting no run for `idle` (its heartbeats keep arriving, and a run in a long
+    // step sends nothing), and not one of its pool's minimum.
+    let check_every = (idle / 4).max(Duration::from_millis(10));
+    let mut idle_since = tokio::time::Instant::now();
     loop {
-        let Ok(accepted) = tokio::time::timeout(idle, connection.accept_bi()).await else {
-            // Idle only with no request being served and no run hosted (a run in a long
-            // step sends nothing).
-            if Arc::strong_count(&worker_id) > 1 || auth.workers.is_busy(&worker_id) {
-                continue;
-            }
+        let accepted = tokio::time::timeout(check_every, connection.accept_bi()).await;
+        if auth.workers.is_busy(&worker_id) {
+            idle_since = tokio::time::Instant::now();
+        } else if idle_since.elapsed() >= idle && auth.workers.may_idle_out(&worker_id) {
             connection.close(0u32.into(), b"idle");
             return Ok(());
-        };
+        }
+        let Ok(accepted) = accepted else { continue };
         let (mut send, mut recv) = accepted?;
         let (store, budgets, worker_id) = (store.clone(), budgets.clone(), worker_id.clone());
         let (workers, heard_from, events) =
@@ -408,6 +411,10 @@ async fn serve_worker(
                     _held,
                 ))) => {
                     workers.ended(&worker_id, &instance_id, (how, clean));
+                    InstanceResponse::Done
+                }
+                Ok(Some((WorkerMessage::Heartbeat, _held))) => {
+                    workers.heard_from(&worker_id);
                     InstanceResponse::Done
                 }
                 Ok(None) => return,

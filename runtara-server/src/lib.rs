@@ -229,6 +229,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         instance_addr: reachable(instance_addr),
         ca_path: ca_path.clone(),
         heartbeat_interval: config.heartbeat_interval,
+        heartbeat_timeout: config.heartbeat_timeout,
         sleep_exit_threshold: config.sleep_exit_threshold,
         store: persistence.clone(),
         events: config.event_limits.quota(),

@@ -306,6 +306,11 @@ impl Management {
                 if !deleted.binary_still_used {
                     self.images.remove(&deleted.image.sha256).await;
                 }
+                // No pool is kept for it any more; its idle workers stop.
+                self.supervisor.note_image(&runtara_core::ImageRecord {
+                    workers: None,
+                    ..deleted.image
+                });
                 ManagementResponse::Done
             }
             ManagementRequest::StartInstance {

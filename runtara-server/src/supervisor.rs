@@ -224,6 +224,7 @@ impl Supervisor {
         for launch in admitted {
             self.launch_admitted(launch, true);
         }
+        self.settings.workers.keep_minimum(image);
     }
 
     /// Takes `instance_id`'s launch out of the queue before it ran (a pause or a cancel
@@ -369,7 +370,12 @@ impl Supervisor {
             .iter()
             .filter_map(|instance| instance.image_id.as_deref())
             .collect();
-        for image_id in images {
+        let mut pooled = std::collections::HashSet::new();
+        for image in self.store.list_pooled_images().await? {
+            self.note_image(&image);
+            pooled.insert(image.image_id);
+        }
+        for image_id in images.into_iter().filter(|id| !pooled.contains(*id)) {
             if let Some(image) = self.store.get_image(image_id).await? {
                 self.note_image(&image);
             }
@@ -416,6 +422,19 @@ impl Supervisor {
                 // Running: its process may be alive and reconnecting. If it is, it is
                 // adopted; if not, the heartbeat monitor relaunches it (a process an
                 // older server launched holds no lock, and must not be doubled).
+                // Of an image run by workers: its worker ended with the last server (a
+                // worker never reconnects), so it runs again at once, ahead of the
+                // waiting starts.
+                InstanceStatus::Running if self.hosted_before(&instance, &pooled) => {
+                    if let Some(image_id) = instance.image_id {
+                        waiting.push(Launch {
+                            instance_id: instance.instance_id,
+                            tenant_id: instance.tenant_id,
+                            image_id,
+                            resume: false,
+                        });
+                    }
+                }
                 InstanceStatus::Running => self.adopt_if_alive(&instance),
                 _ => {}
             }
@@ -427,6 +446,23 @@ impl Supervisor {
         let me = self.clone();
         tokio::spawn(async move { me.monitor_heartbeats().await });
         Ok(())
+    }
+
+    /// Whether a running instance found at start-up ran in a worker: its image has a
+    /// worker pool and no process of its own holds its output file.
+    fn hosted_before(
+        &self,
+        instance: &InstanceRecord,
+        pooled: &std::collections::HashSet<String>,
+    ) -> bool {
+        let pooled = instance
+            .image_id
+            .as_ref()
+            .is_some_and(|image_id| pooled.contains(image_id));
+        let own_process = self
+            .instance_dir(instance)
+            .is_some_and(|dir| LogTail::in_dir(&dir).in_use().unwrap_or(true));
+        pooled && !own_process
     }
 
     /// Holds a slot for each live process an earlier server launched that no unfinished

@@ -10,8 +10,11 @@
 //! and the supervisor runs each again from its last checkpoint, on another worker.
 //!
 //! The supervisor treats a hosted run like a process (`supervisor::Process::Hosted`):
-//! the same slot, the same decisions after its end. Not yet: a pool's minimum kept
-//! running ahead of need, and workers stopped when idle.
+//! the same slot, the same decisions after its end. A pool's minimum of workers is kept
+//! running ahead of need ([`Workers::keep_minimum`]); a worker beyond it stops once it
+//! has hosted nothing for the connection idle timeout. A connected worker sends a
+//! heartbeat every heartbeat interval; one silent past the heartbeat timeout (hung,
+//! stopped) is killed, and its runs run again.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -29,9 +32,11 @@ use runtara_protocol::{
     WorkerCommand, WorkerReply, DEFAULT_MAX_FRAME_LEN,
 };
 use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
 
 use crate::credentials::CredentialKey;
 use crate::image_store::random_hex;
+use crate::log_tail::LogTail;
 
 /// The folder under the data dir holding one folder per worker, with its `output.log`.
 pub const WORKER_FILES_DIR: &str = "worker-files";
@@ -39,6 +44,9 @@ pub const WORKER_FILES_DIR: &str = "worker-files";
 /// How long a placement waits for a worker with room (a new one to start and connect,
 /// or a busy one to finish a run).
 const PLACE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long after a worker of a pool's minimum exits a new one is launched.
+const REPLACE_DELAY: Duration = Duration::from_secs(1);
 
 /// How a hosted run ended: how (for events and logs), and whether on its own.
 pub type RunEnd = (String, bool);
@@ -54,8 +62,10 @@ pub struct WorkerLaunch {
     pub instance_addr: std::net::SocketAddr,
     /// The certificate workers trust.
     pub ca_path: Option<PathBuf>,
-    /// Heartbeat interval of the instances they run.
+    /// Heartbeat interval of the workers (and of the instances they run).
     pub heartbeat_interval: Duration,
+    /// A connected worker silent for this long is killed; its runs are run again.
+    pub heartbeat_timeout: Duration,
     /// Durable sleeps longer than this end the instance's run; it is sent again at the
     /// wake time.
     pub sleep_exit_threshold: Duration,
@@ -70,10 +80,18 @@ pub struct WorkerLaunch {
 pub struct Placement {
     /// The worker.
     pub worker_id: String,
-    /// Its connection.
-    pub connection: quinn::Connection,
     /// Told how the run ended; dropped (an error) when the worker is gone.
     pub ended: oneshot::Receiver<RunEnd>,
+}
+
+/// What [`Workers::place_now`] found.
+enum Room {
+    /// A worker with room took the run: the placement, and the worker's connection.
+    Placed(Placement, quinn::Connection),
+    /// None; this worker was launched for the run.
+    Launched(String),
+    /// None; wait for a change.
+    Wait,
 }
 
 #[derive(Debug)]
@@ -84,6 +102,12 @@ struct Worker {
     connection: Option<quinn::Connection>,
     /// The runs it hosts, each with whom to tell when it is over.
     hosted: HashMap<String, oneshot::Sender<RunEnd>>,
+    /// When it was last heard from (launched, connected, a heartbeat).
+    heard_at: Instant,
+    /// Kills its process (taken when used).
+    kill: Option<oneshot::Sender<()>>,
+    /// Launched for a placement, which learns if it exits before connecting.
+    for_placement: bool,
 }
 
 /// The server's workers.
@@ -92,6 +116,12 @@ pub struct Workers {
     key: CredentialKey,
     launch: OnceLock<WorkerLaunch>,
     workers: Mutex<HashMap<String, Worker>>,
+    /// The images whose pool has a minimum, by image id: that many of their workers are
+    /// kept running, needed or not.
+    minimums: Mutex<HashMap<String, (ImageRecord, u32)>>,
+    /// Workers that exited before they connected, with how (and their last output), for
+    /// the placement that launched them.
+    failed_starts: Mutex<HashMap<String, String>>,
     /// Woken when a worker connects, a run ends or a worker is gone.
     changed: Notify,
 }
@@ -112,13 +142,97 @@ impl Workers {
             key,
             launch: OnceLock::new(),
             workers: Mutex::new(HashMap::new()),
+            minimums: Mutex::new(HashMap::new()),
+            failed_starts: Mutex::new(HashMap::new()),
             changed: Notify::new(),
         })
     }
 
-    /// Sets what launching a worker needs (once).
-    pub fn configure(&self, launch: WorkerLaunch) {
-        let _ = self.launch.set(launch);
+    /// Sets what launching a worker needs (once), and starts watching the workers'
+    /// heartbeats. Call it inside the server's tokio runtime.
+    pub fn configure(self: &Arc<Self>, launch: WorkerLaunch) {
+        let timeout = launch.heartbeat_timeout;
+        if self.launch.set(launch).is_ok() && !timeout.is_zero() {
+            tokio::spawn(Arc::clone(self).watch_heartbeats(timeout));
+        }
+    }
+
+    /// Kills every connected worker silent for longer than `timeout` (a hung or stopped
+    /// process): its runs end as crashes and run again elsewhere.
+    async fn watch_heartbeats(self: Arc<Self>, timeout: Duration) {
+        let period = (timeout / 4).max(Duration::from_millis(50));
+        loop {
+            tokio::time::sleep(period).await;
+            let mut workers = self.workers();
+            for (worker_id, worker) in workers.iter_mut() {
+                if worker.connection.is_none() || worker.heard_at.elapsed() <= timeout {
+                    continue;
+                }
+                if let Some(kill) = worker.kill.take() {
+                    tracing::warn!(%worker_id, runs = worker.hosted.len(), "no heartbeat from the worker; killing it");
+                    let _ = kill.send(());
+                }
+            }
+        }
+    }
+
+    fn minimums(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ImageRecord, u32)>> {
+        self.minimums.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes `image`'s pool (or its lack of one) and launches workers until it has its
+    /// minimum running. Workers beyond a lowered minimum stop when idle.
+    pub fn keep_minimum(self: &Arc<Self>, image: &ImageRecord) {
+        match image.workers {
+            Some(pool) if pool.min > 0 => {
+                self.minimums()
+                    .insert(image.image_id.clone(), (image.clone(), pool.min));
+            }
+            _ => {
+                self.minimums().remove(&image.image_id);
+                return;
+            }
+        }
+        self.top_up(&image.image_id);
+    }
+
+    /// Launches workers of `image_id` until its minimum runs.
+    fn top_up(self: &Arc<Self>, image_id: &str) {
+        let Some((image, min)) = self.minimums().get(image_id).cloned() else {
+            return;
+        };
+        loop {
+            let mut workers = self.workers();
+            let running = workers.values().filter(|w| w.image_id == image_id).count();
+            if running >= min as usize {
+                return;
+            }
+            let worker_id = self.add_worker(&mut workers, &image, false);
+            drop(workers);
+            if let Err(error) = self.spawn_worker(&worker_id, &image) {
+                tracing::warn!(%image_id, error = %format!("{error:#}"), "cannot launch a worker of the pool's minimum");
+                self.gone(&worker_id, &format!("could not start: {error:#}"));
+                return;
+            }
+        }
+    }
+
+    /// Whether `worker_id` may stop for being idle: its image has more workers than its
+    /// pool's minimum.
+    pub fn may_idle_out(&self, worker_id: &str) -> bool {
+        let workers = self.workers();
+        let Some(image_id) = workers.get(worker_id).map(|w| w.image_id.clone()) else {
+            return true;
+        };
+        let min = self.minimums().get(&image_id).map_or(0, |(_, min)| *min);
+        workers.values().filter(|w| w.image_id == image_id).count() > min as usize
+    }
+
+    /// A heartbeat of `worker_id` arrived.
+    pub fn heard_from(&self, worker_id: &str) {
+        if let Some(worker) = self.workers().get_mut(worker_id) {
+            worker.heard_at = Instant::now();
+        }
     }
 
     fn workers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {
@@ -158,6 +272,7 @@ impl Workers {
             ));
         }
         worker.connection = Some(connection);
+        worker.heard_at = Instant::now();
         drop(workers);
         self.changed.notify_waiters();
         Ok(())
@@ -205,12 +320,27 @@ impl Workers {
     ) -> anyhow::Result<Placement> {
         let deadline = tokio::time::Instant::now() + PLACE_TIMEOUT;
         let instance_id = &instance.instance_id;
-        let placement = loop {
+        let mut launched = Vec::new();
+        let (placement, connection) = loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if let Some(placement) = self.place_now(image, pool, instance_id)? {
-                break placement;
+            // A worker launched for this run that died before it connected ends the run
+            // as a crash of its process would (counted, with its output).
+            let failed = {
+                let mut failed_starts = self.failed_starts();
+                launched.iter().find_map(|id| failed_starts.remove(id))
+            };
+            if let Some(how) = failed {
+                let (told, ended) = oneshot::channel();
+                let _ = told.send((how, false));
+                let worker_id = launched.pop().unwrap_or_default();
+                return Ok(Placement { worker_id, ended });
+            }
+            match self.place_now(image, pool, instance_id)? {
+                Room::Placed(placement, connection) => break (placement, connection),
+                Room::Launched(worker_id) => launched.push(worker_id),
+                Room::Wait => {}
             }
             tokio::time::timeout_at(deadline, changed)
                 .await
@@ -234,7 +364,7 @@ impl Workers {
             checkpoint_id: instance.checkpoint_id.clone(),
             registered: Some(Box::new(registered)),
         };
-        if let Err(error) = command_worker(&placement.connection, &command).await {
+        if let Err(error) = command_worker(&connection, &command).await {
             let how = format!("the run could not be sent to its worker: {error:#}");
             self.ended(&placement.worker_id, instance_id, (how, false));
         }
@@ -261,13 +391,13 @@ impl Workers {
         }
     }
 
-    /// A worker with room now, or `None` (having launched one if the pool may grow).
+    /// A worker with room now, or none (having launched one if the pool may grow).
     fn place_now(
         self: &Arc<Self>,
         image: &ImageRecord,
         pool: WorkerPool,
         instance_id: &str,
-    ) -> anyhow::Result<Option<Placement>> {
+    ) -> anyhow::Result<Room> {
         let mut workers = self.workers();
         let room = workers
             .iter_mut()
@@ -278,32 +408,54 @@ impl Workers {
             let (told, ended) = oneshot::channel();
             worker.hosted.insert(instance_id.to_owned(), told);
             let connection = worker.connection.clone().context("a connected worker")?;
-            return Ok(Some(Placement {
+            let placement = Placement {
                 worker_id: worker_id.clone(),
-                connection,
                 ended,
-            }));
+            };
+            return Ok(Room::Placed(placement, connection));
         }
         let of_image = workers.values().filter(|w| w.image_id == image.image_id);
         let starting = of_image.clone().any(|w| w.connection.is_none());
         if !starting && of_image.count() < pool.max as usize {
-            let worker_id = format!("wrk-{}", random_hex(12));
-            workers.insert(
-                worker_id.clone(),
-                Worker {
-                    image_id: image.image_id.clone(),
-                    tenant_id: image.tenant_id.clone(),
-                    connection: None,
-                    hosted: HashMap::new(),
-                },
-            );
+            let worker_id = self.add_worker(&mut workers, image, true);
             drop(workers);
             if let Err(error) = self.spawn_worker(&worker_id, image) {
                 self.gone(&worker_id, &format!("could not start: {error:#}"));
+                self.failed_starts().remove(&worker_id);
                 return Err(error);
             }
+            return Ok(Room::Launched(worker_id));
         }
-        Ok(None)
+        Ok(Room::Wait)
+    }
+
+    fn failed_starts(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.failed_starts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A new worker of `image`, starting (not yet connected): its id.
+    fn add_worker(
+        &self,
+        workers: &mut HashMap<String, Worker>,
+        image: &ImageRecord,
+        for_placement: bool,
+    ) -> String {
+        let worker_id = format!("wrk-{}", random_hex(12));
+        workers.insert(
+            worker_id.clone(),
+            Worker {
+                image_id: image.image_id.clone(),
+                tenant_id: image.tenant_id.clone(),
+                connection: None,
+                hosted: HashMap::new(),
+                heard_at: Instant::now(),
+                kill: None,
+                for_placement,
+            },
+        );
+        worker_id
     }
 
     /// Starts a worker process of `image` and watches it until it exits.
@@ -341,9 +493,20 @@ impl Workers {
         }
         let mut child = command.spawn()?;
         tracing::info!(%worker_id, image_id = %image.image_id, pid = ?child.id(), "worker launched");
+        let (kill, killed) = oneshot::channel();
+        if let Some(worker) = self.workers().get_mut(worker_id) {
+            worker.kill = Some(kill);
+        }
         let (me, worker_id) = (Arc::clone(self), worker_id.to_owned());
         tokio::spawn(async move {
-            let how = match child.wait().await {
+            let exit = tokio::select! {
+                exit = child.wait() => exit,
+                Ok(()) = killed => {
+                    let _ = child.start_kill();
+                    child.wait().await
+                }
+            };
+            let how = match exit {
                 Ok(status) => status.to_string(),
                 Err(error) => format!("unknown exit ({error})"),
             };
@@ -352,15 +515,36 @@ impl Workers {
         Ok(())
     }
 
-    /// A worker is gone: every run it hosted ends as a crash.
-    fn gone(&self, worker_id: &str, how: &str) {
-        if let Some(worker) = self.workers().remove(worker_id) {
+    /// A worker is gone: every run it hosted ends as a crash. A pool below its minimum
+    /// gets a new worker after [`REPLACE_DELAY`] (not at once: a worker that cannot
+    /// start must not make a busy loop).
+    fn gone(self: &Arc<Self>, worker_id: &str, how: &str) {
+        let image_id = self.workers().remove(worker_id).map(|worker| {
             tracing::warn!(%worker_id, %how, runs = worker.hosted.len(), "worker exited; its runs end as crashes");
-            if let Some(connection) = worker.connection {
-                connection.close(0u32.into(), b"worker gone");
+            match worker.connection {
+                Some(connection) => connection.close(0u32.into(), b"worker gone"),
+                None if !worker.for_placement => {}
+                None => {
+                    let output = self.launch.get().and_then(|launch| {
+                        LogTail::in_dir(&launch.workers_dir.join(worker_id)).text()
+                    });
+                    let how = match output {
+                        Some(output) => format!("the worker exited ({how}) before it connected; last output:\n{output}"),
+                        None => format!("the worker exited ({how}) before it connected"),
+                    };
+                    self.failed_starts().insert(worker_id.to_owned(), how);
+                }
             }
-        }
+            worker.image_id
+        });
         self.changed.notify_waiters();
+        if let Some(image_id) = image_id.filter(|id| self.minimums().contains_key(id)) {
+            let me = Arc::clone(self);
+            tokio::spawn(async move {
+                tokio::time::sleep(REPLACE_DELAY).await;
+                me.top_up(&image_id);
+            });
+        }
     }
 
     /// Asks the worker to stop the run of `instance_id` now (a kill).

@@ -106,6 +106,18 @@ pub(crate) async fn list_images<C: GenericClient + Sync>(
         .collect()
 }
 
+/// Every image with a worker pool, by image id.
+pub(crate) async fn list_pooled_images<C: GenericClient + Sync>(c: &C) -> Result<Vec<ImageRecord>> {
+    let sql = format!(
+        "SELECT {IMAGE_COLUMNS} FROM images WHERE worker_max IS NOT NULL ORDER BY image_id"
+    );
+    query(c, &sql, &[])
+        .await?
+        .iter()
+        .map(image_from_row)
+        .collect()
+}
+
 /// Sets (or with `None` clears) how an image's instances run in workers.
 pub(crate) async fn set_image_workers<C: GenericClient + Sync>(
     c: &C,

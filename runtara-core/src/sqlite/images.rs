@@ -75,6 +75,14 @@ pub(crate) fn list_images(c: &Connection, tenant_id: &str) -> Result<Vec<ImageRe
     query_all(c, &sql, [tenant_id], image_from_row)
 }
 
+/// Every image with a worker pool, by image id.
+pub(crate) fn list_pooled_images(c: &Connection) -> Result<Vec<ImageRecord>> {
+    let sql = format!(
+        "SELECT {IMAGE_COLUMNS} FROM images WHERE worker_max IS NOT NULL ORDER BY image_id"
+    );
+    query_all(c, &sql, [], image_from_row)
+}
+
 /// Sets (or with `None` clears) how an image's instances run in workers.
 pub(crate) fn set_image_workers(
     c: &Connection,

@@ -81,6 +81,7 @@ pub(crate) async fn serve(workflow: Workflow) -> Result<(), SdkError> {
         .map_err(|_| lost("no answer before the connect timeout".into()))?
         .map_err(|error| lost(error.to_string()))?;
     tracing::info!(%worker_id, server = %config.server_addr, "worker connected");
+    tokio::spawn(heartbeats(connection.clone(), config.heartbeat_interval));
     let worker = Arc::new(Worker {
         connection: connection.clone(),
         tenant_id: config.tenant_id.clone(),
@@ -94,6 +95,22 @@ pub(crate) async fn serve(workflow: Workflow) -> Result<(), SdkError> {
             .await
             .map_err(|error| lost(format!("the worker's connection ended: {error}")))?;
         tokio::spawn(Arc::clone(&worker).command(send, recv));
+    }
+}
+
+/// Tells the server every `interval` that this worker is alive, until its connection
+/// ends. A worker whose runtime stops answering stops these too, and the server kills it.
+async fn heartbeats(connection: quinn::Connection, interval: Duration) {
+    if interval.is_zero() {
+        return;
+    }
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while connection.close_reason().is_none() {
+        ticks.tick().await;
+        if let Err(error) = Hosted::exchange(&connection, &WorkerMessage::Heartbeat).await {
+            tracing::debug!(%error, "a worker heartbeat was not delivered");
+        }
     }
 }
 
