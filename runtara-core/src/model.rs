@@ -136,6 +136,10 @@ pub struct NewInstance {
     pub image_id: Option<String>,
     /// Start input (JSON bytes).
     pub input: Option<Vec<u8>>,
+    /// Created registered (`running`, epoch 1, with its `registered` event): the server
+    /// took a slot for its first run, which then needs no register of its own and has
+    /// nothing to replay. `false`: created `pending`.
+    pub run_now: bool,
 }
 
 /// Arguments for starting an instance of an in-process runtime

@@ -292,6 +292,7 @@ impl Persistence for PostgresPersistence {
                 &new.image_id,
                 &new.input,
                 &now_ms(),
+                &new.run_now,
             ],
         )
         .await?;

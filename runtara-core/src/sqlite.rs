@@ -203,12 +203,26 @@ impl Persistence for SqlitePersistence {
                         });
                     }
                 }
+                let (status, epoch, started) = match new.run_now {
+                    true => ("running", 1, Some(now)),
+                    false => ("pending", 0, None),
+                };
                 let inserted = execute(
                     c,
                     "INSERT INTO instances (instance_id, tenant_id, image_id, status, epoch, input, \
-                     created_at_ms) VALUES (?1, ?2, ?3, 'pending', 0, ?4, ?5) \
+                     created_at_ms, started_at_ms, heartbeat_at_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
                      ON CONFLICT (instance_id) DO NOTHING",
-                    params![new.instance_id, new.tenant_id, new.image_id, new.input, now],
+                    params![
+                        new.instance_id,
+                        new.tenant_id,
+                        new.image_id,
+                        status,
+                        epoch,
+                        new.input,
+                        now,
+                        started
+                    ],
                 )?;
                 if inserted == 0 {
                     return Err(Error::InstanceExists {
@@ -216,6 +230,9 @@ impl Persistence for SqlitePersistence {
                     });
                 }
                 insert_event(c, &new.instance_id, "created", None, None, now)?;
+                if new.run_now {
+                    insert_event(c, &new.instance_id, "registered", None, None, now)?;
+                }
                 get_instance(c, &new.instance_id)?.ok_or(Error::InstanceNotFound {
                     instance_id: new.instance_id,
                 })

@@ -105,6 +105,7 @@ parity!(
     concurrent_saves_of_one_id_store_it_once,
     images_are_versioned_per_tenant_and_name,
     worker_pools_are_stored_and_listed,
+    an_instance_created_to_run_now_is_registered,
     an_image_in_use_cannot_be_deleted,
     list_unfinished_spans_tenants,
     resume_withdraws_a_pause_not_yet_taken,
@@ -240,6 +241,7 @@ async fn create_instance_is_pending_and_unique(store: Arc<dyn Persistence>) {
             tenant_id: "t".into(),
             image_id: Some("img-gone".into()),
             input: None,
+            run_now: false,
         })
         .await;
     assert_err!(gone, Error::ImageNotFound { .. });
@@ -250,6 +252,7 @@ async fn create_instance_is_pending_and_unique(store: Arc<dyn Persistence>) {
             tenant_id: "t".into(),
             image_id: Some(image.image_id.clone()),
             input: Some(b"{\"x\":1}".to_vec()),
+            run_now: false,
         })
         .await
         .unwrap();
@@ -1515,6 +1518,52 @@ async fn worker_pools_are_stored_and_listed(store: Arc<dyn Persistence>) {
     );
 }
 
+async fn an_instance_created_to_run_now_is_registered(store: Arc<dyn Persistence>) {
+    let tenant = unique("tenant");
+    let image = store
+        .insert_image(new_image(&tenant, "now", "aa"))
+        .await
+        .unwrap();
+    let id = unique("inst");
+    let created = store
+        .create_instance(NewInstance {
+            instance_id: id.clone(),
+            tenant_id: tenant.clone(),
+            image_id: Some(image.image_id.clone()),
+            input: Some(b"{}".to_vec()),
+            run_now: true,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (created.status, created.epoch),
+        (InstanceStatus::Running, 1)
+    );
+    assert!(created.started_at_ms.is_some());
+    let kinds: Vec<_> = store
+        .list_events(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["created", "registered"]);
+    // Taken: the same error as for a pending one, and nothing changes.
+    let again = store
+        .create_instance(NewInstance {
+            instance_id: id.clone(),
+            tenant_id: tenant.clone(),
+            image_id: Some(image.image_id.clone()),
+            input: None,
+            run_now: true,
+        })
+        .await;
+    assert_err!(again, Error::InstanceExists { .. });
+    // A later run registers past it (fencing the first).
+    let next = store.register_instance(&id, &tenant, None).await.unwrap();
+    assert_eq!(next.epoch, 2);
+}
+
 async fn an_image_in_use_cannot_be_deleted(store: Arc<dyn Persistence>) {
     let tenant = unique("tenant");
     let sha = unique("sha");
@@ -1533,6 +1582,7 @@ async fn an_image_in_use_cannot_be_deleted(store: Arc<dyn Persistence>) {
             tenant_id: tenant.clone(),
             image_id: Some(image.image_id.clone()),
             input: None,
+            run_now: false,
         })
         .await
         .unwrap();
@@ -2508,6 +2558,7 @@ async fn a_pause_queued_for_a_pending_instance_is_taken_without_a_run(store: Arc
             tenant_id: "t".into(),
             image_id: None,
             input: None,
+            run_now: false,
         })
         .await
         .unwrap();
@@ -2529,6 +2580,7 @@ async fn a_pause_queued_for_a_pending_instance_is_taken_without_a_run(store: Arc
             tenant_id: "t".into(),
             image_id: None,
             input: None,
+            run_now: false,
         })
         .await
         .unwrap();
@@ -2564,6 +2616,7 @@ async fn unfinished_instances_come_in_the_order_they_were_created(store: Arc<dyn
                 tenant_id: "t".into(),
                 image_id: None,
                 input: None,
+                run_now: false,
             })
             .await
             .unwrap();

@@ -91,6 +91,9 @@ pub struct Launch {
     pub image_id: String,
     /// A resume asked for it (a suspended instance may be launched).
     pub resume: bool,
+    /// Its start created it registered for this launch (`NewInstance::run_now`): the
+    /// launch need not register it again.
+    pub registered: bool,
 }
 
 /// What [`Admission::offer`] decided.
@@ -195,6 +198,23 @@ impl Admission {
             self.queue.push_back(launch);
             Offer::Queued
         }
+    }
+
+    /// Takes a slot for `launch` when one is free for it now and nothing of its tenant
+    /// waits; otherwise takes nothing and queues nothing. What a start does before it
+    /// creates its instance registered.
+    pub fn reserve(&mut self, launch: &Launch) -> bool {
+        let known = self.held.contains_key(&launch.instance_id)
+            || self
+                .queue
+                .iter()
+                .any(|w| w.instance_id == launch.instance_id);
+        let tenant_waits = self.queue.iter().any(|w| w.tenant_id == launch.tenant_id);
+        if known || tenant_waits || !self.fits(&launch.tenant_id, &launch.image_id) {
+            return false;
+        }
+        self.take(&launch.instance_id, &launch.tenant_id, &launch.image_id);
+        true
     }
 
     /// Takes a slot for a live process found running (adopted), whatever the limits:
@@ -315,6 +335,7 @@ mod tests {
             tenant_id: tenant.into(),
             image_id: image.into(),
             resume: false,
+            registered: false,
         }
     }
 
@@ -344,6 +365,23 @@ mod tests {
         assert!(admission.release("d").is_empty());
         assert_eq!(admission.running(), 1);
         assert_eq!(admission.place("e"), None);
+    }
+
+    #[test]
+    fn a_reservation_takes_a_free_slot_or_nothing() {
+        let mut admission = Admission::new(Limits::total(2));
+        assert!(admission.reserve(&launch("a", "t", "i")));
+        assert!(!admission.reserve(&launch("a", "t", "i")), "held already");
+        assert!(admission.reserve(&launch("b", "t", "i")));
+        // Full: nothing is taken and nothing queued.
+        assert!(!admission.reserve(&launch("c", "t", "i")));
+        assert_eq!((admission.running(), admission.waiting()), (2, 0));
+        // A tenant with a launch waiting keeps its order: no reservation jumps it.
+        assert_eq!(admission.offer(launch("d", "t", "i")), Offer::Queued);
+        assert_eq!(ids(&admission.release("a")), ["d"]);
+        assert!(admission.release("b").is_empty());
+        assert!(admission.reserve(&launch("e", "t", "i")));
+        assert_eq!(admission.running(), 2);
     }
 
     #[test]

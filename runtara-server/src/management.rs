@@ -507,6 +507,17 @@ impl Management {
             }
             None => format!("inst-{}", random_hex(12)),
         };
+        // An image run by workers with a free slot: the instance is created registered
+        // for its first run, which is sent to a worker with no write of its own.
+        self.supervisor.note_image(&image);
+        let mut launch = Launch {
+            instance_id: instance_id.clone(),
+            tenant_id: tenant_id.clone(),
+            image_id: image_id.clone(),
+            resume: false,
+            registered: false,
+        };
+        launch.registered = image.workers.is_some() && self.supervisor.reserve(&launch);
         let created = self
             .store
             .create_instance(NewInstance {
@@ -514,8 +525,12 @@ impl Management {
                 tenant_id: tenant_id.clone(),
                 image_id: Some(image_id.clone()),
                 input: input.map(ByteBuf::into_vec),
+                run_now: launch.registered,
             })
             .await;
+        if created.is_err() && launch.registered {
+            self.supervisor.release_reserved(&instance_id);
+        }
         match created {
             Ok(_) => {}
             Err(Error::InstanceExists { .. }) => {
@@ -546,13 +561,11 @@ impl Management {
         self.supervisor
             .set_timeout(&instance_id, timeout_ms.map(Duration::from_millis));
         // Launched now, or queued for a slot in the order of the starts.
-        self.supervisor.note_image(&image);
-        self.supervisor.admit(Launch {
-            instance_id: instance_id.clone(),
-            tenant_id: tenant_id.clone(),
-            image_id: image_id.clone(),
-            resume: false,
-        });
+        if launch.registered {
+            self.supervisor.launch_reserved(launch);
+        } else {
+            self.supervisor.admit(launch);
+        }
         tracing::info!(%instance_id, %tenant_id, %image_id, "instance started");
         Ok(ManagementResponse::Started {
             instance_id,

@@ -227,6 +227,25 @@ impl Supervisor {
         self.settings.workers.keep_minimum(image);
     }
 
+    /// Takes a slot for a start's launch if one is free now (see
+    /// [`Admission::reserve`](crate::admission::Admission::reserve)); then the start
+    /// creates its instance registered and calls [`launch_reserved`](Self::launch_reserved),
+    /// or [`release_reserved`](Self::release_reserved) when it created nothing.
+    pub fn reserve(&self, launch: &Launch) -> bool {
+        self.admission().reserve(launch)
+    }
+
+    /// Launches a start that holds the slot [`reserve`](Self::reserve) took.
+    pub fn launch_reserved(&self, launch: Launch) {
+        self.launch_admitted(launch, true);
+    }
+
+    /// Gives back a slot [`reserve`](Self::reserve) took for a start that created
+    /// nothing.
+    pub fn release_reserved(&self, instance_id: &str) {
+        self.release_slot(instance_id);
+    }
+
     /// Takes `instance_id`'s launch out of the queue before it ran (a pause or a cancel
     /// arrived first). False when it was not waiting.
     pub fn withdraw_queued(&self, instance_id: &str) -> bool {
@@ -252,7 +271,7 @@ impl Supervisor {
     fn launch_admitted(&self, launch: Launch, owns_slot: bool) {
         let Some(me) = self.me.upgrade() else { return };
         tokio::spawn(async move {
-            let started = match me.launch(&launch.instance_id, launch.resume).await {
+            let started = match me.launch(&launch).await {
                 Ok(started) => started,
                 Err(error) => {
                     tracing::warn!(instance_id = %launch.instance_id, %error, "launch failed");
@@ -402,6 +421,7 @@ impl Supervisor {
                             tenant_id: instance.tenant_id,
                             image_id,
                             resume: false,
+                            registered: false,
                         });
                     }
                 }
@@ -432,6 +452,7 @@ impl Supervisor {
                             tenant_id: instance.tenant_id,
                             image_id,
                             resume: false,
+                            registered: false,
                         });
                     }
                 }
@@ -611,6 +632,7 @@ impl Supervisor {
                             tenant_id: instance.tenant_id,
                             image_id,
                             resume,
+                            registered: false,
                         });
                     }
                 }
@@ -631,7 +653,8 @@ impl Supervisor {
     /// Starts a process for the instance, unless it is finished, suspended, or already
     /// has a live process here. True when a process of it now runs that this call
     /// started or adopted (it holds the instance's slot until it ends).
-    async fn launch(self: &Arc<Self>, instance_id: &str, resume: bool) -> anyhow::Result<bool> {
+    async fn launch(self: &Arc<Self>, launch: &Launch) -> anyhow::Result<bool> {
+        let (instance_id, resume) = (launch.instance_id.as_str(), launch.resume);
         let Some(instance) = self.store.get_instance(instance_id).await? else {
             return Ok(false);
         };
@@ -672,7 +695,8 @@ impl Supervisor {
             run.checkpoints_at_launch = instance.checkpoint_count;
             run.timeout
         };
-        let (child, dir) = match self.spawn_process(&instance, &image_id).await {
+        let registered = launch.registered;
+        let (child, dir) = match self.spawn_process(&instance, &image_id, registered).await {
             Ok(Launched::Spawned(child, dir)) => (child, dir),
             Ok(Launched::StillRunning(dir)) => {
                 self.adopt(instance_id, generation, resume, dir, kill_rx);
@@ -807,6 +831,7 @@ impl Supervisor {
         &self,
         instance: &InstanceRecord,
         image_id: &str,
+        registered: bool,
     ) -> anyhow::Result<Launched> {
         let image = self
             .store
@@ -817,7 +842,8 @@ impl Supervisor {
             .and_then(|()| check_id("tenant id", &instance.tenant_id))
             .map_err(|error| anyhow::anyhow!(error.message))?;
         if let Some(pool) = image.workers {
-            let placement = self.settings.workers.place(&image, pool, instance).await?;
+            let workers = &self.settings.workers;
+            let placement = workers.place(&image, pool, instance, registered).await?;
             return Ok(Launched::Hosted(placement));
         }
         let binary = self.settings.images_dir.join(&image.sha256);

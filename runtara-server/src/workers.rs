@@ -317,6 +317,7 @@ impl Workers {
         image: &ImageRecord,
         pool: WorkerPool,
         instance: &InstanceRecord,
+        registered: bool,
     ) -> anyhow::Result<Placement> {
         let deadline = tokio::time::Instant::now() + PLACE_TIMEOUT;
         let instance_id = &instance.instance_id;
@@ -351,7 +352,7 @@ impl Workers {
                     )
                 })?;
         };
-        let registered = match self.register(instance).await {
+        let registered = match self.register(instance, registered).await {
             Ok(registered) => registered,
             Err(how) => {
                 self.ended(&placement.worker_id, instance_id, (how, false));
@@ -372,8 +373,29 @@ impl Workers {
     }
 
     /// Registers a run of `instance` (a new epoch, fencing any earlier run): the answer
-    /// its worker starts from, or why it could not register.
-    async fn register(&self, instance: &InstanceRecord) -> Result<InstanceResponse, String> {
+    /// its worker starts from, or why it could not register. An instance its start
+    /// created registered for this launch (running, epoch 1, nothing recorded) needs no
+    /// write: its answer is made here.
+    async fn register(
+        &self,
+        instance: &InstanceRecord,
+        registered: bool,
+    ) -> Result<InstanceResponse, String> {
+        let fresh = instance.status == runtara_core::InstanceStatus::Running
+            && instance.epoch == 1
+            && instance.checkpoint_count == 0;
+        if registered && fresh {
+            return Ok(InstanceResponse::RegisteredPage {
+                epoch: 1,
+                checkpoints: Vec::new(),
+                retry_attempts: Vec::new(),
+                retry_at_ms: Vec::new(),
+                failures: Vec::new(),
+                producer_names: Vec::new(),
+                produced_by: Vec::new(),
+                more_after: None,
+            });
+        }
         let launch = self
             .launch
             .get()

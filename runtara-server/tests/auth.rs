@@ -388,6 +388,7 @@ async fn launched_instance(server: &RunningServer, instance_id: &str, tenant_id:
             tenant_id: tenant_id.into(),
             image_id: Some(image.image_id),
             input: None,
+            run_now: false,
         })
         .await
         .unwrap();

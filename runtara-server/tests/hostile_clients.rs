@@ -480,6 +480,7 @@ async fn path_ids_never_read_another_tenants_log_or_a_host_file() {
                 tenant_id: "b".into(),
                 image_id: Some(image_id.clone()),
                 input: None,
+                run_now: false,
             })
             .await
             .unwrap();

@@ -73,6 +73,7 @@ async fn folders_of_an_older_server_are_moved_and_their_logs_still_found() {
                     tenant_id: "t".into(),
                     image_id: Some("img-old".into()),
                     input: None,
+                    run_now: false,
                 })
                 .await
                 .unwrap();

@@ -460,20 +460,29 @@ pub(crate) const ANSWER_RESUMES: &str = "\
 UPDATE signals SET acked_at_ms = $2, acknowledged = true
 WHERE instance_id = $1 AND signal_type = 'resume' AND acked_at_ms IS NULL";
 
-/// Creates a pending instance unless the id is taken, with its `created` event.
-/// Parameters: `$1` instance, `$2` tenant, `$3` image, `$4` input, `$5` now.
+/// Creates an instance unless the id is taken, with its `created` event: `pending`, or
+/// with `$6` registered (`running`, epoch 1, and its `registered` event).
+/// Parameters: `$1` instance, `$2` tenant, `$3` image, `$4` input, `$5` now, `$6` run now.
 pub(crate) fn create_instance_sql() -> String {
     format!(
         "WITH img AS (
             SELECT 1 FROM images WHERE image_id = $3 FOR SHARE
         ), ins AS (
-            INSERT INTO instances (instance_id, tenant_id, image_id, status, epoch, input, created_at_ms)
-            SELECT $1, $2, $3, 'pending', 0, $4, $5
+            INSERT INTO instances (instance_id, tenant_id, image_id, status, epoch, input,
+                                   created_at_ms, started_at_ms, heartbeat_at_ms)
+            SELECT $1, $2, $3,
+                   CASE WHEN $6::BOOLEAN THEN 'running' ELSE 'pending' END,
+                   CASE WHEN $6::BOOLEAN THEN 1 ELSE 0 END, $4, $5,
+                   CASE WHEN $6::BOOLEAN THEN $5::BIGINT END, CASE WHEN $6::BOOLEAN THEN $5::BIGINT END
             WHERE $3::TEXT IS NULL OR EXISTS (SELECT 1 FROM img)
             ON CONFLICT (instance_id) DO NOTHING
             RETURNING {NEW_INSTANCE_COLUMNS}
         ), ev AS (
-            INSERT INTO events (instance_id, kind, created_at_ms) SELECT instance_id, 'created', $5 FROM ins
+            INSERT INTO events (instance_id, kind, created_at_ms)
+            SELECT instance_id, kind, $5
+            FROM ins, (VALUES (1, 'created'), (2, 'registered')) AS k(n, kind)
+            WHERE n = 1 OR $6::BOOLEAN
+            ORDER BY n
         )
         SELECT * FROM ins"
     )
