@@ -78,8 +78,8 @@ pub async fn w2_workers(
     Ok(())
 }
 
-/// W4-worker: `start_instance` until the first step body runs, on a warm worker
-/// (median and p95 of `samples`).
+/// W4-worker: `start_instance` until the first step body runs, on a warm worker, one
+/// instance at a time (median and p95 of `samples`).
 pub async fn w4_worker(
     target: &Target,
     report: &mut Report,
@@ -103,6 +103,12 @@ pub async fn w4_worker(
         // The first sample starts the worker.
         if n > 0 {
             times.push(body_at.saturating_sub(before.as_nanos()) as f64 / 1e6);
+        }
+        // One instance at a time, as W4-runtime: the next start waits for this one's
+        // end (its writes would otherwise share the store with the next start).
+        let id = format!("{prefix}-w4w-{n}");
+        while sdk.get_instance_status(&id).await?.status != "completed" {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
     let mode = target.mode.name();
