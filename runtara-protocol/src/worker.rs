@@ -4,8 +4,8 @@
 //! endpoint. The server then opens a stream per [`WorkerCommand`] (run an instance, stop
 //! one), answered by a [`WorkerReply`]; the worker opens a stream per [`WorkerMessage`]:
 //! an instance request of an instance the server sent it (answered by its
-//! [`InstanceResponse`](crate::InstanceResponse)), or the end of an instance's run there
-//! (answered by [`InstanceResponse::Done`](crate::InstanceResponse::Done)). The server
+//! [`InstanceResponse`]), or the end of an instance's run there
+//! (answered by [`InstanceResponse::Done`]). The server
 //! refuses requests for instances it did not send to this connection.
 
 use serde::{Deserialize, Serialize};

@@ -306,6 +306,7 @@ impl RuntaraSdk {
         Ok(())
     }
 
+    #[cfg(feature = "quic")]
     /// Takes the registration the server made for this run (a worker's instance): `first`
     /// is the register's answer; the rest of the replay log is read from the server.
     pub(crate) async fn adopt_registration(&self, first: InstanceResponse) -> Result<()> {
