@@ -62,6 +62,7 @@ in_both_modes!(
     instances_survive_a_server_sigkill_and_restart,
     bad_requests_get_clear_errors_and_change_nothing,
     a_crash_loop_ends_failed_with_the_reason_and_a_timeout_fails_the_run,
+    wait_for_completion_answers_when_the_instance_ends,
 );
 
 async fn register(sdk: &ManagementSdk, mode: Mode) -> String {
@@ -755,4 +756,61 @@ async fn a_hung_worker_is_killed_and_its_runs_run_again() {
         runs.values().filter(|&&n| n > 1).count() <= 1,
         "only the step the hung worker was in may have run twice: {runs:?}"
     );
+}
+
+/// `wait_for_completion` is answered by the server when the instance ends (completed,
+/// cancelled while waited for), `wait_until_settled` at a pause too; a wait that runs
+/// out names the status then, and an unknown instance is `not_found`.
+async fn wait_for_completion_answers_when_the_instance_ends(mode: Mode) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, sdk, image_id) = server_with_image(dir.path(), &[], mode).await;
+    let sdk = std::sync::Arc::new(sdk);
+
+    let input = json!({"order_id": "C", "steps": 6, "step_delay_ms": 100});
+    let id = start(&sdk, &image_id, input).await;
+    let done = sdk
+        .wait_for_completion(&id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(done.status, "completed", "{done:#?}");
+    assert_eq!(output(&done)["steps"], 6);
+    assert_eq!(done.checkpoint_count, 6);
+    // Finished already: answered at once, the same.
+    let again = sdk.wait_for_completion(&id, None).await.unwrap();
+    assert_eq!(again.output, done.output);
+
+    // Running past the wait: the wait runs out and says how it stands.
+    let long = start(&sdk, &image_id, json!({"steps": 200, "step_delay_ms": 100})).await;
+    let error = sdk
+        .wait_for_completion(&long, Some(Duration::from_millis(500)))
+        .await
+        .unwrap_err();
+    match &error {
+        runtara_management_sdk::SdkError::WaitTimedOut { status, .. } => {
+            assert!(matches!(status.as_str(), "running" | "pending"), "{error}")
+        }
+        other => panic!("not a wait timeout: {other}"),
+    }
+    // A pause settles a `wait_until_settled`; a cancel ends a `wait_for_completion`
+    // that was waiting when it came.
+    wait_checkpoints(&sdk, &long, 1).await;
+    let settled = {
+        let (sdk, long) = (sdk.clone(), long.clone());
+        tokio::spawn(async move { sdk.wait_until_settled(&long, None).await })
+    };
+    sdk.pause_instance(&long).await.unwrap();
+    assert_eq!(settled.await.unwrap().unwrap().status, "suspended");
+    let waiting = {
+        let (sdk, long) = (sdk.clone(), long.clone());
+        tokio::spawn(async move { sdk.wait_for_completion(&long, None).await })
+    };
+    sdk.cancel_instance(&long).await.unwrap();
+    let cancelled = waiting.await.unwrap().unwrap();
+    assert_eq!(cancelled.status, "cancelled");
+
+    let unknown = sdk
+        .wait_for_completion("no-such-instance", Some(Duration::from_secs(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Some("not_found"), "{unknown}");
 }

@@ -191,7 +191,24 @@ impl Connection {
         request: &ManagementRequest,
         body: Option<&[u8]>,
     ) -> Result<ManagementResponse> {
-        let deadline = Instant::now() + self.request_timeout;
+        self.call_within(operation, request, body, self.request_timeout)
+            .await
+    }
+
+    /// The deadline of one request.
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// [`call`](Self::call) with a deadline of its own (a long poll's).
+    pub(crate) async fn call_within(
+        &self,
+        operation: &'static str,
+        request: &ManagementRequest,
+        body: Option<&[u8]>,
+        within: Duration,
+    ) -> Result<ManagementResponse> {
+        let deadline = Instant::now() + within;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -206,7 +223,7 @@ impl Connection {
                 Err(_) => {
                     return Err(SdkError::Timeout {
                         operation,
-                        after: self.request_timeout,
+                        after: within,
                     })
                 }
                 Ok(Ok(ManagementResponse::Error(error))) => return Err(refused(operation, error)),

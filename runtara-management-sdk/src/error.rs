@@ -44,6 +44,19 @@ pub enum SdkError {
         /// Why it failed.
         message: String,
     },
+    /// A wait for an instance to finish ([`wait_for_completion`]) ran out: the
+    /// instance is still going, in `status`.
+    ///
+    /// [`wait_for_completion`]: crate::ManagementSdk::wait_for_completion
+    #[error("instance `{instance_id}` did not finish within {after:?} (status: {status})")]
+    WaitTimedOut {
+        /// The instance.
+        instance_id: String,
+        /// The wait given.
+        after: Duration,
+        /// Its status when the wait ended.
+        status: runtara_protocol::InstanceStatus,
+    },
     /// No answer before the deadline.
     #[error("{operation} timed out after {after:?}")]
     Timeout {

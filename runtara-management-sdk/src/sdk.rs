@@ -1,5 +1,7 @@
 //! [`ManagementSdk`]: one method per management request.
 
+use std::time::{Duration, Instant};
+
 use runtara_protocol::{
     ByteBuf, ErrorCode, InstanceStatus, ManagementRequest, ManagementResponse, WireSignalType,
     WireWorkerPool,
@@ -11,6 +13,10 @@ use crate::{
     ListInstancesOptions, QueuePlace, RegisterImageOptions, RegisterImageResult, Result, SdkConfig,
     SdkError, SignalOutcome, StartInstanceOptions, StartInstanceResult, WorkerPool,
 };
+
+/// How often [`ManagementSdk::wait_for_completion`] reads the status from a server
+/// too old to wait on its side.
+const OLD_SERVER_POLL: Duration = Duration::from_millis(100);
 
 /// A client of the server's management endpoint.
 ///
@@ -158,6 +164,101 @@ impl ManagementSdk {
             info.queue = self.queue_place(instance_id).await?;
         }
         Ok(info)
+    }
+
+    /// Waits until the instance is finished — `completed`, `failed` or `cancelled` — and
+    /// returns its final status, with its output or error. The server holds the request
+    /// until then (a long poll, asked again every few minutes), so the answer comes as
+    /// soon as the instance ends, with no polling loop on either side.
+    ///
+    /// `timeout`: give up after this long with [`SdkError::WaitTimedOut`] (naming the
+    /// status then); `None` waits as long as it takes — a paused instance waits for its
+    /// resume. An unknown instance is `not_found`.
+    ///
+    /// ```no_run
+    /// # async fn f(sdk: runtara_management_sdk::ManagementSdk) -> runtara_management_sdk::Result<()> {
+    /// use std::time::Duration;
+    /// let done = sdk
+    ///     .wait_for_completion("order-ORD-456", Some(Duration::from_secs(60)))
+    ///     .await?;
+    /// println!("{}: {:?}", done.status, done.output_json());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn wait_for_completion(
+        &self,
+        instance_id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<InstanceInfo> {
+        self.wait_until(instance_id, timeout, false).await
+    }
+
+    /// [`wait_for_completion`](Self::wait_for_completion), which also returns when the
+    /// instance is `suspended` (paused: nothing happens until it is resumed). What
+    /// `runtara-ctl wait` does.
+    pub async fn wait_until_settled(
+        &self,
+        instance_id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<InstanceInfo> {
+        self.wait_until(instance_id, timeout, true).await
+    }
+
+    async fn wait_until(
+        &self,
+        instance_id: &str,
+        timeout: Option<Duration>,
+        or_suspended: bool,
+    ) -> Result<InstanceInfo> {
+        const OP: &str = "wait_for_completion";
+        let settled = |info: &InstanceInfo| {
+            info.is_terminal() || (or_suspended && info.status == InstanceStatus::Suspended)
+        };
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let longest = Duration::from_millis(runtara_protocol::MAX_WAIT_MS);
+        loop {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let ask = left.map_or(longest, |left| left.min(longest));
+            let request = ManagementRequest::WaitForCompletion {
+                instance_id: instance_id.to_owned(),
+                timeout_ms: u64::try_from(ask.as_millis()).unwrap_or(u64::MAX),
+                or_suspended,
+            };
+            // The server answers by `ask`; the request deadline covers the round trip.
+            let within = ask + self.connection.request_timeout();
+            let info: InstanceInfo = match self
+                .connection
+                .call_within(OP, &request, None, within)
+                .await
+            {
+                Ok(ManagementResponse::Instance(instance)) => instance.into(),
+                Ok(other) => return Err(unexpected(OP, &other)),
+                // A server older than the request: ask for the status instead.
+                Err(SdkError::Server {
+                    code: ErrorCode::Malformed,
+                    ..
+                }) => {
+                    let info = self.get_instance_status(instance_id).await?;
+                    if !settled(&info) && left.is_none_or(|left| !left.is_zero()) {
+                        tokio::time::sleep(OLD_SERVER_POLL.min(ask)).await;
+                    }
+                    info
+                }
+                Err(error) => return Err(error),
+            };
+            if settled(&info) {
+                return Ok(info);
+            }
+            if let (Some(deadline), Some(timeout)) = (deadline, timeout) {
+                if Instant::now() >= deadline {
+                    return Err(SdkError::WaitTimedOut {
+                        instance_id: instance_id.to_owned(),
+                        after: timeout,
+                        status: info.status,
+                    });
+                }
+            }
+        }
     }
 
     /// Runs `image_id`'s instances in worker processes from now on (`Some(pool)`): the

@@ -157,7 +157,23 @@ pub enum ManagementRequest {
         /// The pool.
         workers: Option<WireWorkerPool>,
     },
+    /// Waits until the instance is finished (completed, failed or cancelled) — with
+    /// `or_suspended`, or suspended — then answers [`ManagementResponse::Instance`] with
+    /// its status. A long poll: the server answers sooner, with the status then, when
+    /// `timeout_ms` or its own cap ([`MAX_WAIT_MS`]) passes; the client asks again.
+    WaitForCompletion {
+        /// The instance.
+        instance_id: String,
+        /// The longest the server is to wait before answering.
+        timeout_ms: u64,
+        /// Answer at a suspension too (a paused instance waits for a resume).
+        or_suspended: bool,
+    },
 }
+
+/// The longest one [`ManagementRequest::WaitForCompletion`] waits on the server before
+/// it answers with the status then (5 minutes): a client that waits longer asks again.
+pub const MAX_WAIT_MS: u64 = 5 * 60 * 1000;
 
 /// How an image's instances run in worker processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -304,6 +304,11 @@ fn management_requests() -> Vec<ManagementRequest> {
             image_id: "img-1".into(),
             workers: None,
         },
+        ManagementRequest::WaitForCompletion {
+            instance_id: "i".into(),
+            timeout_ms: 30_000,
+            or_suspended: true,
+        },
     ]
 }
 
@@ -497,6 +502,7 @@ fn management_request_variant(r: &ManagementRequest) -> usize {
         ListEventsPage { .. } => 14,
         GetQueuePlace { .. } => 15,
         SetImageWorkers { .. } => 16,
+        WaitForCompletion { .. } => 17,
     }
 }
 

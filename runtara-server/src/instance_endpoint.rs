@@ -23,6 +23,7 @@ use runtara_protocol::{
     InstanceResponse, Role, WireError, WorkerMessage, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
+use crate::completions::Completions;
 use crate::connection_limits::{read_request, Budgets, Gate, Ticket};
 use crate::credentials::CredentialKey;
 use crate::heard_from::HeardFrom;
@@ -53,6 +54,19 @@ pub(crate) struct InstanceAuth {
     pub(crate) events: EventQuota,
     /// The worker processes, whose hellos and runs are checked against it.
     pub(crate) workers: Arc<Workers>,
+    /// Told when a request may have ended an instance (its waiters look again).
+    pub(crate) completions: Arc<Completions>,
+}
+
+/// Whether `request` may end its instance's wait: it finishes it, or takes a signal.
+fn may_settle(request: &InstanceRequest) -> bool {
+    matches!(
+        request,
+        InstanceRequest::Completed { .. }
+            | InstanceRequest::Failed { .. }
+            | InstanceRequest::Suspended { .. }
+            | InstanceRequest::AckSignal { .. }
+    )
 }
 
 /// Who a connection is, once its hello is accepted.
@@ -144,12 +158,13 @@ async fn serve_connection(
         let (send, recv) = accepted?;
         let (store, admitted) = (store.clone(), admitted.clone());
         let (heard_from, budgets) = (auth.heard_from.clone(), budgets.clone());
-        let events = auth.events;
+        let (events, completions) = (auth.events, auth.completions.clone());
         tokio::spawn(async move {
             let context = RequestContext {
                 heard_from: &heard_from,
                 budgets: &budgets,
                 events: &events,
+                completions: &completions,
             };
             if let Err(error) = serve_request(send, recv, &*store, &admitted, context).await {
                 tracing::debug!(%error, "request stream failed");
@@ -374,6 +389,7 @@ async fn serve_worker(
         let (store, budgets, worker_id) = (store.clone(), budgets.clone(), worker_id.clone());
         let (workers, heard_from, events) =
             (auth.workers.clone(), auth.heard_from.clone(), auth.events);
+        let completions = auth.completions.clone();
         tokio::spawn(async move {
             let read =
                 read_request::<WorkerMessage>(&mut recv, DEFAULT_MAX_FRAME_LEN, &budgets).await;
@@ -398,7 +414,14 @@ async fn serve_worker(
                                 instance_id,
                                 tenant_id,
                             };
-                            handle_instance_request_within(&*store, &who, request, &events).await
+                            let settles = may_settle(&request);
+                            let response =
+                                handle_instance_request_within(&*store, &who, request, &events)
+                                    .await;
+                            if settles {
+                                completions.changed(&who.instance_id);
+                            }
+                            response
                         }
                     },
                 },
@@ -452,6 +475,7 @@ struct RequestContext<'a> {
     heard_from: &'a HeardFrom,
     budgets: &'a Budgets,
     events: &'a EventQuota,
+    completions: &'a Completions,
 }
 
 /// Instances whose launch is registering right now (on any thread of this server).
@@ -527,6 +551,7 @@ async fn serve_request(
         heard_from,
         budgets,
         events,
+        completions,
     } = context;
     // The request's bytes stay reserved until it is answered.
     let read = read_request::<InstanceRequest>(&mut recv, DEFAULT_MAX_FRAME_LEN, budgets).await;
@@ -548,7 +573,13 @@ async fn serve_request(
                         }
                         _ => {
                             let who = &admitted.identity;
-                            handle_instance_request_within(store, who, request, events).await
+                            let settles = may_settle(&request);
+                            let response =
+                                handle_instance_request_within(store, who, request, events).await;
+                            if settles {
+                                completions.changed(&who.instance_id);
+                            }
+                            response
                         }
                     }
                 }

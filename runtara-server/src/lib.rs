@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod cli;
+pub mod completions;
 pub mod connection_limits;
 pub mod credentials;
 pub mod event_quota;
@@ -204,6 +205,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("reading the bound address")?;
     let heard_from = Arc::new(HeardFrom::default());
     let workers = Workers::new(credential_key.clone());
+    let completions = completions::Completions::new();
     let auth = instance_endpoint::InstanceAuth {
         key: credential_key.clone(),
         require_credentials: config.require_instance_credentials,
@@ -214,6 +216,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         ),
         events: config.event_limits.quota(),
         workers: workers.clone(),
+        completions: completions.clone(),
     };
     let instances = serve_instances(&config, placement, &storage, &tls, auth).await?;
     let instance_addr = instances.addr;
@@ -236,6 +239,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     });
     let settings = RunnerSettings {
         heard_from,
+        completions,
         images_dir: images.dir().to_path_buf(),
         instances_dir: config.data_dir.join(supervisor::INSTANCE_FILES_DIR),
         legacy_instances_dir: config.data_dir.join(supervisor::LEGACY_INSTANCES_DIR),

@@ -384,6 +384,26 @@ impl Management {
                 tracing::info!(%image_id, ?pool, "image worker pool set");
                 ManagementResponse::Done
             }
+            ManagementRequest::WaitForCompletion {
+                instance_id,
+                timeout_ms,
+                or_suspended,
+            } => {
+                self.visible_instance(caller, &instance_id).await?;
+                let wait = Duration::from_millis(timeout_ms.min(runtara_protocol::MAX_WAIT_MS));
+                let completions = self.supervisor.completions();
+                let record = completions
+                    .wait(&*self.store, &instance_id, wait, or_suspended)
+                    .await
+                    .map_err(engine)?
+                    .ok_or_else(|| {
+                        error(
+                            ErrorCode::NotFound,
+                            format!("instance `{instance_id}` not found"),
+                        )
+                    })?;
+                ManagementResponse::Instance(self.wire_instance(record).await)
+            }
             ManagementRequest::GetQueuePlace { instance_id } => {
                 self.visible_instance(caller, &instance_id).await?;
                 let place = self.supervisor.queue_place(&instance_id);
@@ -629,6 +649,7 @@ impl Management {
             SignalType::Pause => {}
         }
         tracing::info!(%instance_id, %signal, %status, applied, "signal sent");
+        self.supervisor.completions().changed(instance_id);
         Ok(ManagementResponse::Signalled { status, applied })
     }
 

@@ -80,6 +80,9 @@ pub struct RunnerSettings {
     /// Heartbeats as they arrive, whether or not they could be stored (shared with the
     /// instance endpoint).
     pub heard_from: Arc<HeardFrom>,
+    /// The waits for instances to finish, told when a run's end is decided (shared with
+    /// the instance endpoint and the management endpoint).
+    pub completions: Arc<crate::completions::Completions>,
     /// Where image binaries live (`<data-dir>/images`).
     pub images_dir: PathBuf,
     /// Where per-instance folders (input and output files) live
@@ -745,6 +748,7 @@ impl Supervisor {
                         Some(&reason),
                     )
                     .await?;
+                self.settings.completions.changed(instance_id);
                 anyhow::bail!(reason);
             }
         };
@@ -986,6 +990,12 @@ impl Supervisor {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(EXIT_RETRY.1);
         }
+        self.settings.completions.changed(&instance_id);
+    }
+
+    /// The waits for instances to finish.
+    pub fn completions(&self) -> &Arc<crate::completions::Completions> {
+        &self.settings.completions
     }
 
     async fn after_exit(
@@ -1128,6 +1138,7 @@ impl Supervisor {
                 self.spawn_launch(instance_id.clone(), after);
             }
         }
+        self.settings.completions.changed(instance_id);
         Ok(())
     }
 

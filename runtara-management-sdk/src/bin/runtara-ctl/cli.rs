@@ -203,15 +203,16 @@ pub enum Command {
         checkpoint_id: String,
     },
     /// Wait until an instance is completed, failed, cancelled or suspended; print its
-    /// final status and output.
+    /// final status and output. The server answers as soon as it is (no polling).
     Wait {
         /// The instance id.
         instance_id: String,
         /// Give up (exit code 4) after this many seconds; waits forever by default.
         #[arg(long, value_name = "N")]
         timeout_secs: Option<u64>,
-        /// Time between two status checks.
-        #[arg(long, value_name = "MS", default_value_t = 1000)]
+        /// Ignored (the server tells when the instance settles); kept for scripts that
+        /// pass it.
+        #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
         interval_ms: u64,
     },
     /// Show the server's health.

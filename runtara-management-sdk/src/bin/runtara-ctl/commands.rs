@@ -11,7 +11,6 @@ use runtara_management_sdk::{
 };
 use runtara_protocol::WireSignalType;
 use serde_json::Value;
-use tokio::time::Instant;
 
 use crate::cli::{Cli, Command};
 use crate::output;
@@ -400,17 +399,10 @@ async fn execute(
         Command::Wait {
             instance_id,
             timeout_secs,
-            interval_ms,
+            ..
         } => {
             let timeout = timeout_secs.map(Duration::from_secs);
-            wait(
-                sdk,
-                json,
-                instance_id,
-                timeout,
-                Duration::from_millis(*interval_ms),
-            )
-            .await
+            wait(sdk, json, instance_id, timeout).await
         }
         Command::Health => {
             let health = sdk.health().await?;
@@ -422,62 +414,33 @@ async fn execute(
     }
 }
 
-/// Polls until the instance is terminal or suspended, or `timeout` passes.
+/// Waits on the server until the instance is finished or suspended, or `timeout`
+/// passes (`ManagementSdk::wait_until_settled`), and prints it.
 async fn wait(
     sdk: &ManagementSdk,
     json: bool,
     instance_id: &str,
     timeout: Option<Duration>,
-    interval: Duration,
 ) -> Result<(), CtlError> {
-    let deadline = timeout.map(|timeout| Instant::now() + timeout);
-    let interval = interval.max(Duration::from_millis(10));
-    let mut last_status = None;
-    let timed_out = |status: Option<InstanceStatus>| CtlError::WaitTimedOut {
-        instance_id: instance_id.to_owned(),
-        after: timeout.unwrap_or_default(),
-        status,
+    let info = match sdk.wait_until_settled(instance_id, timeout).await {
+        Ok(info) => info,
+        Err(SdkError::WaitTimedOut { after, status, .. }) => {
+            return Err(CtlError::WaitTimedOut {
+                instance_id: instance_id.to_owned(),
+                after,
+                status: Some(status),
+            })
+        }
+        Err(error) => return Err(error.into()),
     };
-    loop {
-        let poll = sdk.get_instance_status(instance_id);
-        let info = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, poll).await {
-                Ok(info) => info?,
-                Err(_) => return Err(timed_out(last_status)),
-            },
-            None => poll.await?,
-        };
-        if info.is_terminal() || info.status == InstanceStatus::Suspended {
-            emit(json, output::instance(&info))?;
-            return match info.status {
-                InstanceStatus::Failed | InstanceStatus::Cancelled => {
-                    Err(CtlError::InstanceEnded {
-                        instance_id: info.instance_id,
-                        status: info.status,
-                        error: info.error,
-                    })
-                }
-                _ => Ok(()),
-            };
-        }
-        if last_status != Some(info.status) {
-            tracing::info!(instance_id, status = %info.status, "waiting");
-        }
-        last_status = Some(info.status);
-        let wake = Instant::now() + interval;
-        match deadline {
-            Some(deadline) if deadline <= wake => {
-                tokio::time::sleep_until(deadline).await;
-                if Instant::now() >= deadline {
-                    // One last look before giving up.
-                    let info = sdk.get_instance_status(instance_id).await?;
-                    if !(info.is_terminal() || info.status == InstanceStatus::Suspended) {
-                        return Err(timed_out(Some(info.status)));
-                    }
-                }
-            }
-            _ => tokio::time::sleep_until(wake).await,
-        }
+    emit(json, output::instance(&info))?;
+    match info.status {
+        InstanceStatus::Failed | InstanceStatus::Cancelled => Err(CtlError::InstanceEnded {
+            instance_id: info.instance_id,
+            status: info.status,
+            error: info.error,
+        }),
+        _ => Ok(()),
     }
 }
 
