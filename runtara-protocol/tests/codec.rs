@@ -541,7 +541,7 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 fn every_variant_has_a_sample() {
     covered(&requests(), request_variant, 18);
     covered(&responses(), response_variant, 11);
-    covered(&management_requests(), management_request_variant, 17);
+    covered(&management_requests(), management_request_variant, 18);
     covered(&management_responses(), management_response_variant, 15);
     // Every code in the sample set, in its wire order.
     let codes: Vec<ErrorCode> = wire_errors().iter().map(|e| e.code).collect();
@@ -891,4 +891,52 @@ fn paged_event_listings_are_appended() {
         max_running: 1,
     };
     assert_eq!(index(encode_payload(&reply).unwrap()), 14);
+}
+
+/// The worker messages round-trip, and keep their wire order: a new kind is appended.
+#[test]
+fn worker_messages_round_trip_in_their_wire_order() {
+    let run = WorkerCommand::Run {
+        instance_id: "i".into(),
+        input: Some(bytes(b"{}")),
+        checkpoint_id: Some("a".into()),
+        registered: Some(Box::new(responses().remove(0))),
+    };
+    let commands = [
+        run,
+        WorkerCommand::Stop {
+            instance_id: "i".into(),
+        },
+    ];
+    let messages = [
+        WorkerMessage::Instance {
+            instance_id: "i".into(),
+            request: requests().remove(0),
+        },
+        WorkerMessage::Ended {
+            instance_id: "i".into(),
+            how: "completed".into(),
+            clean: true,
+        },
+        WorkerMessage::Heartbeat,
+    ];
+    let replies = [
+        WorkerReply::Accepted,
+        WorkerReply::Refused(wire_errors().remove(0)),
+    ];
+    commands.iter().for_each(round_trip);
+    messages.iter().for_each(round_trip);
+    replies.iter().for_each(round_trip);
+    // The variant index is the first byte of a frame's payload.
+    let index = |payload: Vec<u8>| payload[0];
+    let indexes: Vec<u8> = messages
+        .iter()
+        .map(|m| index(encode_payload(m).unwrap()))
+        .collect();
+    assert_eq!(indexes, [0, 1, 2]);
+    let indexes: Vec<u8> = commands
+        .iter()
+        .map(|c| index(encode_payload(c).unwrap()))
+        .collect();
+    assert_eq!(indexes, [0, 1]);
 }
