@@ -733,7 +733,12 @@ impl Supervisor {
                 return Ok(true);
             }
             Err(error) => {
-                self.runs().entry(instance_id.to_owned()).or_default().live = None;
+                {
+                    let mut runs = self.runs();
+                    let run = runs.entry(instance_id.to_owned()).or_default();
+                    run.live = None;
+                    run.hosted = false;
+                }
                 let reason = format!("cannot start the image binary of `{image_id}`: {error:#}");
                 self.store
                     .set_status(
@@ -846,6 +851,11 @@ impl Supervisor {
             .and_then(|()| check_id("tenant id", &instance.tenant_id))
             .map_err(|error| anyhow::anyhow!(error.message))?;
         if let Some(pool) = image.workers {
+            // Hosted from now on: the heartbeat monitor leaves it to its worker's
+            // watchdog (its run registers and is sent while it is placed).
+            if let Some(run) = self.runs().get_mut(&instance.instance_id) {
+                run.hosted = true;
+            }
             let workers = &self.settings.workers;
             let placement = workers.place(&image, pool, instance, registered).await?;
             return Ok(Launched::Hosted(placement));
