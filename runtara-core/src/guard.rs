@@ -89,6 +89,19 @@ pub(crate) fn check_run(
     Ok(())
 }
 
+/// [`check_run`] for a run that may also be `waiting` (its wait and its heartbeats).
+pub(crate) fn check_run_or_waiting(
+    instance_id: &str,
+    row: Option<(InstanceStatus, i64)>,
+    epoch: i64,
+) -> Result<()> {
+    let row = row.map(|(status, current)| match status {
+        InstanceStatus::Waiting => (InstanceStatus::Running, current),
+        status => (status, current),
+    });
+    check_run(instance_id, row, epoch)
+}
+
 /// Refuses a custom event that no instance may record under `quota` (its payload or
 /// subtype too large), before anything is touched.
 pub(crate) fn check_custom_event(
@@ -175,11 +188,12 @@ pub(crate) fn parse_status(raw: &str) -> Result<InstanceStatus> {
 }
 
 /// Statuses a register may resume from.
-pub(crate) const RESUMABLE: [InstanceStatus; 4] = [
+pub(crate) const RESUMABLE: [InstanceStatus; 5] = [
     InstanceStatus::Pending,
     InstanceStatus::Running,
     InstanceStatus::Suspended,
     InstanceStatus::Sleeping,
+    InstanceStatus::Waiting,
 ];
 
 /// What `send_signal` should do for an instance in `status`.
@@ -203,9 +217,9 @@ pub(crate) fn plan_signal(signal: crate::SignalType, status: InstanceStatus) -> 
     use InstanceStatus::*;
     match (signal, status) {
         (Cancel, Running) => SignalPlan::Queue,
-        (Cancel, Pending | Suspended | Sleeping) => SignalPlan::Apply(Cancelled),
+        (Cancel, Pending | Suspended | Sleeping | Waiting) => SignalPlan::Apply(Cancelled),
         (Pause, Running | Pending) => SignalPlan::Queue,
-        (Pause, Sleeping) => SignalPlan::Apply(Suspended),
+        (Pause, Sleeping | Waiting) => SignalPlan::Apply(Suspended),
         (Resume, Suspended) => SignalPlan::Queue,
         (Resume, Running | Pending) => SignalPlan::WithdrawPause,
         _ => SignalPlan::Reject,
@@ -278,6 +292,9 @@ mod tests {
         assert_eq!(plan_signal(Cancel, Sleeping), SignalPlan::Apply(Cancelled));
         assert_eq!(plan_signal(Pause, Pending), SignalPlan::Queue);
         assert_eq!(plan_signal(Pause, Sleeping), SignalPlan::Apply(Suspended));
+        assert_eq!(plan_signal(Cancel, Waiting), SignalPlan::Apply(Cancelled));
+        assert_eq!(plan_signal(Pause, Waiting), SignalPlan::Apply(Suspended));
+        assert_eq!(plan_signal(Resume, Waiting), SignalPlan::Reject);
         assert_eq!(plan_signal(Pause, Suspended), SignalPlan::Reject);
         assert_eq!(plan_signal(Resume, Suspended), SignalPlan::Queue);
         assert_eq!(plan_signal(Resume, Running), SignalPlan::WithdrawPause);

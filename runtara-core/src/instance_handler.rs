@@ -6,7 +6,7 @@ use runtara_protocol::{
 };
 
 use crate::wire::to_wire;
-use crate::{now_ms, Error, EventQuota, Persistence, Producers, Result};
+use crate::{now_ms, Error, EventQuota, EventTake, Persistence, Producers, Result};
 
 /// Who is calling: the identity bound to the connection by its hello.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +254,31 @@ pub async fn handle(
             store
                 .record_retry_attempt(id, epoch, &checkpoint_id, attempt, error.as_deref())
                 .await?;
+            InstanceResponse::Done
+        }
+        InstanceRequest::TakeEvent {
+            epoch,
+            checkpoint_id,
+            name,
+            deadline_ms,
+            hold_ms: _,
+        } => {
+            // The hold is the caller's (the server's endpoint, an embedded backend): one
+            // call here is one look.
+            match store
+                .take_event(id, epoch, &checkpoint_id, &name, deadline_ms)
+                .await?
+            {
+                EventTake::Taken(payload) => InstanceResponse::EventTaken {
+                    payload: payload.map(ByteBuf::from),
+                },
+                EventTake::Pending(signal) => InstanceResponse::EventPending {
+                    signal: signal.map(Into::into),
+                },
+            }
+        }
+        InstanceRequest::SetValue { epoch, key, value } => {
+            store.set_value(id, epoch, &key, &value).await?;
             InstanceResponse::Done
         }
         InstanceRequest::GetStatus { instance_id } => {

@@ -64,11 +64,17 @@
 //!   and a refused event stores nothing. The system's own events (`record_event`) are
 //!   neither bounded nor counted. Pages of events and checkpoints count their sizes in
 //!   bytes alike in both backends, and always hold at least one record when any follow.
+//! - External events (`send_event`) wait in the instance's inbox until a wait
+//!   (`take_event`) takes the oldest of its name, once; a wait's outcome is a checkpoint
+//!   ([`inbox::encode_outcome`]). A wait with nothing to take makes the instance
+//!   `waiting` (heartbeats and the wait itself are still accepted from its run); taking
+//!   makes it `running` again. Registering clears what it waited for.
 
 pub mod error;
 mod guard;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod in_progress;
+pub mod inbox;
 pub mod instance_handler;
 pub mod migrations;
 pub mod model;
@@ -87,6 +93,7 @@ use std::sync::Arc;
 
 pub use error::{Error, Result};
 pub use guard::MAX_ID_LEN;
+pub use inbox::{EventSent, EventTake, MAX_EVENT_PAYLOAD_LEN};
 pub use instance_handler::{
     handle_instance_request, handle_instance_request_within, InstanceIdentity, RequestLimits,
 };

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use crate::inbox::{EventSent, EventTake};
 use crate::model::{
     CheckpointOutcome, CheckpointPage, CheckpointRecord, DeletedImage, EventKind, EventPage,
     EventQuota, EventRecord, ImageRecord, InstanceFilter, InstancePage, InstanceRecord,
@@ -260,6 +261,54 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
         signal: SignalType,
         acknowledged: bool,
     ) -> Result<()>;
+
+    /// Sends an external event to an instance: stored in its inbox until a wait for
+    /// `name` takes it ([`take_event`](Self::take_event); events of one name are taken in
+    /// the order sent, each once), with a `received` event in its history. A send with an
+    /// `idempotency_key` the instance has seen before stores nothing and answers the
+    /// first send's id (`duplicate`). An unknown instance is
+    /// [`InstanceNotFound`](crate::Error::InstanceNotFound), a finished one
+    /// [`Terminal`](crate::Error::Terminal), a payload over
+    /// [`MAX_EVENT_PAYLOAD_LEN`](crate::MAX_EVENT_PAYLOAD_LEN) or a bad name
+    /// [`InvalidInput`](crate::Error::InvalidInput); none stores anything.
+    async fn send_event(
+        &self,
+        instance_id: &str,
+        name: &str,
+        payload: &[u8],
+        idempotency_key: Option<&str>,
+    ) -> Result<EventSent>;
+
+    /// One step of a run's wait for the event `name`, in one transaction: the outcome
+    /// recorded under `checkpoint_id` if there is one; else the oldest unconsumed event
+    /// of that name, consumed and recorded there; else, when `deadline_ms` has passed,
+    /// the timeout (`None`) recorded there. With nothing to take, the instance becomes
+    /// `waiting` for `name` (its wake time the deadline), unless a cancel or pause is
+    /// queued (it stays `running` and the signal is returned). A `waiting` instance's run
+    /// may call it again; taking makes the instance `running`. The run's writes are
+    /// refused as usual (missing, fenced, terminal, neither running nor waiting).
+    async fn take_event(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        name: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<EventTake>;
+
+    /// Whether the instance is `waiting` and an event it waits for is in its inbox: a run
+    /// that let go of it meanwhile must be run again now.
+    async fn event_arrived(&self, instance_id: &str) -> Result<bool>;
+
+    /// Publishes `value` under `key` for the management side; a later value replaces
+    /// it. A write of the run (epoch-fenced, running or waiting); the value is at most
+    /// [`MAX_EVENT_PAYLOAD_LEN`](crate::MAX_EVENT_PAYLOAD_LEN) bytes.
+    async fn set_value(&self, instance_id: &str, epoch: i64, key: &str, value: &[u8])
+        -> Result<()>;
+
+    /// The value the instance published under `key`, or `None`; an unknown instance is
+    /// [`InstanceNotFound`](crate::Error::InstanceNotFound).
+    async fn get_value(&self, instance_id: &str, key: &str) -> Result<Option<Vec<u8>>>;
 
     /// One instance, or `None`.
     async fn get_instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>>;

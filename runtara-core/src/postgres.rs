@@ -14,6 +14,7 @@ mod capacity_retry;
 mod connection;
 mod group_commit;
 mod images;
+mod inbox;
 mod queries;
 mod runtime_instances;
 
@@ -558,7 +559,7 @@ impl Persistence for PostgresPersistence {
         let changed = execute(
             &client,
             "UPDATE instances SET heartbeat_at_ms = $3 \
-             WHERE instance_id = $1 AND epoch = $2 AND status = 'running'",
+             WHERE instance_id = $1 AND epoch = $2 AND status IN ('running', 'waiting')",
             &[&instance_id, &epoch, &now_ms()],
         )
         .await?;
@@ -939,6 +940,79 @@ impl Persistence for PostgresPersistence {
         }
         tx.commit().await.map_err(pg)?;
         Ok(())
+    }
+
+    async fn send_event(
+        &self,
+        instance_id: &str,
+        name: &str,
+        payload: &[u8],
+        idempotency_key: Option<&str>,
+    ) -> Result<crate::EventSent> {
+        crate::inbox::check_event("event name", instance_id, name, payload.len())?;
+        if let Some(key) = idempotency_key {
+            validate_id("idempotency key", key)?;
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let sent = inbox::send(&tx, instance_id, name, payload, idempotency_key, now_ms()).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(sent)
+    }
+
+    async fn take_event(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        name: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<crate::EventTake> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        validate_id("event name", name)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        let now = now_ms();
+        let taken = inbox::take(
+            &tx,
+            instance_id,
+            epoch,
+            checkpoint_id,
+            name,
+            deadline_ms,
+            now,
+        )
+        .await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(taken)
+    }
+
+    async fn event_arrived(&self, instance_id: &str) -> Result<bool> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        inbox::arrived(&client, instance_id).await
+    }
+
+    async fn set_value(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        key: &str,
+        value: &[u8],
+    ) -> Result<()> {
+        crate::inbox::check_event("value key", instance_id, key, value.len())?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg)?;
+        inbox::set_value(&tx, instance_id, epoch, key, value, now_ms()).await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn get_value(&self, instance_id: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        validate_id("instance id", instance_id)?;
+        validate_id("value key", key)?;
+        let client = self.client().await?;
+        inbox::get_value(&client, instance_id, key).await
     }
 
     async fn get_instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>> {

@@ -9,6 +9,7 @@
 
 mod connection;
 mod images;
+mod inbox;
 mod lease_file;
 mod queries;
 mod runtime_instances;
@@ -284,10 +285,10 @@ impl Persistence for SqlitePersistence {
                         let changed = execute(
                             c,
                             "UPDATE instances SET status = 'running', epoch = epoch + 1, \
-                             resume_from = ?2, wake_at_ms = NULL, \
+                             resume_from = ?2, wake_at_ms = NULL, waiting_for = NULL, \
                              started_at_ms = COALESCE(started_at_ms, ?3), heartbeat_at_ms = ?3 \
                              WHERE instance_id = ?1 AND epoch = ?4 \
-                             AND status IN ('pending', 'running', 'suspended', 'sleeping')",
+                             AND status IN ('pending', 'running', 'suspended', 'sleeping', 'waiting')",
                             params![instance_id, resume_from, now, epoch],
                         )?;
                         if changed != 1 {
@@ -464,7 +465,7 @@ impl Persistence for SqlitePersistence {
                 let changed = execute(
                     c,
                     "UPDATE instances SET heartbeat_at_ms = ?3 \
-                     WHERE instance_id = ?1 AND epoch = ?2 AND status = 'running'",
+                     WHERE instance_id = ?1 AND epoch = ?2 AND status IN ('running', 'waiting')",
                     params![instance_id, epoch, now_ms()],
                 )?;
                 if changed == 0 {
@@ -794,6 +795,84 @@ impl Persistence for SqlitePersistence {
                 }
                 settle_signals(c, &instance_id, signal, acknowledged, now)
             })
+            .await
+    }
+
+    async fn send_event(
+        &self,
+        instance_id: &str,
+        name: &str,
+        payload: &[u8],
+        idempotency_key: Option<&str>,
+    ) -> Result<crate::EventSent> {
+        crate::inbox::check_event("event name", instance_id, name, payload.len())?;
+        if let Some(key) = idempotency_key {
+            validate_id("idempotency key", key)?;
+        }
+        let (instance_id, name) = (instance_id.to_owned(), name.to_owned());
+        let (payload, key) = (payload.to_vec(), idempotency_key.map(str::to_owned));
+        self.writer
+            .call(move |c| inbox::send(c, &instance_id, &name, &payload, key.as_deref(), now_ms()))
+            .await
+    }
+
+    async fn take_event(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        checkpoint_id: &str,
+        name: &str,
+        deadline_ms: Option<i64>,
+    ) -> Result<crate::EventTake> {
+        validate_id("instance id", instance_id)?;
+        validate_id("checkpoint id", checkpoint_id)?;
+        validate_id("event name", name)?;
+        let (instance_id, checkpoint_id) = (instance_id.to_owned(), checkpoint_id.to_owned());
+        let name = name.to_owned();
+        self.writer
+            .call(move |c| {
+                let now = now_ms();
+                inbox::take(
+                    c,
+                    &instance_id,
+                    epoch,
+                    &checkpoint_id,
+                    &name,
+                    deadline_ms,
+                    now,
+                )
+            })
+            .await
+    }
+
+    async fn event_arrived(&self, instance_id: &str) -> Result<bool> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .read(move |c| inbox::arrived(c, &instance_id))
+            .await
+    }
+
+    async fn set_value(
+        &self,
+        instance_id: &str,
+        epoch: i64,
+        key: &str,
+        value: &[u8],
+    ) -> Result<()> {
+        crate::inbox::check_event("value key", instance_id, key, value.len())?;
+        let (instance_id, key, value) = (instance_id.to_owned(), key.to_owned(), value.to_vec());
+        self.writer
+            .call(move |c| inbox::set_value(c, &instance_id, epoch, &key, &value, now_ms()))
+            .await
+    }
+
+    async fn get_value(&self, instance_id: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        validate_id("instance id", instance_id)?;
+        validate_id("value key", key)?;
+        let (instance_id, key) = (instance_id.to_owned(), key.to_owned());
+        self.writer
+            .read(move |c| inbox::get_value(c, &instance_id, &key))
             .await
     }
 

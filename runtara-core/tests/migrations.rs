@@ -497,3 +497,80 @@ async fn postgres_a_database_a_newer_build_migrated_is_refused_and_left_as_it_is
         .await
         .unwrap();
 }
+
+/// The SQLite migration that allows `waiting` builds the instances table again: every
+/// row, its start order and the signal counting must come through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_instances_keep_their_rows_order_and_signals_when_waiting_is_allowed() {
+    use runtara_core::{InstanceStatus, NewInstance, SignalType};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v9.db");
+    let all = runtara_core::migrations::SQLITE;
+    let inbox = all
+        .iter()
+        .position(|m| m.name == "events_inbox")
+        .expect("the migration is embedded");
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection.execute_batch(TABLE_WITHOUT_CHECKSUMS).unwrap();
+    for migration in &all[..inbox] {
+        connection.execute_batch(migration.sql).unwrap();
+        connection
+            .execute(
+                "INSERT INTO runtara_migrations (version, name, applied_at_ms) VALUES (?1, ?2, 0)",
+                rusqlite::params![migration.version, migration.name],
+            )
+            .unwrap();
+    }
+    // Three instances created in one millisecond: only the rowid orders them.
+    for (n, id) in ["c-first", "a-second", "b-third"].iter().enumerate() {
+        connection
+            .execute(
+                "INSERT INTO instances (instance_id, tenant_id, status, epoch, created_at_ms) \
+                 VALUES (?1, 't', ?2, 1, 1000)",
+                rusqlite::params![id, if n == 1 { "running" } else { "pending" }],
+            )
+            .unwrap();
+    }
+    drop(connection);
+
+    let url = format!("sqlite://{}", path.display());
+    let store = connect(&url).await.unwrap();
+    let order: Vec<String> = store
+        .list_unfinished()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.instance_id)
+        .collect();
+    assert_eq!(
+        order,
+        ["c-first", "a-second", "b-third"],
+        "start order kept"
+    );
+    // The signal triggers were made again: a queued pause is seen by the next checkpoint.
+    store
+        .send_signal("a-second", SignalType::Pause)
+        .await
+        .unwrap();
+    let saved = store
+        .save_checkpoint("a-second", 1, "step-1", b"s")
+        .await
+        .unwrap();
+    assert_eq!(saved.signal.map(|s| s.signal_type), Some(SignalType::Pause));
+    // And the new status is allowed.
+    store
+        .create_instance(NewInstance {
+            instance_id: "new".into(),
+            tenant_id: "t".into(),
+            ..NewInstance::default()
+        })
+        .await
+        .unwrap();
+    let run = store.register_instance("new", "t", None).await.unwrap();
+    store
+        .take_event("new", run.epoch, "go#1", "go", None)
+        .await
+        .unwrap();
+    let waiting = store.get_instance("new").await.unwrap().unwrap();
+    assert_eq!(waiting.status, InstanceStatus::Waiting);
+}

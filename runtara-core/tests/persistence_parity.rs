@@ -2,7 +2,6 @@
 //! PostgreSQL (when `RUNTARA_TEST_POSTGRES_URL` is set; CI always sets it).
 #![allow(clippy::unwrap_used)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use runtara_core::{
@@ -10,58 +9,9 @@ use runtara_core::{
     NewRuntimeInstance, Persistence, RuntimeStart, SignalOutcome, SignalType, WorkerPool,
 };
 
-macro_rules! assert_err {
-    ($result:expr, $pattern:pat $(if $guard:expr)?) => {
-        match $result {
-            Err(error) => assert!(
-                matches!(error, $pattern $(if $guard)?),
-                "unexpected error: {error:?}"
-            ),
-            Ok(value) => panic!("expected an error, got {value:?}"),
-        }
-    };
-}
-
-fn unique(prefix: &str) -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-macro_rules! parity {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let url = format!("sqlite://{}", dir.path().join("parity.db").display());
-                    super::$name(runtara_core::connect(&url).await.unwrap()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[cfg_attr(not(runtara_test_postgres), ignore = "RUNTARA_TEST_POSTGRES_URL is not set")]
-                async fn $name() {
-                    let Ok(url) = std::env::var("RUNTARA_TEST_POSTGRES_URL") else {
-                        eprintln!("RUNTARA_TEST_POSTGRES_URL is not set; PostgreSQL variant not run");
-                        return;
-                    };
-                    super::$name(runtara_core::connect(&url).await.unwrap()).await;
-                }
-            )*
-        }
-    };
-}
+#[macro_use]
+mod support;
+use support::unique;
 
 parity!(
     unfinished_instances_come_in_the_order_they_were_created,
@@ -122,30 +72,7 @@ parity!(
     events_are_counted_by_kind,
 );
 
-/// Registers a new instance and returns its id and epoch.
-async fn running(store: &Arc<dyn Persistence>, prefix: &str) -> (String, i64) {
-    let id = unique(prefix);
-    let epoch = store.register_instance(&id, "t", None).await.unwrap().epoch;
-    (id, epoch)
-}
-
-/// Creates a new `pending` instance (no process has registered it) and returns its id.
-async fn pending(store: &Arc<dyn Persistence>, prefix: &str) -> String {
-    let id = unique(prefix);
-    store
-        .create_instance(NewInstance {
-            instance_id: id.clone(),
-            tenant_id: "t".into(),
-            ..NewInstance::default()
-        })
-        .await
-        .unwrap();
-    id
-}
-
-async fn status(store: &Arc<dyn Persistence>, id: &str) -> InstanceStatus {
-    store.get_instance(id).await.unwrap().unwrap().status
-}
+use support::{pending, running, status};
 
 async fn register_creates_then_resumes_with_a_new_epoch(store: Arc<dyn Persistence>) {
     let id = unique("reg");

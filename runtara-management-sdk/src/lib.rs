@@ -126,10 +126,13 @@ mod time;
 
 pub use config::SdkConfig;
 pub use error::{Result, SdkError};
-pub use options::{ListInstancesOptions, RegisterImageOptions, StartInstanceOptions, WorkerPool};
+pub use options::{
+    ListInstancesOptions, RegisterImageOptions, SendEventOptions, StartInstanceOptions, WorkerPool,
+};
 pub use responses::{
-    Checkpoint, Event, EventPage, Health, Image, InstanceInfo, InstancePage, InstanceSummary,
-    QueuePlace, RegisterImageResult, SignalOutcome, StartInstanceResult, TERMINAL_STATUSES,
+    Checkpoint, Event, EventPage, EventSent, Health, Image, InstanceInfo, InstancePage,
+    InstanceSummary, QueuePlace, RegisterImageResult, SignalOutcome, StartInstanceResult,
+    TERMINAL_STATUSES,
 };
 pub use runtara_protocol::{ErrorCode, EventKind, InstanceStatus, ParseStatusError};
 pub use sdk::{sha256_hex, ManagementSdk};

@@ -238,3 +238,50 @@ impl WorkerPool {
         }
     }
 }
+
+/// What [`ManagementSdk::send_event_with`](crate::ManagementSdk::send_event_with) sends:
+/// an event for an instance's `wait_for_event`, with an optional idempotency key.
+///
+/// ```
+/// use runtara_management_sdk::SendEventOptions;
+///
+/// let options = SendEventOptions::new("order-42", "approved")
+///     .with_payload(serde_json::json!({"by": "ana"}))
+///     .with_idempotency_key("approval-mail-17");
+/// assert_eq!(options.idempotency_key.as_deref(), Some("approval-mail-17"));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendEventOptions {
+    /// The instance.
+    pub instance_id: String,
+    /// The event's name: the first `wait_for_event` for it takes the event.
+    pub name: String,
+    /// Its payload, sent as JSON text (`null` when not set).
+    pub payload: serde_json::Value,
+    /// A send repeated with the same key (for the same instance) changes nothing.
+    pub idempotency_key: Option<String>,
+}
+
+impl SendEventOptions {
+    /// An event `name` for `instance_id`, with a `null` payload.
+    pub fn new(instance_id: impl Into<String>, name: impl Into<String>) -> Self {
+        SendEventOptions {
+            instance_id: instance_id.into(),
+            name: name.into(),
+            payload: serde_json::Value::Null,
+            idempotency_key: None,
+        }
+    }
+
+    /// Sets the payload.
+    pub fn with_payload(mut self, payload: serde_json::Value) -> Self {
+        self.payload = payload;
+        self
+    }
+
+    /// Makes a repeated send with `key` a no-op.
+    pub fn with_idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}

@@ -41,6 +41,16 @@ pub struct StartInstanceResult {
     pub created: bool,
 }
 
+/// An event sent by [`ManagementSdk::send_event`](crate::ManagementSdk::send_event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventSent {
+    /// The event's id (the first send's, for a repeat of an idempotent send).
+    pub seq: i64,
+    /// A send with this idempotency key was delivered before; nothing changed.
+    pub duplicate: bool,
+}
+
 /// Everything the server reports about one instance
 /// ([`ManagementSdk::get_instance_status`](crate::ManagementSdk::get_instance_status)).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,9 +9,10 @@ use runtara_protocol::{
 
 use crate::connection::Connection;
 use crate::{
-    Checkpoint, Event, EventPage, Health, Image, InstanceInfo, InstancePage, InstanceSummary,
-    ListInstancesOptions, QueuePlace, RegisterImageOptions, RegisterImageResult, Result, SdkConfig,
-    SdkError, SignalOutcome, StartInstanceOptions, StartInstanceResult, WorkerPool,
+    Checkpoint, Event, EventPage, EventSent, Health, Image, InstanceInfo, InstancePage,
+    InstanceSummary, ListInstancesOptions, QueuePlace, RegisterImageOptions, RegisterImageResult,
+    Result, SdkConfig, SdkError, SendEventOptions, SignalOutcome, StartInstanceOptions,
+    StartInstanceResult, WorkerPool,
 };
 
 /// How often [`ManagementSdk::wait_for_completion`] reads the status from a server
@@ -599,6 +600,119 @@ impl ManagementSdk {
             other => Err(unexpected(OP, &other)),
         }
     }
+
+    /// Sends the event `name` with `payload` (sent as JSON) to an instance: the first
+    /// `wait_for_event` for `name` in the instance takes it — now, if it is waiting for
+    /// it, else when it gets there (events of one name are taken in the order sent, each
+    /// once). An instance that let go of its slot to wait is run again.
+    ///
+    /// A finished or unknown instance, or a payload over 1 MiB, is an error and stores
+    /// nothing. To make a repeated send harmless, give it an idempotency key
+    /// ([`send_event_with`](Self::send_event_with)).
+    ///
+    /// ```no_run
+    /// # async fn f(sdk: runtara_management_sdk::ManagementSdk) -> runtara_management_sdk::Result<()> {
+    /// sdk.send_event("order-42", "approved", &serde_json::json!({"by": "ana"}))
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_event(
+        &self,
+        instance_id: &str,
+        name: &str,
+        payload: &impl serde::Serialize,
+    ) -> Result<EventSent> {
+        let payload = serde_json::to_value(payload).map_err(|e| {
+            SdkError::InvalidInput(format!("cannot encode the event's payload as json: {e}"))
+        })?;
+        self.send_event_with(SendEventOptions::new(instance_id, name).with_payload(payload))
+            .await
+    }
+
+    /// [`send_event`](Self::send_event) with every option: a repeat of a send with the
+    /// same idempotency key is a no-op (`duplicate` in the answer).
+    pub async fn send_event_with(&self, options: SendEventOptions) -> Result<EventSent> {
+        const OP: &str = "send_event";
+        let payload = serde_json::to_vec(&options.payload).map_err(|e| {
+            SdkError::InvalidInput(format!("cannot encode the event's payload as json: {e}"))
+        })?;
+        if payload.len() > runtara_protocol::MAX_EVENT_PAYLOAD_LEN {
+            return Err(SdkError::InvalidInput(format!(
+                "the event's payload is {} bytes of json; at most {} are allowed",
+                payload.len(),
+                runtara_protocol::MAX_EVENT_PAYLOAD_LEN
+            )));
+        }
+        let request = ManagementRequest::SendEvent {
+            instance_id: options.instance_id,
+            name: options.name,
+            payload: ByteBuf::from(payload),
+            idempotency_key: options.idempotency_key,
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::EventSent { seq, duplicate } => Ok(EventSent { seq, duplicate }),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// The value the instance published under `key` with `set_value`, or `None` when it
+    /// has published none (yet). An unknown instance is `not_found`.
+    pub async fn get_value(
+        &self,
+        instance_id: &str,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        self.value(instance_id, key, Duration::ZERO).await
+    }
+
+    /// [`get_value`](Self::get_value), waiting up to `timeout` for a value that is not
+    /// published yet (the server answers as soon as it is); `None` when none came in time.
+    pub async fn wait_for_value(
+        &self,
+        instance_id: &str,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Option<serde_json::Value>> {
+        let deadline = Instant::now() + timeout;
+        let longest = Duration::from_millis(runtara_protocol::MAX_WAIT_MS);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let value = self.value(instance_id, key, left.min(longest)).await?;
+            if value.is_some() || left <= longest {
+                return Ok(value);
+            }
+        }
+    }
+
+    async fn value(
+        &self,
+        instance_id: &str,
+        key: &str,
+        wait: Duration,
+    ) -> Result<Option<serde_json::Value>> {
+        const OP: &str = "get_value";
+        let request = ManagementRequest::GetValue {
+            instance_id: instance_id.to_owned(),
+            key: key.to_owned(),
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        };
+        let within = wait + self.connection.request_timeout();
+        match self
+            .connection
+            .call_within(OP, &request, None, within)
+            .await?
+        {
+            ManagementResponse::Value { value: None } => Ok(None),
+            ManagementResponse::Value { value: Some(bytes) } => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| SdkError::UnexpectedResponse {
+                    operation: OP,
+                    response: format!("a value that is not json: {e}"),
+                }),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
 }
 
 /// Lowercase hex SHA-256 of `bytes`, as the server checks it.
@@ -632,6 +746,8 @@ fn unexpected(operation: &'static str, response: &ManagementResponse) -> SdkErro
         ManagementResponse::CheckpointPage { .. } => "checkpoint_page",
         ManagementResponse::EventPage { .. } => "event_page",
         ManagementResponse::QueuePlace { .. } => "queue_place",
+        ManagementResponse::EventSent { .. } => "event_sent",
+        ManagementResponse::Value { .. } => "value",
     };
     SdkError::UnexpectedResponse {
         operation,

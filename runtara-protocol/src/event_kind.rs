@@ -31,6 +31,9 @@ pub enum EventKind {
     Launched,
     /// Its process exited (`exited`; the subtype says how).
     Exited,
+    /// An external event was sent to it (`received`; the subtype is the event's name,
+    /// the payload its payload).
+    Received,
     /// A kind this version does not know.
     Other(String),
 }
@@ -46,6 +49,7 @@ impl EventKind {
             EventKind::Custom => "custom",
             EventKind::Launched => "launched",
             EventKind::Exited => "exited",
+            EventKind::Received => "received",
             EventKind::Other(name) => name,
         }
     }
@@ -59,6 +63,7 @@ impl EventKind {
             "custom" => EventKind::Custom,
             "launched" => EventKind::Launched,
             "exited" => EventKind::Exited,
+            "received" => EventKind::Received,
             other => match other.parse::<InstanceStatus>() {
                 Ok(status) => EventKind::Status(status),
                 Err(_) => EventKind::Other(other.to_owned()),
@@ -123,6 +128,7 @@ mod tests {
             EventKind::Custom,
             EventKind::Launched,
             EventKind::Exited,
+            EventKind::Received,
             EventKind::Other("audited".into()),
         ];
         kinds.extend(InstanceStatus::ALL.map(EventKind::Status));

@@ -240,7 +240,44 @@ pub enum InstanceRequest {
         /// The error.
         error: String,
     },
+    /// `wait_for_event`: the payload recorded under `checkpoint_id` if any; else the
+    /// oldest unconsumed event named `name`, consumed and recorded there; else, once
+    /// `deadline_ms` has passed, the timeout (`None`) recorded there. Otherwise the
+    /// instance is `waiting` for `name` and the answer is `EventPending`, given after at
+    /// most `hold_ms` (the server holds the request until an event arrives, the deadline
+    /// passes or the hold ends, so a waiting run needs no polling loop). Answered by
+    /// `EventTaken` or `EventPending`.
+    TakeEvent {
+        /// The run's epoch.
+        epoch: i64,
+        /// Where the wait's outcome is recorded.
+        checkpoint_id: String,
+        /// The event's name.
+        name: String,
+        /// When the wait times out (ms since the Unix epoch); `None`: never.
+        deadline_ms: Option<i64>,
+        /// The longest the server holds the request with nothing to answer (at most
+        /// [`MAX_EVENT_HOLD_MS`]).
+        hold_ms: u64,
+    },
+    /// Publishes `value` under `key` for the management side
+    /// (`ManagementSdk::get_value`); a later value replaces it. Answered by `Done`.
+    SetValue {
+        /// The run's epoch.
+        epoch: i64,
+        /// The value's key.
+        key: String,
+        /// The value (JSON text from the SDK).
+        value: ByteBuf,
+    },
 }
+
+/// The longest one [`InstanceRequest::TakeEvent`] is held by the server (10 s): a run
+/// that waits longer asks again.
+pub const MAX_EVENT_HOLD_MS: u64 = 10_000;
+
+/// The largest payload of an external event or a published value (1 MiB).
+pub const MAX_EVENT_PAYLOAD_LEN: usize = 1024 * 1024;
 
 /// The server's response to an [`InstanceRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,6 +364,18 @@ pub enum InstanceResponse {
         /// The pending signal.
         signal: Option<WireSignal>,
     },
+    /// Reply to `TakeEvent`: the wait's outcome, recorded — the event's payload, or
+    /// `None` when it timed out.
+    EventTaken {
+        /// The event's payload; `None`: the wait timed out.
+        payload: Option<ByteBuf>,
+    },
+    /// Reply to `TakeEvent`: nothing to take yet; the instance is `waiting` (unless a
+    /// cancel or pause is queued: then it is still `running`, and `signal` says which).
+    EventPending {
+        /// The pending signal.
+        signal: Option<WireSignal>,
+    },
 }
 
 impl InstanceRequest {
@@ -354,6 +403,8 @@ impl InstanceRequest {
             InstanceRequest::ReplayPage { .. } => "replay_page",
             InstanceRequest::CheckpointStep { .. } => "checkpoint",
             InstanceRequest::StepFailed { .. } => "step_failed",
+            InstanceRequest::TakeEvent { .. } => "wait_for_event",
+            InstanceRequest::SetValue { .. } => "set_value",
         }
     }
 
@@ -393,6 +444,8 @@ impl InstanceRequest {
             | InstanceRequest::AckSignal { epoch, .. }
             | InstanceRequest::CheckpointStep { epoch, .. }
             | InstanceRequest::StepFailed { epoch, .. }
+            | InstanceRequest::TakeEvent { epoch, .. }
+            | InstanceRequest::SetValue { epoch, .. }
             | InstanceRequest::RetryAttempt { epoch, .. } => Some(*epoch),
             InstanceRequest::Register { .. }
             | InstanceRequest::GetCheckpoint { .. }

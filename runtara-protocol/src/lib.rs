@@ -78,7 +78,7 @@ pub use frame::{
 pub use handshake::{answer_hello, check_hello, wrong_endpoint, Hello, HelloReply, Role};
 pub use instance::{
     InstanceRequest, InstanceResponse, RecordedStep, WireSignal, WireSignalType, WireStatus,
-    MAX_STATE_LEN, REPLAY_PAGE_BYTES,
+    MAX_EVENT_HOLD_MS, MAX_EVENT_PAYLOAD_LEN, MAX_STATE_LEN, REPLAY_PAGE_BYTES,
 };
 pub use management::{
     ManagementRequest, ManagementResponse, WireCheckpoint, WireEvent, WireImage, WireInstance,

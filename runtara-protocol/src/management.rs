@@ -169,6 +169,32 @@ pub enum ManagementRequest {
         /// Answer at a suspension too (a paused instance waits for a resume).
         or_suspended: bool,
     },
+    /// Sends an external event to an instance: the first `wait_for_event` for `name`
+    /// takes it (events of one name are taken in the order sent, each once). Answered by
+    /// [`ManagementResponse::EventSent`]; a finished or unknown instance, or a payload
+    /// over [`MAX_EVENT_PAYLOAD_LEN`](crate::MAX_EVENT_PAYLOAD_LEN), is an error and
+    /// stores nothing.
+    SendEvent {
+        /// The instance.
+        instance_id: String,
+        /// The event's name.
+        name: String,
+        /// Its payload (JSON text from the SDK).
+        payload: ByteBuf,
+        /// A send repeated with the same key is a no-op (per instance).
+        idempotency_key: Option<String>,
+    },
+    /// The value an instance published under `key` (`set_value`). With `wait_ms` > 0 and
+    /// no value yet, the server waits up to that long (capped at [`MAX_WAIT_MS`]) for one.
+    /// Answered by [`ManagementResponse::Value`].
+    GetValue {
+        /// The instance.
+        instance_id: String,
+        /// The value's key.
+        key: String,
+        /// How long to wait for a value that is not set yet; 0: answer at once.
+        wait_ms: u64,
+    },
 }
 
 /// The longest one [`ManagementRequest::WaitForCompletion`] waits on the server before
@@ -361,5 +387,18 @@ pub enum ManagementResponse {
         running: u64,
         /// The server's `--max-running`.
         max_running: u64,
+    },
+    /// Reply to `SendEvent`.
+    EventSent {
+        /// The event's number among the instance's events (the first send's, for a send
+        /// repeated with its idempotency key).
+        seq: i64,
+        /// A send with this idempotency key was stored before; nothing changed.
+        duplicate: bool,
+    },
+    /// Reply to `GetValue`.
+    Value {
+        /// The value, if one is set.
+        value: Option<ByteBuf>,
     },
 }

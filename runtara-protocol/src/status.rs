@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Lifecycle state of an instance (see `docs/architecture.md`).
 ///
 /// `pending → running → {completed | failed | cancelled}`, `running ⇄ suspended`,
-/// `running ⇄ sleeping`. The three terminal states are final.
+/// `running ⇄ sleeping`, `running ⇄ waiting`. The three terminal states are final.
 ///
 /// On the wire and in JSON a status is its name ([`as_str`](InstanceStatus::as_str)), as
 /// it was when statuses travelled as strings: peers of either kind read each other.
@@ -22,6 +22,10 @@ pub enum InstanceStatus {
     Suspended,
     /// Waiting for a durable sleep to end; no process.
     Sleeping,
+    /// Waiting for an external event (`wait_for_event`): its run holds its slot for a
+    /// while, then lets go of it; the event's arrival (or the wait's timeout) runs it
+    /// again.
+    Waiting,
     /// Finished with an output. Terminal.
     Completed,
     /// Finished with an error. Terminal.
@@ -32,11 +36,12 @@ pub enum InstanceStatus {
 
 impl InstanceStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [InstanceStatus; 7] = [
+    pub const ALL: [InstanceStatus; 8] = [
         InstanceStatus::Pending,
         InstanceStatus::Running,
         InstanceStatus::Suspended,
         InstanceStatus::Sleeping,
+        InstanceStatus::Waiting,
         InstanceStatus::Completed,
         InstanceStatus::Failed,
         InstanceStatus::Cancelled,
@@ -49,6 +54,7 @@ impl InstanceStatus {
             InstanceStatus::Running => "running",
             InstanceStatus::Suspended => "suspended",
             InstanceStatus::Sleeping => "sleeping",
+            InstanceStatus::Waiting => "waiting",
             InstanceStatus::Completed => "completed",
             InstanceStatus::Failed => "failed",
             InstanceStatus::Cancelled => "cancelled",
@@ -74,7 +80,7 @@ impl fmt::Display for InstanceStatus {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown instance status `{0}`; expected one of: `pending`, `running`, `suspended`, \
-     `sleeping`, `completed`, `failed`, `cancelled`"
+     `sleeping`, `waiting`, `completed`, `failed`, `cancelled`"
 )]
 pub struct ParseStatusError(pub String);
 

@@ -105,6 +105,18 @@ fn requests() -> Vec<InstanceRequest> {
             checkpoint_id: "charge::o-1".into(),
             error: "card declined".into(),
         },
+        TakeEvent {
+            epoch: 3,
+            checkpoint_id: "approved#1".into(),
+            name: "approved".into(),
+            deadline_ms: Some(1_700_000_000_000),
+            hold_ms: 10_000,
+        },
+        SetValue {
+            epoch: 3,
+            key: "progress".into(),
+            value: bytes(b"{\"done\":3}"),
+        },
     ]
 }
 
@@ -144,6 +156,13 @@ fn responses() -> Vec<InstanceResponse> {
         CheckpointedStep {
             existing_state: Some(bytes(b"7")),
             existing_producer: Some("app::v1::shape".into()),
+            signal: Some(signal()),
+        },
+        EventTaken {
+            payload: Some(bytes(b"{\"by\":\"ana\"}")),
+        },
+        EventTaken { payload: None },
+        EventPending {
             signal: Some(signal()),
         },
         Checkpointed {
@@ -309,6 +328,17 @@ fn management_requests() -> Vec<ManagementRequest> {
             timeout_ms: 30_000,
             or_suspended: true,
         },
+        ManagementRequest::SendEvent {
+            instance_id: "i".into(),
+            name: "approved".into(),
+            payload: ByteBuf::from(b"{\"by\":\"ana\"}".to_vec()),
+            idempotency_key: Some("mail-17".into()),
+        },
+        ManagementRequest::GetValue {
+            instance_id: "i".into(),
+            key: "progress".into(),
+            wait_ms: 0,
+        },
     ]
 }
 
@@ -422,6 +452,14 @@ fn management_responses() -> Vec<ManagementResponse> {
             running: 1,
             max_running: 64,
         },
+        ManagementResponse::EventSent {
+            seq: 3,
+            duplicate: true,
+        },
+        ManagementResponse::Value {
+            value: Some(ByteBuf::from(b"42".to_vec())),
+        },
+        ManagementResponse::Value { value: None },
     ]
 }
 
@@ -462,6 +500,8 @@ fn request_variant(r: &InstanceRequest) -> usize {
         ReplayPage { .. } => 15,
         CheckpointStep { .. } => 16,
         StepFailed { .. } => 17,
+        TakeEvent { .. } => 18,
+        SetValue { .. } => 19,
     }
 }
 
@@ -479,6 +519,8 @@ fn response_variant(r: &InstanceResponse) -> usize {
         RegisteredPage { .. } => 8,
         ReplayPage { .. } => 9,
         CheckpointedStep { .. } => 10,
+        EventTaken { .. } => 11,
+        EventPending { .. } => 12,
     }
 }
 
@@ -503,6 +545,8 @@ fn management_request_variant(r: &ManagementRequest) -> usize {
         GetQueuePlace { .. } => 15,
         SetImageWorkers { .. } => 16,
         WaitForCompletion { .. } => 17,
+        SendEvent { .. } => 18,
+        GetValue { .. } => 19,
     }
 }
 
@@ -524,6 +568,8 @@ fn management_response_variant(r: &ManagementResponse) -> usize {
         CheckpointPage { .. } => 12,
         EventPage { .. } => 13,
         QueuePlace { .. } => 14,
+        EventSent { .. } => 15,
+        Value { .. } => 16,
     }
 }
 
@@ -539,10 +585,10 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 
 #[test]
 fn every_variant_has_a_sample() {
-    covered(&requests(), request_variant, 18);
-    covered(&responses(), response_variant, 11);
-    covered(&management_requests(), management_request_variant, 18);
-    covered(&management_responses(), management_response_variant, 15);
+    covered(&requests(), request_variant, 20);
+    covered(&responses(), response_variant, 13);
+    covered(&management_requests(), management_request_variant, 20);
+    covered(&management_responses(), management_response_variant, 17);
     // Every code in the sample set, in its wire order.
     let codes: Vec<ErrorCode> = wire_errors().iter().map(|e| e.code).collect();
     assert_eq!(codes, ErrorCode::ALL);

@@ -41,6 +41,30 @@ pub enum SdkError {
         /// What is left of the sleep.
         remaining: std::time::Duration,
     },
+    /// The instance waits for an external event in a worker process, and has let go of
+    /// its slot: this run ends here (pass the error on), and the server runs the instance
+    /// again when the event comes or the wait times out.
+    #[error(
+        "the instance waits for event `{name}`: this run ends, and the server runs it again \
+         when the event comes or the wait times out"
+    )]
+    Waiting {
+        /// The event's name.
+        name: String,
+    },
+    /// An event's payload or a published value could not be encoded or decoded as JSON.
+    #[error("{what} `{name}` is not the json of `{type_name}`: {source}")]
+    EventPayload {
+        /// `event` or `value`.
+        what: &'static str,
+        /// The event's name or the value's key.
+        name: String,
+        /// The Rust type.
+        type_name: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A recorded result no longer decodes into the function's return type.
     #[error(
         "the recorded result of durable call `{checkpoint_id}` does not decode as `{type_name}` \

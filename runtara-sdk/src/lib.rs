@@ -54,6 +54,7 @@ mod calls;
 mod config;
 mod durable;
 mod error;
+mod events;
 mod heartbeat;
 #[cfg(feature = "quic")]
 mod hosted;

@@ -409,6 +409,76 @@ impl Runtime {
         self.signal(instance_id, SignalType::Resume).await
     }
 
+    /// Sends the event `name` with `payload` (as JSON) to an instance: the first
+    /// [`wait_for_event`](crate::RuntaraSdk::wait_for_event) for `name` in it takes it —
+    /// at once if it is waiting for it here, else when it gets there (events of one name
+    /// are taken in the order sent, each once). A finished or unknown instance, or a
+    /// payload over 1 MiB, is an error and stores nothing.
+    pub async fn send_event<T: Serialize + ?Sized>(
+        &self,
+        instance_id: &str,
+        name: &str,
+        payload: &T,
+    ) -> Result<()> {
+        self.send(instance_id, name, payload, None).await.map(drop)
+    }
+
+    /// [`send_event`](Self::send_event) that a repeat with the same `idempotency_key`
+    /// makes no more of: true when the event was stored now, false for a repeat.
+    pub async fn send_event_once<T: Serialize + ?Sized>(
+        &self,
+        instance_id: &str,
+        name: &str,
+        payload: &T,
+        idempotency_key: &str,
+    ) -> Result<bool> {
+        self.send(instance_id, name, payload, Some(idempotency_key))
+            .await
+            .map(|sent| !sent.duplicate)
+    }
+
+    async fn send<T: Serialize + ?Sized>(
+        &self,
+        instance_id: &str,
+        name: &str,
+        payload: &T,
+        idempotency_key: Option<&str>,
+    ) -> Result<runtara_core::EventSent> {
+        let payload = serde_json::to_vec(payload).map_err(|source| SdkError::EventPayload {
+            what: "event",
+            name: name.to_owned(),
+            type_name: std::any::type_name::<T>(),
+            source,
+        })?;
+        let sent = self
+            .shared
+            .persistence
+            .send_event(instance_id, name, &payload, idempotency_key)
+            .await?;
+        crate::events::ring(instance_id);
+        Ok(sent)
+    }
+
+    /// The value an instance published under `key` with
+    /// [`set_value`](crate::RuntaraSdk::set_value), or `None`.
+    pub async fn get_value(
+        &self,
+        instance_id: &str,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        let Some(bytes) = self.shared.persistence.get_value(instance_id, key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| SdkError::EventPayload {
+                what: "value",
+                name: key.to_owned(),
+                type_name: "serde_json::Value",
+                source,
+            })
+    }
+
     /// How many instances hold a slot now (running, not sleeping).
     pub fn running(&self) -> usize {
         self.shared.max_running - self.shared.slots.available_permits()
@@ -517,10 +587,10 @@ impl Runtime {
         let Some(entry) = self.shared.lock().get(instance_id).cloned() else {
             return Ok(());
         };
+        // A sleeping or waiting run takes it now (a waiting one finds it applied).
+        entry.interrupt.notify_waiters();
         match outcome {
             SignalOutcome::Queued(_) => {
-                // A sleeping run takes it now.
-                entry.interrupt.notify_waiters();
                 let paused = matches!(*entry.progress.borrow(), Progress::Suspended);
                 if signal == SignalType::Resume && paused {
                     self.resume_here(instance_id, entry);

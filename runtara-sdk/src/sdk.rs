@@ -68,13 +68,16 @@ pub(crate) struct Inner {
     resume_from: Option<String>,
     last_signal_poll: Mutex<Option<Instant>>,
     heartbeat: Mutex<Option<HeartbeatTask>>,
-    /// Sleeps longer than this end the process (QUIC mode, set by the server).
-    sleep_exit_threshold: Option<Duration>,
+    /// Sleeps longer than this end the process (QUIC mode, set by the server); so do
+    /// event waits held this long.
+    pub(crate) sleep_exit_threshold: Option<Duration>,
     /// The runtime slot this run holds, given back while it sleeps (an instance of a
     /// [`Runtime`](crate::runtime::Runtime)).
-    slot: Option<crate::runtime::Slot>,
+    pub(crate) slot: Option<crate::runtime::Slot>,
     /// Hosted by a worker process: a long sleep ends this run, not the process.
-    hosted: bool,
+    pub(crate) hosted: bool,
+    /// How many waits for each event name this run has begun (`wait_for_event`).
+    pub(crate) waits: crate::events::WaitCounter,
 }
 
 impl RuntaraSdk {
@@ -244,6 +247,7 @@ impl RuntaraSdk {
                 sleep_exit_threshold: None,
                 slot: None,
                 hosted: false,
+                waits: Default::default(),
             }),
         }
     }
@@ -521,7 +525,7 @@ impl RuntaraSdk {
     /// under way finish and the connection closes, stdout and stderr are flushed.
     /// Destructors of what the program holds do not run (as with any
     /// `std::process::exit`): flush your own buffered writers before a long sleep.
-    async fn exit_for_sleep(&self) -> ! {
+    pub(crate) async fn exit_for_sleep(&self) -> ! {
         self.inner.backend.close().await;
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
@@ -755,7 +759,7 @@ impl RuntaraSdk {
         self.inner.backend.persistence()
     }
 
-    fn backend(&self) -> &dyn Backend {
+    pub(crate) fn backend(&self) -> &dyn Backend {
         &*self.inner.backend
     }
 
@@ -784,7 +788,7 @@ impl RuntaraSdk {
         *slot = task;
     }
 
-    fn stop_heartbeats(&self) {
+    pub(crate) fn stop_heartbeats(&self) {
         let mut slot = self
             .inner
             .heartbeat

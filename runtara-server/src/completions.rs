@@ -73,18 +73,36 @@ impl Completions {
         wait: Duration,
         or_suspended: bool,
     ) -> runtara_core::Result<Option<InstanceRecord>> {
+        self.look_until(instance_id, wait, || async {
+            match store.get_instance(instance_id).await {
+                Ok(Some(record)) => {
+                    let settled = is_settled(&record, or_suspended);
+                    (Ok(Some(record)), settled)
+                }
+                other => (other, true),
+            }
+        })
+        .await
+    }
+
+    /// Calls `look` until it says it is done or `wait` has passed, and returns its last
+    /// answer. It looks again whenever `instance_id` may have changed ([`changed`](Self::changed))
+    /// and every [`RECHECK`] otherwise: a long poll on anything about one instance.
+    pub async fn look_until<T, F, Fut>(&self, instance_id: &str, wait: Duration, mut look: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = (T, bool)>,
+    {
         let deadline = tokio::time::Instant::now() + wait;
         let notify = self.watch(instance_id);
         loop {
-            // Armed before the read, so that a change between the two is not missed.
+            // Armed before the look, so that a change between the two is not missed.
             let changed = notify.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            let Some(record) = store.get_instance(instance_id).await? else {
-                return Ok(None);
-            };
-            if is_settled(&record, or_suspended) || tokio::time::Instant::now() >= deadline {
-                return Ok(Some(record));
+            let (answer, done) = look().await;
+            if done || tokio::time::Instant::now() >= deadline {
+                return answer;
             }
             let recheck = (tokio::time::Instant::now() + RECHECK).min(deadline);
             tokio::select! {

@@ -23,7 +23,8 @@ pub(crate) struct HowItEnded {
 pub(crate) enum ByStatus {
     /// Finished or suspended: the process stopped as asked.
     Nothing,
-    /// `sleeping`: relaunch at the wake time.
+    /// `sleeping`: relaunch at the wake time; `waiting`: relaunch when its event is there,
+    /// or at its wait's deadline.
     ScheduleWake,
     /// Its run timed out: `failed` with the timeout as the reason.
     FailTimedOut,
@@ -35,7 +36,7 @@ pub(crate) enum ByStatus {
 /// The stored status after the exit decides first.
 pub(crate) fn by_status(status: InstanceStatus, ended: HowItEnded) -> ByStatus {
     match status {
-        InstanceStatus::Sleeping => ByStatus::ScheduleWake,
+        InstanceStatus::Sleeping | InstanceStatus::Waiting => ByStatus::ScheduleWake,
         InstanceStatus::Pending | InstanceStatus::Running if ended.timed_out => {
             ByStatus::FailTimedOut
         }
@@ -176,6 +177,8 @@ mod tests {
     fn a_sleeping_instance_is_woken_at_its_time() {
         assert_eq!(by_status(Sleeping, CLEAN), ByStatus::ScheduleWake);
         assert_eq!(by_status(Sleeping, CRASH), ByStatus::ScheduleWake);
+        assert_eq!(by_status(Waiting, CLEAN), ByStatus::ScheduleWake);
+        assert_eq!(by_status(Waiting, CRASH), ByStatus::ScheduleWake);
     }
 
     #[test]

@@ -14,10 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use runtara_core::{
-    handle_instance_request, handle_instance_request_within, Error, EventQuota, InstanceIdentity,
-    Persistence,
-};
+use runtara_core::{handle_instance_request, Error, EventQuota, InstanceIdentity, Persistence};
 use runtara_protocol::{
     check_hello, read_frame, write_frame, ErrorCode, Hello, HelloReply, InstanceRequest,
     InstanceResponse, Role, WireError, WorkerMessage, DEFAULT_MAX_FRAME_LEN, PROTOCOL_VERSION,
@@ -27,6 +24,7 @@ use crate::completions::Completions;
 use crate::connection_limits::{read_request, Budgets, Gate, Ticket};
 use crate::credentials::CredentialKey;
 use crate::heard_from::HeardFrom;
+use crate::instance_answer::answer;
 use crate::log_text::{client_text, Refusals};
 use crate::valid_ids::check_id;
 use crate::workers::Workers;
@@ -56,17 +54,6 @@ pub(crate) struct InstanceAuth {
     pub(crate) workers: Arc<Workers>,
     /// Told when a request may have ended an instance (its waiters look again).
     pub(crate) completions: Arc<Completions>,
-}
-
-/// Whether `request` may end its instance's wait: it finishes it, or takes a signal.
-fn may_settle(request: &InstanceRequest) -> bool {
-    matches!(
-        request,
-        InstanceRequest::Completed { .. }
-            | InstanceRequest::Failed { .. }
-            | InstanceRequest::Suspended { .. }
-            | InstanceRequest::AckSignal { .. }
-    )
 }
 
 /// Who a connection is, once its hello is accepted.
@@ -414,14 +401,7 @@ async fn serve_worker(
                                 instance_id,
                                 tenant_id,
                             };
-                            let settles = may_settle(&request);
-                            let response =
-                                handle_instance_request_within(&*store, &who, request, &events)
-                                    .await;
-                            if settles {
-                                completions.changed(&who.instance_id);
-                            }
-                            response
+                            answer(&*store, &who, request, &events, &completions).await
                         }
                     },
                 },
@@ -571,16 +551,7 @@ async fn serve_request(
                         (true, Some(launch)) => {
                             register_once(store, &admitted.identity, launch, request).await
                         }
-                        _ => {
-                            let who = &admitted.identity;
-                            let settles = may_settle(&request);
-                            let response =
-                                handle_instance_request_within(store, who, request, events).await;
-                            if settles {
-                                completions.changed(&who.instance_id);
-                            }
-                            response
-                        }
+                        _ => answer(store, &admitted.identity, request, events, completions).await,
                     }
                 }
                 Err(error) => InstanceResponse::Error(error),

@@ -13,6 +13,7 @@ pub mod event_quota;
 mod exit_decision;
 pub mod heard_from;
 pub mod image_store;
+mod instance_answer;
 mod instance_endpoint;
 pub mod instance_process;
 mod instance_threads;

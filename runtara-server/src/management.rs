@@ -404,6 +404,52 @@ impl Management {
                     })?;
                 ManagementResponse::Instance(self.wire_instance(record).await)
             }
+            ManagementRequest::SendEvent {
+                instance_id,
+                name,
+                payload,
+                idempotency_key,
+            } => {
+                self.visible_instance(caller, &instance_id).await?;
+                let sent = self
+                    .store
+                    .send_event(&instance_id, &name, &payload, idempotency_key.as_deref())
+                    .await
+                    .map_err(engine)?;
+                if sent.wakes {
+                    self.supervisor.event_sent(&instance_id);
+                }
+                // A run holding its wait here takes the event at once.
+                self.supervisor.completions().changed(&instance_id);
+                tracing::info!(%instance_id, event = %name, seq = sent.seq, duplicate = sent.duplicate, wakes = sent.wakes, "event sent");
+                ManagementResponse::EventSent {
+                    seq: sent.seq,
+                    duplicate: sent.duplicate,
+                }
+            }
+            ManagementRequest::GetValue {
+                instance_id,
+                key,
+                wait_ms,
+            } => {
+                self.visible_instance(caller, &instance_id).await?;
+                let wait = Duration::from_millis(wait_ms.min(runtara_protocol::MAX_WAIT_MS));
+                let store = &*self.store;
+                let value = self
+                    .supervisor
+                    .completions()
+                    .look_until(&instance_id, wait, || async {
+                        match store.get_value(&instance_id, &key).await {
+                            Ok(None) => (Ok(None), false),
+                            other => (other, true),
+                        }
+                    })
+                    .await
+                    .map_err(engine)?;
+                ManagementResponse::Value {
+                    value: value.map(ByteBuf::from),
+                }
+            }
             ManagementRequest::GetQueuePlace { instance_id } => {
                 self.visible_instance(caller, &instance_id).await?;
                 let place = self.supervisor.queue_place(&instance_id);

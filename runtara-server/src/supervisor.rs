@@ -428,7 +428,7 @@ impl Supervisor {
                         });
                     }
                 }
-                InstanceStatus::Sleeping => self.schedule_wake(&instance),
+                InstanceStatus::Sleeping | InstanceStatus::Waiting => self.schedule_wake(&instance),
                 // A resume acknowledged just before the last server stopped.
                 InstanceStatus::Suspended => {
                     match self.store.queued_resume(&instance.instance_id).await {
@@ -610,6 +610,13 @@ impl Supervisor {
         let _ = std::fs::remove_dir(legacy);
     }
 
+    /// An event was sent that the `waiting` instance waits for: it runs again now, unless
+    /// a run of it still holds it here (that run's wait is told, and takes the event; had
+    /// it let go meanwhile, its end relaunches it).
+    pub fn event_sent(&self, instance_id: &str) {
+        self.spawn_launch(instance_id.to_owned(), Duration::ZERO);
+    }
+
     /// Launches a process for `instance_id` after `delay`, in the background.
     pub fn spawn_launch(&self, instance_id: String, delay: Duration) {
         self.spawn(instance_id, delay, false);
@@ -645,12 +652,25 @@ impl Supervisor {
         });
     }
 
-    /// Wakes a sleeping instance at its wake time.
+    /// Wakes a sleeping instance at its wake time. A waiting one is looked at now: its
+    /// event may be there already; if not, its launch is put off to its wait's deadline
+    /// (without one, the event's arrival wakes it: [`Supervisor::event_sent`]).
     fn schedule_wake(&self, instance: &InstanceRecord) {
-        let wait_ms = instance.wake_at_ms.unwrap_or(0).saturating_sub(now_ms());
+        match instance.status {
+            InstanceStatus::Waiting => self.launch_at(&instance.instance_id, None),
+            _ => self.launch_at(
+                &instance.instance_id,
+                Some(instance.wake_at_ms.unwrap_or(0)),
+            ),
+        }
+    }
+
+    /// Launches the instance at `at_ms` (ms since the Unix epoch; `None`: now).
+    fn launch_at(&self, instance_id: &str, at_ms: Option<i64>) {
+        let wait_ms = at_ms.map_or(0, |at| at.saturating_sub(now_ms()));
         let delay = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
-        tracing::debug!(instance_id = %instance.instance_id, ?delay, "wake scheduled");
-        self.spawn_launch(instance.instance_id.clone(), delay);
+        tracing::debug!(%instance_id, ?delay, "wake scheduled");
+        self.spawn_launch(instance_id.to_owned(), delay);
     }
 
     /// Starts a process for the instance, unless it is finished, suspended, or already
@@ -664,13 +684,23 @@ impl Supervisor {
         let launchable = match instance.status {
             InstanceStatus::Pending | InstanceStatus::Running => true,
             InstanceStatus::Sleeping => instance.wake_at_ms.unwrap_or(0) <= now_ms(),
+            InstanceStatus::Waiting => {
+                instance.wake_at_ms.is_some_and(|wake| wake <= now_ms())
+                    || self.store.event_arrived(instance_id).await?
+            }
             // A resumed instance stays suspended until its new process registers.
             InstanceStatus::Suspended => resume,
             _ => false,
         };
         if !launchable {
-            if instance.status == InstanceStatus::Sleeping {
-                self.schedule_wake(&instance);
+            match (instance.status, instance.wake_at_ms) {
+                (InstanceStatus::Sleeping, at) => {
+                    self.launch_at(instance_id, Some(at.unwrap_or(0)))
+                }
+                (InstanceStatus::Waiting, Some(deadline)) => {
+                    self.launch_at(instance_id, Some(deadline));
+                }
+                _ => {}
             }
             return Ok(false);
         }
@@ -747,6 +777,7 @@ impl Supervisor {
                             InstanceStatus::Pending,
                             InstanceStatus::Running,
                             InstanceStatus::Sleeping,
+                            InstanceStatus::Waiting,
                             InstanceStatus::Suspended,
                         ],
                         InstanceStatus::Failed,

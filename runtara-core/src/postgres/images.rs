@@ -167,7 +167,7 @@ pub(crate) async fn delete_image(
     let row = query_one(
         &tx,
         "SELECT COUNT(*) FROM instances WHERE image_id = $1 \
-         AND status IN ('pending','running','suspended','sleeping')",
+         AND status IN ('pending','running','suspended','sleeping','waiting')",
         &[&image_id],
     )
     .await?;
@@ -222,7 +222,7 @@ pub(crate) async fn list_running<C: GenericClient + Sync>(c: &C) -> Result<Vec<L
 
 pub(crate) async fn list_unfinished<C: GenericClient + Sync>(c: &C) -> Result<Vec<InstanceRecord>> {
     let sql = instances_sql(
-        "SELECT * FROM instances WHERE status IN ('pending','running','suspended','sleeping')",
+        "SELECT * FROM instances WHERE status IN ('pending','running','suspended','sleeping','waiting')",
         "ORDER BY i.created_at_ms, i.start_seq",
     );
     query(c, &sql, &[])

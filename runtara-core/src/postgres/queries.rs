@@ -452,8 +452,8 @@ VALUES ($1, $2, 'running', 1, $3, $4, $4, $4) ON CONFLICT (instance_id) DO NOTHI
 /// `$1` instance, `$2` resume-from, `$3` now, `$4` the epoch found.
 pub(crate) const REGISTER_RESUME: &str = "\
 UPDATE instances SET status = 'running', epoch = epoch + 1, resume_from = $2, wake_at_ms = NULL,
-    started_at_ms = COALESCE(started_at_ms, $3), heartbeat_at_ms = $3
-WHERE instance_id = $1 AND epoch = $4 AND status IN ('pending', 'running', 'suspended', 'sleeping')";
+    waiting_for = NULL, started_at_ms = COALESCE(started_at_ms, $3), heartbeat_at_ms = $3
+WHERE instance_id = $1 AND epoch = $4 AND status IN ('pending', 'running', 'suspended', 'sleeping', 'waiting')";
 
 /// Answers every queued resume of instance `$1` at `$2`.
 pub(crate) const ANSWER_RESUMES: &str = "\

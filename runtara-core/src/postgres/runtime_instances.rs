@@ -91,7 +91,7 @@ pub(crate) async fn unfinished<C: GenericClient + Sync>(
     let sql = format!(
         "SELECT {COLUMNS} FROM instances WHERE tenant_id = $1 AND runtime = $2 \
          AND runtime IS NOT NULL \
-         AND status IN ('pending', 'running', 'suspended', 'sleeping') \
+         AND status IN ('pending', 'running', 'suspended', 'sleeping', 'waiting') \
          ORDER BY created_at_ms, start_seq"
     );
     query(c, &sql, &[&tenant_id, &runtime])

@@ -111,7 +111,7 @@ pub(crate) fn delete_image(c: &Connection, image_id: &str) -> Result<DeletedImag
     let instances: i64 = query_opt(
         c,
         "SELECT COUNT(*) FROM instances WHERE image_id = ?1 \
-         AND status IN ('pending','running','suspended','sleeping')",
+         AND status IN ('pending','running','suspended','sleeping','waiting')",
         [image_id],
         |r| r.get(0),
     )?
@@ -157,6 +157,6 @@ pub(crate) fn list_running(c: &Connection) -> Result<Vec<Liveness>> {
 pub(crate) fn list_unfinished(c: &Connection) -> Result<Vec<InstanceRecord>> {
     super::queries::instances_where(
         c,
-        "status IN ('pending','running','suspended','sleeping') ORDER BY created_at_ms, rowid",
+        "status IN ('pending','running','suspended','sleeping','waiting') ORDER BY created_at_ms, rowid",
     )
 }

@@ -79,7 +79,7 @@ pub(crate) fn unfinished(
     let sql = format!(
         "SELECT {COLUMNS} FROM instances WHERE tenant_id = ?1 AND runtime = ?2 \
          AND runtime IS NOT NULL \
-         AND status IN ('pending', 'running', 'suspended', 'sleeping') \
+         AND status IN ('pending', 'running', 'suspended', 'sleeping', 'waiting') \
          ORDER BY created_at_ms, rowid"
     );
     query_all(c, &sql, params![tenant_id, runtime], from_row)?

@@ -215,6 +215,32 @@ pub enum Command {
         #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
         interval_ms: u64,
     },
+    /// Send an event to an instance: its first `wait_for_event` for NAME takes it (now,
+    /// if it is waiting for it).
+    Send {
+        /// The instance id.
+        instance_id: String,
+        /// The event's name.
+        name: String,
+        /// The payload: JSON text, `@file` to read it from a file, `@-` from stdin
+        /// (`null` when not given).
+        #[arg(long, value_name = "JSON|@FILE")]
+        data: Option<String>,
+        /// An idempotency key: a send repeated with the same key changes nothing.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
+    },
+    /// Print the value an instance published under KEY (with `set_value`), as JSON.
+    /// Exit code 1 when it has published none, 4 when `--wait-secs` passed without one.
+    Value {
+        /// The instance id.
+        instance_id: String,
+        /// The value's key.
+        key: String,
+        /// Wait up to this many seconds for a value not published yet.
+        #[arg(long, value_name = "N")]
+        wait_secs: Option<u64>,
+    },
     /// Show the server's health.
     Health,
 }

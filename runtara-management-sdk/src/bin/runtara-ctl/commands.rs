@@ -38,6 +38,16 @@ pub enum CtlError {
         /// Its error.
         error: Option<String>,
     },
+    /// `value` found none (1; 4 when it waited for one).
+    #[error("instance {instance_id} has published no value `{key}`{}", if *waited { " in the time given" } else { "" })]
+    NoValue {
+        /// The instance.
+        instance_id: String,
+        /// The value's key.
+        key: String,
+        /// Whether it waited for one.
+        waited: bool,
+    },
     /// `wait` gave up (4).
     #[error("gave up waiting for instance {instance_id} after {after:?} (status: {})", status.map_or("unknown", InstanceStatus::as_str))]
     WaitTimedOut {
@@ -63,7 +73,8 @@ impl CtlError {
             )
             | CtlError::Usage(_) => 2,
             CtlError::Sdk(_) => 3,
-            CtlError::WaitTimedOut { .. } => 4,
+            CtlError::WaitTimedOut { .. } | CtlError::NoValue { waited: true, .. } => 4,
+            CtlError::NoValue { waited: false, .. } => 1,
         }
     }
 }
@@ -134,20 +145,25 @@ pub fn is_loopback(addr: &str) -> bool {
 
 /// Parses `--input`: JSON text, `@file`, or `@-` for stdin.
 pub fn parse_input(input: &str) -> Result<Value, CtlError> {
+    parse_json(input, "--input")
+}
+
+/// Parses the JSON of option `flag`: JSON text, `@file`, or `@-` for stdin.
+pub fn parse_json(input: &str, flag: &str) -> Result<Value, CtlError> {
     let (text, source) = match input.strip_prefix('@') {
         Some("-") => {
             let mut text = String::new();
             std::io::stdin()
                 .read_to_string(&mut text)
-                .map_err(|e| CtlError::Usage(format!("cannot read --input from stdin: {e}")))?;
+                .map_err(|e| CtlError::Usage(format!("cannot read {flag} from stdin: {e}")))?;
             (text, "stdin".to_owned())
         }
         Some(path) => {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| CtlError::Usage(format!("cannot read --input file {path}: {e}")))?;
+                .map_err(|e| CtlError::Usage(format!("cannot read {flag} file {path}: {e}")))?;
             (text, path.to_owned())
         }
-        None => (input.to_owned(), "--input".to_owned()),
+        None => (input.to_owned(), flag.to_owned()),
     };
     serde_json::from_str(&text)
         .map_err(|e| CtlError::Usage(format!("invalid json in {source}: {e}")))
@@ -233,6 +249,10 @@ pub async fn run(cli: &Cli) -> Result<(), CtlError> {
         Command::Start {
             input: Some(input), ..
         } => Some(parse_input(input)?),
+        Command::Send { data, .. } => Some(match data {
+            Some(data) => parse_json(data, "--data")?,
+            None => Value::Null,
+        }),
         _ => None,
     };
     let binary = match &cli.command {
@@ -403,6 +423,42 @@ async fn execute(
         } => {
             let timeout = timeout_secs.map(Duration::from_secs);
             wait(sdk, json, instance_id, timeout).await
+        }
+        Command::Send {
+            instance_id,
+            name,
+            key,
+            ..
+        } => {
+            let mut options = runtara_management_sdk::SendEventOptions::new(instance_id, name)
+                .with_payload(input.unwrap_or(Value::Null));
+            if let Some(key) = key {
+                options = options.with_idempotency_key(key);
+            }
+            let sent = sdk.send_event_with(options).await?;
+            emit(json, output::event_sent(instance_id, name, &sent))
+        }
+        Command::Value {
+            instance_id,
+            key,
+            wait_secs,
+        } => {
+            let value = match wait_secs {
+                Some(secs) => {
+                    let wait = Duration::from_secs(*secs);
+                    sdk.wait_for_value(instance_id, key, wait).await?
+                }
+                None => sdk.get_value(instance_id, key).await?,
+            };
+            let value = value.ok_or_else(|| CtlError::NoValue {
+                instance_id: instance_id.clone(),
+                key: key.clone(),
+                waited: wait_secs.is_some(),
+            })?;
+            let mut text = serde_json::to_string_pretty(&value)
+                .map_err(|e| CtlError::Usage(format!("cannot encode the value as json: {e}")))?;
+            text.push('\n');
+            write_out(&text)
         }
         Command::Health => {
             let health = sdk.health().await?;

@@ -224,6 +224,32 @@ pub fn step_cleared(instance_id: &str, checkpoint_id: &str) -> (String, Value) {
     (text, value)
 }
 
+/// What a send of an event did.
+pub fn event_sent(
+    instance_id: &str,
+    name: &str,
+    sent: &runtara_management_sdk::EventSent,
+) -> (String, Value) {
+    let text = match sent.duplicate {
+        false => format!(
+            "sent event `{name}` to {instance_id} (event {})\n",
+            sent.seq
+        ),
+        true => format!(
+            "event `{name}` was sent to {instance_id} before with this key (event {}); \
+             nothing changed\n",
+            sent.seq
+        ),
+    };
+    let value = json!({
+        "instance_id": instance_id,
+        "name": name,
+        "seq": sent.seq,
+        "duplicate": sent.duplicate,
+    });
+    (text, value)
+}
+
 /// What a signal did.
 pub fn signalled(
     instance_id: &str,

@@ -1,0 +1,116 @@
+//! External events and published values: what both backends share about them.
+//!
+//! An event sent to an instance ([`Persistence::send_event`](crate::Persistence::send_event))
+//! is kept in its inbox until a wait takes it
+//! ([`Persistence::take_event`](crate::Persistence::take_event)): the oldest unconsumed
+//! event of the wait's name, consumed and recorded under the wait's checkpoint id in one
+//! transaction, so that each event is taken once and a rerun of the wait finds the same
+//! payload. The recorded outcome is a checkpoint state in the form [`encode_outcome`]
+//! writes.
+
+use crate::guard::validate_id;
+use crate::{Error, PendingSignal, Result};
+
+pub use runtara_protocol::MAX_EVENT_PAYLOAD_LEN;
+
+/// What [`Persistence::send_event`](crate::Persistence::send_event) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSent {
+    /// The event's id in the inbox (increasing per backend); for a send repeated with
+    /// its idempotency key, the first send's.
+    pub seq: i64,
+    /// The idempotency key was used before: nothing was stored.
+    pub duplicate: bool,
+    /// The instance is `waiting` for an event of this name: whoever runs it should run
+    /// it now (its wait takes this event).
+    pub wakes: bool,
+}
+
+/// What [`Persistence::take_event`](crate::Persistence::take_event) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventTake {
+    /// The wait is over, and recorded: the event's payload, or `None` for a timeout.
+    Taken(Option<Vec<u8>>),
+    /// Nothing to take yet. The instance is now `waiting` for the event, unless a cancel
+    /// or pause is queued: then it stays `running`, and this is the signal to act on.
+    Pending(Option<PendingSignal>),
+}
+
+/// The checkpoint state recording a wait's outcome: `1` and the payload for an event
+/// taken, `0` for a timeout.
+pub fn encode_outcome(payload: Option<&[u8]>) -> Vec<u8> {
+    match payload {
+        Some(payload) => {
+            let mut state = Vec::with_capacity(payload.len() + 1);
+            state.push(1);
+            state.extend_from_slice(payload);
+            state
+        }
+        None => vec![0],
+    }
+}
+
+/// Reads a state written by [`encode_outcome`]; anything else recorded under the wait's
+/// checkpoint id (another operation used the id) is [`Error::InvalidInput`].
+pub fn decode_outcome(checkpoint_id: &str, state: &[u8]) -> Result<Option<Vec<u8>>> {
+    match state.split_first() {
+        Some((1, payload)) => Ok(Some(payload.to_vec())),
+        Some((0, [])) => Ok(None),
+        _ => Err(Error::InvalidInput {
+            what: "event wait",
+            reason: format!(
+                "checkpoint `{checkpoint_id}` holds something other than an event wait's \
+                 outcome; a wait needs a checkpoint id of its own"
+            ),
+        }),
+    }
+}
+
+/// Refuses an event (or value) that could never be stored: a bad instance id, name or
+/// key, or a payload over [`MAX_EVENT_PAYLOAD_LEN`].
+pub(crate) fn check_event(
+    what: &'static str,
+    instance_id: &str,
+    name: &str,
+    payload_len: usize,
+) -> Result<()> {
+    validate_id("instance id", instance_id)?;
+    validate_id(what, name)?;
+    if payload_len > MAX_EVENT_PAYLOAD_LEN {
+        return Err(Error::InvalidInput {
+            what,
+            reason: format!(
+                "its payload is {payload_len} bytes; at most {MAX_EVENT_PAYLOAD_LEN} are \
+                 allowed; nothing was stored"
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_reads_back_as_written() {
+        for payload in [Some(&b"{\"ok\":true}"[..]), Some(&b""[..]), None] {
+            let state = encode_outcome(payload);
+            assert_eq!(decode_outcome("w#1", &state).unwrap().as_deref(), payload);
+        }
+        assert!(decode_outcome("w#1", b"").is_err());
+        assert!(decode_outcome("w#1", b"\x00junk").is_err());
+        assert!(decode_outcome("w#1", b"{}").is_err());
+    }
+
+    #[test]
+    fn oversized_payloads_and_bad_names_are_refused() {
+        assert!(check_event("event name", "i", "approved", MAX_EVENT_PAYLOAD_LEN).is_ok());
+        let err = check_event("event name", "i", "approved", MAX_EVENT_PAYLOAD_LEN + 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nothing was stored"), "{err}");
+        assert!(check_event("event name", "i", "", 1).is_err());
+        assert!(check_event("event name", "", "a", 1).is_err());
+    }
+}
