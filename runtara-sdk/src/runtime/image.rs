@@ -61,8 +61,6 @@ where
     sdk.clone().init(None).await?;
     // An input that does not fit never will: the instance fails now, with the reason,
     // rather than crash until the server gives up.
-    // An input that does not fit never will: the instance fails now, with the reason,
-    // rather than crash until the server gives up.
     let input = match start_input::<I>() {
         Ok(input) => input,
         Err(error) => {
