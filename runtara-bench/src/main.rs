@@ -74,7 +74,7 @@ struct Cli {
     modes: Vec<String>,
     /// Workloads to run, comma-separated (`R`, `W1-store`, `W1`, `W2`, `W2-runtime`,
     /// `W4-runtime`, `W5-runtime`, `W3`, `W4`, `W2-processes`, `W2-processes-max50`,
-    /// `W2-workers`, `W4-worker`, `W5-worker`, `W3-server`, `W5`,
+    /// `W2-workers`, `W4-worker`, `W6-event`, `W5-worker`, `W3-server`, `W5`,
     /// `W1-history`, `L`);
     /// default: all.
     #[arg(long, value_delimiter = ',')]
@@ -257,6 +257,10 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
             let samples = sizes.w4_runtime_samples;
             worker_workloads::w4_worker(&target, &mut report, &prefix, &dir, samples).await?;
         }
+        if mode.quic() && run("W6-event") {
+            let samples = sizes.w4_runtime_samples;
+            worker_workloads::w6_event(&target, &mut report, &prefix, &dir, samples).await?;
+        }
         if mode.quic() && run("W5-worker") {
             let instances = sizes.w5_instances;
             worker_workloads::w5_worker(&target, &mut report, &prefix, &dir, instances).await?;
@@ -299,7 +303,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The workloads `--workloads` may name.
-const WORKLOADS: [&str; 18] = [
+const WORKLOADS: [&str; 19] = [
     "R",
     "W1-store",
     "W1",
@@ -313,6 +317,7 @@ const WORKLOADS: [&str; 18] = [
     "W2-processes-max50",
     "W2-workers",
     "W4-worker",
+    "W6-event",
     "W5-worker",
     "W3-server",
     "W5",

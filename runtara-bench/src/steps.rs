@@ -16,14 +16,18 @@ pub struct StepOutput {
 #[durable(max_retries = 0)]
 pub async fn bench_step(key: String, n: u32, mark: Option<&str>) -> Result<StepOutput, SdkError> {
     if let Some(path) = mark {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let _ = std::fs::write(path, nanos.to_string());
+        let _ = std::fs::write(path, now_ns().to_string());
     }
     Ok(StepOutput {
         n,
         text: "x".repeat(72),
     })
+}
+
+/// The wall-clock time, in ns since the Unix epoch (what marks hold).
+pub fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
 }

@@ -1,5 +1,5 @@
 //! This binary launched by the server as an instance (W2-processes, W4, W3-server), or
-//! as a worker of its image (W2-workers, W4-worker, W5-worker).
+//! as a worker of its image (W2-workers, W4-worker, W5-worker, W6-event).
 
 use std::time::Duration;
 
@@ -19,6 +19,9 @@ struct Input {
     kill_mark: Option<String>,
     /// After the steps, a durable sleep of this long (W5-worker: an idle instance).
     sleep_ms: Option<u64>,
+    /// W6-event: after the steps, waits for this many `tick` events, writing the time
+    /// (ns) each wait returned to `{mark_file}-{n}`.
+    events: u32,
 }
 
 /// Serves as a worker of this binary's image until the server lets go of it.
@@ -41,6 +44,13 @@ async fn hosted(input: Input) -> Result<(), SdkError> {
         runtara_sdk::sdk()?
             .sleep(Duration::from_millis(ms), "nap", b"")
             .await?;
+    }
+    let sdk = runtara_sdk::sdk()?;
+    for n in 0..input.events {
+        let _tick: Option<u32> = sdk.wait_for_event("tick", None).await?;
+        if let Some(mark) = &input.mark_file {
+            let _ = std::fs::write(format!("{mark}-{n}"), crate::steps::now_ns().to_string());
+        }
     }
     Ok(())
 }

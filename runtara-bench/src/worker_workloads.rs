@@ -2,7 +2,8 @@
 //! started through the management API into the workers of this binary's image;
 //! `W4-worker`, `start_instance` to the first step's body on a warm worker; `W5-worker`,
 //! a worker's memory per idle instance (one step done, then in a short durable sleep,
-//! which it sleeps in the worker).
+//! which it sleeps in the worker); `W6-event`, event delivery from `send_event` to the
+//! waiting instance's `wait_for_event` returning.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -114,6 +115,53 @@ pub async fn w4_worker(
     let mode = target.mode.name();
     report.add(mode, "W4-worker", median(&mut times.clone()), "ms");
     report.add(mode, "W4-worker", percentile(&mut times, 0.95), "p95_ms");
+    Ok(())
+}
+
+/// W6-event: event delivery latency, from `send_event` until the instance's
+/// `wait_for_event` returns, with the instance waiting in a warm worker (in process: its
+/// wait held by the server). Median and p95 of `samples` events sent one at a time.
+pub async fn w6_event(
+    target: &Target,
+    report: &mut Report,
+    prefix: &str,
+    dir: &Path,
+    samples: usize,
+) -> anyhow::Result<()> {
+    let sdk = management(target).await?;
+    let (image_id, _) = worker_image(&sdk).await?;
+    let id = format!("{prefix}-w6");
+    let mark = dir.join("w6-mark");
+    let events = u32::try_from(samples + 1)?;
+    sdk.start_instance(
+        StartInstanceOptions::new(&image_id, TENANT)
+            .with_instance_id(&id)
+            .with_input(serde_json::json!({"steps": 1, "events": events, "mark_file": mark})),
+    )
+    .await?;
+    let mut times = Vec::with_capacity(samples);
+    for n in 0..=samples {
+        // Sent once the instance waits (its wait is held on the server), as a waiting
+        // approval is.
+        let started = Instant::now();
+        while sdk.get_instance_status(&id).await?.status != "waiting" {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "W6-event: no wait"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        let before = crate::steps::now_ns();
+        sdk.send_event(&id, "tick", &n).await?;
+        let taken_at = wait_for_mark(&dir.join(format!("w6-mark-{n}")), "W6-event").await?;
+        // The first event warms the path.
+        if n > 0 {
+            times.push(taken_at.saturating_sub(before) as f64 / 1e6);
+        }
+    }
+    let mode = target.mode.name();
+    report.add(mode, "W6-event", median(&mut times.clone()), "ms");
+    report.add(mode, "W6-event", percentile(&mut times, 0.95), "p95_ms");
     Ok(())
 }
 
