@@ -66,6 +66,38 @@ pub fn decode_outcome(checkpoint_id: &str, state: &[u8]) -> Result<Option<Vec<u8
     }
 }
 
+/// The id of the child that `parent_id` starts under `key`: `"{parent}~{key}"`. A key is
+/// not empty and holds no `~` (so that a child's id names its parent), and the id fits
+/// [`MAX_ID_LEN`](crate::MAX_ID_LEN).
+pub fn child_instance_id(parent_id: &str, key: &str) -> Result<String> {
+    let invalid = |reason: String| Error::InvalidInput {
+        what: "child key",
+        reason,
+    };
+    if key.is_empty() {
+        return Err(invalid("must not be empty".into()));
+    }
+    if key.contains('~') {
+        return Err(invalid(format!(
+            "`{key}` holds a `~`, which separates a child's id from its parent's"
+        )));
+    }
+    let id = format!("{parent_id}~{key}");
+    validate_id("child instance id", &id)?;
+    Ok(id)
+}
+
+/// The event a parent's inbox gets when its child `child_id` ends (its payload: the
+/// child's final status).
+pub fn child_event_name(child_id: &str) -> String {
+    format!("child:{child_id}")
+}
+
+/// The parent named by a child's id (see [`child_instance_id`]), if it is one.
+pub fn parent_of(child_id: &str) -> Option<&str> {
+    child_id.rsplit_once('~').map(|(parent, _)| parent)
+}
+
 /// Refuses an event (or value) that could never be stored: a bad instance id, name or
 /// key, or a payload over [`MAX_EVENT_PAYLOAD_LEN`].
 pub(crate) fn check_event(
@@ -101,6 +133,19 @@ mod tests {
         assert!(decode_outcome("w#1", b"").is_err());
         assert!(decode_outcome("w#1", b"\x00junk").is_err());
         assert!(decode_outcome("w#1", b"{}").is_err());
+    }
+
+    #[test]
+    fn a_child_id_names_its_parent() {
+        let id = child_instance_id("order-1", "part-3").unwrap();
+        assert_eq!(id, "order-1~part-3");
+        assert_eq!(parent_of(&id), Some("order-1"));
+        let grandchild = child_instance_id(&id, "x").unwrap();
+        assert_eq!(parent_of(&grandchild), Some("order-1~part-3"));
+        assert!(child_instance_id("p", "").is_err());
+        assert!(child_instance_id("p", "a~b").is_err());
+        assert!(child_instance_id("p", &"k".repeat(crate::MAX_ID_LEN)).is_err());
+        assert_eq!(child_event_name(&id), "child:order-1~part-3");
     }
 
     #[test]

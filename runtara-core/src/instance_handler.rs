@@ -277,6 +277,41 @@ pub async fn handle(
                 },
             }
         }
+        InstanceRequest::StartChild {
+            epoch: _,
+            key,
+            image_id,
+            input,
+        } => {
+            let child_id = crate::inbox::child_instance_id(id, &key)?;
+            // Another tenant's image is missing, as everywhere.
+            let image = store
+                .get_image(&image_id)
+                .await?
+                .filter(|image| image.tenant_id == who.tenant_id)
+                .ok_or(Error::ImageNotFound {
+                    image_id: image_id.clone(),
+                })?;
+            let new = crate::NewInstance {
+                instance_id: child_id.clone(),
+                tenant_id: who.tenant_id.clone(),
+                image_id: Some(image.image_id),
+                input: input.map(ByteBuf::into_vec),
+                run_now: false,
+                parent_id: Some(id.to_owned()),
+            };
+            // The id is the parent's and the key's: one that exists is this child,
+            // started by an earlier run.
+            let created = match store.create_instance(new).await {
+                Ok(_) => true,
+                Err(Error::InstanceExists { .. }) => false,
+                Err(error) => return Err(error),
+            };
+            InstanceResponse::ChildStarted {
+                instance_id: child_id,
+                created,
+            }
+        }
         InstanceRequest::SetValue { epoch, key, value } => {
             store.set_value(id, epoch, &key, &value).await?;
             InstanceResponse::Done

@@ -140,6 +140,9 @@ pub struct NewInstance {
     /// took a slot for its first run, which then needs no register of its own and has
     /// nothing to replay. `false`: created `pending`.
     pub run_now: bool,
+    /// The instance that started it (`start_child`): told when this one ends (the event
+    /// `child:<id>` in its inbox), and cancelling it cancels this one.
+    pub parent_id: Option<String>,
 }
 
 /// Arguments for starting an instance of an in-process runtime
@@ -159,6 +162,8 @@ pub struct NewRuntimeInstance {
     /// Registered at once (`running`, epoch 1), because the runtime has a free slot for
     /// it; otherwise created `pending`, to be registered when a slot frees up.
     pub run_now: bool,
+    /// The instance that started it (see [`NewInstance::parent_id`]).
+    pub parent_id: Option<String>,
 }
 
 /// An instance as its in-process runtime needs it.

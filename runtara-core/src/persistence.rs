@@ -266,7 +266,7 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     /// `name` takes it ([`take_event`](Self::take_event); events of one name are taken in
     /// the order sent, each once), with a `received` event in its history. A send with an
     /// `idempotency_key` the instance has seen before stores nothing and answers the
-    /// first send's id (`duplicate`). An unknown instance is
+    /// first send's id (`duplicate`), even once the instance has finished. An unknown instance is
     /// [`InstanceNotFound`](crate::Error::InstanceNotFound), a finished one
     /// [`Terminal`](crate::Error::Terminal), a payload over
     /// [`MAX_EVENT_PAYLOAD_LEN`](crate::MAX_EVENT_PAYLOAD_LEN) or a bad name
@@ -299,6 +299,15 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     /// Whether the instance is `waiting` and an event it waits for is in its inbox: a run
     /// that let go of it meanwhile must be run again now.
     async fn event_arrived(&self, instance_id: &str) -> Result<bool>;
+
+    /// The unfinished children of an instance (started with it as their parent), oldest
+    /// first: what a cancel of the parent cancels too.
+    async fn list_children(&self, parent_id: &str) -> Result<Vec<String>>;
+
+    /// The `waiting` instances whose awaited event is in their inbox, across tenants: a
+    /// server runs them again (a safety net under the wake-up `send_event` asks for, and
+    /// how a parent whose child ended is woken).
+    async fn list_woken(&self) -> Result<Vec<String>>;
 
     /// Publishes `value` under `key` for the management side; a later value replaces
     /// it. A write of the run (epoch-fenced, running or waiting); the value is at most

@@ -294,6 +294,7 @@ impl Persistence for PostgresPersistence {
                 &new.input,
                 &now_ms(),
                 &new.run_now,
+                &new.parent_id,
             ],
         )
         .await?;
@@ -992,6 +993,17 @@ impl Persistence for PostgresPersistence {
         validate_id("instance id", instance_id)?;
         let client = self.client().await?;
         inbox::arrived(&client, instance_id).await
+    }
+
+    async fn list_children(&self, parent_id: &str) -> Result<Vec<String>> {
+        validate_id("instance id", parent_id)?;
+        let client = self.client().await?;
+        inbox::children(&client, parent_id).await
+    }
+
+    async fn list_woken(&self) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        inbox::woken(&client).await
     }
 
     async fn set_value(

@@ -211,8 +211,8 @@ impl Persistence for SqlitePersistence {
                 let inserted = execute(
                     c,
                     "INSERT INTO instances (instance_id, tenant_id, image_id, status, epoch, input, \
-                     created_at_ms, started_at_ms, heartbeat_at_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) \
+                     created_at_ms, started_at_ms, heartbeat_at_ms, parent_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9) \
                      ON CONFLICT (instance_id) DO NOTHING",
                     params![
                         new.instance_id,
@@ -222,7 +222,8 @@ impl Persistence for SqlitePersistence {
                         epoch,
                         new.input,
                         now,
-                        started
+                        started,
+                        new.parent_id
                     ],
                 )?;
                 if inserted == 0 {
@@ -851,6 +852,18 @@ impl Persistence for SqlitePersistence {
         self.writer
             .read(move |c| inbox::arrived(c, &instance_id))
             .await
+    }
+
+    async fn list_children(&self, parent_id: &str) -> Result<Vec<String>> {
+        validate_id("instance id", parent_id)?;
+        let parent_id = parent_id.to_owned();
+        self.writer
+            .read(move |c| inbox::children(c, &parent_id))
+            .await
+    }
+
+    async fn list_woken(&self) -> Result<Vec<String>> {
+        self.writer.read(inbox::woken).await
     }
 
     async fn set_value(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use runtara_core::inbox::encode_outcome;
 use runtara_core::{
-    now_ms, Error, EventKind, EventTake, InstanceStatus, Persistence, SignalType,
+    now_ms, Error, EventKind, EventTake, InstanceStatus, NewInstance, Persistence, SignalType,
     MAX_EVENT_PAYLOAD_LEN,
 };
 
@@ -26,6 +26,9 @@ parity!(
     a_register_runs_a_waiting_instance_again,
     concurrent_sends_and_a_waiting_run_lose_no_event,
     values_are_published_replaced_and_read,
+    a_child_that_ends_tells_its_parent_once,
+    the_unfinished_children_of_a_parent_are_listed,
+    a_waiting_instance_is_woken_when_its_event_is_there,
 );
 
 async fn take(
@@ -206,6 +209,13 @@ async fn a_repeated_send_with_its_idempotency_key_is_a_no_op(store: Arc<dyn Pers
         EventTake::Pending(None),
         "the repeat stored nothing"
     );
+    // A repeat is a repeat even once the instance has finished.
+    store.send_signal(&id, SignalType::Cancel).await.unwrap();
+    let late = store
+        .send_event(&id, "paid", b"1", Some("stripe-evt-1"))
+        .await
+        .unwrap();
+    assert!(late.duplicate && late.seq == first.seq);
     // The key is per instance.
     let (other_id, _) = running(&store, "inbox-key-other").await;
     let elsewhere = store
@@ -447,5 +457,114 @@ async fn values_are_published_replaced_and_read(store: Arc<dyn Persistence>) {
     assert_eq!(
         store.get_value(&id, "progress").await.unwrap().as_deref(),
         Some(&b"2"[..])
+    );
+}
+
+/// Creates the child `{parent}~{key}` of `parent`, `pending`.
+async fn child(store: &Arc<dyn Persistence>, parent: &str, key: &str) -> String {
+    let id = runtara_core::inbox::child_instance_id(parent, key).unwrap();
+    store
+        .create_instance(NewInstance {
+            instance_id: id.clone(),
+            tenant_id: "t".into(),
+            parent_id: Some(parent.to_owned()),
+            ..NewInstance::default()
+        })
+        .await
+        .unwrap();
+    id
+}
+
+async fn a_child_that_ends_tells_its_parent_once(store: Arc<dyn Persistence>) {
+    let (parent, epoch) = running(&store, "parent").await;
+    let done = child(&store, &parent, "done").await;
+    let failed = child(&store, &parent, "failed").await;
+    let cancelled = child(&store, &parent, "cancelled").await;
+    let run = store.register_instance(&done, "t", None).await.unwrap();
+    store
+        .complete_instance(&done, run.epoch, b"42")
+        .await
+        .unwrap();
+    let run = store.register_instance(&failed, "t", None).await.unwrap();
+    store
+        .fail_instance(&failed, run.epoch, "boom")
+        .await
+        .unwrap();
+    store
+        .send_signal(&cancelled, SignalType::Cancel)
+        .await
+        .unwrap();
+    for (id, status) in [
+        (&done, "completed"),
+        (&failed, "failed"),
+        (&cancelled, "cancelled"),
+    ] {
+        let name = runtara_core::inbox::child_event_name(id);
+        let got = take(&store, &parent, epoch, &format!("{name}#1"), &name, None).await;
+        let expected = format!("\"{status}\"");
+        assert_eq!(got, taken(expected.as_bytes()), "{id}");
+        // Once: nothing more for a second wait.
+        let again = take(
+            &store,
+            &parent,
+            epoch,
+            &format!("{name}#2"),
+            &name,
+            Some(now_ms() - 1),
+        )
+        .await;
+        assert_eq!(again, EventTake::Taken(None), "{id}");
+    }
+    // A status set by the server ends a child too; a second terminal write does nothing.
+    let timed_out = child(&store, &parent, "timed-out").await;
+    let from = [InstanceStatus::Pending, InstanceStatus::Running];
+    assert!(store
+        .set_status(&timed_out, &from, InstanceStatus::Failed, Some("timeout"))
+        .await
+        .unwrap());
+    let received = store
+        .count_events(&parent, &EventKind::Received)
+        .await
+        .unwrap();
+    assert_eq!(received, 4, "one per child");
+    // An instance without a parent tells nobody.
+    let (orphan, epoch) = running(&store, "orphan").await;
+    store.complete_instance(&orphan, epoch, b"1").await.unwrap();
+    assert_eq!(
+        store
+            .count_events(&parent, &EventKind::Received)
+            .await
+            .unwrap(),
+        4
+    );
+}
+
+async fn the_unfinished_children_of_a_parent_are_listed(store: Arc<dyn Persistence>) {
+    let (parent, _) = running(&store, "lister").await;
+    let a = child(&store, &parent, "a").await;
+    let b = child(&store, &parent, "b").await;
+    let c = child(&store, &parent, "c").await;
+    store.send_signal(&b, SignalType::Cancel).await.unwrap();
+    assert_eq!(
+        store.list_children(&parent).await.unwrap(),
+        vec![a.clone(), c.clone()]
+    );
+    let grandchild = child(&store, &a, "x").await;
+    assert_eq!(store.list_children(&a).await.unwrap(), vec![grandchild]);
+    assert!(store.list_children(&c).await.unwrap().is_empty());
+}
+
+async fn a_waiting_instance_is_woken_when_its_event_is_there(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "woken").await;
+    take(&store, &id, epoch, "go#1", "go", None).await;
+    assert!(!store.list_woken().await.unwrap().contains(&id));
+    store.send_event(&id, "other", b"1", None).await.unwrap();
+    assert!(!store.list_woken().await.unwrap().contains(&id));
+    store.send_event(&id, "go", b"1", None).await.unwrap();
+    assert!(store.list_woken().await.unwrap().contains(&id));
+    take(&store, &id, epoch, "go#1", "go", None).await;
+    assert!(
+        !store.list_woken().await.unwrap().contains(&id),
+        "taken: running again"
     );
 }

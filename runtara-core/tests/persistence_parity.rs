@@ -169,6 +169,7 @@ async fn create_instance_is_pending_and_unique(store: Arc<dyn Persistence>) {
             image_id: Some("img-gone".into()),
             input: None,
             run_now: false,
+            parent_id: None,
         })
         .await;
     assert_err!(gone, Error::ImageNotFound { .. });
@@ -180,6 +181,7 @@ async fn create_instance_is_pending_and_unique(store: Arc<dyn Persistence>) {
             image_id: Some(image.image_id.clone()),
             input: Some(b"{\"x\":1}".to_vec()),
             run_now: false,
+            parent_id: None,
         })
         .await
         .unwrap();
@@ -1459,6 +1461,7 @@ async fn an_instance_created_to_run_now_is_registered(store: Arc<dyn Persistence
             image_id: Some(image.image_id.clone()),
             input: Some(b"{}".to_vec()),
             run_now: true,
+            parent_id: None,
         })
         .await
         .unwrap();
@@ -1483,6 +1486,7 @@ async fn an_instance_created_to_run_now_is_registered(store: Arc<dyn Persistence
             image_id: Some(image.image_id.clone()),
             input: None,
             run_now: true,
+            parent_id: None,
         })
         .await;
     assert_err!(again, Error::InstanceExists { .. });
@@ -1510,6 +1514,7 @@ async fn an_image_in_use_cannot_be_deleted(store: Arc<dyn Persistence>) {
             image_id: Some(image.image_id.clone()),
             input: None,
             run_now: false,
+            parent_id: None,
         })
         .await
         .unwrap();
@@ -2331,6 +2336,7 @@ fn runtime_start(id: &str, tenant: &str, runtime: &str, run_now: bool) -> NewRun
         workflow: "orders".to_owned(),
         input: br#"{"n":1}"#.to_vec(),
         run_now,
+        parent_id: None,
     }
 }
 
@@ -2486,6 +2492,7 @@ async fn a_pause_queued_for_a_pending_instance_is_taken_without_a_run(store: Arc
             image_id: None,
             input: None,
             run_now: false,
+            parent_id: None,
         })
         .await
         .unwrap();
@@ -2508,6 +2515,7 @@ async fn a_pause_queued_for_a_pending_instance_is_taken_without_a_run(store: Arc
             image_id: None,
             input: None,
             run_now: false,
+            parent_id: None,
         })
         .await
         .unwrap();
@@ -2544,6 +2552,7 @@ async fn unfinished_instances_come_in_the_order_they_were_created(store: Arc<dyn
                 image_id: None,
                 input: None,
                 run_now: false,
+                parent_id: None,
             })
             .await
             .unwrap();

@@ -270,6 +270,20 @@ pub enum InstanceRequest {
         /// The value (JSON text from the SDK).
         value: ByteBuf,
     },
+    /// Starts a child of this instance: an instance of image `image_id` (of the same
+    /// tenant) with id `"{parent}~{key}"`, once per key — a repeat (a rerun) starts
+    /// nothing. When it ends, this instance's inbox gets the event `child:{id}`.
+    /// Answered by `ChildStarted`.
+    StartChild {
+        /// The run's epoch.
+        epoch: i64,
+        /// The child's key among this instance's children.
+        key: String,
+        /// The image it runs.
+        image_id: String,
+        /// Its start input (JSON text).
+        input: Option<ByteBuf>,
+    },
 }
 
 /// The longest one [`InstanceRequest::TakeEvent`] is held by the server (10 s): a run
@@ -376,6 +390,13 @@ pub enum InstanceResponse {
         /// The pending signal.
         signal: Option<WireSignal>,
     },
+    /// Reply to `StartChild`.
+    ChildStarted {
+        /// The child's id.
+        instance_id: String,
+        /// False when the child existed already (a repeat of the same start).
+        created: bool,
+    },
 }
 
 impl InstanceRequest {
@@ -405,6 +426,7 @@ impl InstanceRequest {
             InstanceRequest::StepFailed { .. } => "step_failed",
             InstanceRequest::TakeEvent { .. } => "wait_for_event",
             InstanceRequest::SetValue { .. } => "set_value",
+            InstanceRequest::StartChild { .. } => "start_child",
         }
     }
 
@@ -446,6 +468,7 @@ impl InstanceRequest {
             | InstanceRequest::StepFailed { epoch, .. }
             | InstanceRequest::TakeEvent { epoch, .. }
             | InstanceRequest::SetValue { epoch, .. }
+            | InstanceRequest::StartChild { epoch, .. }
             | InstanceRequest::RetryAttempt { epoch, .. } => Some(*epoch),
             InstanceRequest::Register { .. }
             | InstanceRequest::GetCheckpoint { .. }

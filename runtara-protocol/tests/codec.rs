@@ -117,6 +117,12 @@ fn requests() -> Vec<InstanceRequest> {
             key: "progress".into(),
             value: bytes(b"{\"done\":3}"),
         },
+        StartChild {
+            epoch: 3,
+            key: "part-7".into(),
+            image_id: "img-1".into(),
+            input: Some(bytes(b"7")),
+        },
     ]
 }
 
@@ -162,6 +168,10 @@ fn responses() -> Vec<InstanceResponse> {
             payload: Some(bytes(b"{\"by\":\"ana\"}")),
         },
         EventTaken { payload: None },
+        ChildStarted {
+            instance_id: "i~part-7".into(),
+            created: true,
+        },
         EventPending {
             signal: Some(signal()),
         },
@@ -502,6 +512,7 @@ fn request_variant(r: &InstanceRequest) -> usize {
         StepFailed { .. } => 17,
         TakeEvent { .. } => 18,
         SetValue { .. } => 19,
+        StartChild { .. } => 20,
     }
 }
 
@@ -521,6 +532,7 @@ fn response_variant(r: &InstanceResponse) -> usize {
         CheckpointedStep { .. } => 10,
         EventTaken { .. } => 11,
         EventPending { .. } => 12,
+        ChildStarted { .. } => 13,
     }
 }
 
@@ -585,8 +597,8 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 
 #[test]
 fn every_variant_has_a_sample() {
-    covered(&requests(), request_variant, 20);
-    covered(&responses(), response_variant, 13);
+    covered(&requests(), request_variant, 21);
+    covered(&responses(), response_variant, 14);
     covered(&management_requests(), management_request_variant, 20);
     covered(&management_responses(), management_response_variant, 17);
     // Every code in the sample set, in its wire order.

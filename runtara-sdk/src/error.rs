@@ -52,6 +52,27 @@ pub enum SdkError {
         /// The event's name.
         name: String,
     },
+    /// A child instance this instance waited for (`wait_for_child`) did not complete: it
+    /// failed (with its error) or was cancelled.
+    #[error("child instance `{child_id}` {status}{}", error.as_deref().map(|e| format!(": {e}")).unwrap_or_default())]
+    ChildFailed {
+        /// The child.
+        child_id: String,
+        /// `failed` or `cancelled`.
+        status: runtara_core::InstanceStatus,
+        /// Its error, when it failed.
+        error: Option<String>,
+    },
+    /// `start_child` in an instance that has nowhere to run a child: an embedded
+    /// instance outside a [`Runtime`](crate::runtime::Runtime).
+    #[error(
+        "instance `{instance_id}` cannot start a child: children run in a `Runtime` (embedded) \
+         or on a server; this instance has neither"
+    )]
+    NoChildren {
+        /// The instance.
+        instance_id: String,
+    },
     /// An event's payload or a published value could not be encoded or decoded as JSON.
     #[error("{what} `{name}` is not the json of `{type_name}`: {source}")]
     EventPayload {

@@ -51,6 +51,7 @@
 
 mod backend;
 mod calls;
+mod children;
 mod config;
 mod durable;
 mod error;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 pub use runtara_core::{
-    CheckpointRecord, EventRecord, InstanceRecord, InstanceStatus, NewRuntimeInstance, Persistence,
-    RetryAttemptRecord, RuntimeInstance, RuntimeStart, SignalOutcome, SignalType,
+    CheckpointRecord, EventKind, EventRecord, InstanceRecord, InstanceStatus, NewRuntimeInstance,
+    Persistence, RetryAttemptRecord, RuntimeInstance, RuntimeStart, SignalOutcome, SignalType,
 };
 
 use crate::SdkError;

@@ -288,10 +288,26 @@ impl Runtime {
         instance_id: impl Into<String>,
         input: &I,
     ) -> Result<InstanceHandle> {
-        let instance_id = instance_id.into();
+        let input = serde_json::to_vec(input).map_err(|source| SdkError::StartInput {
+            workflow: workflow.to_owned(),
+            source,
+        })?;
+        self.start_json(workflow, instance_id.into(), input, None)
+            .await
+    }
+
+    /// [`start`](Self::start) with the input as JSON text, and the instance's parent
+    /// (a child started by `start_child`).
+    pub(crate) async fn start_json(
+        &self,
+        workflow: &str,
+        instance_id: String,
+        input: Vec<u8>,
+        parent_id: Option<String>,
+    ) -> Result<InstanceHandle> {
         let function = self.workflow(workflow)?.clone();
-        let input = serde_json::to_vec(input)
-            .and_then(|bytes| function.check_input(&bytes).map(|()| bytes))
+        function
+            .check_input(&input)
             .map_err(|source| SdkError::StartInput {
                 workflow: workflow.to_owned(),
                 source,
@@ -320,6 +336,7 @@ impl Runtime {
             workflow: workflow.to_owned(),
             input: input.clone(),
             run_now: permit.is_some(),
+            parent_id,
         };
         let started = match self.shared.persistence.start_runtime_instance(new).await {
             Ok(started) => started,
@@ -391,9 +408,25 @@ impl Runtime {
 
     /// Cancels an instance: one not running now (queued, paused) is `cancelled` at
     /// once; a running one takes the cancel at its next durable call, or at once while
-    /// it sleeps. Its handles end with [`SdkError::InstanceCancelled`].
+    /// it sleeps or waits. Its handles end with [`SdkError::InstanceCancelled`]. Its
+    /// unfinished children (`start_child`), and theirs, are cancelled too.
     pub async fn cancel(&self, instance_id: &str) -> Result<()> {
-        self.signal(instance_id, SignalType::Cancel).await
+        self.signal(instance_id, SignalType::Cancel).await?;
+        let mut parents = vec![instance_id.to_owned()];
+        while let Some(parent) = parents.pop() {
+            for child in self.shared.persistence.list_children(&parent).await? {
+                // A child that finished meanwhile takes no cancel.
+                if self.signal(&child, SignalType::Cancel).await.is_ok() {
+                    parents.push(child);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The runtime of `shared`, for a child started from one of its instances.
+    pub(crate) fn of(shared: Arc<Shared>) -> Runtime {
+        Runtime { shared }
     }
 
     /// Pauses an instance: it suspends at its next durable call (at once while it

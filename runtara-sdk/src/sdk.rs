@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     pub(crate) hosted: bool,
     /// How many waits for each event name this run has begun (`wait_for_event`).
     pub(crate) waits: crate::events::WaitCounter,
+    /// The runtime that runs this instance, which runs its children too.
+    pub(crate) runtime: Option<std::sync::Weak<crate::runtime::Shared>>,
 }
 
 impl RuntaraSdk {
@@ -136,10 +138,12 @@ impl RuntaraSdk {
         instance_id: String,
         tenant_id: String,
         slot: crate::runtime::Slot,
+        runtime: std::sync::Weak<crate::runtime::Shared>,
     ) -> RuntaraSdk {
         let mut sdk = RuntaraSdk::embedded_with(persistence, instance_id, tenant_id, true);
         if let Some(inner) = Arc::get_mut(&mut sdk.inner) {
             inner.slot = Some(slot);
+            inner.runtime = Some(runtime);
         }
         sdk
     }
@@ -248,6 +252,7 @@ impl RuntaraSdk {
                 slot: None,
                 hosted: false,
                 waits: Default::default(),
+                runtime: None,
             }),
         }
     }

@@ -12,16 +12,30 @@ use runtara_protocol::{InstanceRequest, InstanceResponse, MAX_EVENT_HOLD_MS};
 
 use crate::completions::Completions;
 
+/// Where the children that instances start are sent to be launched (the supervisor
+/// reads them).
+pub(crate) type ChildLaunches = tokio::sync::mpsc::UnboundedSender<String>;
+
+/// Who hears of what a request did.
+#[derive(Clone, Copy)]
+pub(crate) struct Notices<'a> {
+    /// The waiters of instances (`wait_for_completion`, `get_value`, held event waits).
+    pub completions: &'a Completions,
+    /// The launcher of started children.
+    pub children: &'a ChildLaunches,
+}
+
 /// Runs `request` for `who`, holding an event wait that finds nothing (see
 /// [`InstanceRequest::TakeEvent`]) until an event comes, its deadline passes or its
-/// hold ends.
+/// hold ends; a child it starts is sent to be launched.
 pub(crate) async fn answer(
     store: &dyn Persistence,
     who: &InstanceIdentity,
     request: InstanceRequest,
     events: &EventQuota,
-    completions: &Completions,
+    notices: Notices<'_>,
 ) -> InstanceResponse {
+    let completions = notices.completions;
     if let InstanceRequest::TakeEvent {
         hold_ms,
         deadline_ms,
@@ -44,6 +58,10 @@ pub(crate) async fn answer(
     let response = handle_instance_request_within(store, who, request, events).await;
     if tells {
         completions.changed(&who.instance_id);
+    }
+    if let InstanceResponse::ChildStarted { instance_id, .. } = &response {
+        // Launched unless it runs already (a repeat of the start by a rerun).
+        let _ = notices.children.send(instance_id.clone());
     }
     response
 }

@@ -24,7 +24,7 @@ use crate::completions::Completions;
 use crate::connection_limits::{read_request, Budgets, Gate, Ticket};
 use crate::credentials::CredentialKey;
 use crate::heard_from::HeardFrom;
-use crate::instance_answer::answer;
+use crate::instance_answer::{answer, ChildLaunches, Notices};
 use crate::log_text::{client_text, Refusals};
 use crate::valid_ids::check_id;
 use crate::workers::Workers;
@@ -54,6 +54,8 @@ pub(crate) struct InstanceAuth {
     pub(crate) workers: Arc<Workers>,
     /// Told when a request may have ended an instance (its waiters look again).
     pub(crate) completions: Arc<Completions>,
+    /// Told of the children the instances start, to launch them.
+    pub(crate) children: ChildLaunches,
 }
 
 /// Who a connection is, once its hello is accepted.
@@ -146,12 +148,14 @@ async fn serve_connection(
         let (store, admitted) = (store.clone(), admitted.clone());
         let (heard_from, budgets) = (auth.heard_from.clone(), budgets.clone());
         let (events, completions) = (auth.events, auth.completions.clone());
+        let children = auth.children.clone();
         tokio::spawn(async move {
             let context = RequestContext {
                 heard_from: &heard_from,
                 budgets: &budgets,
                 events: &events,
                 completions: &completions,
+                children: &children,
             };
             if let Err(error) = serve_request(send, recv, &*store, &admitted, context).await {
                 tracing::debug!(%error, "request stream failed");
@@ -376,7 +380,7 @@ async fn serve_worker(
         let (store, budgets, worker_id) = (store.clone(), budgets.clone(), worker_id.clone());
         let (workers, heard_from, events) =
             (auth.workers.clone(), auth.heard_from.clone(), auth.events);
-        let completions = auth.completions.clone();
+        let (completions, children) = (auth.completions.clone(), auth.children.clone());
         tokio::spawn(async move {
             let read =
                 read_request::<WorkerMessage>(&mut recv, DEFAULT_MAX_FRAME_LEN, &budgets).await;
@@ -401,7 +405,11 @@ async fn serve_worker(
                                 instance_id,
                                 tenant_id,
                             };
-                            answer(&*store, &who, request, &events, &completions).await
+                            let notices = Notices {
+                                completions: &completions,
+                                children: &children,
+                            };
+                            answer(&*store, &who, request, &events, notices).await
                         }
                     },
                 },
@@ -456,6 +464,7 @@ struct RequestContext<'a> {
     budgets: &'a Budgets,
     events: &'a EventQuota,
     completions: &'a Completions,
+    children: &'a ChildLaunches,
 }
 
 /// Instances whose launch is registering right now (on any thread of this server).
@@ -532,6 +541,7 @@ async fn serve_request(
         budgets,
         events,
         completions,
+        children,
     } = context;
     // The request's bytes stay reserved until it is answered.
     let read = read_request::<InstanceRequest>(&mut recv, DEFAULT_MAX_FRAME_LEN, budgets).await;
@@ -551,7 +561,13 @@ async fn serve_request(
                         (true, Some(launch)) => {
                             register_once(store, &admitted.identity, launch, request).await
                         }
-                        _ => answer(store, &admitted.identity, request, events, completions).await,
+                        _ => {
+                            let notices = Notices {
+                                completions,
+                                children,
+                            };
+                            answer(store, &admitted.identity, request, events, notices).await
+                        }
                     }
                 }
                 Err(error) => InstanceResponse::Error(error),

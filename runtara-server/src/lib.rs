@@ -207,6 +207,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     let heard_from = Arc::new(HeardFrom::default());
     let workers = Workers::new(credential_key.clone());
     let completions = completions::Completions::new();
+    let (children, started_children) = tokio::sync::mpsc::unbounded_channel();
     let auth = instance_endpoint::InstanceAuth {
         key: credential_key.clone(),
         require_credentials: config.require_instance_credentials,
@@ -218,6 +219,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         events: config.event_limits.quota(),
         workers: workers.clone(),
         completions: completions.clone(),
+        children,
     };
     let instances = serve_instances(&config, placement, &storage, &tls, auth).await?;
     let instance_addr = instances.addr;
@@ -258,6 +260,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         workers,
     };
     let supervisor = Supervisor::new(persistence.clone(), settings);
+    supervisor.launch_children(started_children);
     log_management_access(&tokens, management_addr);
     let management = Arc::new(Management::new(
         persistence.clone(),

@@ -592,6 +592,7 @@ impl Management {
                 image_id: Some(image_id.clone()),
                 input: input.map(ByteBuf::into_vec),
                 run_now: launch.registered,
+                parent_id: None,
             })
             .await;
         if created.is_err() && launch.registered {
@@ -696,7 +697,41 @@ impl Management {
         }
         tracing::info!(%instance_id, %signal, %status, applied, "signal sent");
         self.supervisor.completions().changed(instance_id);
+        if signal == SignalType::Cancel {
+            self.cancel_children(instance_id).await;
+        }
         Ok(ManagementResponse::Signalled { status, applied })
+    }
+
+    /// Cancels the unfinished children of a cancelled instance, and theirs, depth first.
+    /// A child that cannot take it (it finished meanwhile) is passed over.
+    async fn cancel_children(&self, instance_id: &str) {
+        let mut parents = vec![instance_id.to_owned()];
+        while let Some(parent) = parents.pop() {
+            let children = match self.store.list_children(&parent).await {
+                Ok(children) => children,
+                Err(error) => {
+                    tracing::warn!(%parent, %error, "cannot list the children to cancel");
+                    continue;
+                }
+            };
+            for child in children {
+                match self.store.send_signal(&child, SignalType::Cancel).await {
+                    Ok(SignalOutcome::Applied(_)) => {
+                        self.supervisor.withdraw_queued(&child);
+                        self.supervisor.kill(&child);
+                    }
+                    Ok(SignalOutcome::Queued(_)) => self.supervisor.cancel_after_grace(&child),
+                    Err(error) => {
+                        tracing::debug!(%child, %error, "child not cancelled");
+                        continue;
+                    }
+                }
+                tracing::info!(%parent, %child, "child cancelled with its parent");
+                self.supervisor.completions().changed(&child);
+                parents.push(child);
+            }
+        }
     }
 
     /// A cancel or pause queued for an instance whose launch waits for a slot: the launch

@@ -43,6 +43,7 @@ use std::time::Duration;
 
 use runtara_core::storage_health::STORAGE;
 use runtara_core::{now_ms, EventKind, InstanceRecord, InstanceStatus, Persistence, SignalType};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::oneshot;
 
 use crate::admission::{Admission, Launch, Limits, Offer, Place};
@@ -73,6 +74,9 @@ pub const LIVE_PROCESSES_DIR: &str = "live-processes";
 
 /// Finished instances whose launch count is kept in memory, at most.
 const MAX_FINISHED_LAUNCHES: usize = 10_000;
+
+/// How often the `waiting` instances whose event is there are looked for.
+const WAKE_SWEEP: Duration = Duration::from_secs(1);
 
 /// Timings and paths of the runner.
 #[derive(Debug, Clone)]
@@ -469,7 +473,46 @@ impl Supervisor {
         }
         let me = self.clone();
         tokio::spawn(async move { me.monitor_heartbeats().await });
+        let me = self.clone();
+        tokio::spawn(async move { me.wake_the_woken().await });
         Ok(())
+    }
+
+    /// Launches the children that instances start, as they are started.
+    pub fn launch_children(self: &Arc<Self>, mut started: UnboundedReceiver<String>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            while let Some(child_id) = started.recv().await {
+                tracing::info!(%child_id, "child instance started");
+                me.spawn_launch(child_id, Duration::ZERO);
+            }
+        });
+    }
+
+    /// Runs again, every [`WAKE_SWEEP`], the `waiting` instances whose event is there
+    /// and that no run holds: a parent whose child ended (the event comes from the
+    /// store), or an event whose wake-up was lost (a server stopped between the send and
+    /// the launch).
+    async fn wake_the_woken(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(WAKE_SWEEP).await;
+            match self.store.list_woken().await {
+                Ok(woken) => {
+                    for instance_id in woken {
+                        let live = self
+                            .runs()
+                            .get(&instance_id)
+                            .is_some_and(|run| run.live.is_some());
+                        if !live {
+                            self.spawn_launch(instance_id, Duration::ZERO);
+                        }
+                    }
+                }
+                Err(error) => {
+                    STORAGE.failed(&format!("cannot list the woken instances: {error}"));
+                }
+            }
+        }
     }
 
     /// Whether a running instance found at start-up ran in a worker: its image has a

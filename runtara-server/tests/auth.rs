@@ -389,6 +389,7 @@ async fn launched_instance(server: &RunningServer, instance_id: &str, tenant_id:
             image_id: Some(image.image_id),
             input: None,
             run_now: false,
+            parent_id: None,
         })
         .await
         .unwrap();

@@ -481,6 +481,7 @@ async fn path_ids_never_read_another_tenants_log_or_a_host_file() {
                 image_id: Some(image_id.clone()),
                 input: None,
                 run_now: false,
+                parent_id: None,
             })
             .await
             .unwrap();

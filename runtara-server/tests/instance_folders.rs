@@ -74,6 +74,7 @@ async fn folders_of_an_older_server_are_moved_and_their_logs_still_found() {
                     image_id: Some("img-old".into()),
                     input: None,
                     run_now: false,
+                    parent_id: None,
                 })
                 .await
                 .unwrap();

@@ -19,19 +19,10 @@ pub(crate) async fn send<C: GenericClient + Sync>(
     idempotency_key: Option<&str>,
     now: i64,
 ) -> Result<EventSent> {
-    let status = match lock_instance(c, instance_id).await? {
-        None => {
-            return Err(Error::InstanceNotFound {
-                instance_id: instance_id.to_owned(),
-            })
-        }
-        Some((_, status, _)) if status.is_terminal() => {
-            return Err(Error::Terminal {
-                instance_id: instance_id.to_owned(),
-                status,
-            })
-        }
-        Some((_, status, _)) => status,
+    let Some((_, status, _)) = lock_instance(c, instance_id).await? else {
+        return Err(Error::InstanceNotFound {
+            instance_id: instance_id.to_owned(),
+        });
     };
     if let Some(key) = idempotency_key {
         let rows = query(
@@ -47,6 +38,14 @@ pub(crate) async fn send<C: GenericClient + Sync>(
                 wakes: false,
             });
         }
+    }
+    // A repeat of a send that was delivered is answered as such, even once the instance
+    // has finished; a new event for a finished instance is refused.
+    if status.is_terminal() {
+        return Err(Error::Terminal {
+            instance_id: instance_id.to_owned(),
+            status,
+        });
     }
     let rows = query(
         c,
@@ -175,6 +174,39 @@ pub(crate) async fn arrived<C: GenericClient + Sync>(c: &C, instance_id: &str) -
     )
     .await?;
     Ok(!rows.is_empty())
+}
+
+/// The unfinished children of `parent_id`, oldest first.
+pub(crate) async fn children<C: GenericClient + Sync>(
+    c: &C,
+    parent_id: &str,
+) -> Result<Vec<String>> {
+    query(
+        c,
+        "SELECT instance_id FROM instances WHERE parent_id = $1 \
+         AND status NOT IN ('completed', 'failed', 'cancelled') \
+         ORDER BY created_at_ms, instance_id",
+        &[&parent_id],
+    )
+    .await?
+    .iter()
+    .map(|row| col(row, 0))
+    .collect()
+}
+
+/// The waiting instances whose awaited event has arrived.
+pub(crate) async fn woken<C: GenericClient + Sync>(c: &C) -> Result<Vec<String>> {
+    query(
+        c,
+        "SELECT i.instance_id FROM instances AS i WHERE i.status = 'waiting' AND EXISTS ( \
+         SELECT 1 FROM inbox AS e WHERE e.instance_id = i.instance_id \
+         AND e.name = i.waiting_for AND e.consumed_at_ms IS NULL)",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|row| col(row, 0))
+    .collect()
 }
 
 /// Publishes a value of a run.

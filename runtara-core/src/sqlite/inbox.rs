@@ -4,7 +4,8 @@
 use rusqlite::{params, Connection};
 
 use super::queries::{
-    execute, insert_event, pending_signal, query_opt, save_checkpoint, status_epoch, Record,
+    execute, insert_event, pending_signal, query_all, query_opt, save_checkpoint, status_epoch,
+    Record,
 };
 use crate::guard::{check_run_or_waiting, parse_status};
 use crate::inbox::{decode_outcome, encode_outcome, EventSent, EventTake};
@@ -31,12 +32,6 @@ pub(crate) fn send(
         });
     };
     let status = parse_status(&status)?;
-    if status.is_terminal() {
-        return Err(Error::Terminal {
-            instance_id: instance_id.to_owned(),
-            status,
-        });
-    }
     if let Some(key) = idempotency_key {
         let first: Option<i64> = query_opt(
             c,
@@ -51,6 +46,14 @@ pub(crate) fn send(
                 wakes: false,
             });
         }
+    }
+    // A repeat of a send that was delivered is answered as such, even once the instance
+    // has finished; a new event for a finished instance is refused.
+    if status.is_terminal() {
+        return Err(Error::Terminal {
+            instance_id: instance_id.to_owned(),
+            status,
+        });
     }
     execute(
         c,
@@ -166,6 +169,29 @@ pub(crate) fn arrived(c: &Connection, instance_id: &str) -> Result<bool> {
         |r| r.get(0),
     )?;
     Ok(found.is_some())
+}
+
+/// The unfinished children of `parent_id`, oldest first.
+pub(crate) fn children(c: &Connection, parent_id: &str) -> Result<Vec<String>> {
+    query_all(
+        c,
+        "SELECT instance_id FROM instances WHERE parent_id = ?1 \
+         AND status NOT IN ('completed', 'failed', 'cancelled') ORDER BY created_at_ms, rowid",
+        [parent_id],
+        |r| r.get(0),
+    )
+}
+
+/// The waiting instances whose awaited event has arrived.
+pub(crate) fn woken(c: &Connection) -> Result<Vec<String>> {
+    query_all(
+        c,
+        "SELECT i.instance_id FROM instances AS i WHERE i.status = 'waiting' AND EXISTS ( \
+         SELECT 1 FROM inbox AS e WHERE e.instance_id = i.instance_id \
+         AND e.name = i.waiting_for AND e.consumed_at_ms IS NULL)",
+        [],
+        |r| r.get(0),
+    )
 }
 
 /// Publishes a value of a run.

@@ -39,6 +39,7 @@ pub(crate) async fn run(shared: Arc<Shared>, launch: Launch, entry: Arc<Entry>) 
         id.clone(),
         shared.tenant_id.clone(),
         slot,
+        Arc::downgrade(&shared),
     );
     match launch.registered {
         Some(epoch) => sdk.assume_registered(epoch),
@@ -81,6 +82,11 @@ pub(crate) async fn run(shared: Arc<Shared>, launch: Launch, entry: Arc<Entry>) 
         Err(reason) => shared.progress_in_store(&id, &reason).await,
     };
     shared.publish(&id, &entry, progress);
+    // A parent waiting here for this child is told at once (the store put the event in
+    // its inbox when this instance ended).
+    if let Some(parent) = runtara_core::inbox::parent_of(&id) {
+        crate::events::ring(parent);
+    }
 }
 
 /// The text of a panic's payload.
