@@ -140,9 +140,11 @@ fn parse_options() -> Result<(String, String, Job), String> {
                     job.child_target = "job".into();
                 }
             }
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown option `{other}`; expected --db URL, --id ID, --children N, --input JSON"
-            )),
+            ))
+            }
         }
     }
     Ok((db, id, job))

@@ -66,8 +66,8 @@ pub fn decode_outcome(checkpoint_id: &str, state: &[u8]) -> Result<Option<Vec<u8
     }
 }
 
-/// The id of the child that `parent_id` starts under `key`: `"{parent}~{key}"`. A key is
-/// not empty and holds no `~` (so that a child's id names its parent), and the id fits
+/// The id of the child that `parent_id` starts under `key`: `"{parent}:{key}"`. A key is
+/// not empty and holds no `:` (so that a child's id names its parent), and the id fits
 /// [`MAX_ID_LEN`](crate::MAX_ID_LEN).
 pub fn child_instance_id(parent_id: &str, key: &str) -> Result<String> {
     let invalid = |reason: String| Error::InvalidInput {
@@ -77,12 +77,12 @@ pub fn child_instance_id(parent_id: &str, key: &str) -> Result<String> {
     if key.is_empty() {
         return Err(invalid("must not be empty".into()));
     }
-    if key.contains('~') {
+    if key.contains(':') {
         return Err(invalid(format!(
-            "`{key}` holds a `~`, which separates a child's id from its parent's"
+            "`{key}` holds a `:`, which separates a child's id from its parent's"
         )));
     }
-    let id = format!("{parent_id}~{key}");
+    let id = format!("{parent_id}:{key}");
     validate_id("child instance id", &id)?;
     Ok(id)
 }
@@ -95,7 +95,7 @@ pub fn child_event_name(child_id: &str) -> String {
 
 /// The parent named by a child's id (see [`child_instance_id`]), if it is one.
 pub fn parent_of(child_id: &str) -> Option<&str> {
-    child_id.rsplit_once('~').map(|(parent, _)| parent)
+    child_id.rsplit_once(':').map(|(parent, _)| parent)
 }
 
 /// Refuses an event (or value) that could never be stored: a bad instance id, name or
@@ -138,14 +138,14 @@ mod tests {
     #[test]
     fn a_child_id_names_its_parent() {
         let id = child_instance_id("order-1", "part-3").unwrap();
-        assert_eq!(id, "order-1~part-3");
+        assert_eq!(id, "order-1:part-3");
         assert_eq!(parent_of(&id), Some("order-1"));
         let grandchild = child_instance_id(&id, "x").unwrap();
-        assert_eq!(parent_of(&grandchild), Some("order-1~part-3"));
+        assert_eq!(parent_of(&grandchild), Some("order-1:part-3"));
         assert!(child_instance_id("p", "").is_err());
-        assert!(child_instance_id("p", "a~b").is_err());
+        assert!(child_instance_id("p", "a:b").is_err());
         assert!(child_instance_id("p", &"k".repeat(crate::MAX_ID_LEN)).is_err());
-        assert_eq!(child_event_name(&id), "child:order-1~part-3");
+        assert_eq!(child_event_name(&id), "child:order-1:part-3");
     }
 
     #[test]

@@ -271,7 +271,7 @@ pub enum InstanceRequest {
         value: ByteBuf,
     },
     /// Starts a child of this instance: an instance of image `image_id` (of the same
-    /// tenant) with id `"{parent}~{key}"`, once per key — a repeat (a rerun) starts
+    /// tenant) with id `"{parent}:{key}"`, once per key — a repeat (a rerun) starts
     /// nothing. When it ends, this instance's inbox gets the event `child:{id}`.
     /// Answered by `ChildStarted`.
     StartChild {

@@ -1,6 +1,6 @@
 //! Child instances: [`RuntaraSdk::start_child`] and [`RuntaraSdk::wait_for_child`].
 //!
-//! A child's id is its parent's and its key's (`"{parent}~{key}"`), so a rerun of the
+//! A child's id is its parent's and its key's (`"{parent}:{key}"`), so a rerun of the
 //! parent that starts the same key finds the same child and never starts a second one.
 //! When a child ends, the store puts the event `child:{id}` in its parent's inbox; a
 //! wait for the child is a durable wait for that event, then a read of the child's
@@ -18,13 +18,13 @@ use crate::{Result, RuntaraSdk, SdkError};
 
 impl RuntaraSdk {
     /// Starts a child instance, once per `key`, and returns its id
-    /// (`"{this instance's id}~{key}"`); a rerun of this instance gets the same child
+    /// (`"{this instance's id}:{key}"`); a rerun of this instance gets the same child
     /// back, never a second one.
     ///
     /// `target` is what the child runs: on a server, an image id of this tenant; in a
     /// [`Runtime`](crate::runtime::Runtime), a workflow name it knows (the child runs as
     /// a task of the same runtime). `input` is its start input (JSON). A key is not
-    /// empty and holds no `~`.
+    /// empty and holds no `:`.
     ///
     /// Cancelling this instance cancels its unfinished children. Wait for the child's
     /// output with [`wait_for_child`](Self::wait_for_child).

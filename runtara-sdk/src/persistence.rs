@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 pub use runtara_core::{
-    CheckpointRecord, EventKind, EventRecord, InstanceRecord, InstanceStatus, NewRuntimeInstance,
-    Persistence, RetryAttemptRecord, RuntimeInstance, RuntimeStart, SignalOutcome, SignalType,
+    CheckpointRecord, EventKind, EventRecord, InstanceFilter, InstanceRecord, InstanceStatus,
+    NewRuntimeInstance, Persistence, RetryAttemptRecord, RuntimeInstance, RuntimeStart,
+    SignalOutcome, SignalType,
 };
 
 use crate::SdkError;

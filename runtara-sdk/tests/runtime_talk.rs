@@ -122,7 +122,7 @@ async fn a_parent_sums_its_children_each_started_once() {
     let sum: u64 = handle.result().await.unwrap();
     assert_eq!(sum, (0..20u64).map(|n| n * n).sum::<u64>());
     for n in 0..20 {
-        let child = format!("p-1~n{n}");
+        let child = format!("p-1:n{n}");
         let record = store.get_instance(&child).await.unwrap().unwrap();
         assert_eq!(record.status, InstanceStatus::Completed, "{child}");
         let created = store
@@ -149,13 +149,13 @@ async fn cancelling_a_parent_cancels_its_children() {
         .await
         .unwrap();
     for n in 0..5 {
-        let child = format!("p-2~n{n}");
+        let child = format!("p-2:n{n}");
         status_becomes(&store, &child, InstanceStatus::Running).await;
     }
     status_becomes(&store, "p-2", InstanceStatus::Waiting).await;
     runtime.cancel("p-2").await.unwrap();
     for n in 0..5 {
-        let child = format!("p-2~n{n}");
+        let child = format!("p-2:n{n}");
         status_becomes(&store, &child, InstanceStatus::Cancelled).await;
     }
     let ended = handle.result::<u64>().await;
