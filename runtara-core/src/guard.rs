@@ -89,6 +89,16 @@ pub(crate) fn check_run(
     Ok(())
 }
 
+/// Refuses a schedule with a bad id, tenant, image, or an empty expression or zone (the
+/// server checks that the expression and the zone mean something).
+pub(crate) fn check_schedule(new: &crate::NewSchedule) -> Result<()> {
+    validate_id("schedule id", &new.schedule_id)?;
+    validate_id("tenant id", &new.tenant_id)?;
+    validate_id("image id", &new.image_id)?;
+    validate_id("cron expression", &new.cron)?;
+    validate_id("time zone", &new.timezone)
+}
+
 /// [`check_run`] for a run that may also be `waiting` (its wait and its heartbeats).
 pub(crate) fn check_run_or_waiting(
     instance_id: &str,

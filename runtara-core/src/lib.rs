@@ -80,6 +80,7 @@ pub mod migrations;
 pub mod model;
 pub mod persistence;
 pub mod run_lease;
+pub mod schedules;
 pub mod storage_health;
 pub mod url;
 pub mod wire;
@@ -100,6 +101,7 @@ pub use instance_handler::{
 pub use model::*;
 pub use persistence::Persistence;
 pub use run_lease::RunLease;
+pub use schedules::{MissedFires, NewSchedule, ScheduleRecord};
 pub use url::{DatabaseUrl, SqliteTarget};
 
 /// Opens the backend named by `url`, applies migrations, and returns it.

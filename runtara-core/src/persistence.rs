@@ -11,6 +11,7 @@ use crate::model::{
     SignalType, SleepOutcome, WorkerPool,
 };
 use crate::run_lease::RunLease;
+use crate::schedules::{NewSchedule, ScheduleRecord};
 use crate::Result;
 
 /// Storage of instances, checkpoints, events, signals, retry attempts and sleeps.
@@ -318,6 +319,39 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     /// The value the instance published under `key`, or `None`; an unknown instance is
     /// [`InstanceNotFound`](crate::Error::InstanceNotFound).
     async fn get_value(&self, instance_id: &str, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Stores a new schedule; a taken id is [`InvalidInput`](crate::Error::InvalidInput).
+    async fn create_schedule(&self, new: NewSchedule) -> Result<ScheduleRecord>;
+
+    /// One schedule, or `None`.
+    async fn get_schedule(&self, schedule_id: &str) -> Result<Option<ScheduleRecord>>;
+
+    /// A tenant's schedules (every tenant's with `None`), oldest first.
+    async fn list_schedules(&self, tenant_id: Option<&str>) -> Result<Vec<ScheduleRecord>>;
+
+    /// Deletes a schedule; false when there is none. Instances it started stay.
+    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool>;
+
+    /// Pauses a schedule (`next_fire_ms` is then `None`) or resumes it with its next fire
+    /// time; `None` when there is no such schedule.
+    async fn set_schedule_paused(
+        &self,
+        schedule_id: &str,
+        paused: bool,
+        next_fire_ms: Option<i64>,
+    ) -> Result<Option<ScheduleRecord>>;
+
+    /// Moves an unpaused schedule whose next fire time is still `expected_next` on to
+    /// `next_fire_ms`, recording `fired_ms` (when a fire started an instance) as its last
+    /// fire. False, changing nothing, when another server moved it first (or it was
+    /// paused or deleted meanwhile).
+    async fn advance_schedule(
+        &self,
+        schedule_id: &str,
+        expected_next: i64,
+        fired_ms: Option<i64>,
+        next_fire_ms: Option<i64>,
+    ) -> Result<bool>;
 
     /// One instance, or `None`.
     async fn get_instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>>;

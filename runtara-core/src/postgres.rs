@@ -17,6 +17,7 @@ mod images;
 mod inbox;
 mod queries;
 mod runtime_instances;
+mod schedules;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
@@ -24,8 +25,8 @@ use futures_core::Stream;
 use tokio_postgres::types::ToSql;
 
 use crate::guard::{
-    check_custom_event, check_run, custom_event_refusal, parse_status, plan_signal, quota_i64,
-    validate_attempt, validate_id, validate_image_workers, SignalPlan, RESUMABLE,
+    check_custom_event, check_run, check_schedule, custom_event_refusal, parse_status, plan_signal,
+    quota_i64, validate_attempt, validate_id, validate_image_workers, SignalPlan, RESUMABLE,
 };
 use crate::model::*;
 use crate::{Error, Persistence, Result};
@@ -1025,6 +1026,55 @@ impl Persistence for PostgresPersistence {
         validate_id("value key", key)?;
         let client = self.client().await?;
         inbox::get_value(&client, instance_id, key).await
+    }
+
+    async fn create_schedule(&self, new: crate::NewSchedule) -> Result<crate::ScheduleRecord> {
+        check_schedule(&new)?;
+        let client = self.client().await?;
+        schedules::create(&client, &new, now_ms()).await
+    }
+
+    async fn get_schedule(&self, schedule_id: &str) -> Result<Option<crate::ScheduleRecord>> {
+        validate_id("schedule id", schedule_id)?;
+        let client = self.client().await?;
+        schedules::get(&client, schedule_id).await
+    }
+
+    async fn list_schedules(&self, tenant_id: Option<&str>) -> Result<Vec<crate::ScheduleRecord>> {
+        if let Some(tenant_id) = tenant_id {
+            validate_id("tenant id", tenant_id)?;
+        }
+        let client = self.client().await?;
+        schedules::list(&client, tenant_id).await
+    }
+
+    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool> {
+        validate_id("schedule id", schedule_id)?;
+        let client = self.client().await?;
+        schedules::delete(&client, schedule_id).await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        schedule_id: &str,
+        paused: bool,
+        next_fire_ms: Option<i64>,
+    ) -> Result<Option<crate::ScheduleRecord>> {
+        validate_id("schedule id", schedule_id)?;
+        let client = self.client().await?;
+        schedules::set_paused(&client, schedule_id, paused, next_fire_ms).await
+    }
+
+    async fn advance_schedule(
+        &self,
+        schedule_id: &str,
+        expected_next: i64,
+        fired_ms: Option<i64>,
+        next_fire_ms: Option<i64>,
+    ) -> Result<bool> {
+        validate_id("schedule id", schedule_id)?;
+        let client = self.client().await?;
+        schedules::advance(&client, schedule_id, expected_next, fired_ms, next_fire_ms).await
     }
 
     async fn get_instance(&self, instance_id: &str) -> Result<Option<InstanceRecord>> {

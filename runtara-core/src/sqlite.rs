@@ -13,6 +13,7 @@ mod inbox;
 mod lease_file;
 mod queries;
 mod runtime_instances;
+mod schedules;
 mod wal;
 mod writer;
 
@@ -20,8 +21,8 @@ use async_trait::async_trait;
 use rusqlite::params;
 
 use crate::guard::{
-    check_custom_event, plan_signal, validate_attempt, validate_id, validate_image_workers,
-    SignalPlan, RESUMABLE,
+    check_custom_event, check_schedule, plan_signal, validate_attempt, validate_id,
+    validate_image_workers, SignalPlan, RESUMABLE,
 };
 use crate::model::*;
 use crate::url::SqliteTarget;
@@ -886,6 +887,68 @@ impl Persistence for SqlitePersistence {
         let (instance_id, key) = (instance_id.to_owned(), key.to_owned());
         self.writer
             .read(move |c| inbox::get_value(c, &instance_id, &key))
+            .await
+    }
+
+    async fn create_schedule(&self, new: crate::NewSchedule) -> Result<crate::ScheduleRecord> {
+        check_schedule(&new)?;
+        self.writer
+            .call(move |c| schedules::create(c, &new, now_ms()))
+            .await
+    }
+
+    async fn get_schedule(&self, schedule_id: &str) -> Result<Option<crate::ScheduleRecord>> {
+        validate_id("schedule id", schedule_id)?;
+        let schedule_id = schedule_id.to_owned();
+        self.writer
+            .read(move |c| schedules::get(c, &schedule_id))
+            .await
+    }
+
+    async fn list_schedules(&self, tenant_id: Option<&str>) -> Result<Vec<crate::ScheduleRecord>> {
+        if let Some(tenant_id) = tenant_id {
+            validate_id("tenant id", tenant_id)?;
+        }
+        let tenant_id = tenant_id.map(str::to_owned);
+        self.writer
+            .read(move |c| schedules::list(c, tenant_id.as_deref()))
+            .await
+    }
+
+    async fn delete_schedule(&self, schedule_id: &str) -> Result<bool> {
+        validate_id("schedule id", schedule_id)?;
+        let schedule_id = schedule_id.to_owned();
+        self.writer
+            .call(move |c| schedules::delete(c, &schedule_id))
+            .await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        schedule_id: &str,
+        paused: bool,
+        next_fire_ms: Option<i64>,
+    ) -> Result<Option<crate::ScheduleRecord>> {
+        validate_id("schedule id", schedule_id)?;
+        let schedule_id = schedule_id.to_owned();
+        self.writer
+            .call(move |c| schedules::set_paused(c, &schedule_id, paused, next_fire_ms))
+            .await
+    }
+
+    async fn advance_schedule(
+        &self,
+        schedule_id: &str,
+        expected_next: i64,
+        fired_ms: Option<i64>,
+        next_fire_ms: Option<i64>,
+    ) -> Result<bool> {
+        validate_id("schedule id", schedule_id)?;
+        let schedule_id = schedule_id.to_owned();
+        self.writer
+            .call(move |c| {
+                schedules::advance(c, &schedule_id, expected_next, fired_ms, next_fire_ms)
+            })
             .await
     }
 

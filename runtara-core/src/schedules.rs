@@ -1,0 +1,109 @@
+//! Schedules: what the store keeps of them. The times are the server's to compute (a
+//! cron expression in a time zone); the store keeps the next fire time and moves it on
+//! with a compare-and-set, so that two servers never both fire one occurrence.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::{Error, Result};
+
+/// What a schedule does with the fires it missed (its server was down, or late).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MissedFires {
+    /// Start nothing for them; carry on with the next fire.
+    Skip,
+    /// Start one instance for all of them (at the first missed time), then carry on.
+    #[default]
+    RunOnce,
+}
+
+impl MissedFires {
+    /// The name stored and shown: `skip` or `run_once`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissedFires::Skip => "skip",
+            MissedFires::RunOnce => "run_once",
+        }
+    }
+}
+
+impl fmt::Display for MissedFires {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for MissedFires {
+    type Err = Error;
+
+    /// `skip`, `run_once` (or `run-once`).
+    fn from_str(s: &str) -> Result<MissedFires> {
+        match s {
+            "skip" => Ok(MissedFires::Skip),
+            "run_once" | "run-once" => Ok(MissedFires::RunOnce),
+            other => Err(Error::InvalidInput {
+                what: "missed fires policy",
+                reason: format!("`{other}` is neither `skip` nor `run_once`"),
+            }),
+        }
+    }
+}
+
+/// A schedule to store ([`Persistence::create_schedule`](crate::Persistence::create_schedule)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSchedule {
+    /// Unique id.
+    pub schedule_id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// The image each fire starts an instance of.
+    pub image_id: String,
+    /// The cron expression.
+    pub cron: String,
+    /// The time zone it is read in (an IANA name).
+    pub timezone: String,
+    /// Each instance's start input (JSON bytes).
+    pub input: Option<Vec<u8>>,
+    /// What to do with missed fires.
+    pub missed: MissedFires,
+    /// The first fire time (ms since the Unix epoch).
+    pub next_fire_ms: Option<i64>,
+}
+
+/// A stored schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleRecord {
+    /// Unique id.
+    pub schedule_id: String,
+    /// Owner.
+    pub tenant_id: String,
+    /// The image each fire starts an instance of.
+    pub image_id: String,
+    /// The cron expression.
+    pub cron: String,
+    /// The time zone it is read in.
+    pub timezone: String,
+    /// Each instance's start input (JSON bytes).
+    pub input: Option<Vec<u8>>,
+    /// What to do with missed fires.
+    pub missed: MissedFires,
+    /// Paused: no fires until resumed.
+    pub paused: bool,
+    /// The next fire time; `None` while paused.
+    pub next_fire_ms: Option<i64>,
+    /// The last fire that started an instance.
+    pub last_fire_ms: Option<i64>,
+    /// When it was created.
+    pub created_at_ms: i64,
+}
+
+/// The id of the instance that the fire of `schedule_id` at `fire_ms` starts: the same
+/// for every server and every retry, so a fire starts at most one instance.
+pub fn fire_instance_id(schedule_id: &str, fire_ms: i64) -> String {
+    format!("sched-{schedule_id}-{fire_ms}")
+}
+
+pub(crate) fn parse_missed(raw: &str) -> Result<MissedFires> {
+    raw.parse()
+        .map_err(|_| Error::Corrupt(format!("unknown missed fires policy `{raw}`")))
+}
