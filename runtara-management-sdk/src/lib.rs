@@ -127,11 +127,12 @@ mod time;
 pub use config::SdkConfig;
 pub use error::{Result, SdkError};
 pub use options::{
-    ListInstancesOptions, RegisterImageOptions, SendEventOptions, StartInstanceOptions, WorkerPool,
+    CreateScheduleOptions, ListInstancesOptions, MissedFires, RegisterImageOptions,
+    SendEventOptions, StartInstanceOptions, WorkerPool,
 };
 pub use responses::{
     Checkpoint, Event, EventPage, EventSent, Health, Image, InstanceInfo, InstancePage,
-    InstanceSummary, QueuePlace, RegisterImageResult, SignalOutcome, StartInstanceResult,
+    InstanceSummary, QueuePlace, RegisterImageResult, Schedule, SignalOutcome, StartInstanceResult,
     TERMINAL_STATUSES,
 };
 pub use runtara_protocol::{ErrorCode, EventKind, InstanceStatus, ParseStatusError};

@@ -400,3 +400,54 @@ mod tests {
         assert_eq!(summary.image_id, "");
     }
 }
+
+/// A schedule ([`ManagementSdk::create_schedule`](crate::ManagementSdk::create_schedule)).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Schedule {
+    /// Its id.
+    pub schedule_id: String,
+    /// Its tenant.
+    pub tenant_id: String,
+    /// The image each fire starts an instance of.
+    pub image_id: String,
+    /// The cron expression.
+    pub cron: String,
+    /// The time zone it is read in.
+    pub timezone: String,
+    /// Each instance's start input.
+    pub input: Option<serde_json::Value>,
+    /// What happens to missed fires.
+    pub missed: crate::MissedFires,
+    /// Paused: no fires until resumed.
+    pub paused: bool,
+    /// The next fire (ms since the Unix epoch); `None` while paused.
+    pub next_fire_ms: Option<i64>,
+    /// The last fire that started an instance.
+    pub last_fire_ms: Option<i64>,
+    /// When it was created (RFC 3339 UTC).
+    pub created_at: String,
+}
+
+impl From<runtara_protocol::WireSchedule> for Schedule {
+    fn from(wire: runtara_protocol::WireSchedule) -> Self {
+        Schedule {
+            schedule_id: wire.schedule_id,
+            tenant_id: wire.tenant_id,
+            image_id: wire.image_id,
+            cron: wire.cron,
+            timezone: wire.timezone,
+            input: wire
+                .input
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
+            missed: match wire.missed.as_str() {
+                "skip" => crate::MissedFires::Skip,
+                _ => crate::MissedFires::RunOnce,
+            },
+            paused: wire.paused,
+            next_fire_ms: wire.next_fire_ms,
+            last_fire_ms: wire.last_fire_ms,
+            created_at: rfc3339_from_millis(wire.created_at_ms),
+        }
+    }
+}

@@ -9,10 +9,10 @@ use runtara_protocol::{
 
 use crate::connection::Connection;
 use crate::{
-    Checkpoint, Event, EventPage, EventSent, Health, Image, InstanceInfo, InstancePage,
-    InstanceSummary, ListInstancesOptions, QueuePlace, RegisterImageOptions, RegisterImageResult,
-    Result, SdkConfig, SdkError, SendEventOptions, SignalOutcome, StartInstanceOptions,
-    StartInstanceResult, WorkerPool,
+    Checkpoint, CreateScheduleOptions, Event, EventPage, EventSent, Health, Image, InstanceInfo,
+    InstancePage, InstanceSummary, ListInstancesOptions, QueuePlace, RegisterImageOptions,
+    RegisterImageResult, Result, Schedule, SdkConfig, SdkError, SendEventOptions, SignalOutcome,
+    StartInstanceOptions, StartInstanceResult, WorkerPool,
 };
 
 /// How often [`ManagementSdk::wait_for_completion`] reads the status from a server
@@ -713,6 +713,101 @@ impl ManagementSdk {
             other => Err(unexpected(OP, &other)),
         }
     }
+
+    /// Creates a schedule: an instance of the image is started at each time of its cron
+    /// expression, in its time zone. A bad expression or zone, or an unknown image, is an
+    /// error that says which.
+    ///
+    /// ```no_run
+    /// # async fn f(sdk: runtara_management_sdk::ManagementSdk) -> runtara_management_sdk::Result<()> {
+    /// use runtara_management_sdk::CreateScheduleOptions;
+    /// let options = CreateScheduleOptions::new("img-1", "acme", "0 2 * * *")
+    ///     .with_timezone("Europe/Berlin");
+    /// let schedule = sdk.create_schedule(options).await?;
+    /// println!("{} fires next at {:?}", schedule.schedule_id, schedule.next_fire_ms);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn create_schedule(&self, options: CreateScheduleOptions) -> Result<Schedule> {
+        const OP: &str = "create_schedule";
+        let input = options
+            .input
+            .as_ref()
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| SdkError::InvalidInput(format!("cannot encode the input as json: {e}")))?;
+        let request = ManagementRequest::CreateSchedule {
+            schedule_id: options.schedule_id,
+            tenant_id: options.tenant_id,
+            image_id: options.image_id,
+            cron: options.cron,
+            timezone: options.timezone,
+            input: input.map(ByteBuf::from),
+            missed: options.missed.as_str().to_owned(),
+        };
+        self.schedule_call(OP, request).await
+    }
+
+    /// A tenant's schedules, oldest first.
+    pub async fn list_schedules(&self, tenant_id: &str) -> Result<Vec<Schedule>> {
+        const OP: &str = "list_schedules";
+        let request = ManagementRequest::ListSchedules {
+            tenant_id: tenant_id.to_owned(),
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Schedules(schedules) => {
+                Ok(schedules.into_iter().map(Schedule::from).collect())
+            }
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// Deletes a schedule; the instances it started stay.
+    pub async fn delete_schedule(&self, schedule_id: &str) -> Result<()> {
+        const OP: &str = "delete_schedule";
+        let request = ManagementRequest::DeleteSchedule {
+            schedule_id: schedule_id.to_owned(),
+        };
+        match self.connection.call(OP, &request, None).await? {
+            ManagementResponse::Done => Ok(()),
+            other => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// Pauses a schedule: nothing fires until it is resumed.
+    pub async fn pause_schedule(&self, schedule_id: &str) -> Result<Schedule> {
+        self.set_schedule_paused(schedule_id, true).await
+    }
+
+    /// Resumes a paused schedule from now on (the times it passed while paused do not
+    /// fire).
+    pub async fn resume_schedule(&self, schedule_id: &str) -> Result<Schedule> {
+        self.set_schedule_paused(schedule_id, false).await
+    }
+
+    async fn set_schedule_paused(&self, schedule_id: &str, paused: bool) -> Result<Schedule> {
+        let request = ManagementRequest::SetSchedulePaused {
+            schedule_id: schedule_id.to_owned(),
+            paused,
+        };
+        let operation = if paused {
+            "pause_schedule"
+        } else {
+            "resume_schedule"
+        };
+        self.schedule_call(operation, request).await
+    }
+
+    async fn schedule_call(
+        &self,
+        operation: &'static str,
+        request: ManagementRequest,
+    ) -> Result<Schedule> {
+        match self.connection.call(operation, &request, None).await? {
+            ManagementResponse::Schedule(schedule) => Ok(schedule.into()),
+            other => Err(unexpected(operation, &other)),
+        }
+    }
 }
 
 /// Lowercase hex SHA-256 of `bytes`, as the server checks it.
@@ -748,6 +843,8 @@ fn unexpected(operation: &'static str, response: &ManagementResponse) -> SdkErro
         ManagementResponse::QueuePlace { .. } => "queue_place",
         ManagementResponse::EventSent { .. } => "event_sent",
         ManagementResponse::Value { .. } => "value",
+        ManagementResponse::Schedule(_) => "schedule",
+        ManagementResponse::Schedules(_) => "schedules",
     };
     SdkError::UnexpectedResponse {
         operation,

@@ -82,7 +82,7 @@ pub use instance::{
 };
 pub use management::{
     ManagementRequest, ManagementResponse, WireCheckpoint, WireEvent, WireImage, WireInstance,
-    WireWorkerPool, MAX_EVENTS_PER_PAGE, MAX_INSTANCES_PER_PAGE, MAX_WAIT_MS,
+    WireSchedule, WireWorkerPool, MAX_EVENTS_PER_PAGE, MAX_INSTANCES_PER_PAGE, MAX_WAIT_MS,
 };
 pub use serde_bytes::ByteBuf;
 pub use status::{InstanceStatus, ParseStatusError};

@@ -195,6 +195,70 @@ pub enum ManagementRequest {
         /// How long to wait for a value that is not set yet; 0: answer at once.
         wait_ms: u64,
     },
+    /// Creates a schedule: an instance of `image_id` is started at each time the cron
+    /// expression names in `timezone`. Answered by [`ManagementResponse::Schedule`].
+    CreateSchedule {
+        /// Its id; the server picks one when `None`.
+        schedule_id: Option<String>,
+        /// The owner (the image's tenant).
+        tenant_id: String,
+        /// The image each fire starts.
+        image_id: String,
+        /// The cron expression (5 fields, or 6 with seconds first).
+        cron: String,
+        /// An IANA time zone name (`UTC`, `Europe/Berlin`).
+        timezone: String,
+        /// Each instance's start input (JSON text).
+        input: Option<ByteBuf>,
+        /// Missed fires: `skip` or `run_once`.
+        missed: String,
+    },
+    /// A tenant's schedules. Answered by [`ManagementResponse::Schedules`].
+    ListSchedules {
+        /// The tenant.
+        tenant_id: String,
+    },
+    /// Deletes a schedule (the instances it started stay). Answered by
+    /// [`ManagementResponse::Done`].
+    DeleteSchedule {
+        /// The schedule.
+        schedule_id: String,
+    },
+    /// Pauses (no fires) or resumes a schedule. Answered by
+    /// [`ManagementResponse::Schedule`].
+    SetSchedulePaused {
+        /// The schedule.
+        schedule_id: String,
+        /// Pause (true) or resume (false).
+        paused: bool,
+    },
+}
+
+/// A schedule as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireSchedule {
+    /// Its id.
+    pub schedule_id: String,
+    /// The owner.
+    pub tenant_id: String,
+    /// The image each fire starts.
+    pub image_id: String,
+    /// The cron expression.
+    pub cron: String,
+    /// The time zone it is read in.
+    pub timezone: String,
+    /// Each instance's start input.
+    pub input: Option<ByteBuf>,
+    /// Missed fires: `skip` or `run_once`.
+    pub missed: String,
+    /// Paused.
+    pub paused: bool,
+    /// The next fire (ms since the Unix epoch); `None` while paused.
+    pub next_fire_ms: Option<i64>,
+    /// The last fire that started an instance.
+    pub last_fire_ms: Option<i64>,
+    /// When it was created.
+    pub created_at_ms: i64,
 }
 
 /// The longest one [`ManagementRequest::WaitForCompletion`] waits on the server before
@@ -401,4 +465,8 @@ pub enum ManagementResponse {
         /// The value, if one is set.
         value: Option<ByteBuf>,
     },
+    /// One schedule.
+    Schedule(WireSchedule),
+    /// Reply to `ListSchedules`, oldest first.
+    Schedules(Vec<WireSchedule>),
 }

@@ -349,7 +349,42 @@ fn management_requests() -> Vec<ManagementRequest> {
             key: "progress".into(),
             wait_ms: 0,
         },
+        ManagementRequest::CreateSchedule {
+            schedule_id: Some("nightly".into()),
+            tenant_id: "t".into(),
+            image_id: "img-1".into(),
+            cron: "0 2 * * *".into(),
+            timezone: "Europe/Berlin".into(),
+            input: Some(ByteBuf::from(b"{}".to_vec())),
+            missed: "run_once".into(),
+        },
+        ManagementRequest::ListSchedules {
+            tenant_id: "t".into(),
+        },
+        ManagementRequest::DeleteSchedule {
+            schedule_id: "nightly".into(),
+        },
+        ManagementRequest::SetSchedulePaused {
+            schedule_id: "nightly".into(),
+            paused: true,
+        },
     ]
+}
+
+fn wire_schedule() -> WireSchedule {
+    WireSchedule {
+        schedule_id: "nightly".into(),
+        tenant_id: "t".into(),
+        image_id: "img-1".into(),
+        cron: "0 2 * * *".into(),
+        timezone: "UTC".into(),
+        input: None,
+        missed: "skip".into(),
+        paused: false,
+        next_fire_ms: Some(1_700_000_000_000),
+        last_fire_ms: None,
+        created_at_ms: 1,
+    }
 }
 
 fn wire_instance() -> WireInstance {
@@ -470,6 +505,8 @@ fn management_responses() -> Vec<ManagementResponse> {
             value: Some(ByteBuf::from(b"42".to_vec())),
         },
         ManagementResponse::Value { value: None },
+        ManagementResponse::Schedule(wire_schedule()),
+        ManagementResponse::Schedules(vec![wire_schedule()]),
     ]
 }
 
@@ -559,6 +596,10 @@ fn management_request_variant(r: &ManagementRequest) -> usize {
         WaitForCompletion { .. } => 17,
         SendEvent { .. } => 18,
         GetValue { .. } => 19,
+        CreateSchedule { .. } => 20,
+        ListSchedules { .. } => 21,
+        DeleteSchedule { .. } => 22,
+        SetSchedulePaused { .. } => 23,
     }
 }
 
@@ -582,6 +623,8 @@ fn management_response_variant(r: &ManagementResponse) -> usize {
         QueuePlace { .. } => 14,
         EventSent { .. } => 15,
         Value { .. } => 16,
+        Schedule(_) => 17,
+        Schedules(_) => 18,
     }
 }
 
@@ -599,8 +642,8 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 fn every_variant_has_a_sample() {
     covered(&requests(), request_variant, 21);
     covered(&responses(), response_variant, 14);
-    covered(&management_requests(), management_request_variant, 20);
-    covered(&management_responses(), management_response_variant, 17);
+    covered(&management_requests(), management_request_variant, 24);
+    covered(&management_responses(), management_response_variant, 19);
     // Every code in the sample set, in its wire order.
     let codes: Vec<ErrorCode> = wire_errors().iter().map(|e| e.code).collect();
     assert_eq!(codes, ErrorCode::ALL);

@@ -24,6 +24,7 @@ mod management_endpoint;
 pub mod management_tokens;
 pub mod private_files;
 pub mod process;
+pub mod schedules;
 pub mod supervisor;
 mod tls_setup;
 pub mod upload_limits;
@@ -271,7 +272,7 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
     ));
     accept_loops.push(tokio::spawn(management_endpoint::serve(
         management_endpoint.clone(),
-        management,
+        management.clone(),
         Gate::new(
             config.connection_limits.clone(),
             "management connection refused",
@@ -282,6 +283,11 @@ pub async fn start(mut config: ServerConfig) -> anyhow::Result<RunningServer> {
         .recover()
         .await
         .context("adopting unfinished instances")?;
+    let changed = management.schedules_changed.clone();
+    accept_loops.push(tokio::spawn(schedules::run_scheduler(
+        management.clone(),
+        changed,
+    )));
     tracing::info!(
         %instance_addr,
         %management_addr,

@@ -56,7 +56,7 @@ impl Caller {
         Caller { tenants: None }
     }
 
-    fn may_act_for(&self, tenant_id: &str) -> bool {
+    pub(crate) fn may_act_for(&self, tenant_id: &str) -> bool {
         self.tenants
             .as_ref()
             .is_none_or(|tenants| tenants.contains(tenant_id))
@@ -72,9 +72,11 @@ pub struct Management {
     tokens: ManagementTokens,
     started: Instant,
     uploads: Arc<Uploads>,
+    /// Told when a schedule is created or resumed (the scheduler looks again).
+    pub(crate) schedules_changed: Arc<tokio::sync::Notify>,
 }
 
-fn error(code: ErrorCode, message: impl Into<String>) -> WireError {
+pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> WireError {
     WireError::new(code, message)
 }
 
@@ -90,7 +92,7 @@ fn not_one_reply(what: &str, instance_id: &str) -> WireError {
     )
 }
 
-fn engine_error(error: &Error) -> WireError {
+pub(crate) fn engine_error(error: &Error) -> WireError {
     to_wire(error)
 }
 
@@ -177,7 +179,13 @@ impl Management {
             tokens,
             started: Instant::now(),
             uploads,
+            schedules_changed: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// The store it keeps everything in.
+    pub(crate) fn store(&self) -> &Arc<dyn Persistence> {
+        &self.store
     }
 
     /// Checks a management hello's token. Without configured tokens everyone is let in,
@@ -236,7 +244,7 @@ impl Management {
     }
 
     /// The image, if it exists and the caller may see it.
-    async fn visible_image(
+    pub(crate) async fn visible_image(
         &self,
         caller: &Caller,
         image_id: &str,
@@ -250,7 +258,7 @@ impl Management {
         }
     }
 
-    fn check_tenant(caller: &Caller, tenant_id: &str) -> Result<(), WireError> {
+    pub(crate) fn check_tenant(caller: &Caller, tenant_id: &str) -> Result<(), WireError> {
         check_id("tenant id", tenant_id)?;
         if !caller.may_act_for(tenant_id) {
             return Err(error(
@@ -427,6 +435,36 @@ impl Management {
                     duplicate: sent.duplicate,
                 }
             }
+            ManagementRequest::CreateSchedule {
+                schedule_id,
+                tenant_id,
+                image_id,
+                cron,
+                timezone,
+                input,
+                missed,
+            } => {
+                let request = crate::schedules::ScheduleRequest {
+                    schedule_id,
+                    tenant_id,
+                    image_id,
+                    cron,
+                    timezone,
+                    input,
+                    missed,
+                };
+                self.create_schedule(caller, request).await?
+            }
+            ManagementRequest::ListSchedules { tenant_id } => {
+                self.list_schedules(caller, &tenant_id).await?
+            }
+            ManagementRequest::DeleteSchedule { schedule_id } => {
+                self.delete_schedule(caller, &schedule_id).await?
+            }
+            ManagementRequest::SetSchedulePaused {
+                schedule_id,
+                paused,
+            } => self.pause_schedule(caller, &schedule_id, paused).await?,
             ManagementRequest::GetValue {
                 instance_id,
                 key,
@@ -541,7 +579,7 @@ impl Management {
         })
     }
 
-    async fn start_instance(
+    pub(crate) async fn start_instance(
         &self,
         caller: &Caller,
         image_id: String,

@@ -241,8 +241,66 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         wait_secs: Option<u64>,
     },
+    /// Start an image's instances on a cron schedule: `schedule add|list|rm|pause|resume`.
+    Schedule {
+        /// What to do.
+        #[command(subcommand)]
+        command: ScheduleCommand,
+    },
     /// Show the server's health.
     Health,
+}
+
+/// `runtara-ctl schedule …`.
+#[derive(Debug, Subcommand, PartialEq, Eq)]
+pub enum ScheduleCommand {
+    /// Create a schedule; prints its id. Each fire starts an instance with id
+    /// `sched-{schedule}-{fire time in ms}`.
+    Add {
+        /// The image id.
+        image_id: String,
+        /// The tenant owning the image.
+        #[arg(long)]
+        tenant: String,
+        /// The cron expression: 5 fields (`minute hour day month weekday`), or 6 with
+        /// seconds first.
+        #[arg(long)]
+        cron: String,
+        /// The time zone the expression is read in (an IANA name).
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// Each instance's input: JSON text, `@file`, or `@-` from stdin.
+        #[arg(long, value_name = "JSON|@FILE")]
+        input: Option<String>,
+        /// What fires missed while the server was down do: `skip`, or `run-once` (one
+        /// instance for all of them).
+        #[arg(long, default_value = "run-once", value_parser = ["skip", "run-once", "run_once"])]
+        missed: String,
+        /// The schedule's id (the server picks one otherwise).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// List a tenant's schedules.
+    List {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Delete a schedule (the instances it started stay).
+    Rm {
+        /// The schedule id.
+        schedule_id: String,
+    },
+    /// Pause a schedule: nothing fires until it is resumed.
+    Pause {
+        /// The schedule id.
+        schedule_id: String,
+    },
+    /// Resume a paused schedule from now on.
+    Resume {
+        /// The schedule id.
+        schedule_id: String,
+    },
 }
 
 #[cfg(test)]

@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use runtara_management_sdk::{
-    InstanceStatus, ListInstancesOptions, ManagementSdk, RegisterImageOptions, SdkConfig, SdkError,
-    StartInstanceOptions, WorkerPool,
+    CreateScheduleOptions, InstanceStatus, ListInstancesOptions, ManagementSdk, MissedFires,
+    RegisterImageOptions, SdkConfig, SdkError, StartInstanceOptions, WorkerPool,
 };
 use runtara_protocol::WireSignalType;
 use serde_json::Value;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ScheduleCommand};
 use crate::output;
 
 /// Where a server started in the current directory keeps its CA certificate.
@@ -248,6 +248,11 @@ pub async fn run(cli: &Cli) -> Result<(), CtlError> {
     let input = match &cli.command {
         Command::Start {
             input: Some(input), ..
+        }
+        | Command::Schedule {
+            command: ScheduleCommand::Add {
+                input: Some(input), ..
+            },
         } => Some(parse_input(input)?),
         Command::Send { data, .. } => Some(match data {
             Some(data) => parse_json(data, "--data")?,
@@ -460,12 +465,66 @@ async fn execute(
             text.push('\n');
             write_out(&text)
         }
+        Command::Schedule { command } => schedule(sdk, json, command, input).await,
         Command::Health => {
             let health = sdk.health().await?;
             emit(
                 json,
                 output::health(&health, &sdk.server_addr().to_string()),
             )
+        }
+    }
+}
+
+/// `runtara-ctl schedule …`.
+async fn schedule(
+    sdk: &ManagementSdk,
+    json: bool,
+    command: &ScheduleCommand,
+    input: Option<Value>,
+) -> Result<(), CtlError> {
+    match command {
+        ScheduleCommand::Add {
+            image_id,
+            tenant,
+            cron,
+            tz,
+            missed,
+            id,
+            ..
+        } => {
+            let missed = match missed.as_str() {
+                "skip" => MissedFires::Skip,
+                _ => MissedFires::RunOnce,
+            };
+            let mut options = CreateScheduleOptions::new(image_id, tenant, cron)
+                .with_timezone(tz)
+                .with_missed(missed);
+            if let Some(input) = input {
+                options = options.with_input(input);
+            }
+            if let Some(id) = id {
+                options = options.with_schedule_id(id);
+            }
+            let schedule = sdk.create_schedule(options).await?;
+            emit(json, output::schedule_created(&schedule))
+        }
+        ScheduleCommand::List { tenant } => {
+            let schedules = sdk.list_schedules(tenant).await?;
+            emit(json, output::schedules(&schedules))
+        }
+        ScheduleCommand::Rm { schedule_id } => {
+            sdk.delete_schedule(schedule_id).await?;
+            let value = serde_json::json!({"schedule_id": schedule_id, "deleted": true});
+            emit(json, (format!("deleted schedule {schedule_id}\n"), value))
+        }
+        ScheduleCommand::Pause { schedule_id } => {
+            let schedule = sdk.pause_schedule(schedule_id).await?;
+            emit(json, output::schedules(std::slice::from_ref(&schedule)))
+        }
+        ScheduleCommand::Resume { schedule_id } => {
+            let schedule = sdk.resume_schedule(schedule_id).await?;
+            emit(json, output::schedules(std::slice::from_ref(&schedule)))
         }
     }
 }

@@ -1,8 +1,8 @@
 //! How results are shown: aligned tables for people, JSON documents for scripts.
 
 use runtara_management_sdk::{
-    Checkpoint, Event, Health, Image, InstanceInfo, InstancePage, RegisterImageResult,
-    SignalOutcome, StartInstanceResult,
+    rfc3339_from_millis, Checkpoint, Event, Health, Image, InstanceInfo, InstancePage,
+    RegisterImageResult, Schedule, SignalOutcome, StartInstanceResult,
 };
 use runtara_protocol::WireSignalType;
 use serde_json::{json, Value};
@@ -222,6 +222,65 @@ pub fn step_cleared(instance_id: &str, checkpoint_id: &str) -> (String, Value) {
     let value =
         json!({ "instance_id": instance_id, "checkpoint_id": checkpoint_id, "cleared": true });
     (text, value)
+}
+
+/// A created schedule: the id alone for people (so `$(runtara-ctl schedule add ...)`
+/// works).
+pub fn schedule_created(schedule: &Schedule) -> (String, Value) {
+    (
+        format!("{}\n", schedule.schedule_id),
+        schedule_json(schedule),
+    )
+}
+
+/// A table of schedules.
+pub fn schedules(schedules: &[Schedule]) -> (String, Value) {
+    if schedules.is_empty() {
+        return ("no schedules\n".into(), json!([]));
+    }
+    let mut table = Table::with_headers(&[
+        "SCHEDULE",
+        "IMAGE",
+        "CRON",
+        "TZ",
+        "MISSED",
+        "STATE",
+        "NEXT FIRE",
+        "LAST FIRE",
+    ]);
+    let when = |ms: Option<i64>| ms.map_or_else(|| "-".to_owned(), rfc3339_from_millis);
+    for schedule in schedules {
+        table.row([
+            schedule.schedule_id.clone(),
+            schedule.image_id.clone(),
+            schedule.cron.clone(),
+            schedule.timezone.clone(),
+            schedule.missed.as_str().to_owned(),
+            if schedule.paused { "paused" } else { "active" }.to_owned(),
+            when(schedule.next_fire_ms),
+            when(schedule.last_fire_ms),
+        ]);
+    }
+    (
+        table.render(),
+        schedules.iter().map(schedule_json).collect(),
+    )
+}
+
+fn schedule_json(schedule: &Schedule) -> Value {
+    json!({
+        "schedule_id": schedule.schedule_id,
+        "tenant_id": schedule.tenant_id,
+        "image_id": schedule.image_id,
+        "cron": schedule.cron,
+        "timezone": schedule.timezone,
+        "input": schedule.input,
+        "missed": schedule.missed.as_str(),
+        "paused": schedule.paused,
+        "next_fire_ms": schedule.next_fire_ms,
+        "last_fire_ms": schedule.last_fire_ms,
+        "created_at": schedule.created_at,
+    })
 }
 
 /// What a send of an event did.

@@ -1,0 +1,285 @@
+//! Schedules (issue 20, part 4) against a real `runtara-server`: a schedule every second
+//! fires on time across a server `kill -9` and restart, never twice, and the fires missed
+//! while the server was down follow the schedule's policy (`run_once`: one instance for
+//! them; `skip`: none). Managed with `runtara-ctl schedule` and the management SDK.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use runtara_management_sdk::{
+    CreateScheduleOptions, ErrorCode, ListInstancesOptions, ManagementSdk, MissedFires,
+    RegisterImageOptions, SdkError,
+};
+use serde_json::json;
+use support::{free_port, Server};
+
+/// The example the README schedules nightly.
+const NIGHTLY: &str = env!("CARGO_BIN_EXE_nightly-report");
+const TENANT: &str = "acme";
+
+async fn register(sdk: &ManagementSdk) -> String {
+    let binary = std::fs::read(NIGHTLY).unwrap();
+    sdk.register_image(RegisterImageOptions::new(TENANT, "nightly-report", binary))
+        .await
+        .unwrap()
+        .image_id
+}
+
+/// The fire times of `schedule_id`'s instances, with each instance's creation time of
+/// day (ms), from their ids `sched-{id}-{fire ms}`.
+async fn fires(sdk: &ManagementSdk, schedule_id: &str) -> Vec<(i64, i64)> {
+    let prefix = format!("sched-{schedule_id}-");
+    let page = sdk
+        .list_instances_page(ListInstancesOptions::new(TENANT).with_limit(1000))
+        .await
+        .unwrap();
+    let mut fires: Vec<(i64, i64)> = page
+        .instances
+        .iter()
+        .filter_map(|i| {
+            let fire = i.instance_id.strip_prefix(&prefix)?.parse().ok()?;
+            Some((fire, ms_of_day(&i.created_at)))
+        })
+        .collect();
+    fires.sort_unstable();
+    fires
+}
+
+/// Milliseconds since midnight of an RFC 3339 UTC time (`…THH:MM:SS.mmmZ`).
+fn ms_of_day(rfc3339: &str) -> i64 {
+    let time = rfc3339.split('T').nth(1).unwrap().trim_end_matches('Z');
+    let mut parts = time.split(':');
+    let hours: i64 = parts.next().unwrap().parse().unwrap();
+    let minutes: i64 = parts.next().unwrap().parse().unwrap();
+    let seconds: f64 = parts.next().unwrap().parse().unwrap();
+    (hours * 3600 + minutes * 60) * 1000 + (seconds * 1000.0).round() as i64
+}
+
+/// How late (ms) an instance was created after its fire time.
+fn lateness((fire, created_of_day): (i64, i64)) -> i64 {
+    (created_of_day - fire.rem_euclid(86_400_000)).rem_euclid(86_400_000)
+}
+
+fn start_server(dir: &Path, ports: (u16, u16)) -> Server {
+    Server::start(dir, ports.0, ports.1, &[])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_every_second_fires_on_time_across_a_restart_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = (free_port(), free_port());
+    let mut server = start_server(dir.path(), ports);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    let every_second = |id: &str, missed| {
+        CreateScheduleOptions::new(&image_id, TENANT, "* * * * * *")
+            .with_input(json!({"report": "sales"}))
+            .with_missed(missed)
+            .with_schedule_id(id)
+    };
+    let once = sdk
+        .create_schedule(every_second("tick", MissedFires::RunOnce))
+        .await
+        .unwrap();
+    assert_eq!(once.missed, MissedFires::RunOnce);
+    assert!(once.next_fire_ms.is_some());
+    sdk.create_schedule(every_second("tock", MissedFires::Skip))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    server.kill();
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    drop(sdk);
+    // Down for five seconds: fires are missed (a fire more than 2 s late is).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let server = start_server(dir.path(), ports);
+    let sdk = server.client().await;
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    sdk.delete_schedule("tick").await.unwrap();
+    sdk.delete_schedule("tock").await.unwrap();
+    let after = fires(&sdk, "tick").await;
+    let after_skip = fires(&sdk, "tock").await;
+    let before: Vec<(i64, i64)> = after
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t <= killed_at)
+        .collect();
+    let before_skip: Vec<(i64, i64)> = after_skip
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t <= killed_at)
+        .collect();
+
+    // Every fire is on a whole second, and none started twice (one instance per time).
+    let times: Vec<i64> = after.iter().map(|(fire, _)| *fire).collect();
+    assert!(times.iter().all(|t| t % 1000 == 0), "{times:?}");
+    assert_eq!(times.len(), times.iter().collect::<BTreeSet<_>>().len());
+    assert!(before.len() >= 3, "{before:?}");
+    // `run_once`: one late run for the missed fires, at the first of them; every other
+    // fire on time, one a second before the kill and again after the restart.
+    let late: Vec<(i64, i64)> = after
+        .iter()
+        .copied()
+        .filter(|f| lateness(*f) >= 2000)
+        .collect();
+    assert_eq!(late.len(), 1, "one run for the missed fires: {after:?}");
+    let catch_up = late[0].0;
+    let on_time: Vec<i64> = times.iter().copied().filter(|t| *t != catch_up).collect();
+    let (pre, post): (Vec<i64>, Vec<i64>) = on_time.iter().partition(|t| **t < catch_up);
+    assert_eq!(
+        catch_up,
+        pre.last().unwrap() + 1000,
+        "from the first missed: {after:?}"
+    );
+    assert!(post.len() >= 2, "{after:?}");
+    assert!(
+        post[0] - catch_up >= 3000,
+        "the downtime ran once: {after:?}"
+    );
+    for segment in [&pre, &post] {
+        for pair in segment.windows(2) {
+            assert_eq!(
+                pair[1] - pair[0],
+                1000,
+                "a fire missed or doubled: {after:?}"
+            );
+        }
+    }
+    // Each fire ran the nightly report.
+    let first = format!("sched-tick-{}", times[0]);
+    let done = sdk
+        .wait_for_completion(&first, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(done.output_json(), Some(json!({"report": "sales", "rows": 500})));
+    // `skip`: nothing late, nothing for the downtime.
+    assert!(
+        after_skip.iter().all(|f| lateness(*f) < 2000),
+        "{after_skip:?}"
+    );
+    let gaps = after_skip
+        .windows(2)
+        .filter(|p| p[1].0 - p[0].0 > 1000)
+        .count();
+    assert_eq!(gaps, 1, "one gap, the downtime: {after_skip:?}");
+    assert!(!before_skip.is_empty());
+}
+
+fn ctl(server: &Server, args: &[&str]) -> Output {
+    Command::new(runtara_server::process::workspace_binary("runtara-ctl"))
+        .args(["--addr", &server.management_addr.to_string()])
+        .arg("--ca-cert")
+        .arg(&server.ca_path)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "runtara-ctl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_managed_with_runtara_ctl_and_bad_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), 0, 0, &[]);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    let id = ok(&ctl(
+        &server,
+        &[
+            "schedule",
+            "add",
+            &image_id,
+            "--tenant",
+            TENANT,
+            "--cron",
+            "0 2 * * *",
+            "--tz",
+            "Europe/Berlin",
+            "--input",
+            r#"{"report": "sales"}"#,
+            "--missed",
+            "skip",
+            "--id",
+            "nightly",
+        ],
+    ));
+    assert_eq!(id.trim(), "nightly");
+    let listed = ok(&ctl(&server, &["schedule", "list", "--tenant", TENANT]));
+    assert!(
+        listed.contains("nightly") && listed.contains("Europe/Berlin"),
+        "{listed}"
+    );
+    let paused = ok(&ctl(&server, &["--json", "schedule", "pause", "nightly"]));
+    let paused: serde_json::Value = serde_json::from_str(&paused).unwrap();
+    assert_eq!(paused[0]["paused"], true, "{paused}");
+    assert_eq!(paused[0]["next_fire_ms"], serde_json::Value::Null);
+    let resumed = sdk.resume_schedule("nightly").await.unwrap();
+    assert!(!resumed.paused);
+    // 02:00 in Berlin: 01:00 UTC in winter, 00:00 UTC in summer.
+    let next = resumed.next_fire_ms.unwrap();
+    assert!(
+        matches!(next.rem_euclid(86_400_000), 0 | 3_600_000),
+        "{next}"
+    );
+    ok(&ctl(&server, &["schedule", "rm", "nightly"]));
+    assert!(sdk.list_schedules(TENANT).await.unwrap().is_empty());
+
+    let refused = |result: Result<(), SdkError>, code: ErrorCode, words: &str| match result {
+        Err(SdkError::Server {
+            code: got, message, ..
+        }) => {
+            assert_eq!(got, code, "{message}");
+            assert!(message.contains(words), "{message}");
+        }
+        other => panic!("expected {code}, got {other:?}"),
+    };
+    let bad_cron = CreateScheduleOptions::new(&image_id, TENANT, "every day");
+    refused(
+        sdk.create_schedule(bad_cron).await.map(drop),
+        ErrorCode::InvalidInput,
+        "invalid cron expression",
+    );
+    let bad_zone =
+        CreateScheduleOptions::new(&image_id, TENANT, "* * * * *").with_timezone("Mars/Base");
+    refused(
+        sdk.create_schedule(bad_zone).await.map(drop),
+        ErrorCode::InvalidInput,
+        "unknown time zone",
+    );
+    let no_image = CreateScheduleOptions::new("img-nope", TENANT, "* * * * *");
+    refused(
+        sdk.create_schedule(no_image).await.map(drop),
+        ErrorCode::NotFound,
+        "img-nope",
+    );
+    let first =
+        CreateScheduleOptions::new(&image_id, TENANT, "0 0 1 1 *").with_schedule_id("yearly");
+    sdk.create_schedule(first.clone()).await.unwrap();
+    refused(
+        sdk.create_schedule(first).await.map(drop),
+        ErrorCode::AlreadyExists,
+        "yearly",
+    );
+    refused(
+        sdk.delete_schedule("nope").await,
+        ErrorCode::NotFound,
+        "nope",
+    );
+    let missing = ctl(&server, &["schedule", "pause", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+}
