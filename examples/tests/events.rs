@@ -292,10 +292,13 @@ mod server {
             json!({"order_id": "S-1", "hold_after_wait": marker}),
         )
         .await;
-        wait_for(&sdk, "S-1", Duration::from_secs(60), |i| {
+        let waiting = wait_for(&sdk, "S-1", Duration::from_secs(60), |i| {
             i.status == InstanceStatus::Waiting
         })
         .await;
+        assert_eq!(waiting.waiting_for.as_deref(), Some("approved"));
+        let status = ok(&ctl(&server, &["status", "S-1"]));
+        assert!(status.contains("event `approved`"), "{status}");
         let stage = ok(&ctl(&server, &["value", "S-1", "stage"]));
         assert_eq!(stage.trim(), "\"awaiting approval\"");
         let sent = ok(&ctl(

@@ -159,7 +159,10 @@ async fn a_schedule_every_second_fires_on_time_across_a_restart_without_duplicat
         .wait_for_completion(&first, Some(Duration::from_secs(60)))
         .await
         .unwrap();
-    assert_eq!(done.output_json(), Some(json!({"report": "sales", "rows": 500})));
+    assert_eq!(
+        done.output_json(),
+        Some(json!({"report": "sales", "rows": 500}))
+    );
     // `skip`: nothing late, nothing for the downtime.
     assert!(
         after_skip.iter().all(|f| lateness(*f) < 2000),

@@ -297,6 +297,10 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
         deadline_ms: Option<i64>,
     ) -> Result<EventTake>;
 
+    /// The event a `waiting` instance waits for; `None` when it is not waiting (an
+    /// unknown instance is [`InstanceNotFound`](crate::Error::InstanceNotFound)).
+    async fn waiting_for(&self, instance_id: &str) -> Result<Option<String>>;
+
     /// Whether the instance is `waiting` and an event it waits for is in its inbox: a run
     /// that let go of it meanwhile must be run again now.
     async fn event_arrived(&self, instance_id: &str) -> Result<bool>;

@@ -990,6 +990,12 @@ impl Persistence for PostgresPersistence {
         Ok(taken)
     }
 
+    async fn waiting_for(&self, instance_id: &str) -> Result<Option<String>> {
+        validate_id("instance id", instance_id)?;
+        let client = self.client().await?;
+        inbox::waiting_for(&client, instance_id).await
+    }
+
     async fn event_arrived(&self, instance_id: &str) -> Result<bool> {
         validate_id("instance id", instance_id)?;
         let client = self.client().await?;

@@ -847,6 +847,14 @@ impl Persistence for SqlitePersistence {
             .await
     }
 
+    async fn waiting_for(&self, instance_id: &str) -> Result<Option<String>> {
+        validate_id("instance id", instance_id)?;
+        let instance_id = instance_id.to_owned();
+        self.writer
+            .read(move |c| inbox::waiting_for(c, &instance_id))
+            .await
+    }
+
     async fn event_arrived(&self, instance_id: &str) -> Result<bool> {
         validate_id("instance id", instance_id)?;
         let instance_id = instance_id.to_owned();

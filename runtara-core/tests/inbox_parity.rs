@@ -110,6 +110,10 @@ async fn a_wait_with_nothing_to_take_makes_the_instance_waiting_until_an_event_c
     let record = store.get_instance(&id).await.unwrap().unwrap();
     assert_eq!(record.status, InstanceStatus::Waiting);
     assert_eq!(record.wake_at_ms, Some(deadline), "woken at the deadline");
+    assert_eq!(
+        store.waiting_for(&id).await.unwrap().as_deref(),
+        Some("approved")
+    );
     assert!(!store.event_arrived(&id).await.unwrap());
     // The waiting run still beats, and may look again.
     store.heartbeat(&id, epoch).await.unwrap();
@@ -130,6 +134,7 @@ async fn a_wait_with_nothing_to_take_makes_the_instance_waiting_until_an_event_c
     let record = store.get_instance(&id).await.unwrap().unwrap();
     assert_eq!(record.status, InstanceStatus::Running);
     assert_eq!(record.wake_at_ms, None);
+    assert_eq!(store.waiting_for(&id).await.unwrap(), None, "running again");
     assert!(!store.event_arrived(&id).await.unwrap());
     let kinds: Vec<_> = store
         .list_events(&id)

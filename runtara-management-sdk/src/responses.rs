@@ -94,6 +94,8 @@ pub struct InstanceInfo {
     /// `--max-running`; `None` when it does not wait (or the server is older than
     /// admission control).
     pub queue: Option<QueuePlace>,
+    /// The event it waits for, while it is `waiting` (`wait_for_event`).
+    pub waiting_for: Option<String>,
 }
 
 /// Where a launch waits for a slot on the server (admission control).
@@ -157,6 +159,7 @@ impl From<WireInstance> for InstanceInfo {
             launches: wire.launches,
             log_tail: wire.log_tail,
             queue: None,
+            waiting_for: None,
         }
     }
 }

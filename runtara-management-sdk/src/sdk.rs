@@ -164,7 +164,27 @@ impl ManagementSdk {
         if info.status == InstanceStatus::Pending {
             info.queue = self.queue_place(instance_id).await?;
         }
+        if info.status == InstanceStatus::Waiting {
+            info.waiting_for = self.waiting_for(instance_id).await?;
+        }
         Ok(info)
+    }
+
+    /// The event a waiting instance waits for (`None` from a server older than events).
+    async fn waiting_for(&self, instance_id: &str) -> Result<Option<String>> {
+        const OP: &str = "get_waiting_for";
+        let request = ManagementRequest::GetWaitingFor {
+            instance_id: instance_id.to_owned(),
+        };
+        match self.connection.call(OP, &request, None).await {
+            Ok(ManagementResponse::WaitingFor { name }) => Ok(name),
+            Ok(other) => Err(unexpected(OP, &other)),
+            Err(SdkError::Server {
+                code: ErrorCode::Malformed,
+                ..
+            }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 
     /// Waits until the instance is finished — `completed`, `failed` or `cancelled` — and
@@ -845,6 +865,7 @@ fn unexpected(operation: &'static str, response: &ManagementResponse) -> SdkErro
         ManagementResponse::Value { .. } => "value",
         ManagementResponse::Schedule(_) => "schedule",
         ManagementResponse::Schedules(_) => "schedules",
+        ManagementResponse::WaitingFor { .. } => "waiting_for",
     };
     SdkError::UnexpectedResponse {
         operation,

@@ -232,6 +232,12 @@ pub enum ManagementRequest {
         /// Pause (true) or resume (false).
         paused: bool,
     },
+    /// The event a `waiting` instance waits for. Answered by
+    /// [`ManagementResponse::WaitingFor`].
+    GetWaitingFor {
+        /// The instance.
+        instance_id: String,
+    },
 }
 
 /// A schedule as operators see it.
@@ -469,4 +475,9 @@ pub enum ManagementResponse {
     Schedule(WireSchedule),
     /// Reply to `ListSchedules`, oldest first.
     Schedules(Vec<WireSchedule>),
+    /// Reply to `GetWaitingFor`.
+    WaitingFor {
+        /// The event's name; `None` when the instance is not `waiting`.
+        name: Option<String>,
+    },
 }

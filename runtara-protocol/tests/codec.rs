@@ -368,6 +368,9 @@ fn management_requests() -> Vec<ManagementRequest> {
             schedule_id: "nightly".into(),
             paused: true,
         },
+        ManagementRequest::GetWaitingFor {
+            instance_id: "i".into(),
+        },
     ]
 }
 
@@ -507,6 +510,9 @@ fn management_responses() -> Vec<ManagementResponse> {
         ManagementResponse::Value { value: None },
         ManagementResponse::Schedule(wire_schedule()),
         ManagementResponse::Schedules(vec![wire_schedule()]),
+        ManagementResponse::WaitingFor {
+            name: Some("approved".into()),
+        },
     ]
 }
 
@@ -600,6 +606,7 @@ fn management_request_variant(r: &ManagementRequest) -> usize {
         ListSchedules { .. } => 21,
         DeleteSchedule { .. } => 22,
         SetSchedulePaused { .. } => 23,
+        GetWaitingFor { .. } => 24,
     }
 }
 
@@ -625,6 +632,7 @@ fn management_response_variant(r: &ManagementResponse) -> usize {
         Value { .. } => 16,
         Schedule(_) => 17,
         Schedules(_) => 18,
+        WaitingFor { .. } => 19,
     }
 }
 
@@ -642,8 +650,8 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 fn every_variant_has_a_sample() {
     covered(&requests(), request_variant, 21);
     covered(&responses(), response_variant, 14);
-    covered(&management_requests(), management_request_variant, 24);
-    covered(&management_responses(), management_response_variant, 19);
+    covered(&management_requests(), management_request_variant, 25);
+    covered(&management_responses(), management_response_variant, 20);
     // Every code in the sample set, in its wire order.
     let codes: Vec<ErrorCode> = wire_errors().iter().map(|e| e.code).collect();
     assert_eq!(codes, ErrorCode::ALL);

@@ -465,6 +465,11 @@ impl Management {
                 schedule_id,
                 paused,
             } => self.pause_schedule(caller, &schedule_id, paused).await?,
+            ManagementRequest::GetWaitingFor { instance_id } => {
+                self.visible_instance(caller, &instance_id).await?;
+                let name = self.store.waiting_for(&instance_id).await.map_err(engine)?;
+                ManagementResponse::WaitingFor { name }
+            }
             ManagementRequest::GetValue {
                 instance_id,
                 key,

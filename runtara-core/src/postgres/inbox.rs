@@ -162,6 +162,27 @@ async fn wait<C: GenericClient + Sync>(
     Ok(EventTake::Pending(None))
 }
 
+/// The event a waiting instance waits for.
+pub(crate) async fn waiting_for<C: GenericClient + Sync>(
+    c: &C,
+    instance_id: &str,
+) -> Result<Option<String>> {
+    let rows = query(
+        c,
+        "SELECT status, waiting_for FROM instances WHERE instance_id = $1",
+        &[&instance_id],
+    )
+    .await?;
+    let Some(row) = rows.first() else {
+        return Err(Error::InstanceNotFound {
+            instance_id: instance_id.to_owned(),
+        });
+    };
+    let status: String = col(row, 0)?;
+    let name: Option<String> = col(row, 1)?;
+    Ok(name.filter(|_| status == "waiting"))
+}
+
 /// Whether the instance waits for an event that is in its inbox.
 pub(crate) async fn arrived<C: GenericClient + Sync>(c: &C, instance_id: &str) -> Result<bool> {
     let rows = query(

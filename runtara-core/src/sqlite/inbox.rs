@@ -157,6 +157,22 @@ fn wait(
     Ok(EventTake::Pending(None))
 }
 
+/// The event a waiting instance waits for.
+pub(crate) fn waiting_for(c: &Connection, instance_id: &str) -> Result<Option<String>> {
+    let row: Option<(String, Option<String>)> = query_opt(
+        c,
+        "SELECT status, waiting_for FROM instances WHERE instance_id = ?1",
+        [instance_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    match row {
+        None => Err(Error::InstanceNotFound {
+            instance_id: instance_id.to_owned(),
+        }),
+        Some((status, name)) => Ok(name.filter(|_| status == "waiting")),
+    }
+}
+
 /// Whether the instance waits for an event that is in its inbox.
 pub(crate) fn arrived(c: &Connection, instance_id: &str) -> Result<bool> {
     let found: Option<i64> = query_opt(

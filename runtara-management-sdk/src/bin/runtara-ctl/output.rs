@@ -52,6 +52,9 @@ pub fn instance(info: &InstanceInfo) -> (String, Value) {
     table.row(["tenant".into(), info.tenant_id.clone()]);
     table.row(["image".into(), or_dash(&info.image_id)]);
     table.row(["status".into(), info.status.to_string()]);
+    if let Some(name) = &info.waiting_for {
+        table.row(["waiting for".into(), format!("event `{name}`")]);
+    }
     if let Some(place) = &info.queue {
         table.row(["queue".into(), place.to_string()]);
     }
@@ -84,6 +87,7 @@ pub fn instance(info: &InstanceInfo) -> (String, Value) {
         "tenant_id": info.tenant_id,
         "image_id": info.image_id,
         "status": info.status,
+        "waiting_for": info.waiting_for,
         "created_at": info.created_at,
         "started_at": (!info.started_at.is_empty()).then_some(&info.started_at),
         "finished_at": info.finished_at,
