@@ -30,6 +30,9 @@ pub const MISFIRE_GRACE: Duration = Duration::from_secs(2);
 /// The longest the scheduler sleeps without looking at the schedules again.
 const LOOK_AGAIN: Duration = Duration::from_secs(1);
 
+/// After firing, how soon the scheduler looks at the schedules again (ms).
+const RETRY_SOON_MS: i64 = 10;
+
 /// Longest schedule id: the fire's instance id (`sched-{id}-{13 digits}`) must fit the
 /// server's 128 characters.
 const MAX_SCHEDULE_ID_LEN: usize = 100;
@@ -294,14 +297,21 @@ impl Management {
         if late {
             tracing::warn!(schedule_id = %id, due_ms, now, policy = %schedule.missed, "schedule missed fires");
         }
+        let mut fired = fire;
         if let Some(fire_ms) = fire {
             if let Err(error) = self.fire(schedule, fire_ms).await {
-                // The image is gone, say: tried again at the next look.
+                // This fire is lost (said in the log); the schedule goes on, unless its
+                // image is gone for good: then it is paused, for an operator to see.
                 tracing::warn!(schedule_id = %id, fire_ms, error = %error.message, "schedule could not fire");
-                return;
+                fired = None;
+                if error.code == ErrorCode::NotFound {
+                    tracing::warn!(schedule_id = %id, image_id = %schedule.image_id, "the schedule's image is gone; schedule paused");
+                    let _ = self.store().set_schedule_paused(id, true, None).await;
+                    return;
+                }
             }
         }
-        match self.store().advance_schedule(id, due_ms, fire, next).await {
+        match self.store().advance_schedule(id, due_ms, fired, next).await {
             Ok(true) => {}
             Ok(false) => tracing::debug!(schedule_id = %id, "schedule moved on elsewhere"),
             Err(error) => tracing::warn!(schedule_id = %id, %error, "schedule could not move on"),
@@ -331,7 +341,9 @@ pub async fn run_scheduler(management: Arc<Management>, changed: Arc<Notify>) {
                 continue;
             }
             management.fire_due(schedule, due, now).await;
-            earliest = now;
+            // Looked at again soon (the next time is stored now), but not in a hot loop
+            // should the store refuse to move it on.
+            earliest = earliest.min(now.saturating_add(RETRY_SOON_MS));
         }
         let wait = Duration::from_millis(u64::try_from(earliest - now_ms()).unwrap_or(0));
         tokio::select! {
