@@ -15,36 +15,11 @@ use runtara_management_sdk::{
     InstanceStatus, ListInstancesOptions, ManagementSdk, RegisterImageOptions, StartInstanceOptions,
 };
 use serde_json::{json, Value};
-use support::{step_runs, Server};
+use support::{appears, kill_9, step_runs, Server};
 
 const FAN_OUT: &str = env!("CARGO_BIN_EXE_fan-out");
 const TENANT: &str = "acme";
 const SUM: u64 = 2470; // 0² + 1² + … + 19²
-
-async fn appears(path: &Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if !text.is_empty() {
-                return text;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn kill_9(pid: &str) {
-    let status = Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_a_parent_killed_half_way_starts_no_child_twice_and_sums_right() {

@@ -6,20 +6,10 @@ mod support;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use support::{Server, WORKFLOW};
+use support::{ctl, Server, WORKFLOW};
 
 fn ctl_binary() -> PathBuf {
     runtara_server::process::workspace_binary("runtara-ctl")
-}
-
-fn ctl(server: &Server, args: &[&str]) -> Output {
-    Command::new(ctl_binary())
-        .args(["--addr", &server.management_addr.to_string()])
-        .arg("--ca-cert")
-        .arg(&server.ca_path)
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn stdout(output: &Output) -> String {

@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,36 +16,10 @@ use runtara_management_sdk::{
 };
 use runtara_sdk::persistence::Persistence;
 use serde_json::{json, Value};
-use support::{wait_for, Server};
+use support::{appears, ctl, ctl_ok as ok, kill_9, wait_for, Server};
 
 const APPROVAL: &str = env!("CARGO_BIN_EXE_approval");
 const TENANT: &str = "acme";
-
-/// Waits until `path` exists (a test hook of the example wrote it), and reads it.
-async fn appears(path: &Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if !text.is_empty() {
-                return text;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{} never appeared",
-            path.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn kill_9(pid: &str) {
-    let status = Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -9 {pid}");
-}
 
 /// How many of the instance's history events are of `kind` (with `subtype`, if given).
 fn count(events: &[(String, Option<String>)], kind: &str) -> usize {
@@ -215,25 +189,6 @@ mod embedded {
 
 mod server {
     use super::*;
-
-    fn ctl(server: &Server, args: &[&str]) -> Output {
-        Command::new(runtara_server::process::workspace_binary("runtara-ctl"))
-            .args(["--addr", &server.management_addr.to_string()])
-            .arg("--ca-cert")
-            .arg(&server.ca_path)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(output: &Output) -> String {
-        assert!(
-            output.status.success(),
-            "runtara-ctl failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout.clone()).unwrap()
-    }
 
     async fn setup(dir: &Path, extra: &[&str], pool: bool) -> (Server, ManagementSdk, String) {
         let server = Server::start(dir, 0, 0, extra);

@@ -5,23 +5,12 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use runtara_sdk::{durable, RuntaraSdk, SdkConfig, SdkError};
-use support::Server;
-
-/// Runs the `runtara-ctl` binary against `server`.
-fn ctl(server: &Server, args: &[&str]) -> Output {
-    Command::new(runtara_server::process::workspace_binary("runtara-ctl"))
-        .args(["--addr", &server.management_addr.to_string()])
-        .arg("--ca-cert")
-        .arg(&server.ca_path)
-        .args(args)
-        .output()
-        .unwrap()
-}
+use support::{ctl, Server};
 
 /// `runtara-ctl` exited with `code`; its stderr holds `needle`.
 #[track_caller]

@@ -8,7 +8,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use runtara_management_sdk::{
@@ -16,7 +15,7 @@ use runtara_management_sdk::{
     RegisterImageOptions, SdkError,
 };
 use serde_json::json;
-use support::{free_port, Server};
+use support::{ctl, ctl_ok as ok, free_port, Server};
 
 /// The example the README schedules nightly.
 const NIGHTLY: &str = env!("CARGO_BIN_EXE_nightly-report");
@@ -174,25 +173,6 @@ async fn a_schedule_every_second_fires_on_time_across_a_restart_without_duplicat
         .count();
     assert_eq!(gaps, 1, "one gap, the downtime: {after_skip:?}");
     assert!(!before_skip.is_empty());
-}
-
-fn ctl(server: &Server, args: &[&str]) -> Output {
-    Command::new(runtara_server::process::workspace_binary("runtara-ctl"))
-        .args(["--addr", &server.management_addr.to_string()])
-        .arg("--ca-cert")
-        .arg(&server.ca_path)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "runtara-ctl failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

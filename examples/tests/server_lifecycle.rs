@@ -649,12 +649,7 @@ async fn a_stale_process_is_fenced_out_and_exits() {
 /// The live processes running the stored binary of `image_id` (its workers).
 fn workers_of(data: &std::path::Path, sha256: &str) -> Vec<u32> {
     let binary = std::fs::canonicalize(data.join("images").join(sha256)).unwrap();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary))
-        .collect()
+    support::processes_of(&binary)
 }
 
 /// Waits until `count` workers of the image run.

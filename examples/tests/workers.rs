@@ -22,16 +22,6 @@ const TENANT: &str = "acme";
 const INSTANCES: usize = 500;
 const STEPS: u32 = 10;
 
-/// The pids of live processes running `binary`.
-fn processes_of(binary: &Path) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary))
-        .collect()
-}
-
 fn lines(trace: &Path) -> Vec<String> {
     std::fs::read_to_string(trace)
         .unwrap_or_default()

@@ -235,3 +235,62 @@ pub fn check_step_trace(trace: &Path, id: &str, steps: u32) {
         );
     }
 }
+
+/// Runs the `runtara-ctl` binary against `server`.
+pub fn ctl(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(runtara_server::process::workspace_binary("runtara-ctl"))
+        .args(["--addr", &server.management_addr.to_string()])
+        .arg("--ca-cert")
+        .arg(&server.ca_path)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The stdout of a `runtara-ctl` run that must have succeeded.
+#[track_caller]
+pub fn ctl_ok(output: &std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "runtara-ctl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// Waits until `path` holds something (a test hook of an example wrote it) and reads it.
+pub async fn appears(path: &Path) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.is_empty() {
+                return text;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `kill -9 <pid>`.
+pub fn kill_9(pid: &str) {
+    let status = Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+/// The pids of the live processes whose binary is `binary` (Linux).
+pub fn processes_of(binary: &Path) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary))
+        .collect()
+}
