@@ -300,3 +300,40 @@ async fn a_worker_in_a_long_step_keeps_its_connection_and_an_idle_one_stops() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A worker that starts but never connects is killed after the heartbeat timeout; the run
+/// it was launched for ends as a crash with its output, and the instance fails after its
+/// restarts (rather than waiting for it, and blocking other workers of the image).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_never_connects_is_killed_and_its_run_fails_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("data"),
+        0,
+        0,
+        &["--heartbeat-timeout-ms", "1500", "--max-restarts", "1"],
+    );
+    let sdk = server.client().await;
+    let script = b"#!/bin/sh\necho 'stuck before connecting' >&2\nexec sleep 600\n".to_vec();
+    let image = sdk
+        .register_image(RegisterImageOptions::new(TENANT, "stuck", script))
+        .await
+        .unwrap()
+        .image_id;
+    sdk.set_image_workers(&image, Some(WorkerPool::new(0, 1, 4)))
+        .await
+        .unwrap();
+    let id = sdk
+        .start_instance(StartInstanceOptions::new(&image, TENANT))
+        .await
+        .unwrap()
+        .instance_id;
+    let failed = sdk
+        .wait_for_completion(&id, Some(Duration::from_secs(50)))
+        .await
+        .unwrap();
+    assert_eq!(failed.status, InstanceStatus::Failed, "{failed:#?}");
+    let reason = failed.error.unwrap_or_default();
+    assert!(reason.contains("before it connected"), "{reason}");
+    assert!(reason.contains("stuck before connecting"), "{reason}");
+}

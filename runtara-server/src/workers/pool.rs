@@ -14,19 +14,30 @@ use super::Workers;
 pub(super) const REPLACE_DELAY: Duration = Duration::from_secs(1);
 
 impl Workers {
-    /// Kills every connected worker silent for longer than `timeout` (a hung or stopped
-    /// process): its runs end as crashes and run again elsewhere.
+    /// Kills every worker silent for longer than `timeout` (a hung or stopped process,
+    /// or one that has not connected that long after its launch): its runs end as
+    /// crashes and run again elsewhere.
     pub(super) async fn watch_heartbeats(self: Arc<Self>, timeout: Duration) {
         let period = (timeout / 4).max(Duration::from_millis(50));
         loop {
             tokio::time::sleep(period).await;
             let mut workers = self.workers();
             for (worker_id, worker) in workers.iter_mut() {
-                if worker.connection.is_none() || worker.heard_at.elapsed() <= timeout {
+                if worker.heard_at.elapsed() <= timeout {
                     continue;
                 }
+                // A worker that never connected is killed too: while it counts as
+                // starting, no other worker of its image is launched, and the run it
+                // was launched for would wait for it in vain.
                 if let Some(kill) = worker.kill.take() {
-                    tracing::warn!(%worker_id, runs = worker.hosted.len(), "no heartbeat from the worker; killing it");
+                    match worker.connection {
+                        Some(_) => {
+                            tracing::warn!(%worker_id, runs = worker.hosted.len(), "no heartbeat from the worker; killing it")
+                        }
+                        None => {
+                            tracing::warn!(%worker_id, ?timeout, "the worker did not connect in time; killing it")
+                        }
+                    }
                     let _ = kill.send(());
                 }
             }
