@@ -96,6 +96,20 @@ pub struct Launch {
     pub registered: bool,
 }
 
+impl Launch {
+    /// The launch of a stored instance that runs an image (none for one that does not),
+    /// not a resume and not registered ahead: what a starting server queues again.
+    pub fn of_stored(instance: runtara_core::InstanceRecord) -> Option<Launch> {
+        Some(Launch {
+            image_id: instance.image_id?,
+            instance_id: instance.instance_id,
+            tenant_id: instance.tenant_id,
+            resume: false,
+            registered: false,
+        })
+    }
+}
+
 /// What [`Admission::offer`] decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Offer {

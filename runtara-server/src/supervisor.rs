@@ -421,17 +421,7 @@ impl Supervisor {
             match instance.status {
                 // Queued again in the order of the starts, once the live processes
                 // hold their slots.
-                InstanceStatus::Pending => {
-                    if let Some(image_id) = instance.image_id {
-                        waiting.push(Launch {
-                            instance_id: instance.instance_id,
-                            tenant_id: instance.tenant_id,
-                            image_id,
-                            resume: false,
-                            registered: false,
-                        });
-                    }
-                }
+                InstanceStatus::Pending => waiting.extend(Launch::of_stored(instance)),
                 InstanceStatus::Sleeping | InstanceStatus::Waiting => self.schedule_wake(&instance),
                 // A resume acknowledged just before the last server stopped.
                 InstanceStatus::Suspended => {
@@ -453,15 +443,7 @@ impl Supervisor {
                 // worker never reconnects), so it runs again at once, ahead of the
                 // waiting starts.
                 InstanceStatus::Running if self.hosted_before(&instance, &pooled) => {
-                    if let Some(image_id) = instance.image_id {
-                        waiting.push(Launch {
-                            instance_id: instance.instance_id,
-                            tenant_id: instance.tenant_id,
-                            image_id,
-                            resume: false,
-                            registered: false,
-                        });
-                    }
+                    waiting.extend(Launch::of_stored(instance));
                 }
                 InstanceStatus::Running => self.adopt_if_alive(&instance),
                 _ => {}
