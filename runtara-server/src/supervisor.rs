@@ -144,6 +144,9 @@ struct Run {
     relaunch_on_exit: bool,
     /// The live run is hosted by a worker, which is watched instead of its heartbeats.
     hosted: bool,
+    /// Its last run ended and what follows is decided here (and, for a relaunch, until
+    /// the next run is launched): the heartbeat monitor must not judge it a second time.
+    ending: bool,
 }
 
 /// How a process ended, as `after_exit` weighs it.
@@ -748,6 +751,7 @@ impl Supervisor {
                 return Ok(false);
             }
             run.live = Some(generation);
+            run.ending = false;
             run.kill = Some(kill_tx);
             run.launches += 1;
             run.checkpoints_at_launch = instance.checkpoint_count;
@@ -878,6 +882,7 @@ impl Supervisor {
                 return;
             }
             run.live = Some(generation);
+            run.ending = false;
             run.kill = Some(kill_tx);
             run.launches += 1;
             run.checkpoints_at_launch = instance.checkpoint_count;
@@ -1023,6 +1028,7 @@ impl Supervisor {
             run.live = None;
             run.kill = None;
             run.hosted = false;
+            run.ending = true;
             let resume_waiting = std::mem::take(&mut run.resume_after_exit);
             if resume_waiting {
                 run.relaunch_on_exit = false;
@@ -1303,12 +1309,15 @@ impl Supervisor {
                 ) {
                     continue;
                 }
-                let (ours, hosted) = self
+                let (ours, hosted, ending) = self
                     .runs()
                     .get(&instance.instance_id)
-                    .map_or((false, false), |run| (run.live.is_some(), run.hosted));
-                if hosted {
-                    // Its worker is watched: a worker that dies ends its runs.
+                    .map_or((false, false, false), |run| {
+                        (run.live.is_some(), run.hosted, run.ending)
+                    });
+                // Its worker is watched (a worker that dies ends its runs), or its last
+                // run's end is being handled (a relaunch may be on its way).
+                if hosted || ending {
                     continue;
                 }
                 if ours {
