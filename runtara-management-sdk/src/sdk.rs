@@ -176,14 +176,10 @@ impl ManagementSdk {
         let request = ManagementRequest::GetWaitingFor {
             instance_id: instance_id.to_owned(),
         };
-        match self.connection.call(OP, &request, None).await {
-            Ok(ManagementResponse::WaitingFor { name }) => Ok(name),
-            Ok(other) => Err(unexpected(OP, &other)),
-            Err(SdkError::Server {
-                code: ErrorCode::Malformed,
-                ..
-            }) => Ok(None),
-            Err(error) => Err(error),
+        match self.call_if_known(OP, &request).await? {
+            Some(ManagementResponse::WaitingFor { name }) => Ok(name),
+            None => Ok(None),
+            Some(other) => Err(unexpected(OP, &other)),
         }
     }
 
@@ -314,8 +310,8 @@ impl ManagementSdk {
         let request = ManagementRequest::GetQueuePlace {
             instance_id: instance_id.to_owned(),
         };
-        match self.connection.call(OP, &request, None).await {
-            Ok(ManagementResponse::QueuePlace {
+        match self.call_if_known(OP, &request).await? {
+            Some(ManagementResponse::QueuePlace {
                 position,
                 waiting,
                 running,
@@ -326,8 +322,20 @@ impl ManagementSdk {
                 running,
                 max_running,
             })),
-            Ok(other) => Err(unexpected(OP, &other)),
-            // A server older than the request cannot decode it.
+            None => Ok(None),
+            Some(other) => Err(unexpected(OP, &other)),
+        }
+    }
+
+    /// Sends a request that older servers do not know: `None` when the server cannot
+    /// decode it (it answers `malformed`).
+    async fn call_if_known(
+        &self,
+        operation: &'static str,
+        request: &ManagementRequest,
+    ) -> Result<Option<ManagementResponse>> {
+        match self.connection.call(operation, request, None).await {
+            Ok(response) => Ok(Some(response)),
             Err(SdkError::Server {
                 code: ErrorCode::Malformed,
                 ..
