@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use runtara_management_sdk::{
     CreateScheduleOptions, ErrorCode, ListInstancesOptions, ManagementSdk, MissedFires,
-    RegisterImageOptions, SdkError,
+    RegisterImageOptions, SdkError, StartInstanceOptions,
 };
 use serde_json::json;
 use support::{ctl, ctl_ok as ok, free_port, Server};
@@ -173,6 +173,82 @@ async fn a_schedule_every_second_fires_on_time_across_a_restart_without_duplicat
         .count();
     assert_eq!(gaps, 1, "one gap, the downtime: {after_skip:?}");
     assert!(!before_skip.is_empty());
+}
+
+/// A fire started just before the server died, the schedule not yet moved on: after the
+/// restart that time is not a missed one (its instance exists), and `run_once`'s catch-up
+/// run is at the first time that was truly missed, the one after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fire_started_just_before_a_crash_does_not_stand_for_the_missed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = (free_port(), free_port());
+    let mut server = start_server(dir.path(), ports);
+    let sdk = server.client().await;
+    let image_id = register(&sdk).await;
+    // Created on a yearly time, so it does not fire while the stage is set.
+    sdk.create_schedule(
+        CreateScheduleOptions::new(&image_id, TENANT, "0 0 1 1 *")
+            .with_input(json!({"report": "sales"}))
+            .with_schedule_id("tick"),
+    )
+    .await
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let due = now / 1000 * 1000 - 6_000;
+    // The fire at `due` started (as the scheduler starts it)…
+    sdk.start_instance(
+        StartInstanceOptions::new(&image_id, TENANT)
+            .with_instance_id(format!("sched-tick-{due}"))
+            .with_input(json!({"report": "sales"})),
+    )
+    .await
+    .unwrap();
+    // …and the server died before the schedule (every second) moved on past it.
+    server.kill();
+    drop(sdk);
+    let db = rusqlite::Connection::open(dir.path().join("runtara.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE schedules SET cron = '* * * * * *', next_fire_ms = ?1 WHERE schedule_id = 'tick'",
+            [due],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let server = start_server(dir.path(), ports);
+    let sdk = server.client().await;
+    let catch_up = format!("sched-tick-{}", due + 1000);
+    // The scheduler's first look comes just after the restart. (Before the fix the
+    // catch-up was keyed at `due`, whose instance existed: there was none.)
+    let started = std::time::Instant::now();
+    let done = loop {
+        match sdk
+            .wait_for_completion(&catch_up, Some(Duration::from_secs(60)))
+            .await
+        {
+            Err(SdkError::Server {
+                code: ErrorCode::NotFound,
+                ..
+            }) if started.elapsed() < Duration::from_secs(20) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break other.unwrap_or_else(|e| panic!("no catch-up run {catch_up}: {e}")),
+        }
+    };
+    assert_eq!(
+        done.output_json(),
+        Some(json!({"report": "sales", "rows": 500}))
+    );
+    sdk.delete_schedule("tick").await.unwrap();
+    let times: Vec<i64> = fires(&sdk, "tick").await.iter().map(|f| f.0).collect();
+    // `due`, the one catch-up run, then on-time fires from the restart on: nothing for
+    // the seconds in between.
+    assert_eq!(times[..2], [due, due + 1000], "{times:?}");
+    assert!(times[2..].iter().all(|t| *t >= due + 6_000), "{times:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

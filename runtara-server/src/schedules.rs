@@ -9,7 +9,9 @@
 //! A fire more than [`MISFIRE_GRACE`] late was missed (the server was down, or stalled):
 //! with `skip` nothing is started for the missed fires; with `run_once` one instance is
 //! started for all of them, at the first missed time. Either way the schedule then goes
-//! on from now.
+//! on from now. A late time whose instance exists was not missed: it was started just
+//! before the server stopped, before the schedule moved on; the scheduler moves past it
+//! and judges the next time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -275,6 +277,13 @@ impl Management {
         Ok(())
     }
 
+    /// Whether the instance of `schedule`'s fire at `fire_ms` exists already (a store
+    /// error counts as no: the idempotent start settles it).
+    async fn fired_before(&self, schedule: &ScheduleRecord, fire_ms: i64) -> bool {
+        let instance_id = fire_instance_id(&schedule.schedule_id, fire_ms);
+        matches!(self.store().get_instance(&instance_id).await, Ok(Some(_)))
+    }
+
     /// What a due schedule does now: fire (or not, by its missed-fires policy), then move
     /// on to its next time.
     async fn fire_due(&self, schedule: &ScheduleRecord, due_ms: i64, now: i64) {
@@ -289,6 +298,21 @@ impl Management {
         };
         let late = now.saturating_sub(due_ms)
             > i64::try_from(MISFIRE_GRACE.as_millis()).unwrap_or(i64::MAX);
+        if late && self.fired_before(schedule, due_ms).await {
+            // Fired, and the server stopped before the schedule moved on: that time was
+            // not missed. Move past it; the times after it are judged on the next look
+            // (so the catch-up run of `run_once` is keyed by the first time truly
+            // missed, the same on every server).
+            let next = times.next_after(due_ms);
+            if let Err(error) = self
+                .store()
+                .advance_schedule(id, due_ms, Some(due_ms), next)
+                .await
+            {
+                tracing::warn!(schedule_id = %id, %error, "schedule could not move on");
+            }
+            return;
+        }
         let (fire, next) = match (late, schedule.missed) {
             (false, _) => (Some(due_ms), times.next_after(due_ms)),
             (true, MissedFires::RunOnce) => (Some(due_ms), times.next_after(now)),
