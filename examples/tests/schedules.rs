@@ -8,14 +8,18 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use runtara_management_sdk::{
     CreateScheduleOptions, ErrorCode, ListInstancesOptions, ManagementSdk, MissedFires,
     RegisterImageOptions, SdkError, StartInstanceOptions,
 };
+use runtara_sdk::persistence::InstanceFilter;
+use runtara_sdk::runtime::{Runtime, ScheduleOptions};
 use serde_json::json;
-use support::{ctl, ctl_ok as ok, free_port, Server};
+use support::{ctl, ctl_ok as ok, free_port, kill_9, Server};
 
 /// The example the README schedules nightly.
 const NIGHTLY: &str = env!("CARGO_BIN_EXE_nightly-report");
@@ -64,6 +68,53 @@ fn lateness((fire, created_of_day): (i64, i64)) -> i64 {
     (created_of_day - fire.rem_euclid(86_400_000)).rem_euclid(86_400_000)
 }
 
+/// The fires of an every-second `run_once` schedule (fire time, creation time of day)
+/// whose host was down from `killed_at` for more than the grace: each on a whole
+/// second, none twice, one a second before the stop and after the restart, and one late
+/// run for the missed fires, at the first of them.
+fn assert_run_once_across_a_stop(after: &[(i64, i64)], killed_at: i64) {
+    let before: Vec<(i64, i64)> = after
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t <= killed_at)
+        .collect();
+    // Every fire is on a whole second, and none started twice (one instance per time).
+    let times: Vec<i64> = after.iter().map(|(fire, _)| *fire).collect();
+    assert!(times.iter().all(|t| t % 1000 == 0), "{times:?}");
+    assert_eq!(times.len(), times.iter().collect::<BTreeSet<_>>().len());
+    assert!(before.len() >= 3, "{before:?}");
+    // `run_once`: one late run for the missed fires, at the first of them; every other
+    // fire on time, one a second before the kill and again after the restart.
+    let late: Vec<(i64, i64)> = after
+        .iter()
+        .copied()
+        .filter(|f| lateness(*f) >= 2000)
+        .collect();
+    assert_eq!(late.len(), 1, "one run for the missed fires: {after:?}");
+    let catch_up = late[0].0;
+    let on_time: Vec<i64> = times.iter().copied().filter(|t| *t != catch_up).collect();
+    let (pre, post): (Vec<i64>, Vec<i64>) = on_time.iter().partition(|t| **t < catch_up);
+    assert_eq!(
+        catch_up,
+        pre.last().unwrap() + 1000,
+        "from the first missed: {after:?}"
+    );
+    assert!(post.len() >= 2, "{after:?}");
+    assert!(
+        post[0] - catch_up >= 3000,
+        "the downtime ran once: {after:?}"
+    );
+    for segment in [&pre, &post] {
+        for pair in segment.windows(2) {
+            assert_eq!(
+                pair[1] - pair[0],
+                1000,
+                "a fire missed or doubled: {after:?}"
+            );
+        }
+    }
+}
+
 fn start_server(dir: &Path, ports: (u16, u16)) -> Server {
     Server::start(dir, ports.0, ports.1, &[])
 }
@@ -106,54 +157,15 @@ async fn a_schedule_every_second_fires_on_time_across_a_restart_without_duplicat
     sdk.delete_schedule("tock").await.unwrap();
     let after = fires(&sdk, "tick").await;
     let after_skip = fires(&sdk, "tock").await;
-    let before: Vec<(i64, i64)> = after
-        .iter()
-        .copied()
-        .filter(|(t, _)| *t <= killed_at)
-        .collect();
     let before_skip: Vec<(i64, i64)> = after_skip
         .iter()
         .copied()
         .filter(|(t, _)| *t <= killed_at)
         .collect();
 
-    // Every fire is on a whole second, and none started twice (one instance per time).
-    let times: Vec<i64> = after.iter().map(|(fire, _)| *fire).collect();
-    assert!(times.iter().all(|t| t % 1000 == 0), "{times:?}");
-    assert_eq!(times.len(), times.iter().collect::<BTreeSet<_>>().len());
-    assert!(before.len() >= 3, "{before:?}");
-    // `run_once`: one late run for the missed fires, at the first of them; every other
-    // fire on time, one a second before the kill and again after the restart.
-    let late: Vec<(i64, i64)> = after
-        .iter()
-        .copied()
-        .filter(|f| lateness(*f) >= 2000)
-        .collect();
-    assert_eq!(late.len(), 1, "one run for the missed fires: {after:?}");
-    let catch_up = late[0].0;
-    let on_time: Vec<i64> = times.iter().copied().filter(|t| *t != catch_up).collect();
-    let (pre, post): (Vec<i64>, Vec<i64>) = on_time.iter().partition(|t| **t < catch_up);
-    assert_eq!(
-        catch_up,
-        pre.last().unwrap() + 1000,
-        "from the first missed: {after:?}"
-    );
-    assert!(post.len() >= 2, "{after:?}");
-    assert!(
-        post[0] - catch_up >= 3000,
-        "the downtime ran once: {after:?}"
-    );
-    for segment in [&pre, &post] {
-        for pair in segment.windows(2) {
-            assert_eq!(
-                pair[1] - pair[0],
-                1000,
-                "a fire missed or doubled: {after:?}"
-            );
-        }
-    }
+    assert_run_once_across_a_stop(&after, killed_at);
     // Each fire ran the nightly report.
-    let first = format!("sched-tick-{}", times[0]);
+    let first = format!("sched-tick-{}", after[0].0);
     let done = sdk
         .wait_for_completion(&first, Some(Duration::from_secs(60)))
         .await
@@ -341,4 +353,120 @@ async fn schedules_are_managed_with_runtara_ctl_and_bad_ones_are_refused() {
     );
     let missing = ctl(&server, &["schedule", "pause", "nope"]);
     assert_eq!(missing.status.code(), Some(1));
+}
+
+/// The same schedule in embedded mode: the `nightly-report` example runs a runtime over a
+/// SQLite file that schedules the workflow itself every second (`run_once`); the
+/// program is killed with `kill -9`, down five seconds, and started again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_a_schedule_every_second_fires_on_time_across_a_kill_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("nightly.db").display());
+    let program = || {
+        Command::new(NIGHTLY)
+            .args(["--db", &db, "--cron", "* * * * * *", "--tz", "UTC"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = program();
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    kill_9(&first.id().to_string());
+    let _ = first.wait();
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut second = program();
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    kill_9(&second.id().to_string());
+    let _ = second.wait();
+
+    let store = runtara_sdk::persistence::connect(&db).await.unwrap();
+    let page = store
+        .list_instances(&InstanceFilter {
+            tenant_id: "default".into(),
+            status: None,
+            limit: None,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    let mut after: Vec<(i64, i64)> = page
+        .instances
+        .iter()
+        .filter_map(|i| {
+            let fire = i
+                .instance_id
+                .strip_prefix("sched-nightly-sales-")?
+                .parse()
+                .ok()?;
+            Some((fire, i.created_at_ms.rem_euclid(86_400_000)))
+        })
+        .collect();
+    after.sort_unstable();
+    assert_run_once_across_a_stop(&after, killed_at);
+    // The fires ran the report (the ones the kills cut short resume on a next start).
+    let first_fire = format!("sched-nightly-sales-{}", after[0].0);
+    let record = store.get_instance(&first_fire).await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&record.output.unwrap()).unwrap(),
+        json!({"report": "sales", "rows": 500})
+    );
+}
+
+/// A server and a runtime on one database: each fires its own schedules only. The
+/// server neither shows the runtime's schedule nor takes its workflow for a missing
+/// image (it would pause it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_leaves_a_runtimes_schedules_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(dir.path(), (free_port(), free_port()));
+    let sdk = server.client().await;
+    let db = format!("sqlite://{}", dir.path().join("runtara.db").display());
+    let store = runtara_sdk::persistence::connect(&db).await.unwrap();
+    let runtime = Runtime::builder(Arc::clone(&store))
+        .tenant(TENANT)
+        .name("reports")
+        .workflow("nightly", |_: serde_json::Value| async {
+            Ok::<_, runtara_sdk::SdkError>("done")
+        })
+        .build()
+        .await
+        .unwrap();
+    let schedule = runtime
+        .create_schedule(ScheduleOptions::new("in-runtime", "nightly", "* * * * * *"))
+        .await
+        .unwrap();
+    assert!(sdk.list_schedules(TENANT).await.unwrap().is_empty());
+    let refused = sdk.pause_schedule("in-runtime").await;
+    assert!(
+        matches!(
+            &refused,
+            Err(SdkError::Server {
+                code: ErrorCode::NotFound,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    // Two fires by the runtime, while the server looked at the schedules every second.
+    let second = schedule.next_fire_ms.unwrap() + 1000;
+    let fire = format!("sched-in-runtime-{second}");
+    let started = std::time::Instant::now();
+    let handle = loop {
+        if let Some(handle) = runtime.handle(&fire).await.unwrap() {
+            break handle;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{fire} never fired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(handle.result::<String>().await.unwrap(), "done");
+    let stored = store.get_schedule("in-runtime").await.unwrap().unwrap();
+    assert!(!stored.paused, "the server paused the runtime's schedule");
 }

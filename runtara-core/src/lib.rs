@@ -80,6 +80,8 @@ pub mod migrations;
 pub mod model;
 pub mod persistence;
 pub mod run_lease;
+#[cfg(feature = "cron")]
+pub mod scheduler;
 pub mod schedules;
 pub mod storage_health;
 pub mod url;

@@ -56,7 +56,8 @@ pub struct NewSchedule {
     pub schedule_id: String,
     /// Owner.
     pub tenant_id: String,
-    /// The image each fire starts an instance of.
+    /// The image each fire starts an instance of (a workflow's name for a runtime's
+    /// schedule).
     pub image_id: String,
     /// The cron expression.
     pub cron: String,
@@ -68,6 +69,9 @@ pub struct NewSchedule {
     pub missed: MissedFires,
     /// The first fire time (ms since the Unix epoch).
     pub next_fire_ms: Option<i64>,
+    /// The in-process runtime that fires it, its `image_id` then naming one of that
+    /// runtime's workflows; `None` for a server's schedule.
+    pub runtime: Option<String>,
 }
 
 /// A stored schedule.
@@ -77,7 +81,8 @@ pub struct ScheduleRecord {
     pub schedule_id: String,
     /// Owner.
     pub tenant_id: String,
-    /// The image each fire starts an instance of.
+    /// The image each fire starts an instance of (a workflow's name for a runtime's
+    /// schedule).
     pub image_id: String,
     /// The cron expression.
     pub cron: String,
@@ -95,6 +100,9 @@ pub struct ScheduleRecord {
     pub last_fire_ms: Option<i64>,
     /// When it was created.
     pub created_at_ms: i64,
+    /// The in-process runtime that fires it (`image_id` then names a workflow of it);
+    /// `None` for a server's schedule.
+    pub runtime: Option<String>,
 }
 
 /// The id of the instance that the fire of `schedule_id` at `fire_ms` starts: the same

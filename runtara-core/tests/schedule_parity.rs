@@ -22,6 +22,7 @@ fn new_schedule(id: &str, tenant: &str, next: i64) -> NewSchedule {
         input: Some(b"{\"n\":1}".to_vec()),
         missed: MissedFires::Skip,
         next_fire_ms: Some(next),
+        runtime: None,
     }
 }
 
@@ -43,10 +44,16 @@ async fn schedules_are_stored_listed_moved_on_once_paused_and_deleted(store: Arc
         matches!(taken, Err(Error::InvalidInput { .. })),
         "{taken:?}"
     );
-    store
-        .create_schedule(new_schedule(&b, &tenant, 2_000))
+    // A runtime's schedule keeps its runtime; a server's has none.
+    let of_runtime = store
+        .create_schedule(NewSchedule {
+            runtime: Some("billing".into()),
+            ..new_schedule(&b, &tenant, 2_000)
+        })
         .await
         .unwrap();
+    assert_eq!(of_runtime.runtime.as_deref(), Some("billing"));
+    assert_eq!(created.runtime, None);
     let listed: Vec<_> = store
         .list_schedules(Some(&tenant))
         .await
@@ -55,6 +62,8 @@ async fn schedules_are_stored_listed_moved_on_once_paused_and_deleted(store: Arc
         .map(|s| s.schedule_id)
         .collect();
     assert_eq!(listed, vec![a.clone(), b.clone()]);
+    let b_again = store.get_schedule(&b).await.unwrap().unwrap();
+    assert_eq!(b_again.runtime.as_deref(), Some("billing"));
     let all = store.list_schedules(None).await.unwrap();
     assert!(all.iter().any(|s| s.schedule_id == a) && all.iter().any(|s| s.schedule_id == b));
     // Moved on once: a second server with the same expected time finds it moved.

@@ -295,6 +295,15 @@ pub enum SdkError {
         /// Who holds it: process id, host and since when, as far as known.
         holder: String,
     },
+    /// A runtime's schedule could not be created or changed: a bad cron expression or
+    /// time zone, an id that holds another schedule, or no such schedule.
+    #[error("schedule `{schedule_id}`: {reason}")]
+    Schedule {
+        /// The schedule's id.
+        schedule_id: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The operation is not available with this backend.
     #[error("`{operation}` is not supported by the {backend} backend")]
     Unsupported {

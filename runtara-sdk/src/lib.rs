@@ -77,7 +77,7 @@ pub use input::{input, INPUT_FILE_ENV};
 pub use registry::{current_sdk, register_sdk, sdk};
 pub use responses::{CheckpointResult, Signal, StatusResponse};
 pub use retry::{RetryPolicy, Retryable, Strategy, MAX_RETRY_DELAY};
-pub use runtara_core::{InstanceStatus, Persistence, SignalType};
+pub use runtara_core::{InstanceStatus, MissedFires, Persistence, SignalType};
 /// Largest checkpoint state (bytes) a run may record over QUIC: a recorded state must fit
 /// in one protocol frame when it is replayed. Embedded mode has no such limit.
 pub use runtara_protocol::MAX_STATE_LEN;

@@ -51,6 +51,12 @@
 //! run in their order as slots free up, after a restart too. An instance in a durable
 //! sleep gives its slot back until it wakes.
 //!
+//! **Schedules** (feature `schedules`, on by default). [`Runtime::create_schedule`]
+//! fires a workflow at the times of a cron expression in a time zone, each fire an
+//! instance `sched-{schedule}-{fire ms}` started once; fires missed while the runtime
+//! was down run once or not at all ([`MissedFires`](crate::MissedFires)) when it starts
+//! again.
+//!
 //! **Failures.** A workflow's `Err` fails its instance with the error's message; a
 //! panic fails its instance only (`workflow `order` panicked: …`). A cancel or a pause
 //! ([`Runtime::cancel`], [`Runtime::pause`]) is taken at the instance's next durable call
@@ -63,6 +69,8 @@ mod handle;
 #[cfg(feature = "quic")]
 mod image;
 mod run;
+#[cfg(feature = "schedules")]
+mod schedules;
 mod slot;
 #[cfg(feature = "quic")]
 mod worker;
@@ -84,6 +92,8 @@ use tokio::sync::{watch, Notify, Semaphore};
 pub use handle::InstanceHandle;
 #[cfg(feature = "quic")]
 pub use image::run_image;
+#[cfg(feature = "schedules")]
+pub use schedules::{Schedule, ScheduleOptions};
 pub(crate) use slot::Slot;
 #[cfg(feature = "quic")]
 pub use worker::WORKER_ID_ENV;
@@ -151,6 +161,9 @@ pub(crate) struct Shared {
     instances: Mutex<HashMap<String, Arc<Entry>>>,
     /// The runtime's lease: one process at a time runs its instances.
     _lease: Option<RunLease>,
+    /// Wakes the runtime's scheduler when its schedules change.
+    #[cfg_attr(not(feature = "schedules"), allow(dead_code))]
+    schedules_changed: Arc<Notify>,
 }
 
 /// One instance this process runs or holds.
@@ -245,12 +258,15 @@ impl RuntimeBuilder {
                 slots: Arc::new(Semaphore::new(self.max_running)),
                 instances: Mutex::new(HashMap::new()),
                 _lease: lease,
+                schedules_changed: Arc::new(Notify::new()),
             }),
         };
         let recovered = unfinished.len();
         for instance in unfinished {
             runtime.recover(instance);
         }
+        #[cfg(feature = "schedules")]
+        schedules::spawn_scheduler(&runtime.shared);
         tracing::info!(
             runtime = %runtime.shared.name,
             tenant_id = %runtime.shared.tenant_id,

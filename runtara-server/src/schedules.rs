@@ -1,23 +1,13 @@
-//! Schedules: the management requests that keep them, and the scheduler that fires them.
-//!
-//! A schedule's times are its cron expression (5 fields, or 6 with seconds first; parsed
-//! by `croner`) read in its IANA time zone (`chrono-tz`). The store keeps the next fire
-//! time. The scheduler sleeps until the earliest one, starts the fire's instance — id
-//! `sched-{schedule}-{fire ms}`, so a retry, a restart or a second server starting it
-//! again starts nothing — and then moves the schedule on with a compare-and-set.
-//!
-//! A fire more than [`MISFIRE_GRACE`] late was missed (the server was down, or stalled):
-//! with `skip` nothing is started for the missed fires; with `run_once` one instance is
-//! started for all of them, at the first missed time. Either way the schedule then goes
-//! on from now. A late time whose instance exists was not missed: it was started just
-//! before the server stopped, before the schedule moved on; the scheduler moves past it
-//! and judges the next time.
+//! Schedules: the management requests that keep them, and the server's side of the
+//! scheduler that fires them ([`runtara_core::scheduler`]): a fire starts an instance of
+//! the schedule's image, as a start request would. The schedules of in-process runtimes
+//! sharing the database are theirs: the server neither fires nor shows them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{TimeZone, Utc};
-use runtara_core::schedules::fire_instance_id;
+use async_trait::async_trait;
+use runtara_core::scheduler::{self, CronTimes, FireStarter, StartFailure};
 use runtara_core::{now_ms, MissedFires, NewSchedule, ScheduleRecord};
 use runtara_protocol::{ByteBuf, ErrorCode, ManagementResponse, WireError, WireSchedule};
 use tokio::sync::Notify;
@@ -26,48 +16,13 @@ use crate::image_store::random_hex;
 use crate::management::{error, Caller, Management};
 use crate::valid_ids::check_id;
 
-/// How late a fire may start and still count as on time.
-pub const MISFIRE_GRACE: Duration = Duration::from_secs(2);
-
-/// The longest the scheduler sleeps without looking at the schedules again.
+/// The longest the scheduler sleeps without looking at the schedules again (another
+/// server on the database may have changed them).
 const LOOK_AGAIN: Duration = Duration::from_secs(1);
-
-/// After firing, how soon the scheduler looks at the schedules again (ms).
-const RETRY_SOON_MS: i64 = 10;
 
 /// Longest schedule id: the fire's instance id (`sched-{id}-{13 digits}`) must fit the
 /// server's 128 characters.
 const MAX_SCHEDULE_ID_LEN: usize = 100;
-
-/// A schedule's times: its cron expression in its time zone.
-#[derive(Debug, Clone)]
-pub struct CronTimes {
-    cron: croner::Cron,
-    zone: chrono_tz::Tz,
-}
-
-impl CronTimes {
-    /// Parses `cron` and `timezone`; the error says which is wrong and why.
-    pub fn parse(cron: &str, timezone: &str) -> Result<CronTimes, String> {
-        let zone: chrono_tz::Tz = timezone.parse().map_err(|_| {
-            format!(
-                "unknown time zone `{timezone}`; use an IANA name such as `UTC` or `Europe/Berlin`"
-            )
-        })?;
-        let cron = croner::parser::CronParser::new()
-            .parse(cron)
-            .map_err(|e| format!("invalid cron expression `{cron}`: {e}"))?;
-        Ok(CronTimes { cron, zone })
-    }
-
-    /// The first fire time after `after_ms` (ms since the Unix epoch), if any.
-    pub fn next_after(&self, after_ms: i64) -> Option<i64> {
-        let after = Utc.timestamp_millis_opt(after_ms).single()?;
-        let local = after.with_timezone(&self.zone);
-        let next = self.cron.find_next_occurrence(&local, false).ok()?;
-        Some(next.timestamp_millis())
-    }
-}
 
 /// The wire form of a schedule.
 pub fn wire_schedule(record: ScheduleRecord) -> WireSchedule {
@@ -158,6 +113,7 @@ impl Management {
             input: request.input.map(ByteBuf::into_vec),
             missed,
             next_fire_ms,
+            runtime: None,
         };
         let record = match self.store().create_schedule(new).await {
             Ok(record) => record,
@@ -188,7 +144,11 @@ impl Management {
             )
         };
         match self.store().get_schedule(schedule_id).await {
-            Ok(Some(record)) if caller.may_act_for(&record.tenant_id) => Ok(record),
+            Ok(Some(record))
+                if caller.may_act_for(&record.tenant_id) && record.runtime.is_none() =>
+            {
+                Ok(record)
+            }
             Ok(_) => Err(not_found()),
             Err(e) => Err(crate::management::engine_error(&e)),
         }
@@ -207,7 +167,11 @@ impl Management {
             .await
             .map_err(|e| crate::management::engine_error(&e))?;
         Ok(ManagementResponse::Schedules(
-            schedules.into_iter().map(wire_schedule).collect(),
+            schedules
+                .into_iter()
+                .filter(|s| s.runtime.is_none())
+                .map(wire_schedule)
+                .collect(),
         ))
     }
 
@@ -256,152 +220,52 @@ impl Management {
         self.schedules_changed.notify_one();
         Ok(ManagementResponse::Schedule(wire_schedule(record)))
     }
+}
 
-    /// Starts the instance of `schedule`'s fire at `fire_ms` (nothing when it exists).
-    async fn fire(&self, schedule: &ScheduleRecord, fire_ms: i64) -> Result<(), WireError> {
-        let instance_id = fire_instance_id(&schedule.schedule_id, fire_ms);
+/// The server as a scheduler's host: it fires the schedules that belong to no runtime,
+/// each fire an instance of the schedule's image.
+struct ServerFires(Arc<Management>);
+
+#[async_trait]
+impl FireStarter for ServerFires {
+    fn owns(&self, schedule: &ScheduleRecord) -> bool {
+        schedule.runtime.is_none()
+    }
+
+    async fn start_fire(
+        &self,
+        schedule: &ScheduleRecord,
+        instance_id: &str,
+    ) -> Result<(), StartFailure> {
         let started = self
+            .0
             .start_instance(
                 &Caller::unrestricted(),
                 schedule.image_id.clone(),
                 schedule.tenant_id.clone(),
-                Some(instance_id.clone()),
+                Some(instance_id.to_owned()),
                 schedule.input.clone().map(ByteBuf::from),
                 None,
             )
-            .await?;
-        if let ManagementResponse::Started { created, .. } = started {
-            let late_ms = now_ms() - fire_ms;
-            tracing::info!(schedule_id = %schedule.schedule_id, %instance_id, created, late_ms, "schedule fired");
-        }
-        Ok(())
-    }
-
-    /// Whether the instance of `schedule`'s fire at `fire_ms` exists already (a store
-    /// error counts as no: the idempotent start settles it).
-    async fn fired_before(&self, schedule: &ScheduleRecord, fire_ms: i64) -> bool {
-        let instance_id = fire_instance_id(&schedule.schedule_id, fire_ms);
-        matches!(self.store().get_instance(&instance_id).await, Ok(Some(_)))
-    }
-
-    /// What a due schedule does now: fire (or not, by its missed-fires policy), then move
-    /// on to its next time.
-    async fn fire_due(&self, schedule: &ScheduleRecord, due_ms: i64, now: i64) {
-        let id = &schedule.schedule_id;
-        let times = match CronTimes::parse(&schedule.cron, &schedule.timezone) {
-            Ok(times) => times,
-            Err(reason) => {
-                tracing::warn!(schedule_id = %id, %reason, "schedule cannot be read; paused");
-                let _ = self.store().set_schedule_paused(id, true, None).await;
-                return;
-            }
-        };
-        let late = now.saturating_sub(due_ms)
-            > i64::try_from(MISFIRE_GRACE.as_millis()).unwrap_or(i64::MAX);
-        if late && self.fired_before(schedule, due_ms).await {
-            // Fired, and the server stopped before the schedule moved on: that time was
-            // not missed. Move past it; the times after it are judged on the next look
-            // (so the catch-up run of `run_once` is keyed by the first time truly
-            // missed, the same on every server).
-            let next = times.next_after(due_ms);
-            if let Err(error) = self
-                .store()
-                .advance_schedule(id, due_ms, Some(due_ms), next)
-                .await
-            {
-                tracing::warn!(schedule_id = %id, %error, "schedule could not move on");
-            }
-            return;
-        }
-        let (fire, next) = match (late, schedule.missed) {
-            (false, _) => (Some(due_ms), times.next_after(due_ms)),
-            (true, MissedFires::RunOnce) => (Some(due_ms), times.next_after(now)),
-            (true, MissedFires::Skip) => (None, times.next_after(now)),
-        };
-        if late {
-            tracing::warn!(schedule_id = %id, due_ms, now, policy = %schedule.missed, "schedule missed fires");
-        }
-        let mut fired = fire;
-        if let Some(fire_ms) = fire {
-            if let Err(error) = self.fire(schedule, fire_ms).await {
-                // This fire is lost (said in the log); the schedule goes on, unless its
-                // image is gone for good: then it is paused, for an operator to see.
-                tracing::warn!(schedule_id = %id, fire_ms, error = %error.message, "schedule could not fire");
-                fired = None;
-                if error.code == ErrorCode::NotFound {
-                    tracing::warn!(schedule_id = %id, image_id = %schedule.image_id, "the schedule's image is gone; schedule paused");
-                    let _ = self.store().set_schedule_paused(id, true, None).await;
-                    return;
-                }
-            }
-        }
-        match self.store().advance_schedule(id, due_ms, fired, next).await {
-            Ok(true) => {}
-            Ok(false) => tracing::debug!(schedule_id = %id, "schedule moved on elsewhere"),
-            Err(error) => tracing::warn!(schedule_id = %id, %error, "schedule could not move on"),
+            .await;
+        match started {
+            Ok(_) => Ok(()),
+            Err(error) if error.code == ErrorCode::NotFound => Err(StartFailure::TargetGone(
+                format!("image `{}`: {}", schedule.image_id, error.message),
+            )),
+            Err(error) => Err(StartFailure::Failed(error.message)),
         }
     }
 }
 
-/// Fires the schedules of every tenant at their times, until the server stops.
+/// Fires the server's schedules of every tenant at their times, until the server stops.
 pub async fn run_scheduler(management: Arc<Management>, changed: Arc<Notify>) {
-    loop {
-        let schedules = match management.store().list_schedules(None).await {
-            Ok(schedules) => schedules,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the schedules");
-                tokio::time::sleep(LOOK_AGAIN).await;
-                continue;
-            }
-        };
-        let now = now_ms();
-        let mut earliest = now.saturating_add(LOOK_AGAIN.as_millis() as i64);
-        for schedule in schedules.iter().filter(|s| !s.paused) {
-            let Some(due) = schedule.next_fire_ms else {
-                continue;
-            };
-            if due > now {
-                earliest = earliest.min(due);
-                continue;
-            }
-            management.fire_due(schedule, due, now).await;
-            // Looked at again soon (the next time is stored now), but not in a hot loop
-            // should the store refuse to move it on.
-            earliest = earliest.min(now.saturating_add(RETRY_SOON_MS));
-        }
-        let wait = Duration::from_millis(u64::try_from(earliest - now_ms()).unwrap_or(0));
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = changed.notified() => {}
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_follow_the_expression_in_its_zone() {
-        let every_second = CronTimes::parse("* * * * * *", "UTC").unwrap();
-        assert_eq!(every_second.next_after(1_000), Some(2_000));
-        assert_eq!(every_second.next_after(1_500), Some(2_000));
-        // 02:00 in Berlin is 01:00 UTC in winter (2026-12-05 is a Saturday).
-        let nightly = CronTimes::parse("0 2 * * *", "Europe/Berlin").unwrap();
-        let noon_utc = Utc.with_ymd_and_hms(2026, 12, 5, 12, 0, 0).unwrap();
-        let next = nightly.next_after(noon_utc.timestamp_millis()).unwrap();
-        let expected = Utc.with_ymd_and_hms(2026, 12, 6, 1, 0, 0).unwrap();
-        assert_eq!(next, expected.timestamp_millis());
-    }
-
-    #[test]
-    fn bad_expressions_and_zones_are_named() {
-        let zone = CronTimes::parse("* * * * *", "Mars/Olympus").unwrap_err();
-        assert!(zone.contains("unknown time zone `Mars/Olympus`"), "{zone}");
-        let cron = CronTimes::parse("every day", "UTC").unwrap_err();
-        assert!(
-            cron.contains("invalid cron expression `every day`"),
-            "{cron}"
-        );
-    }
+    let store = Arc::clone(management.store());
+    scheduler::run_scheduler(
+        store,
+        Arc::new(ServerFires(management)),
+        changed,
+        LOOK_AGAIN,
+    )
+    .await;
 }

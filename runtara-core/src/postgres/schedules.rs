@@ -9,7 +9,7 @@ use crate::{Error, Result};
 
 /// Columns read into a [`ScheduleRecord`], in [`from_row`] order.
 const COLUMNS: &str = "schedule_id, tenant_id, image_id, cron, timezone, input, missed, paused, \
-     next_fire_ms, last_fire_ms, created_at_ms";
+     next_fire_ms, last_fire_ms, created_at_ms, runtime";
 
 fn from_row(row: &Row) -> Result<ScheduleRecord> {
     let missed: String = col(row, 6)?;
@@ -25,6 +25,7 @@ fn from_row(row: &Row) -> Result<ScheduleRecord> {
         next_fire_ms: col(row, 8)?,
         last_fire_ms: col(row, 9)?,
         created_at_ms: col(row, 10)?,
+        runtime: col(row, 11)?,
     })
 }
 
@@ -35,7 +36,8 @@ pub(crate) async fn create<C: GenericClient + Sync>(
 ) -> Result<ScheduleRecord> {
     let sql = format!(
         "INSERT INTO schedules (schedule_id, tenant_id, image_id, cron, timezone, input, \
-         missed, next_fire_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         missed, next_fire_ms, created_at_ms, runtime) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          ON CONFLICT (schedule_id) DO NOTHING RETURNING {COLUMNS}"
     );
     let rows = query(
@@ -51,6 +53,7 @@ pub(crate) async fn create<C: GenericClient + Sync>(
             &new.missed.as_str(),
             &new.next_fire_ms,
             &now,
+            &new.runtime,
         ],
     )
     .await?;

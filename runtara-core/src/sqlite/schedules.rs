@@ -8,7 +8,7 @@ use crate::{Error, Result};
 
 /// Columns read into a [`ScheduleRecord`], in [`from_row`] order.
 const COLUMNS: &str = "schedule_id, tenant_id, image_id, cron, timezone, input, missed, paused, \
-     next_fire_ms, last_fire_ms, created_at_ms";
+     next_fire_ms, last_fire_ms, created_at_ms, runtime";
 
 type RawSchedule = (ScheduleRecord, String);
 
@@ -26,6 +26,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<RawSchedule> {
             next_fire_ms: row.get(8)?,
             last_fire_ms: row.get(9)?,
             created_at_ms: row.get(10)?,
+            runtime: row.get(11)?,
         },
         row.get(6)?,
     ))
@@ -40,7 +41,8 @@ pub(crate) fn create(c: &Connection, new: &NewSchedule, now: i64) -> Result<Sche
     let inserted = execute(
         c,
         "INSERT INTO schedules (schedule_id, tenant_id, image_id, cron, timezone, input, \
-         missed, next_fire_ms, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+         missed, next_fire_ms, created_at_ms, runtime) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
          ON CONFLICT (schedule_id) DO NOTHING",
         params![
             new.schedule_id,
@@ -51,7 +53,8 @@ pub(crate) fn create(c: &Connection, new: &NewSchedule, now: i64) -> Result<Sche
             new.input,
             new.missed.as_str(),
             new.next_fire_ms,
-            now
+            now,
+            new.runtime
         ],
     )?;
     if inserted == 0 {

@@ -1,0 +1,4 @@
+-- Runtara schema v13 (SQLite): schedules of an in-process runtime. `runtime` names the
+-- runtime that fires the schedule (its `image_id` then holds a workflow name); NULL for a
+-- server's schedule, which starts an image.
+ALTER TABLE schedules ADD COLUMN runtime TEXT;

@@ -1,0 +1,233 @@
+//! Firing schedules at their times: one scheduler for the server's schedules and for
+//! an in-process runtime's, each telling it which schedules are its own and how to start
+//! a fire's instance ([`FireStarter`]).
+//!
+//! A schedule's times are its cron expression (5 fields, or 6 with seconds first; parsed
+//! by `croner`) read in its IANA time zone (`chrono-tz`): [`CronTimes`]. The store keeps
+//! the next fire time. The scheduler sleeps until the earliest one, starts the fire's
+//! instance — id [`fire_instance_id`], so a retry, a restart or a second scheduler
+//! starting it again starts nothing — and then moves the schedule on with a
+//! compare-and-set ([`Persistence::advance_schedule`]).
+//!
+//! A fire more than [`MISFIRE_GRACE`] late was missed (the host was down, or stalled):
+//! with [`MissedFires::Skip`] nothing is started for the missed fires; with
+//! [`MissedFires::RunOnce`] one instance is started for all of them, at the first missed
+//! time. Either way the schedule then goes on from now. A late time whose instance
+//! exists was not missed: it was started just before the host stopped, before the
+//! schedule moved on; the scheduler moves past it and judges the next time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{TimeZone, Utc};
+use tokio::sync::Notify;
+
+use crate::schedules::fire_instance_id;
+use crate::{now_ms, MissedFires, Persistence, ScheduleRecord};
+
+/// How late a fire may start and still count as on time.
+pub const MISFIRE_GRACE: Duration = Duration::from_secs(2);
+
+/// After firing, how soon the scheduler looks at the schedules again (ms): the next
+/// time is stored by then, but a store that refuses to move a schedule on must not make
+/// a hot loop.
+const RETRY_SOON_MS: i64 = 10;
+
+/// A schedule's times: its cron expression in its time zone.
+#[derive(Debug, Clone)]
+pub struct CronTimes {
+    cron: croner::Cron,
+    zone: chrono_tz::Tz,
+}
+
+impl CronTimes {
+    /// Parses `cron` and `timezone`; the error says which is wrong and why.
+    pub fn parse(cron: &str, timezone: &str) -> Result<CronTimes, String> {
+        let zone: chrono_tz::Tz = timezone.parse().map_err(|_| {
+            format!(
+                "unknown time zone `{timezone}`; use an IANA name such as `UTC` or `Europe/Berlin`"
+            )
+        })?;
+        let cron = croner::parser::CronParser::new()
+            .parse(cron)
+            .map_err(|e| format!("invalid cron expression `{cron}`: {e}"))?;
+        Ok(CronTimes { cron, zone })
+    }
+
+    /// The first fire time after `after_ms` (ms since the Unix epoch), if any.
+    pub fn next_after(&self, after_ms: i64) -> Option<i64> {
+        let after = Utc.timestamp_millis_opt(after_ms).single()?;
+        let local = after.with_timezone(&self.zone);
+        let next = self.cron.find_next_occurrence(&local, false).ok()?;
+        Some(next.timestamp_millis())
+    }
+}
+
+/// Why a fire's instance could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFailure {
+    /// What the schedule starts (an image, a workflow) is gone: the schedule is paused,
+    /// for an operator to see.
+    TargetGone(String),
+    /// Anything else: this fire is lost (said in the log); the schedule goes on.
+    Failed(String),
+}
+
+/// What a scheduler needs of its host.
+#[async_trait]
+pub trait FireStarter: Send + Sync {
+    /// Whether `schedule` is this scheduler's to fire.
+    fn owns(&self, schedule: &ScheduleRecord) -> bool;
+
+    /// Starts instance `instance_id` of what `schedule` starts, with its input; an
+    /// instance of that id that exists already counts as started.
+    async fn start_fire(
+        &self,
+        schedule: &ScheduleRecord,
+        instance_id: &str,
+    ) -> Result<(), StartFailure>;
+
+    /// Whether the host is gone and the scheduler should stop (default: never).
+    fn stopped(&self) -> bool {
+        false
+    }
+}
+
+/// Fires `starter`'s schedules at their times until it is [stopped](FireStarter::stopped).
+/// It looks at the schedules again at the earliest next fire, after `look_again` at the
+/// latest (changes made elsewhere), and at once when `changed` is notified.
+pub async fn run_scheduler(
+    store: Arc<dyn Persistence>,
+    starter: Arc<dyn FireStarter>,
+    changed: Arc<Notify>,
+    look_again: Duration,
+) {
+    while !starter.stopped() {
+        let now = now_ms();
+        let look_again_ms = i64::try_from(look_again.as_millis()).unwrap_or(i64::MAX);
+        let mut earliest = now.saturating_add(look_again_ms);
+        match store.list_schedules(None).await {
+            Ok(schedules) => {
+                for schedule in schedules.iter().filter(|s| !s.paused && starter.owns(s)) {
+                    let Some(due) = schedule.next_fire_ms else {
+                        continue;
+                    };
+                    if due > now {
+                        earliest = earliest.min(due);
+                        continue;
+                    }
+                    fire_due(store.as_ref(), starter.as_ref(), schedule, due, now).await;
+                    earliest = earliest.min(now.saturating_add(RETRY_SOON_MS));
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the schedules"),
+        }
+        let wait = Duration::from_millis(u64::try_from(earliest - now_ms()).unwrap_or(0));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = changed.notified() => {}
+        }
+    }
+}
+
+/// What a due schedule does now: fire (or not, by its missed-fires policy), then move
+/// on to its next time.
+async fn fire_due(
+    store: &dyn Persistence,
+    starter: &dyn FireStarter,
+    schedule: &ScheduleRecord,
+    due_ms: i64,
+    now: i64,
+) {
+    let id = &schedule.schedule_id;
+    let times = match CronTimes::parse(&schedule.cron, &schedule.timezone) {
+        Ok(times) => times,
+        Err(reason) => {
+            tracing::warn!(schedule_id = %id, %reason, "schedule cannot be read; paused");
+            let _ = store.set_schedule_paused(id, true, None).await;
+            return;
+        }
+    };
+    let late =
+        now.saturating_sub(due_ms) > i64::try_from(MISFIRE_GRACE.as_millis()).unwrap_or(i64::MAX);
+    if late && fired_before(store, schedule, due_ms).await {
+        // Fired, and the host stopped before the schedule moved on: that time was not
+        // missed. Move past it; the times after it are judged on the next look (so the
+        // catch-up run of `run_once` is keyed by the first time truly missed, the same
+        // on every host).
+        let next = times.next_after(due_ms);
+        if let Err(error) = store.advance_schedule(id, due_ms, Some(due_ms), next).await {
+            tracing::warn!(schedule_id = %id, %error, "schedule could not move on");
+        }
+        return;
+    }
+    let (fire, next) = match (late, schedule.missed) {
+        (false, _) => (Some(due_ms), times.next_after(due_ms)),
+        (true, MissedFires::RunOnce) => (Some(due_ms), times.next_after(now)),
+        (true, MissedFires::Skip) => (None, times.next_after(now)),
+    };
+    if late {
+        tracing::warn!(schedule_id = %id, due_ms, now, policy = %schedule.missed, "schedule missed fires");
+    }
+    let mut fired = fire;
+    if let Some(fire_ms) = fire {
+        let instance_id = fire_instance_id(id, fire_ms);
+        match starter.start_fire(schedule, &instance_id).await {
+            Ok(()) => {
+                let late_ms = now_ms() - fire_ms;
+                tracing::info!(schedule_id = %id, %instance_id, late_ms, "schedule fired");
+            }
+            Err(StartFailure::TargetGone(reason)) => {
+                tracing::warn!(schedule_id = %id, %reason, "what the schedule starts is gone; schedule paused");
+                let _ = store.set_schedule_paused(id, true, None).await;
+                return;
+            }
+            Err(StartFailure::Failed(reason)) => {
+                tracing::warn!(schedule_id = %id, fire_ms, %reason, "schedule could not fire");
+                fired = None;
+            }
+        }
+    }
+    match store.advance_schedule(id, due_ms, fired, next).await {
+        Ok(true) => {}
+        Ok(false) => tracing::debug!(schedule_id = %id, "schedule moved on elsewhere"),
+        Err(error) => tracing::warn!(schedule_id = %id, %error, "schedule could not move on"),
+    }
+}
+
+/// Whether the instance of `schedule`'s fire at `fire_ms` exists already (a store error
+/// counts as no: the idempotent start settles it).
+async fn fired_before(store: &dyn Persistence, schedule: &ScheduleRecord, fire_ms: i64) -> bool {
+    let instance_id = fire_instance_id(&schedule.schedule_id, fire_ms);
+    matches!(store.get_instance(&instance_id).await, Ok(Some(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_follow_the_expression_in_its_zone() {
+        let every_second = CronTimes::parse("* * * * * *", "UTC").unwrap();
+        assert_eq!(every_second.next_after(1_000), Some(2_000));
+        assert_eq!(every_second.next_after(1_500), Some(2_000));
+        // 02:00 in Berlin is 01:00 UTC in winter (2026-12-05 is a Saturday).
+        let nightly = CronTimes::parse("0 2 * * *", "Europe/Berlin").unwrap();
+        let noon_utc = Utc.with_ymd_and_hms(2026, 12, 5, 12, 0, 0).unwrap();
+        let next = nightly.next_after(noon_utc.timestamp_millis()).unwrap();
+        let expected = Utc.with_ymd_and_hms(2026, 12, 6, 1, 0, 0).unwrap();
+        assert_eq!(next, expected.timestamp_millis());
+    }
+
+    #[test]
+    fn bad_expressions_and_zones_are_named() {
+        let zone = CronTimes::parse("* * * * *", "Mars/Olympus").unwrap_err();
+        assert!(zone.contains("unknown time zone `Mars/Olympus`"), "{zone}");
+        let cron = CronTimes::parse("every day", "UTC").unwrap_err();
+        assert!(
+            cron.contains("invalid cron expression `every day`"),
+            "{cron}"
+        );
+    }
+}
