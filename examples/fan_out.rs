@@ -31,7 +31,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use runtara_sdk::runtime::Runtime;
-use runtara_sdk::{durable, SdkError};
+use runtara_sdk::{durable, ChildOptions, SdkError};
 use serde::{Deserialize, Serialize};
 
 /// A parent's or a child's input.
@@ -44,6 +44,8 @@ struct Job {
     children: u64,
     /// What the children run: a workflow name (runtime) or an image id (server).
     child_target: String,
+    /// The last this many children are detached: cancelling the parent leaves them.
+    detached_children: u64,
     /// Test hook: stop the parent once this many results are in.
     hold_after: Option<u64>,
     /// Test hook: where the parent writes its pid when it stops.
@@ -88,8 +90,10 @@ async fn job(job: Job) -> Result<u64, SdkError> {
             trace: job.trace.clone(),
             ..Job::default()
         };
+        let detached = n + job.detached_children >= job.children;
+        let options = ChildOptions::new().with_detached(detached);
         children.push(
-            sdk.start_child(&job.child_target, &input, &format!("n{n}"))
+            sdk.start_child_with(&job.child_target, &input, &format!("n{n}"), options)
                 .await?,
         );
     }

@@ -82,11 +82,14 @@ async fn children_of(sdk: &ManagementSdk, parent: &str) -> Vec<(String, Instance
         .await
         .unwrap();
     let prefix = format!("{parent}:");
-    page.instances
+    let mut children: Vec<_> = page
+        .instances
         .into_iter()
         .filter(|i| i.instance_id.starts_with(&prefix))
         .map(|i| (i.instance_id, i.status))
-        .collect()
+        .collect();
+    children.sort_by(|a, b| a.0.cmp(&b.0));
+    children
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +136,9 @@ async fn server_a_parent_killed_half_way_starts_no_child_twice_and_sums_right() 
 async fn server_cancelling_a_parent_cancels_its_children() {
     let dir = tempfile::tempdir().unwrap();
     let (_server, sdk, image_id) = server_with_fan_out(dir.path()).await;
-    let input = json!({"children": 5, "child_target": image_id, "child_sleep_ms": 3_600_000});
+    // The last two children are detached: the cancel leaves them.
+    let input = json!({"children": 5, "child_target": image_id, "child_sleep_ms": 3_600_000,
+        "detached_children": 2});
     sdk.start_instance(
         StartInstanceOptions::new(&image_id, TENANT)
             .with_instance_id("C")
@@ -155,10 +160,14 @@ async fn server_cancelling_a_parent_cancels_its_children() {
     let started = Instant::now();
     loop {
         let children = children_of(&sdk, "C").await;
-        if children
-            .iter()
-            .all(|(_, s)| *s == InstanceStatus::Cancelled)
-        {
+        let (plain, detached) = children.split_at(3);
+        if plain.iter().all(|(_, s)| *s == InstanceStatus::Cancelled) {
+            assert!(
+                detached
+                    .iter()
+                    .all(|(_, s)| *s != InstanceStatus::Cancelled),
+                "a detached child was cancelled: {children:?}"
+            );
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "{children:?}");
@@ -169,4 +178,8 @@ async fn server_cancelling_a_parent_cancels_its_children() {
         .await
         .unwrap();
     assert_eq!(parent.status, InstanceStatus::Cancelled);
+    for (id, _) in &children_of(&sdk, "C").await[3..] {
+        let kept = sdk.get_instance_status(id).await.unwrap();
+        assert_ne!(kept.status, InstanceStatus::Cancelled, "{id}");
+    }
 }

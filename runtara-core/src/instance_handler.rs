@@ -282,36 +282,14 @@ pub async fn handle(
             key,
             image_id,
             input,
-        } => {
-            let child_id = crate::inbox::child_instance_id(id, &key)?;
-            // Another tenant's image is missing, as everywhere.
-            let image = store
-                .get_image(&image_id)
-                .await?
-                .filter(|image| image.tenant_id == who.tenant_id)
-                .ok_or(Error::ImageNotFound {
-                    image_id: image_id.clone(),
-                })?;
-            let new = crate::NewInstance {
-                instance_id: child_id.clone(),
-                tenant_id: who.tenant_id.clone(),
-                image_id: Some(image.image_id),
-                input: input.map(ByteBuf::into_vec),
-                run_now: false,
-                parent_id: Some(id.to_owned()),
-            };
-            // The id is the parent's and the key's: one that exists is this child,
-            // started by an earlier run.
-            let created = match store.create_instance(new).await {
-                Ok(_) => true,
-                Err(Error::InstanceExists { .. }) => false,
-                Err(error) => return Err(error),
-            };
-            InstanceResponse::ChildStarted {
-                instance_id: child_id,
-                created,
-            }
-        }
+        } => start_child(store, who, id, key, image_id, input, false).await?,
+        InstanceRequest::StartChildWith {
+            epoch: _,
+            key,
+            image_id,
+            input,
+            detached,
+        } => start_child(store, who, id, key, image_id, input, detached).await?,
         InstanceRequest::SetValue { epoch, key, value } => {
             store.set_value(id, epoch, &key, &value).await?;
             InstanceResponse::Done
@@ -333,6 +311,48 @@ pub async fn handle(
 
 /// Most bytes of a reply holding a whole replay log.
 const ONE_FRAME: usize = DEFAULT_MAX_FRAME_LEN - 1024;
+
+/// Starts the child `key` of instance `id` (once per key: a repeat answers with the
+/// child started before).
+async fn start_child(
+    store: &dyn Persistence,
+    who: &InstanceIdentity,
+    id: &str,
+    key: String,
+    image_id: String,
+    input: Option<ByteBuf>,
+    detached: bool,
+) -> Result<InstanceResponse> {
+    let child_id = crate::inbox::child_instance_id(id, &key)?;
+    // Another tenant's image is missing, as everywhere.
+    let image = store
+        .get_image(&image_id)
+        .await?
+        .filter(|image| image.tenant_id == who.tenant_id)
+        .ok_or(Error::ImageNotFound {
+            image_id: image_id.clone(),
+        })?;
+    let new = crate::NewInstance {
+        instance_id: child_id.clone(),
+        tenant_id: who.tenant_id.clone(),
+        image_id: Some(image.image_id),
+        input: input.map(ByteBuf::into_vec),
+        run_now: false,
+        parent_id: Some(id.to_owned()),
+        detached,
+    };
+    // The id is the parent's and the key's: one that exists is this child, started by
+    // an earlier run.
+    let created = match store.create_instance(new).await {
+        Ok(_) => true,
+        Err(Error::InstanceExists { .. }) => false,
+        Err(error) => return Err(error),
+    };
+    Ok(InstanceResponse::ChildStarted {
+        instance_id: child_id,
+        created,
+    })
+}
 
 /// Bytes a page of checkpoints and retry attempts takes on the wire, counted as the
 /// storage's pages count them (a checkpoint: state, id and 16 bytes).

@@ -143,6 +143,8 @@ pub struct NewInstance {
     /// The instance that started it (`start_child`): told when this one ends (the event
     /// `child:<id>` in its inbox), and cancelling it cancels this one.
     pub parent_id: Option<String>,
+    /// A child that is not cancelled with its parent (it still tells it when it ends).
+    pub detached: bool,
 }
 
 /// Arguments for starting an instance of an in-process runtime
@@ -164,6 +166,8 @@ pub struct NewRuntimeInstance {
     pub run_now: bool,
     /// The instance that started it (see [`NewInstance::parent_id`]).
     pub parent_id: Option<String>,
+    /// Not cancelled with its parent (see [`NewInstance::detached`]).
+    pub detached: bool,
 }
 
 /// An instance as its in-process runtime needs it.

@@ -296,6 +296,7 @@ impl Persistence for PostgresPersistence {
                 &now_ms(),
                 &new.run_now,
                 &new.parent_id,
+                &new.detached,
             ],
         )
         .await?;

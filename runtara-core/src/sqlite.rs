@@ -212,8 +212,8 @@ impl Persistence for SqlitePersistence {
                 let inserted = execute(
                     c,
                     "INSERT INTO instances (instance_id, tenant_id, image_id, status, epoch, input, \
-                     created_at_ms, started_at_ms, heartbeat_at_ms, parent_id) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9) \
+                     created_at_ms, started_at_ms, heartbeat_at_ms, parent_id, detached) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10) \
                      ON CONFLICT (instance_id) DO NOTHING",
                     params![
                         new.instance_id,
@@ -224,7 +224,8 @@ impl Persistence for SqlitePersistence {
                         new.input,
                         now,
                         started,
-                        new.parent_id
+                        new.parent_id,
+                        new.detached
                     ],
                 )?;
                 if inserted == 0 {

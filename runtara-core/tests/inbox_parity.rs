@@ -557,6 +557,29 @@ async fn the_unfinished_children_of_a_parent_are_listed(store: Arc<dyn Persisten
     let grandchild = child(&store, &a, "x").await;
     assert_eq!(store.list_children(&a).await.unwrap(), vec![grandchild]);
     assert!(store.list_children(&c).await.unwrap().is_empty());
+    // A detached child is not listed (it is not cancelled with its parent), yet it
+    // tells its parent when it ends.
+    let detached = runtara_core::inbox::child_instance_id(&c, "kept").unwrap();
+    store
+        .create_instance(NewInstance {
+            instance_id: detached.clone(),
+            tenant_id: "t".into(),
+            parent_id: Some(c.clone()),
+            detached: true,
+            ..NewInstance::default()
+        })
+        .await
+        .unwrap();
+    assert!(store.list_children(&c).await.unwrap().is_empty());
+    let run = store.register_instance(&detached, "t", None).await.unwrap();
+    store
+        .complete_instance(&detached, run.epoch, b"1")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.count_events(&c, &EventKind::Received).await.unwrap(),
+        1
+    );
 }
 
 async fn a_waiting_instance_is_woken_when_its_event_is_there(store: Arc<dyn Persistence>) {

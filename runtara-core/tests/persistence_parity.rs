@@ -170,6 +170,7 @@ async fn create_instance_is_pending_and_unique(store: Arc<dyn Persistence>) {
             input: None,
             run_now: false,
             parent_id: None,
+            detached: false,
         })
         .await;
     assert_err!(gone, Error::ImageNotFound { .. });
@@ -182,6 +183,7 @@ async fn create_instance_is_pending_and_unique(store: Arc<dyn Persistence>) {
             input: Some(b"{\"x\":1}".to_vec()),
             run_now: false,
             parent_id: None,
+            detached: false,
         })
         .await
         .unwrap();
@@ -1462,6 +1464,7 @@ async fn an_instance_created_to_run_now_is_registered(store: Arc<dyn Persistence
             input: Some(b"{}".to_vec()),
             run_now: true,
             parent_id: None,
+            detached: false,
         })
         .await
         .unwrap();
@@ -1487,6 +1490,7 @@ async fn an_instance_created_to_run_now_is_registered(store: Arc<dyn Persistence
             input: None,
             run_now: true,
             parent_id: None,
+            detached: false,
         })
         .await;
     assert_err!(again, Error::InstanceExists { .. });
@@ -1515,6 +1519,7 @@ async fn an_image_in_use_cannot_be_deleted(store: Arc<dyn Persistence>) {
             input: None,
             run_now: false,
             parent_id: None,
+            detached: false,
         })
         .await
         .unwrap();
@@ -2337,6 +2342,7 @@ fn runtime_start(id: &str, tenant: &str, runtime: &str, run_now: bool) -> NewRun
         input: br#"{"n":1}"#.to_vec(),
         run_now,
         parent_id: None,
+        detached: false,
     }
 }
 
@@ -2493,6 +2499,7 @@ async fn a_pause_queued_for_a_pending_instance_is_taken_without_a_run(store: Arc
             input: None,
             run_now: false,
             parent_id: None,
+            detached: false,
         })
         .await
         .unwrap();
@@ -2516,6 +2523,7 @@ async fn a_pause_queued_for_a_pending_instance_is_taken_without_a_run(store: Arc
             input: None,
             run_now: false,
             parent_id: None,
+            detached: false,
         })
         .await
         .unwrap();
@@ -2553,6 +2561,7 @@ async fn unfinished_instances_come_in_the_order_they_were_created(store: Arc<dyn
                 input: None,
                 run_now: false,
                 parent_id: None,
+                detached: false,
             })
             .await
             .unwrap();

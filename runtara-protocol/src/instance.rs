@@ -284,6 +284,20 @@ pub enum InstanceRequest {
         /// Its start input (JSON text).
         input: Option<ByteBuf>,
     },
+    /// [`StartChild`](Self::StartChild) with the child's options. Answered by
+    /// `ChildStarted`.
+    StartChildWith {
+        /// The run's epoch.
+        epoch: i64,
+        /// The child's key among this instance's children.
+        key: String,
+        /// The image it runs.
+        image_id: String,
+        /// Its start input (JSON text).
+        input: Option<ByteBuf>,
+        /// Not cancelled when this instance is (it still tells this one when it ends).
+        detached: bool,
+    },
 }
 
 /// The longest one [`InstanceRequest::TakeEvent`] is held by the server (10 s): a run
@@ -426,7 +440,9 @@ impl InstanceRequest {
             InstanceRequest::StepFailed { .. } => "step_failed",
             InstanceRequest::TakeEvent { .. } => "wait_for_event",
             InstanceRequest::SetValue { .. } => "set_value",
-            InstanceRequest::StartChild { .. } => "start_child",
+            InstanceRequest::StartChild { .. } | InstanceRequest::StartChildWith { .. } => {
+                "start_child"
+            }
         }
     }
 
@@ -469,6 +485,7 @@ impl InstanceRequest {
             | InstanceRequest::TakeEvent { epoch, .. }
             | InstanceRequest::SetValue { epoch, .. }
             | InstanceRequest::StartChild { epoch, .. }
+            | InstanceRequest::StartChildWith { epoch, .. }
             | InstanceRequest::RetryAttempt { epoch, .. } => Some(*epoch),
             InstanceRequest::Register { .. }
             | InstanceRequest::GetCheckpoint { .. }

@@ -123,6 +123,13 @@ fn requests() -> Vec<InstanceRequest> {
             image_id: "img-1".into(),
             input: Some(bytes(b"7")),
         },
+        StartChildWith {
+            epoch: 3,
+            key: "audit".into(),
+            image_id: "img-1".into(),
+            input: None,
+            detached: true,
+        },
     ]
 }
 
@@ -556,6 +563,7 @@ fn request_variant(r: &InstanceRequest) -> usize {
         TakeEvent { .. } => 18,
         SetValue { .. } => 19,
         StartChild { .. } => 20,
+        StartChildWith { .. } => 21,
     }
 }
 
@@ -648,7 +656,7 @@ fn covered<T>(samples: &[T], variant: fn(&T) -> usize, count: usize) {
 
 #[test]
 fn every_variant_has_a_sample() {
-    covered(&requests(), request_variant, 21);
+    covered(&requests(), request_variant, 22);
     covered(&responses(), response_variant, 14);
     covered(&management_requests(), management_request_variant, 25);
     covered(&management_responses(), management_response_variant, 20);

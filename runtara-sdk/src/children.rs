@@ -13,6 +13,27 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::calls::ask;
+
+/// How a child is started ([`RuntaraSdk::start_child_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChildOptions {
+    detached: bool,
+}
+
+impl ChildOptions {
+    /// A child cancelled with its parent (what [`RuntaraSdk::start_child`] starts).
+    pub fn new() -> ChildOptions {
+        ChildOptions::default()
+    }
+
+    /// Detached: cancelling the parent leaves the child running. The parent can still
+    /// wait for it ([`RuntaraSdk::wait_for_child`]); its id is the same
+    /// `"{parent}:{key}"`, started once per key.
+    pub fn with_detached(mut self, detached: bool) -> ChildOptions {
+        self.detached = detached;
+        self
+    }
+}
 use crate::runtime::Runtime;
 use crate::{Result, RuntaraSdk, SdkError};
 
@@ -26,13 +47,38 @@ impl RuntaraSdk {
     /// a task of the same runtime). `input` is its start input (JSON). A key is not
     /// empty and holds no `:`.
     ///
-    /// Cancelling this instance cancels its unfinished children. Wait for the child's
-    /// output with [`wait_for_child`](Self::wait_for_child).
+    /// Cancelling this instance cancels its unfinished children (not the detached ones
+    /// of [`start_child_with`](Self::start_child_with)). Wait for the child's output
+    /// with [`wait_for_child`](Self::wait_for_child).
     pub async fn start_child<I: Serialize + ?Sized>(
         &self,
         target: &str,
         input: &I,
         key: &str,
+    ) -> Result<String> {
+        self.start_child_with(target, input, key, ChildOptions::new())
+            .await
+    }
+
+    /// [`start_child`](Self::start_child) with the child's options: a
+    /// [detached](ChildOptions::with_detached) child is not cancelled with this
+    /// instance.
+    ///
+    /// ```no_run
+    /// # async fn f(sdk: &runtara_sdk::RuntaraSdk) -> runtara_sdk::Result<()> {
+    /// use runtara_sdk::ChildOptions;
+    ///
+    /// // The audit trail outlives an order that is cancelled.
+    /// let detached = ChildOptions::new().with_detached(true);
+    /// let audit = sdk.start_child_with("audit", &"order-42", "audit", detached).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_child_with<I: Serialize + ?Sized>(
+        &self,
+        target: &str,
+        input: &I,
+        key: &str,
+        options: ChildOptions,
     ) -> Result<String> {
         let child_id = child_instance_id(self.instance_id(), key)?;
         let input = serde_json::to_vec(input).map_err(|source| SdkError::EventPayload {
@@ -49,7 +95,7 @@ impl RuntaraSdk {
             };
             let parent = Some(self.instance_id().to_owned());
             Runtime::of(shared)
-                .start_json(target, child_id.clone(), input, parent)
+                .start_json(target, child_id.clone(), input, parent, options.detached)
                 .await?;
             return Ok(child_id);
         }
@@ -58,11 +104,27 @@ impl RuntaraSdk {
                 instance_id: self.instance_id().to_owned(),
             });
         }
-        let request = InstanceRequest::StartChild {
-            epoch: self.epoch()?,
-            key: key.to_owned(),
-            image_id: target.to_owned(),
-            input: Some(ByteBuf::from(input)),
+        let (epoch, key, image_id, input) = (
+            self.epoch()?,
+            key.to_owned(),
+            target.to_owned(),
+            Some(ByteBuf::from(input)),
+        );
+        // A plain child in the request every server knows.
+        let request = match options.detached {
+            false => InstanceRequest::StartChild {
+                epoch,
+                key,
+                image_id,
+                input,
+            },
+            true => InstanceRequest::StartChildWith {
+                epoch,
+                key,
+                image_id,
+                input,
+                detached: true,
+            },
         };
         ask(self.backend(), request, |r| match r {
             InstanceResponse::ChildStarted { instance_id, .. } => Some(instance_id),

@@ -71,6 +71,7 @@ mod retry;
 pub mod runtime;
 mod sdk;
 
+pub use children::ChildOptions;
 pub use config::{SdkConfig, DEFAULT_SERVER_ADDR};
 pub use error::{Result, SdkError};
 pub use input::{input, INPUT_FILE_ENV};

@@ -308,18 +308,19 @@ impl Runtime {
             workflow: workflow.to_owned(),
             source,
         })?;
-        self.start_json(workflow, instance_id.into(), input, None)
+        self.start_json(workflow, instance_id.into(), input, None, false)
             .await
     }
 
     /// [`start`](Self::start) with the input as JSON text, and the instance's parent
-    /// (a child started by `start_child`).
+    /// (a child started by `start_child`; `detached`: not cancelled with it).
     pub(crate) async fn start_json(
         &self,
         workflow: &str,
         instance_id: String,
         input: Vec<u8>,
         parent_id: Option<String>,
+        detached: bool,
     ) -> Result<InstanceHandle> {
         let function = self.workflow(workflow)?.clone();
         function
@@ -353,6 +354,7 @@ impl Runtime {
             input: input.clone(),
             run_now: permit.is_some(),
             parent_id,
+            detached,
         };
         let started = match self.shared.persistence.start_runtime_instance(new).await {
             Ok(started) => started,

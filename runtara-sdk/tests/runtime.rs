@@ -384,6 +384,7 @@ async fn a_new_runtime_resumes_what_an_earlier_process_left_unfinished() {
                 input: b"10".to_vec(),
                 run_now,
                 parent_id: None,
+                detached: false,
             })
             .await
             .unwrap();

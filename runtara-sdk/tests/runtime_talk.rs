@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runtara_sdk::runtime::Runtime;
-use runtara_sdk::{InstanceStatus, Persistence, SdkError};
+use runtara_sdk::{ChildOptions, InstanceStatus, Persistence, SdkError};
 
 async fn store(dir: &tempfile::TempDir) -> Arc<dyn Persistence> {
     let url = format!("sqlite://{}", dir.path().join("talk.db").display());
@@ -47,6 +47,20 @@ async fn fan_out((count, sleep_ms): (u64, u64)) -> Result<u64, SdkError> {
     Ok(sum)
 }
 
+/// Starts a plain child and a detached one (`square`, each sleeping an hour), and
+/// waits for both.
+async fn with_detached(_: ()) -> Result<u64, SdkError> {
+    let sdk = runtara_sdk::sdk()?;
+    let plain = sdk
+        .start_child("square", &(2u64, 3_600_000u64), "plain")
+        .await?;
+    let detached = ChildOptions::new().with_detached(true);
+    let kept = sdk
+        .start_child_with("square", &(3u64, 3_600_000u64), "kept", detached)
+        .await?;
+    Ok(sdk.wait_for_child::<u64>(&plain).await? + sdk.wait_for_child::<u64>(&kept).await?)
+}
+
 async fn runtime(store: Arc<dyn Persistence>, name: &str) -> Runtime {
     Runtime::builder(store)
         .name(name)
@@ -54,6 +68,7 @@ async fn runtime(store: Arc<dyn Persistence>, name: &str) -> Runtime {
         .workflow("approval", approval)
         .workflow("square", square)
         .workflow("fan-out", fan_out)
+        .workflow("with-detached", with_detached)
         .build()
         .await
         .unwrap()
@@ -163,4 +178,29 @@ async fn cancelling_a_parent_cancels_its_children() {
         matches!(ended, Err(SdkError::InstanceCancelled { .. })),
         "{ended:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_child_outlives_its_cancelled_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let runtime = runtime(store.clone(), "detached").await;
+    let handle = runtime.start("with-detached", "p-3", &()).await.unwrap();
+    status_becomes(&store, "p-3:plain", InstanceStatus::Running).await;
+    status_becomes(&store, "p-3:kept", InstanceStatus::Running).await;
+    status_becomes(&store, "p-3", InstanceStatus::Waiting).await;
+    runtime.cancel("p-3").await.unwrap();
+    status_becomes(&store, "p-3:plain", InstanceStatus::Cancelled).await;
+    let ended = handle.result::<u64>().await;
+    assert!(
+        matches!(ended, Err(SdkError::InstanceCancelled { .. })),
+        "{ended:?}"
+    );
+    // The cancel took the plain child and not the detached one: no cancel is queued
+    // for it, and it runs on.
+    let kept = store.get_instance("p-3:kept").await.unwrap().unwrap();
+    assert_eq!(kept.status, InstanceStatus::Running);
+    assert!(store.pending_signal("p-3:kept").await.unwrap().is_none());
+    runtime.cancel("p-3:kept").await.unwrap();
+    status_becomes(&store, "p-3:kept", InstanceStatus::Cancelled).await;
 }

@@ -636,6 +636,7 @@ impl Management {
                 input: input.map(ByteBuf::into_vec),
                 run_now: launch.registered,
                 parent_id: None,
+                detached: false,
             })
             .await;
         if created.is_err() && launch.registered {

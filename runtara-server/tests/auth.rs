@@ -390,6 +390,7 @@ async fn launched_instance(server: &RunningServer, instance_id: &str, tenant_id:
             input: None,
             run_now: false,
             parent_id: None,
+            detached: false,
         })
         .await
         .unwrap();

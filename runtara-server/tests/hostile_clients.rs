@@ -482,6 +482,7 @@ async fn path_ids_never_read_another_tenants_log_or_a_host_file() {
                 input: None,
                 run_now: false,
                 parent_id: None,
+                detached: false,
             })
             .await
             .unwrap();

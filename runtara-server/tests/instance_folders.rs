@@ -75,6 +75,7 @@ async fn folders_of_an_older_server_are_moved_and_their_logs_still_found() {
                     input: None,
                     run_now: false,
                     parent_id: None,
+                    detached: false,
                 })
                 .await
                 .unwrap();

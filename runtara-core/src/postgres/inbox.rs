@@ -197,14 +197,14 @@ pub(crate) async fn arrived<C: GenericClient + Sync>(c: &C, instance_id: &str) -
     Ok(!rows.is_empty())
 }
 
-/// The unfinished children of `parent_id`, oldest first.
+/// The unfinished children of `parent_id` that are not detached, oldest first.
 pub(crate) async fn children<C: GenericClient + Sync>(
     c: &C,
     parent_id: &str,
 ) -> Result<Vec<String>> {
     query(
         c,
-        "SELECT instance_id FROM instances WHERE parent_id = $1 \
+        "SELECT instance_id FROM instances WHERE parent_id = $1 AND NOT detached \
          AND status NOT IN ('completed', 'failed', 'cancelled') \
          ORDER BY created_at_ms, instance_id",
         &[&parent_id],

@@ -463,19 +463,20 @@ WHERE instance_id = $1 AND signal_type = 'resume' AND acked_at_ms IS NULL";
 /// Creates an instance unless the id is taken, with its `created` event: `pending`, or
 /// with `$6` registered (`running`, epoch 1, and its `registered` event).
 /// Parameters: `$1` instance, `$2` tenant, `$3` image, `$4` input, `$5` now, `$6` run now,
-/// `$7` parent.
+/// `$7` parent, `$8` detached.
 pub(crate) fn create_instance_sql() -> String {
     format!(
         "WITH img AS (
             SELECT 1 FROM images WHERE image_id = $3 FOR SHARE
         ), ins AS (
             INSERT INTO instances (instance_id, tenant_id, image_id, status, epoch, input,
-                                   created_at_ms, started_at_ms, heartbeat_at_ms, parent_id)
+                                   created_at_ms, started_at_ms, heartbeat_at_ms, parent_id,
+                                   detached)
             SELECT $1, $2, $3,
                    CASE WHEN $6::BOOLEAN THEN 'running' ELSE 'pending' END,
                    CASE WHEN $6::BOOLEAN THEN 1 ELSE 0 END, $4, $5,
                    CASE WHEN $6::BOOLEAN THEN $5::BIGINT END, CASE WHEN $6::BOOLEAN THEN $5::BIGINT END,
-                   $7::TEXT
+                   $7::TEXT, $8::BOOLEAN
             WHERE $3::TEXT IS NULL OR EXISTS (SELECT 1 FROM img)
             ON CONFLICT (instance_id) DO NOTHING
             RETURNING {NEW_INSTANCE_COLUMNS}

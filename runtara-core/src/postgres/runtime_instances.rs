@@ -15,15 +15,15 @@ const COLUMNS: &str = "instance_id, tenant_id, runtime, workflow, status, input,
 /// once, `registered`) event, in one statement. Returns the epoch, or no row when the
 /// id was taken (the insert waits for a concurrent one to commit, then does nothing).
 /// Parameters: `$1` id, `$2` tenant, `$3` runtime, `$4` workflow, `$5` input, `$6` run
-/// now, `$7` now, `$8` parent.
+/// now, `$7` now, `$8` parent, `$9` detached.
 const START: &str = "\
 WITH ins AS (
     INSERT INTO instances (instance_id, tenant_id, runtime, workflow, status, epoch, input,
-                           created_at_ms, started_at_ms, heartbeat_at_ms, parent_id)
+                           created_at_ms, started_at_ms, heartbeat_at_ms, parent_id, detached)
     VALUES ($1, $2, $3, $4, CASE WHEN $6::BOOLEAN THEN 'running' ELSE 'pending' END,
             CASE WHEN $6::BOOLEAN THEN 1 ELSE 0 END, $5, $7::BIGINT,
             CASE WHEN $6::BOOLEAN THEN $7::BIGINT END, CASE WHEN $6::BOOLEAN THEN $7::BIGINT END,
-            $8::TEXT)
+            $8::TEXT, $9::BOOLEAN)
     ON CONFLICT (instance_id) DO NOTHING
     RETURNING instance_id, epoch
 ), ev AS (
@@ -66,6 +66,7 @@ pub(crate) async fn start<C: GenericClient + Sync>(
             &new.run_now,
             &now_ms(),
             &new.parent_id,
+            &new.detached,
         ],
     )
     .await?;

@@ -187,11 +187,11 @@ pub(crate) fn arrived(c: &Connection, instance_id: &str) -> Result<bool> {
     Ok(found.is_some())
 }
 
-/// The unfinished children of `parent_id`, oldest first.
+/// The unfinished children of `parent_id` that are not detached, oldest first.
 pub(crate) fn children(c: &Connection, parent_id: &str) -> Result<Vec<String>> {
     query_all(
         c,
-        "SELECT instance_id FROM instances WHERE parent_id = ?1 \
+        "SELECT instance_id FROM instances WHERE parent_id = ?1 AND detached = 0 \
          AND status NOT IN ('completed', 'failed', 'cancelled') ORDER BY created_at_ms, rowid",
         [parent_id],
         |r| r.get(0),

@@ -49,8 +49,8 @@ pub(crate) fn start(c: &Connection, new: &NewRuntimeInstance) -> Result<RuntimeS
     execute(
         c,
         "INSERT INTO instances (instance_id, tenant_id, runtime, workflow, status, epoch, \
-         input, created_at_ms, started_at_ms, heartbeat_at_ms, parent_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
+         input, created_at_ms, started_at_ms, heartbeat_at_ms, parent_id, detached) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
         params![
             new.instance_id,
             new.tenant_id,
@@ -61,7 +61,8 @@ pub(crate) fn start(c: &Connection, new: &NewRuntimeInstance) -> Result<RuntimeS
             new.input,
             now,
             started,
-            new.parent_id
+            new.parent_id,
+            new.detached
         ],
     )?;
     insert_event(c, &new.instance_id, "created", None, None, now)?;

@@ -303,7 +303,13 @@ impl FireStarter for RuntimeFires {
             .ok_or_else(|| StartFailure::Failed("the runtime stopped".to_owned()))?;
         let input = schedule.input.clone().unwrap_or_else(|| input_bytes(None));
         let started = Runtime::of(shared)
-            .start_json(&schedule.image_id, instance_id.to_owned(), input, None)
+            .start_json(
+                &schedule.image_id,
+                instance_id.to_owned(),
+                input,
+                None,
+                false,
+            )
             .await;
         match started {
             Ok(_) => Ok(()),
