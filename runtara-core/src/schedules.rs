@@ -2,52 +2,9 @@
 //! cron expression in a time zone); the store keeps the next fire time and moves it on
 //! with a compare-and-set, so that two servers never both fire one occurrence.
 
-use std::fmt;
-use std::str::FromStr;
+pub use runtara_protocol::MissedFires;
 
 use crate::{Error, Result};
-
-/// What a schedule does with the fires it missed (its server was down, or late).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum MissedFires {
-    /// Start nothing for them; carry on with the next fire.
-    Skip,
-    /// Start one instance for all of them (at the first missed time), then carry on.
-    #[default]
-    RunOnce,
-}
-
-impl MissedFires {
-    /// The name stored and shown: `skip` or `run_once`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MissedFires::Skip => "skip",
-            MissedFires::RunOnce => "run_once",
-        }
-    }
-}
-
-impl fmt::Display for MissedFires {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for MissedFires {
-    type Err = Error;
-
-    /// `skip`, `run_once` (or `run-once`).
-    fn from_str(s: &str) -> Result<MissedFires> {
-        match s {
-            "skip" => Ok(MissedFires::Skip),
-            "run_once" | "run-once" => Ok(MissedFires::RunOnce),
-            other => Err(Error::InvalidInput {
-                what: "missed fires policy",
-                reason: format!("`{other}` is neither `skip` nor `run_once`"),
-            }),
-        }
-    }
-}
 
 /// A schedule to store ([`Persistence::create_schedule`](crate::Persistence::create_schedule)).
 #[derive(Debug, Clone, PartialEq, Eq)]

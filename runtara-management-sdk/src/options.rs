@@ -286,25 +286,7 @@ impl SendEventOptions {
     }
 }
 
-/// What happens to the fires a schedule missed (its server was down).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum MissedFires {
-    /// Start nothing for them.
-    Skip,
-    /// Start one instance for all of them, at the first missed time (the default).
-    #[default]
-    RunOnce,
-}
-
-impl MissedFires {
-    /// `skip` or `run_once`, as the server names them.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MissedFires::Skip => "skip",
-            MissedFires::RunOnce => "run_once",
-        }
-    }
-}
+pub use runtara_protocol::MissedFires;
 
 /// What [`ManagementSdk::create_schedule`](crate::ManagementSdk::create_schedule) creates:
 /// an instance of `image_id` started at each time `cron` names in `timezone` (UTC unless

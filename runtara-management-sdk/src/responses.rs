@@ -443,10 +443,7 @@ impl From<runtara_protocol::WireSchedule> for Schedule {
             input: wire
                 .input
                 .and_then(|bytes| serde_json::from_slice(&bytes).ok()),
-            missed: match wire.missed.as_str() {
-                "skip" => crate::MissedFires::Skip,
-                _ => crate::MissedFires::RunOnce,
-            },
+            missed: wire.missed.parse().unwrap_or_default(),
             paused: wire.paused,
             next_fire_ms: wire.next_fire_ms,
             last_fire_ms: wire.last_fire_ms,

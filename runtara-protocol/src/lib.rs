@@ -81,8 +81,9 @@ pub use instance::{
     MAX_EVENT_HOLD_MS, MAX_EVENT_PAYLOAD_LEN, MAX_STATE_LEN, REPLAY_PAGE_BYTES,
 };
 pub use management::{
-    ManagementRequest, ManagementResponse, WireCheckpoint, WireEvent, WireImage, WireInstance,
-    WireSchedule, WireWorkerPool, MAX_EVENTS_PER_PAGE, MAX_INSTANCES_PER_PAGE, MAX_WAIT_MS,
+    ManagementRequest, ManagementResponse, MissedFires, UnknownMissedFires, WireCheckpoint,
+    WireEvent, WireImage, WireInstance, WireSchedule, WireWorkerPool, MAX_EVENTS_PER_PAGE,
+    MAX_INSTANCES_PER_PAGE, MAX_WAIT_MS,
 };
 pub use serde_bytes::ByteBuf;
 pub use status::{InstanceStatus, ParseStatusError};

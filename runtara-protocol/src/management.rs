@@ -240,6 +240,51 @@ pub enum ManagementRequest {
     },
 }
 
+/// What a schedule does with the fires it missed (its server or runtime was down, or
+/// late). On the wire as [`as_str`](Self::as_str).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MissedFires {
+    /// Start nothing for them; carry on with the next fire.
+    Skip,
+    /// Start one instance for all of them (at the first missed time), then carry on.
+    #[default]
+    RunOnce,
+}
+
+impl MissedFires {
+    /// The name stored and shown: `skip` or `run_once`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissedFires::Skip => "skip",
+            MissedFires::RunOnce => "run_once",
+        }
+    }
+}
+
+impl std::fmt::Display for MissedFires {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is no [`MissedFires`] policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("missed fires policy `{0}` is neither `skip` nor `run_once`")]
+pub struct UnknownMissedFires(pub String);
+
+impl std::str::FromStr for MissedFires {
+    type Err = UnknownMissedFires;
+
+    /// `skip`, `run_once` (or `run-once`).
+    fn from_str(s: &str) -> Result<MissedFires, UnknownMissedFires> {
+        match s {
+            "skip" => Ok(MissedFires::Skip),
+            "run_once" | "run-once" => Ok(MissedFires::RunOnce),
+            other => Err(UnknownMissedFires(other.to_owned())),
+        }
+    }
+}
+
 /// A schedule as operators see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireSchedule {

@@ -84,7 +84,7 @@ impl Management {
         let missed: MissedFires = request
             .missed
             .parse()
-            .map_err(|e: runtara_core::Error| invalid(e.to_string()))?;
+            .map_err(|e: runtara_protocol::UnknownMissedFires| invalid(e.to_string()))?;
         let times = CronTimes::parse(&request.cron, &request.timezone).map_err(invalid)?;
         if let Some(input) = &request.input {
             serde_json::from_slice::<serde_json::Value>(input)

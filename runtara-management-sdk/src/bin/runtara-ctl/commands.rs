@@ -493,10 +493,8 @@ async fn schedule(
             id,
             ..
         } => {
-            let missed = match missed.as_str() {
-                "skip" => MissedFires::Skip,
-                _ => MissedFires::RunOnce,
-            };
+            // Checked by the argument parser: one of the policy's names.
+            let missed: MissedFires = missed.parse().unwrap_or_default();
             let mut options = CreateScheduleOptions::new(image_id, tenant, cron)
                 .with_timezone(tz)
                 .with_missed(missed);
