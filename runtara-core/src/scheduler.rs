@@ -110,6 +110,11 @@ pub async fn run_scheduler(
         match store.list_schedules(None).await {
             Ok(schedules) => {
                 for schedule in schedules.iter().filter(|s| !s.paused && starter.owns(s)) {
+                    if starter.stopped() {
+                        // A host that is gone fires nothing and moves nothing on: what
+                        // is due stays due, for its next start to judge.
+                        return;
+                    }
                     let Some(due) = schedule.next_fire_ms else {
                         continue;
                     };

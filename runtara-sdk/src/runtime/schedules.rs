@@ -138,10 +138,13 @@ impl Runtime {
     /// Made for start-up code: when the id already holds this runtime's schedule with
     /// the same workflow, expression, zone, input and policy, that schedule is returned
     /// as it is (its next fire and the fires it missed while the runtime was down
-    /// kept). Errors, with nothing stored: [`SdkError::UnknownWorkflow`];
+    /// kept; a paused one stays paused). Errors, with nothing stored: [`SdkError::UnknownWorkflow`];
     /// [`SdkError::StartInput`] when the input does not fit the workflow;
     /// [`SdkError::Schedule`] for a bad expression, time zone or id, or an id that
     /// holds another schedule (delete it first to change it).
+    ///
+    /// A schedule whose workflow a later build of the program no longer registers is
+    /// paused at its next fire, with a warning in the log.
     pub async fn create_schedule(&self, options: ScheduleOptions) -> Result<Schedule> {
         let id = options.schedule_id.clone();
         if id.is_empty() || id.len() > MAX_SCHEDULE_ID_LEN {
