@@ -49,9 +49,7 @@ pub(crate) async fn send<C: GenericClient + Sync>(
     }
     let rows = query(
         c,
-        "INSERT INTO inbox (instance_id, name, payload, idempotency_key, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING seq, \
-         (SELECT waiting_for FROM instances WHERE instance_id = $1)",
+        SEND,
         &[&instance_id, &name, &payload, &idempotency_key, &now],
     )
     .await?;
@@ -59,13 +57,58 @@ pub(crate) async fn send<C: GenericClient + Sync>(
         .first()
         .ok_or_else(|| Error::Corrupt("an inbox insert returned no row".into()))?;
     let waiting_for: Option<String> = col(row, 1)?;
-    insert_event(c, instance_id, "received", Some(name), Some(payload), now).await?;
     Ok(EventSent {
         seq: col(row, 0)?,
         duplicate: false,
         wakes: status == InstanceStatus::Waiting && waiting_for.as_deref() == Some(name),
     })
 }
+
+/// Stores an event and its `received` history event, in one statement. Returns its
+/// sequence number and what the instance waits for. Parameters: `$1` instance, `$2`
+/// name, `$3` payload, `$4` idempotency key, `$5` now.
+const SEND: &str = "\
+WITH ins AS (
+    INSERT INTO inbox (instance_id, name, payload, idempotency_key, created_at_ms)
+    VALUES ($1, $2, $3, $4, $5)
+    RETURNING seq
+), noted AS (
+    INSERT INTO events (instance_id, kind, subtype, payload, created_at_ms)
+    SELECT $1, 'received', $2, $3, $5 FROM ins
+)
+SELECT seq, (SELECT waiting_for FROM instances WHERE instance_id = $1) FROM ins";
+
+/// What a wait finds, in one statement (run once the instance's row is locked): the
+/// outcome recorded under its checkpoint id; else the oldest unconsumed event of its
+/// name, which it consumes and records (and a `waiting` instance runs again, with its
+/// `running` history event). Returns the recorded state and the event's payload, both
+/// NULL when there is nothing to take. Parameters: `$1` instance, `$2` checkpoint id,
+/// `$3` name, `$4` now.
+const TAKE: &str = "\
+WITH rec AS (
+    SELECT state FROM checkpoints WHERE instance_id = $1 AND checkpoint_id = $2
+), ev AS (
+    SELECT seq, payload FROM inbox
+    WHERE instance_id = $1 AND name = $3 AND consumed_at_ms IS NULL
+      AND NOT EXISTS (SELECT 1 FROM rec)
+    ORDER BY seq LIMIT 1
+), used AS (
+    UPDATE inbox SET consumed_at_ms = $4, consumed_by = $2
+    FROM ev WHERE inbox.seq = ev.seq
+    RETURNING inbox.seq
+), run AS (
+    UPDATE instances SET status = 'running', waiting_for = NULL, wake_at_ms = NULL,
+                         heartbeat_at_ms = $4
+    WHERE instance_id = $1 AND status = 'waiting' AND EXISTS (SELECT 1 FROM ev)
+    RETURNING instance_id
+), noted AS (
+    INSERT INTO events (instance_id, kind, subtype, created_at_ms)
+    SELECT instance_id, 'running', $3, $4 FROM run
+), recorded AS (
+    INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms)
+    SELECT $1, $2, decode('01', 'hex') || payload, $4 FROM ev
+)
+SELECT (SELECT state FROM rec), (SELECT payload FROM ev)";
 
 /// One step of a run's wait (see [`Persistence::take_event`](crate::Persistence::take_event)).
 pub(crate) async fn take<C: GenericClient + Sync>(
@@ -81,39 +124,22 @@ pub(crate) async fn take<C: GenericClient + Sync>(
         .await?
         .map(|(_, status, current)| (status, current));
     check_run_or_waiting(instance_id, row, epoch)?;
-    let recorded = query(
-        c,
-        "SELECT state FROM checkpoints WHERE instance_id = $1 AND checkpoint_id = $2",
-        &[&instance_id, &checkpoint_id],
-    )
-    .await?;
-    if let Some(found) = recorded.first() {
-        let state: Vec<u8> = col(found, 0)?;
+    let found = query(c, TAKE, &[&instance_id, &checkpoint_id, &name, &now]).await?;
+    let found = found
+        .first()
+        .ok_or_else(|| Error::Corrupt("a take returned no row".into()))?;
+    if let Some(state) = col::<Option<Vec<u8>>>(found, 0)? {
         return decode_outcome(checkpoint_id, &state).map(EventTake::Taken);
     }
-    let oldest = query(
-        c,
-        "SELECT seq, payload FROM inbox \
-         WHERE instance_id = $1 AND name = $2 AND consumed_at_ms IS NULL \
-         ORDER BY seq LIMIT 1",
-        &[&instance_id, &name],
-    )
-    .await?;
+    if let Some(payload) = col::<Option<Vec<u8>>>(found, 1)? {
+        // Consumed and recorded by the statement.
+        return Ok(EventTake::Taken(Some(payload)));
+    }
     let timed_out = deadline_ms.is_some_and(|deadline| deadline <= now);
-    let payload = match oldest.first() {
-        Some(event) => {
-            let seq: i64 = col(event, 0)?;
-            execute(
-                c,
-                "UPDATE inbox SET consumed_at_ms = $2, consumed_by = $3 WHERE seq = $1",
-                &[&seq, &now, &checkpoint_id],
-            )
-            .await?;
-            Some(col::<Vec<u8>>(event, 1)?)
-        }
-        None if timed_out => None,
-        None => return wait(c, instance_id, epoch, name, deadline_ms, now).await,
-    };
+    if !timed_out {
+        return wait(c, instance_id, epoch, name, deadline_ms, now).await;
+    }
+    // Timed out: the outcome is `None`.
     if row.is_some_and(|(status, _)| status == InstanceStatus::Waiting) {
         execute(
             c,
@@ -124,7 +150,7 @@ pub(crate) async fn take<C: GenericClient + Sync>(
         .await?;
         insert_event(c, instance_id, "running", Some(name), None, now).await?;
     }
-    let state = encode_outcome(payload.as_deref());
+    let state = encode_outcome(None);
     execute(
         c,
         "INSERT INTO checkpoints (instance_id, checkpoint_id, state, created_at_ms) \
@@ -132,7 +158,7 @@ pub(crate) async fn take<C: GenericClient + Sync>(
         &[&instance_id, &checkpoint_id, &state, &now],
     )
     .await?;
-    Ok(EventTake::Taken(payload))
+    Ok(EventTake::Taken(None))
 }
 
 /// Nothing to take: the instance waits for `name`, unless a cancel or pause is queued.
