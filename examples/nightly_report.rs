@@ -139,8 +139,7 @@ async fn embedded(options: Options) -> Result<(), Box<dyn std::error::Error>> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let launched = std::env::var_os(runtara_sdk::runtime::WORKER_ID_ENV).is_some()
-        || std::env::var_os("RUNTARA_INSTANCE_ID").is_some();
+    let launched = runtara_sdk::runtime::launched_by_server();
     let result = match launched {
         // Launched by runtara-server: a process of its own or a worker.
         true => runtara_sdk::runtime::run_image(nightly)

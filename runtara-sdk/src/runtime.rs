@@ -91,7 +91,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 pub use handle::InstanceHandle;
 #[cfg(feature = "quic")]
-pub use image::run_image;
+pub use image::{launched_by_server, run_image};
 #[cfg(feature = "schedules")]
 pub use schedules::{Schedule, ScheduleOptions};
 pub(crate) use slot::Slot;

@@ -8,6 +8,25 @@ use serde::Serialize;
 
 use crate::{RuntaraSdk, SdkError};
 
+/// Whether `runtara-server` launched this process, as an instance of its own or as a
+/// worker: then [`run_image`] is what it runs. A program that also runs on its own (an
+/// embedded runtime, a CLI) asks this first.
+///
+/// ```no_run
+/// # async fn embedded() -> Result<(), runtara_sdk::SdkError> { Ok(()) }
+/// # async fn order(_: u64) -> Result<u64, runtara_sdk::SdkError> { Ok(1) }
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), runtara_sdk::SdkError> {
+/// match runtara_sdk::runtime::launched_by_server() {
+///     true => runtara_sdk::runtime::run_image(order).await,
+///     false => embedded().await,
+/// }
+/// # }
+/// ```
+pub fn launched_by_server() -> bool {
+    super::worker::is_worker() || std::env::var_os("RUNTARA_INSTANCE_ID").is_some()
+}
+
 /// Runs `workflow` as the program the server launched. Launched as a worker (an image
 /// with a worker pool: `RUNTARA_WORKER_ID` set), it runs every instance the server sends
 /// it, each on a task of its own; otherwise it is one instance:
