@@ -236,3 +236,116 @@ mod tests {
         );
     }
 }
+
+/// The fire decision against a real (in-memory SQLite) store.
+#[cfg(all(test, feature = "sqlite"))]
+mod decisions {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{NewInstance, NewSchedule};
+
+    /// Starts each fire's instance in the store and notes its id.
+    struct Recorder {
+        store: Arc<dyn Persistence>,
+        fired: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl FireStarter for Recorder {
+        fn owns(&self, _: &ScheduleRecord) -> bool {
+            true
+        }
+
+        async fn start_fire(
+            &self,
+            _: &ScheduleRecord,
+            instance_id: &str,
+        ) -> Result<(), StartFailure> {
+            self.fired
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(instance_id.to_owned());
+            let new = NewInstance {
+                instance_id: instance_id.to_owned(),
+                tenant_id: "t".into(),
+                ..NewInstance::default()
+            };
+            match self.store.create_instance(new).await {
+                Ok(_) | Err(crate::Error::InstanceExists { .. }) => Ok(()),
+                Err(error) => Err(StartFailure::Failed(error.to_string())),
+            }
+        }
+    }
+
+    /// A schedule every second whose next fire is `due`, and what firing it then does:
+    /// the fires started and the stored schedule after.
+    async fn judge(
+        missed: MissedFires,
+        due: i64,
+        now: i64,
+        started_before: bool,
+    ) -> (Vec<String>, ScheduleRecord) {
+        let store = crate::connect("sqlite::memory:").await.unwrap();
+        let schedule = store
+            .create_schedule(NewSchedule {
+                schedule_id: "s".into(),
+                tenant_id: "t".into(),
+                image_id: "img".into(),
+                cron: "* * * * * *".into(),
+                timezone: "UTC".into(),
+                input: None,
+                missed,
+                next_fire_ms: Some(due),
+                runtime: None,
+            })
+            .await
+            .unwrap();
+        let recorder = Recorder {
+            store: Arc::clone(&store),
+            fired: Mutex::new(Vec::new()),
+        };
+        if started_before {
+            recorder
+                .start_fire(&schedule, &fire_instance_id("s", due))
+                .await
+                .unwrap();
+            recorder.fired.lock().unwrap().clear();
+        }
+        fire_due(store.as_ref(), &recorder, &schedule, due, now).await;
+        let after = store.get_schedule("s").await.unwrap().unwrap();
+        let fired = recorder.fired.into_inner().unwrap();
+        (fired, after)
+    }
+
+    const DUE: i64 = 1_000_000;
+
+    #[tokio::test]
+    async fn an_on_time_fire_starts_its_instance_and_moves_on_by_one() {
+        let (fired, after) = judge(MissedFires::Skip, DUE, DUE + 500, false).await;
+        assert_eq!(fired, ["sched-s-1000000"]);
+        assert_eq!(after.next_fire_ms, Some(DUE + 1000));
+        assert_eq!(after.last_fire_ms, Some(DUE));
+    }
+
+    #[tokio::test]
+    async fn missed_fires_run_once_at_the_first_or_not_at_all() {
+        let now = DUE + 10_500;
+        let (fired, after) = judge(MissedFires::RunOnce, DUE, now, false).await;
+        assert_eq!(fired, ["sched-s-1000000"]);
+        assert_eq!(after.next_fire_ms, Some(DUE + 11_000), "on from now");
+        let (fired, after) = judge(MissedFires::Skip, DUE, now, false).await;
+        assert!(fired.is_empty());
+        assert_eq!(after.next_fire_ms, Some(DUE + 11_000));
+        assert_eq!(after.last_fire_ms, None);
+    }
+
+    #[tokio::test]
+    async fn a_late_time_started_before_a_crash_is_passed_over_not_missed() {
+        let (fired, after) = judge(MissedFires::RunOnce, DUE, DUE + 10_500, true).await;
+        assert!(fired.is_empty(), "{fired:?}");
+        // The next look judges the time after it: the first one truly missed.
+        assert_eq!(after.next_fire_ms, Some(DUE + 1000));
+        assert_eq!(after.last_fire_ms, Some(DUE));
+    }
+}
