@@ -239,6 +239,7 @@ mod tests {
 
 /// The fire decision against a real (in-memory SQLite) store.
 #[cfg(all(test, feature = "sqlite"))]
+#[allow(clippy::unwrap_used)]
 mod decisions {
     use std::sync::Mutex;
 
