@@ -98,6 +98,41 @@ pub fn parent_of(child_id: &str) -> Option<&str> {
     child_id.rsplit_once(':').map(|(parent, _)| parent)
 }
 
+/// The most events an instance's inbox holds that no wait has taken yet: a send beyond
+/// it is refused ([`Error::QuotaExceeded`]) until the instance takes some.
+pub const MAX_WAITING_EVENTS: i64 = 2_000;
+
+/// The most payload bytes an instance's inbox holds that no wait has taken yet (64 MiB).
+pub const MAX_WAITING_EVENT_BYTES: i64 = 64 * 1024 * 1024;
+
+/// Refuses an event that would take its instance's inbox past [`MAX_WAITING_EVENTS`] or
+/// [`MAX_WAITING_EVENT_BYTES`], given what it holds untaken now.
+pub(crate) fn check_inbox_room(
+    instance_id: &str,
+    waiting: i64,
+    waiting_bytes: i64,
+    payload_len: usize,
+) -> Result<()> {
+    let payload_len = i64::try_from(payload_len).unwrap_or(i64::MAX);
+    let reason = if waiting >= MAX_WAITING_EVENTS {
+        format!(
+            "has {waiting} events in its inbox that no wait has taken (at most \
+             {MAX_WAITING_EVENTS})"
+        )
+    } else if waiting_bytes.saturating_add(payload_len) > MAX_WAITING_EVENT_BYTES {
+        format!(
+            "has {waiting_bytes} bytes of events in its inbox that no wait has taken; this \
+             one's {payload_len} would pass the {MAX_WAITING_EVENT_BYTES} allowed"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(Error::QuotaExceeded {
+        instance_id: instance_id.to_owned(),
+        reason,
+    })
+}
+
 /// Refuses an event (or value) that could never be stored: a bad instance id, name or
 /// key, or a payload over [`MAX_EVENT_PAYLOAD_LEN`].
 pub(crate) fn check_event(

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use runtara_core::inbox::encode_outcome;
+use runtara_core::inbox::{encode_outcome, MAX_WAITING_EVENTS, MAX_WAITING_EVENT_BYTES};
 use runtara_core::{
     now_ms, Error, EventKind, EventTake, InstanceStatus, NewInstance, Persistence, SignalType,
     MAX_EVENT_PAYLOAD_LEN,
@@ -29,6 +29,8 @@ parity!(
     a_child_that_ends_tells_its_parent_once,
     the_unfinished_children_of_a_parent_are_listed,
     a_waiting_instance_is_woken_when_its_event_is_there,
+    an_inbox_holds_a_bounded_count_of_untaken_events,
+    an_inbox_holds_a_bounded_size_of_untaken_events,
 );
 
 async fn take(
@@ -595,4 +597,49 @@ async fn a_waiting_instance_is_woken_when_its_event_is_there(store: Arc<dyn Pers
         !store.list_woken().await.unwrap().contains(&id),
         "taken: running again"
     );
+}
+
+async fn an_inbox_holds_a_bounded_count_of_untaken_events(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "inbox-full").await;
+    for _ in 0..MAX_WAITING_EVENTS {
+        store.send_event(&id, "tick", b"1", None).await.unwrap();
+    }
+    let full = store.send_event(&id, "tick", b"1", None).await;
+    match &full {
+        Err(Error::QuotaExceeded { reason, .. }) => {
+            assert!(reason.contains("2000 events in its inbox"), "{reason}")
+        }
+        other => panic!("expected a full inbox, got {other:?}"),
+    }
+    let received = store.count_events(&id, &EventKind::Received).await.unwrap();
+    assert_eq!(
+        received, MAX_WAITING_EVENTS as u64,
+        "the refused one stored nothing"
+    );
+    // A take makes room for one.
+    assert_eq!(
+        take(&store, &id, epoch, "tick#1", "tick", None).await,
+        taken(b"1")
+    );
+    store.send_event(&id, "tick", b"2", None).await.unwrap();
+    assert!(store.send_event(&id, "tick", b"3", None).await.is_err());
+}
+
+async fn an_inbox_holds_a_bounded_size_of_untaken_events(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "inbox-big").await;
+    let big = vec![b'7'; MAX_EVENT_PAYLOAD_LEN];
+    let fit = MAX_WAITING_EVENT_BYTES / MAX_EVENT_PAYLOAD_LEN as i64;
+    for _ in 0..fit {
+        store.send_event(&id, "blob", &big, None).await.unwrap();
+    }
+    let full = store.send_event(&id, "blob", b"1", None).await;
+    assert!(
+        matches!(&full, Err(Error::QuotaExceeded { reason, .. }) if reason.contains("bytes of events")),
+        "{full:?}"
+    );
+    assert_eq!(
+        take(&store, &id, epoch, "blob#1", "blob", None).await,
+        taken(&big)
+    );
+    store.send_event(&id, "blob", &big, None).await.unwrap();
 }

@@ -7,7 +7,7 @@ use deadpool_postgres::GenericClient;
 
 use super::queries::{col, execute, insert_event, lock_instance, query, signal_at, PENDING_SIGNAL};
 use crate::guard::check_run_or_waiting;
-use crate::inbox::{decode_outcome, encode_outcome, EventSent, EventTake};
+use crate::inbox::{check_inbox_room, decode_outcome, encode_outcome, EventSent, EventTake};
 use crate::{Error, InstanceStatus, Result};
 
 /// Stores an event in the instance's inbox, or finds the send its key repeats.
@@ -46,6 +46,16 @@ pub(crate) async fn send<C: GenericClient + Sync>(
             instance_id: instance_id.to_owned(),
             status,
         });
+    }
+    let room = query(
+        c,
+        "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0)::BIGINT FROM inbox \
+         WHERE instance_id = $1 AND consumed_at_ms IS NULL",
+        &[&instance_id],
+    )
+    .await?;
+    if let Some(row) = room.first() {
+        check_inbox_room(instance_id, col(row, 0)?, col(row, 1)?, payload.len())?;
     }
     let rows = query(
         c,

@@ -8,7 +8,7 @@ use super::queries::{
     Record,
 };
 use crate::guard::{check_run_or_waiting, parse_status};
-use crate::inbox::{decode_outcome, encode_outcome, EventSent, EventTake};
+use crate::inbox::{check_inbox_room, decode_outcome, encode_outcome, EventSent, EventTake};
 use crate::{Error, InstanceStatus, Result};
 
 /// Stores an event in the instance's inbox, or finds the send its key repeats.
@@ -55,6 +55,15 @@ pub(crate) fn send(
             status,
         });
     }
+    let (waiting, waiting_bytes): (i64, i64) = query_opt(
+        c,
+        "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM inbox \
+         WHERE instance_id = ?1 AND consumed_at_ms IS NULL",
+        [instance_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?
+    .unwrap_or((0, 0));
+    check_inbox_room(instance_id, waiting, waiting_bytes, payload.len())?;
     execute(
         c,
         "INSERT INTO inbox (instance_id, name, payload, idempotency_key, created_at_ms) \
