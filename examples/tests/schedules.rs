@@ -16,7 +16,7 @@ use runtara_management_sdk::{
     CreateScheduleOptions, ErrorCode, ListInstancesOptions, ManagementSdk, MissedFires,
     RegisterImageOptions, SdkError, StartInstanceOptions,
 };
-use runtara_sdk::persistence::InstanceFilter;
+use runtara_sdk::persistence::{InstanceFilter, Persistence};
 use runtara_sdk::runtime::{Runtime, ScheduleOptions};
 use serde_json::json;
 use support::{ctl, ctl_ok as ok, free_port, kill_9, Server};
@@ -362,6 +362,7 @@ async fn schedules_are_managed_with_runtara_ctl_and_bad_ones_are_refused() {
 async fn embedded_a_schedule_every_second_fires_on_time_across_a_kill_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("nightly.db").display());
+    let store = runtara_sdk::persistence::connect(&db).await.unwrap();
     let program = || {
         Command::new(NIGHTLY)
             .args(["--db", &db, "--cron", "* * * * * *", "--tz", "UTC"])
@@ -371,30 +372,44 @@ async fn embedded_a_schedule_every_second_fires_on_time_across_a_kill_without_du
             .unwrap()
     };
     let mut first = program();
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    // Three fires, a second apart, then the kill.
+    fired_at_least(&store, 3, i64::MIN).await;
     kill_9(&first.id().to_string());
     let _ = first.wait();
     let killed_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
+    // Down for five seconds: fires are missed (a fire more than 2 s late is).
     tokio::time::sleep(Duration::from_secs(5)).await;
     let mut second = program();
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    // The catch-up run and two fires on time after it.
+    fired_at_least(&store, 3, killed_at).await;
     kill_9(&second.id().to_string());
     let _ = second.wait();
 
-    let store = runtara_sdk::persistence::connect(&db).await.unwrap();
-    let page = store
-        .list_instances(&InstanceFilter {
-            tenant_id: "default".into(),
-            status: None,
-            limit: None,
-            offset: 0,
-        })
-        .await
-        .unwrap();
-    let mut after: Vec<(i64, i64)> = page
+    let after = embedded_fires(&store).await;
+    assert_run_once_across_a_stop(&after, killed_at);
+    // The fires ran the report (the ones the kills cut short resume on a next start).
+    let first_fire = format!("sched-nightly-sales-{}", after[0].0);
+    let record = store.get_instance(&first_fire).await.unwrap().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&record.output.unwrap()).unwrap(),
+        json!({"report": "sales", "rows": 500})
+    );
+}
+
+/// The fires of the embedded `nightly-report`'s schedule: (fire time, creation time of
+/// day), in order.
+async fn embedded_fires(store: &Arc<dyn Persistence>) -> Vec<(i64, i64)> {
+    let filter = InstanceFilter {
+        tenant_id: "default".into(),
+        status: None,
+        limit: None,
+        offset: 0,
+    };
+    let page = store.list_instances(&filter).await.unwrap();
+    let mut fires: Vec<(i64, i64)> = page
         .instances
         .iter()
         .filter_map(|i| {
@@ -406,15 +421,24 @@ async fn embedded_a_schedule_every_second_fires_on_time_across_a_kill_without_du
             Some((fire, i.created_at_ms.rem_euclid(86_400_000)))
         })
         .collect();
-    after.sort_unstable();
-    assert_run_once_across_a_stop(&after, killed_at);
-    // The fires ran the report (the ones the kills cut short resume on a next start).
-    let first_fire = format!("sched-nightly-sales-{}", after[0].0);
-    let record = store.get_instance(&first_fire).await.unwrap().unwrap();
-    assert_eq!(
-        serde_json::from_slice::<serde_json::Value>(&record.output.unwrap()).unwrap(),
-        json!({"report": "sales", "rows": 500})
-    );
+    fires.sort_unstable();
+    fires
+}
+
+/// Waits until `count` fires later than `after` are in the store.
+async fn fired_at_least(store: &Arc<dyn Persistence>, count: usize, after: i64) {
+    let started = std::time::Instant::now();
+    loop {
+        let fires = embedded_fires(store).await;
+        if fires.iter().filter(|(t, _)| *t > after).count() >= count {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never {count} fires after {after}: {fires:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// A server and a runtime on one database: each fires its own schedules only. The
