@@ -105,6 +105,24 @@ pub const MAX_WAITING_EVENTS: i64 = 2_000;
 /// The most payload bytes an instance's inbox holds that no wait has taken yet (64 MiB).
 pub const MAX_WAITING_EVENT_BYTES: i64 = 64 * 1024 * 1024;
 
+/// The most values (keys) an instance publishes with `set_value`: a new key beyond it is
+/// refused ([`Error::QuotaExceeded`]); the keys it has can still be set again.
+pub const MAX_VALUES: i64 = 1_000;
+
+/// Refuses a value under a new key when its instance has [`MAX_VALUES`] other keys.
+pub(crate) fn check_value_room(instance_id: &str, other_keys: i64) -> Result<()> {
+    if other_keys < MAX_VALUES {
+        return Ok(());
+    }
+    Err(Error::QuotaExceeded {
+        instance_id: instance_id.to_owned(),
+        reason: format!(
+            "has published {other_keys} values (at most {MAX_VALUES}); set one of its keys \
+             again instead of a new one"
+        ),
+    })
+}
+
 /// Refuses an event that would take its instance's inbox past [`MAX_WAITING_EVENTS`] or
 /// [`MAX_WAITING_EVENT_BYTES`], given what it holds untaken now.
 pub(crate) fn check_inbox_room(

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use runtara_core::inbox::{encode_outcome, MAX_WAITING_EVENTS, MAX_WAITING_EVENT_BYTES};
+use runtara_core::inbox::{
+    encode_outcome, MAX_VALUES, MAX_WAITING_EVENTS, MAX_WAITING_EVENT_BYTES,
+};
 use runtara_core::{
     now_ms, Error, EventKind, EventTake, InstanceStatus, NewInstance, Persistence, SignalType,
     MAX_EVENT_PAYLOAD_LEN,
@@ -31,6 +33,7 @@ parity!(
     a_waiting_instance_is_woken_when_its_event_is_there,
     an_inbox_holds_a_bounded_count_of_untaken_events,
     an_inbox_holds_a_bounded_size_of_untaken_events,
+    an_instance_publishes_a_bounded_count_of_values,
 );
 
 async fn take(
@@ -642,4 +645,26 @@ async fn an_inbox_holds_a_bounded_size_of_untaken_events(store: Arc<dyn Persiste
         taken(&big)
     );
     store.send_event(&id, "blob", &big, None).await.unwrap();
+}
+
+async fn an_instance_publishes_a_bounded_count_of_values(store: Arc<dyn Persistence>) {
+    let (id, epoch) = running(&store, "values-full").await;
+    for n in 0..MAX_VALUES {
+        store
+            .set_value(&id, epoch, &format!("k{n}"), b"1")
+            .await
+            .unwrap();
+    }
+    let new_key = store.set_value(&id, epoch, "one-more", b"1").await;
+    assert!(
+        matches!(&new_key, Err(Error::QuotaExceeded { reason, .. }) if reason.contains("1000 values")),
+        "{new_key:?}"
+    );
+    assert_eq!(store.get_value(&id, "one-more").await.unwrap(), None);
+    // A key it has is set again.
+    store.set_value(&id, epoch, "k7", b"2").await.unwrap();
+    assert_eq!(
+        store.get_value(&id, "k7").await.unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
 }

@@ -7,7 +7,9 @@ use deadpool_postgres::GenericClient;
 
 use super::queries::{col, execute, insert_event, lock_instance, query, signal_at, PENDING_SIGNAL};
 use crate::guard::check_run_or_waiting;
-use crate::inbox::{check_inbox_room, decode_outcome, encode_outcome, EventSent, EventTake};
+use crate::inbox::{
+    check_inbox_room, check_value_room, decode_outcome, encode_outcome, EventSent, EventTake,
+};
 use crate::{Error, InstanceStatus, Result};
 
 /// Stores an event in the instance's inbox, or finds the send its key repeats.
@@ -279,6 +281,15 @@ pub(crate) async fn set_value<C: GenericClient + Sync>(
         .await?
         .map(|(_, status, current)| (status, current));
     check_run_or_waiting(instance_id, row, epoch)?;
+    let counted = query(
+        c,
+        "SELECT COUNT(*) FROM instance_values WHERE instance_id = $1 AND key <> $2",
+        &[&instance_id, &key],
+    )
+    .await?;
+    if let Some(row) = counted.first() {
+        check_value_room(instance_id, col(row, 0)?)?;
+    }
     execute(
         c,
         "INSERT INTO instance_values (instance_id, key, value, updated_at_ms) \

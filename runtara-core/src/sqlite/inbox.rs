@@ -8,7 +8,9 @@ use super::queries::{
     Record,
 };
 use crate::guard::{check_run_or_waiting, parse_status};
-use crate::inbox::{check_inbox_room, decode_outcome, encode_outcome, EventSent, EventTake};
+use crate::inbox::{
+    check_inbox_room, check_value_room, decode_outcome, encode_outcome, EventSent, EventTake,
+};
 use crate::{Error, InstanceStatus, Result};
 
 /// Stores an event in the instance's inbox, or finds the send its key repeats.
@@ -229,6 +231,14 @@ pub(crate) fn set_value(
     now: i64,
 ) -> Result<()> {
     check_run_or_waiting(instance_id, status_epoch(c, instance_id)?, epoch)?;
+    let other_keys: i64 = query_opt(
+        c,
+        "SELECT COUNT(*) FROM instance_values WHERE instance_id = ?1 AND key <> ?2",
+        [instance_id, key],
+        |r| r.get(0),
+    )?
+    .unwrap_or(0);
+    check_value_room(instance_id, other_keys)?;
     execute(
         c,
         "INSERT INTO instance_values (instance_id, key, value, updated_at_ms) \
