@@ -115,6 +115,25 @@ fn assert_run_once_across_a_stop(after: &[(i64, i64)], killed_at: i64) {
     }
 }
 
+/// Waits until each schedule of `counts` has fired at least its count of times later
+/// than `after`.
+async fn server_fired_at_least(sdk: &ManagementSdk, counts: &[(&str, usize)], after: i64) {
+    let started = std::time::Instant::now();
+    for (schedule_id, count) in counts {
+        loop {
+            let fires = fires(sdk, schedule_id).await;
+            if fires.iter().filter(|(t, _)| *t > after).count() >= *count {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{schedule_id} never fired {count} times after {after}: {fires:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 fn start_server(dir: &Path, ports: (u16, u16)) -> Server {
     Server::start(dir, ports.0, ports.1, &[])
 }
@@ -141,7 +160,8 @@ async fn a_schedule_every_second_fires_on_time_across_a_restart_without_duplicat
     sdk.create_schedule(every_second("tock", MissedFires::Skip))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    // Three fires of each, a second apart, then the kill.
+    server_fired_at_least(&sdk, &[("tick", 3), ("tock", 3)], i64::MIN).await;
     server.kill();
     let killed_at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -152,7 +172,8 @@ async fn a_schedule_every_second_fires_on_time_across_a_restart_without_duplicat
     tokio::time::sleep(Duration::from_secs(5)).await;
     let server = start_server(dir.path(), ports);
     let sdk = server.client().await;
-    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    // `tick`: the catch-up run and two on time; `tock`: two on time.
+    server_fired_at_least(&sdk, &[("tick", 3), ("tock", 2)], killed_at).await;
     sdk.delete_schedule("tick").await.unwrap();
     sdk.delete_schedule("tock").await.unwrap();
     let after = fires(&sdk, "tick").await;
@@ -441,9 +462,9 @@ async fn fired_at_least(store: &Arc<dyn Persistence>, count: usize, after: i64) 
     }
 }
 
-/// A server and a runtime on one database: each fires its own schedules only. The
-/// server neither shows the runtime's schedule nor takes its workflow for a missing
-/// image (it would pause it).
+/// A server and a runtime on one database: the server neither shows, nor lets anyone
+/// pause, nor fires a runtime's schedule (nor takes its workflow for a missing image,
+/// which would pause it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_leaves_a_runtimes_schedules_to_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -476,21 +497,23 @@ async fn a_server_leaves_a_runtimes_schedules_to_it() {
         ),
         "{refused:?}"
     );
-    // Two fires by the runtime, while the server looked at the schedules every second.
-    let second = schedule.next_fire_ms.unwrap() + 1000;
-    let fire = format!("sched-in-runtime-{second}");
-    let started = std::time::Instant::now();
-    let handle = loop {
-        if let Some(handle) = runtime.handle(&fire).await.unwrap() {
-            break handle;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{fire} never fired"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(handle.result::<String>().await.unwrap(), "done");
+    // The runtime stops (its scheduler with it); its schedule comes due with only the
+    // server looking, every second. Were it the server's, the server would fire it, or
+    // pause it for its image (`nightly` is none) — it does neither.
+    drop(runtime);
+    let due = schedule.next_fire_ms.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let after_two_looks = u64::try_from(due + 2_500 - now).unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(after_two_looks)).await;
     let stored = store.get_schedule("in-runtime").await.unwrap().unwrap();
+    assert_eq!(stored.next_fire_ms, Some(due), "the server moved it on");
+    assert!(store
+        .get_instance(&format!("sched-in-runtime-{due}"))
+        .await
+        .unwrap()
+        .is_none());
     assert!(!stored.paused, "the server paused the runtime's schedule");
 }

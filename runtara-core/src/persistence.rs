@@ -306,7 +306,7 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     async fn event_arrived(&self, instance_id: &str) -> Result<bool>;
 
     /// The unfinished children of an instance (started with it as their parent), oldest
-    /// first: what a cancel of the parent cancels too.
+    /// first, but not the detached ones: what a cancel of the parent cancels too.
     async fn list_children(&self, parent_id: &str) -> Result<Vec<String>>;
 
     /// The `waiting` instances whose awaited event is in their inbox, across tenants: a

@@ -103,10 +103,9 @@ pub async fn run_scheduler(
     changed: Arc<Notify>,
     look_again: Duration,
 ) {
+    let look_again_ms = i64::try_from(look_again.as_millis()).unwrap_or(i64::MAX);
     while !starter.stopped() {
-        let now = now_ms();
-        let look_again_ms = i64::try_from(look_again.as_millis()).unwrap_or(i64::MAX);
-        let mut earliest = now.saturating_add(look_again_ms);
+        let mut earliest = now_ms().saturating_add(look_again_ms);
         match store.list_schedules(None).await {
             Ok(schedules) => {
                 for schedule in schedules.iter().filter(|s| !s.paused && starter.owns(s)) {
@@ -118,12 +117,18 @@ pub async fn run_scheduler(
                     let Some(due) = schedule.next_fire_ms else {
                         continue;
                     };
+                    let now = now_ms();
                     if due > now {
                         earliest = earliest.min(due);
                         continue;
                     }
-                    fire_due(store.as_ref(), starter.as_ref(), schedule, due, now).await;
-                    earliest = earliest.min(now.saturating_add(RETRY_SOON_MS));
+                    let moved =
+                        fire_due(store.as_ref(), starter.as_ref(), schedule, due, &now_ms).await;
+                    // Moved on: looked at again soon, its next time may be due already.
+                    // Not moved (the store refused): not in a hot loop.
+                    if moved {
+                        earliest = earliest.min(now_ms().saturating_add(RETRY_SOON_MS));
+                    }
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot read the schedules"),
@@ -137,56 +142,58 @@ pub async fn run_scheduler(
 }
 
 /// What a due schedule does now: fire (or not, by its missed-fires policy), then move
-/// on to its next time.
+/// on to its next time. `clock` is the time now (ms), read when a decision needs it.
+/// True when the schedule moved on (here or elsewhere), or was paused.
 async fn fire_due(
     store: &dyn Persistence,
     starter: &dyn FireStarter,
     schedule: &ScheduleRecord,
     due_ms: i64,
-    now: i64,
-) {
+    clock: &(dyn Fn() -> i64 + Sync),
+) -> bool {
     let id = &schedule.schedule_id;
     let times = match CronTimes::parse(&schedule.cron, &schedule.timezone) {
         Ok(times) => times,
         Err(reason) => {
-            tracing::warn!(schedule_id = %id, %reason, "schedule cannot be read; paused");
-            let _ = store.set_schedule_paused(id, true, None).await;
-            return;
+            tracing::warn!(schedule_id = %id, %reason, "schedule cannot be read; pausing it");
+            return pause(store, id).await;
         }
     };
-    let late =
-        now.saturating_sub(due_ms) > i64::try_from(MISFIRE_GRACE.as_millis()).unwrap_or(i64::MAX);
-    if late && fired_before(store, schedule, due_ms).await {
-        // Fired, and the host stopped before the schedule moved on: that time was not
-        // missed. Move past it; the times after it are judged on the next look (so the
-        // catch-up run of `run_once` is keyed by the first time truly missed, the same
-        // on every host).
-        let next = times.next_after(due_ms);
-        if let Err(error) = store.advance_schedule(id, due_ms, Some(due_ms), next).await {
-            tracing::warn!(schedule_id = %id, %error, "schedule could not move on");
+    let grace = i64::try_from(MISFIRE_GRACE.as_millis()).unwrap_or(i64::MAX);
+    let late = clock().saturating_sub(due_ms) > grace;
+    if late {
+        if let Some(started_at) = started_at(store, schedule, due_ms).await {
+            // Its instance exists: the host stopped (or could not move the schedule
+            // on) after starting it. Started on time, it was that time's fire: move
+            // past it, and the times after it are judged on the next look (so a
+            // catch-up run of `run_once` is keyed by the first time truly missed, the
+            // same on every host). Started late, it was the catch-up run itself: go on
+            // from now.
+            let next = match started_at.saturating_sub(due_ms) > grace {
+                true => times.next_after(clock()),
+                false => times.next_after(due_ms),
+            };
+            return advance(store, id, due_ms, Some(due_ms), next).await;
         }
-        return;
     }
-    let (fire, next) = match (late, schedule.missed) {
-        (false, _) => (Some(due_ms), times.next_after(due_ms)),
-        (true, MissedFires::RunOnce) => (Some(due_ms), times.next_after(now)),
-        (true, MissedFires::Skip) => (None, times.next_after(now)),
+    let fire = match (late, schedule.missed) {
+        (false, _) | (true, MissedFires::RunOnce) => Some(due_ms),
+        (true, MissedFires::Skip) => None,
     };
     if late {
-        tracing::warn!(schedule_id = %id, due_ms, now, policy = %schedule.missed, "schedule missed fires");
+        tracing::warn!(schedule_id = %id, due_ms, now = clock(), policy = %schedule.missed, "schedule missed fires");
     }
     let mut fired = fire;
     if let Some(fire_ms) = fire {
         let instance_id = fire_instance_id(id, fire_ms);
         match starter.start_fire(schedule, &instance_id).await {
             Ok(()) => {
-                let late_ms = now_ms() - fire_ms;
+                let late_ms = clock() - fire_ms;
                 tracing::info!(schedule_id = %id, %instance_id, late_ms, "schedule fired");
             }
             Err(StartFailure::TargetGone(reason)) => {
-                tracing::warn!(schedule_id = %id, %reason, "what the schedule starts is gone; schedule paused");
-                let _ = store.set_schedule_paused(id, true, None).await;
-                return;
+                tracing::warn!(schedule_id = %id, %reason, "what the schedule starts is gone; pausing it");
+                return pause(store, id).await;
             }
             Err(StartFailure::Failed(reason)) => {
                 tracing::warn!(schedule_id = %id, fire_ms, %reason, "schedule could not fire");
@@ -194,18 +201,59 @@ async fn fire_due(
             }
         }
     }
+    // After the start, which may have taken a while: late, the schedule goes on from
+    // the time now, or its next time could be missed already.
+    let next = match late {
+        true => times.next_after(clock()),
+        false => times.next_after(due_ms),
+    };
+    advance(store, id, due_ms, fired, next).await
+}
+
+/// Moves a schedule on from `due_ms` (a compare-and-set); true unless the store failed.
+async fn advance(
+    store: &dyn Persistence,
+    id: &str,
+    due_ms: i64,
+    fired: Option<i64>,
+    next: Option<i64>,
+) -> bool {
     match store.advance_schedule(id, due_ms, fired, next).await {
-        Ok(true) => {}
-        Ok(false) => tracing::debug!(schedule_id = %id, "schedule moved on elsewhere"),
-        Err(error) => tracing::warn!(schedule_id = %id, %error, "schedule could not move on"),
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::debug!(schedule_id = %id, "schedule moved on elsewhere");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(schedule_id = %id, %error, "schedule could not move on");
+            false
+        }
     }
 }
 
-/// Whether the instance of `schedule`'s fire at `fire_ms` exists already (a store error
-/// counts as no: the idempotent start settles it).
-async fn fired_before(store: &dyn Persistence, schedule: &ScheduleRecord, fire_ms: i64) -> bool {
+/// Pauses a schedule, for an operator to see; true unless the store failed.
+async fn pause(store: &dyn Persistence, id: &str) -> bool {
+    match store.set_schedule_paused(id, true, None).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::warn!(schedule_id = %id, %error, "schedule could not be paused");
+            false
+        }
+    }
+}
+
+/// When the instance of `schedule`'s fire at `fire_ms` was created, if it exists (a
+/// store error counts as no: the idempotent start settles it).
+async fn started_at(
+    store: &dyn Persistence,
+    schedule: &ScheduleRecord,
+    fire_ms: i64,
+) -> Option<i64> {
     let instance_id = fire_instance_id(&schedule.schedule_id, fire_ms);
-    matches!(store.get_instance(&instance_id).await, Ok(Some(_)))
+    match store.get_instance(&instance_id).await {
+        Ok(Some(instance)) => Some(instance.created_at_ms),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -279,8 +327,9 @@ mod decisions {
         }
     }
 
-    /// A schedule every second whose next fire is `due`, and what firing it then does:
-    /// the fires started and the stored schedule after.
+    /// A schedule every second whose next fire is `due`, and what firing it at `now`
+    /// does (its instance started just now beforehand when `started_before`): the fires
+    /// started and the stored schedule after.
     async fn judge(
         missed: MissedFires,
         due: i64,
@@ -313,40 +362,60 @@ mod decisions {
                 .unwrap();
             recorder.fired.lock().unwrap().clear();
         }
-        fire_due(store.as_ref(), &recorder, &schedule, due, now).await;
+        let moved = fire_due(store.as_ref(), &recorder, &schedule, due, &|| now).await;
+        assert!(moved);
         let after = store.get_schedule("s").await.unwrap().unwrap();
         let fired = recorder.fired.into_inner().unwrap();
         (fired, after)
     }
 
-    const DUE: i64 = 1_000_000;
+    /// The whole second before now: instances the test starts are created within a
+    /// second after it.
+    fn second() -> i64 {
+        now_ms() / 1000 * 1000
+    }
 
     #[tokio::test]
     async fn an_on_time_fire_starts_its_instance_and_moves_on_by_one() {
-        let (fired, after) = judge(MissedFires::Skip, DUE, DUE + 500, false).await;
-        assert_eq!(fired, ["sched-s-1000000"]);
-        assert_eq!(after.next_fire_ms, Some(DUE + 1000));
-        assert_eq!(after.last_fire_ms, Some(DUE));
+        let due = second();
+        let (fired, after) = judge(MissedFires::Skip, due, due + 500, false).await;
+        assert_eq!(fired, [fire_instance_id("s", due)]);
+        assert_eq!(after.next_fire_ms, Some(due + 1000));
+        assert_eq!(after.last_fire_ms, Some(due));
     }
 
     #[tokio::test]
     async fn missed_fires_run_once_at_the_first_or_not_at_all() {
-        let now = DUE + 10_500;
-        let (fired, after) = judge(MissedFires::RunOnce, DUE, now, false).await;
-        assert_eq!(fired, ["sched-s-1000000"]);
-        assert_eq!(after.next_fire_ms, Some(DUE + 11_000), "on from now");
-        let (fired, after) = judge(MissedFires::Skip, DUE, now, false).await;
+        let (due, now) = (second() - 10_000, second() + 500);
+        let (fired, after) = judge(MissedFires::RunOnce, due, now, false).await;
+        assert_eq!(fired, [fire_instance_id("s", due)]);
+        assert_eq!(after.next_fire_ms, Some(now + 500), "on from now");
+        let (fired, after) = judge(MissedFires::Skip, due, now, false).await;
         assert!(fired.is_empty());
-        assert_eq!(after.next_fire_ms, Some(DUE + 11_000));
+        assert_eq!(after.next_fire_ms, Some(now + 500));
         assert_eq!(after.last_fire_ms, None);
     }
 
     #[tokio::test]
-    async fn a_late_time_started_before_a_crash_is_passed_over_not_missed() {
-        let (fired, after) = judge(MissedFires::RunOnce, DUE, DUE + 10_500, true).await;
+    async fn a_late_time_started_on_time_before_a_crash_is_passed_over_not_missed() {
+        // Started at its time; the schedule did not move on; judged 10 s later.
+        let due = second();
+        let (fired, after) = judge(MissedFires::RunOnce, due, due + 10_500, true).await;
         assert!(fired.is_empty(), "{fired:?}");
         // The next look judges the time after it: the first one truly missed.
-        assert_eq!(after.next_fire_ms, Some(DUE + 1000));
-        assert_eq!(after.last_fire_ms, Some(DUE));
+        assert_eq!(after.next_fire_ms, Some(due + 1000));
+        assert_eq!(after.last_fire_ms, Some(due));
+    }
+
+    #[tokio::test]
+    async fn a_catch_up_run_started_elsewhere_is_not_run_again() {
+        // A catch-up run for a time 10 s ago, started now (by another host, or by this
+        // one before the store refused to move the schedule on): the schedule goes on
+        // from now, with no second catch-up.
+        let (due, now) = (second() - 10_000, second() + 500);
+        let (fired, after) = judge(MissedFires::RunOnce, due, now, true).await;
+        assert!(fired.is_empty(), "{fired:?}");
+        assert_eq!(after.next_fire_ms, Some(now + 500));
+        assert_eq!(after.last_fire_ms, Some(due));
     }
 }

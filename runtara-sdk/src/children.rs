@@ -13,6 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::calls::ask;
+use crate::runtime::Runtime;
+use crate::{Result, RuntaraSdk, SdkError};
 
 /// How a child is started ([`RuntaraSdk::start_child_with`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,8 +36,6 @@ impl ChildOptions {
         self
     }
 }
-use crate::runtime::Runtime;
-use crate::{Result, RuntaraSdk, SdkError};
 
 impl RuntaraSdk {
     /// Starts a child instance, once per `key`, and returns its id
@@ -62,7 +62,8 @@ impl RuntaraSdk {
 
     /// [`start_child`](Self::start_child) with the child's options: a
     /// [detached](ChildOptions::with_detached) child is not cancelled with this
-    /// instance.
+    /// instance. The options count when the child is started: a repeat for a key that
+    /// has its child (a rerun) returns it as it was started.
     ///
     /// ```no_run
     /// # async fn f(sdk: &runtara_sdk::RuntaraSdk) -> runtara_sdk::Result<()> {

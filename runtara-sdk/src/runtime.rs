@@ -113,10 +113,27 @@ pub const DEFAULT_NAME: &str = "default";
 /// Many durable instances in this process: see the [module docs](self).
 ///
 /// Cheap to clone; clones share the instances. Dropping every clone does not stop the
-/// instances running: they run to their end on the Tokio runtime.
+/// instances running: they run to their end on the Tokio runtime. It stops firing its
+/// schedules.
 #[derive(Clone)]
 pub struct Runtime {
     shared: Arc<Shared>,
+    /// Held by the handles the application has (not by the runtime's own tasks): the
+    /// scheduler stops when the last one goes.
+    #[cfg_attr(not(feature = "schedules"), allow(dead_code))]
+    handles: Arc<Handles>,
+}
+
+/// What the application's handles on a runtime share: dropped with the last one, it
+/// wakes the scheduler to stop.
+pub(crate) struct Handles {
+    changed: Arc<Notify>,
+}
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        self.changed.notify_one();
+    }
 }
 
 impl fmt::Debug for Runtime {
@@ -248,7 +265,11 @@ impl RuntimeBuilder {
             .persistence
             .list_runtime_instances(&self.tenant_id, &self.name)
             .await?;
+        let schedules_changed = Arc::new(Notify::new());
         let runtime = Runtime {
+            handles: Arc::new(Handles {
+                changed: Arc::clone(&schedules_changed),
+            }),
             shared: Arc::new(Shared {
                 persistence: self.persistence,
                 tenant_id: self.tenant_id,
@@ -258,7 +279,7 @@ impl RuntimeBuilder {
                 slots: Arc::new(Semaphore::new(self.max_running)),
                 instances: Mutex::new(HashMap::new()),
                 _lease: lease,
-                schedules_changed: Arc::new(Notify::new()),
+                schedules_changed,
             }),
         };
         let recovered = unfinished.len();
@@ -266,7 +287,7 @@ impl RuntimeBuilder {
             runtime.recover(instance);
         }
         #[cfg(feature = "schedules")]
-        schedules::spawn_scheduler(&runtime.shared);
+        schedules::spawn_scheduler(&runtime.shared, &runtime.handles);
         tracing::info!(
             runtime = %runtime.shared.name,
             tenant_id = %runtime.shared.tenant_id,
@@ -443,8 +464,12 @@ impl Runtime {
     }
 
     /// The runtime of `shared`, for a child started from one of its instances.
+    /// (Not a handle of the application's: it does not keep the scheduler going.)
     pub(crate) fn of(shared: Arc<Shared>) -> Runtime {
-        Runtime { shared }
+        let handles = Arc::new(Handles {
+            changed: Arc::new(Notify::new()),
+        });
+        Runtime { shared, handles }
     }
 
     /// Pauses an instance: it suspends at its next durable call (at once while it

@@ -25,10 +25,17 @@ async fn report(job: Job) -> Result<String, SdkError> {
     Ok(format!("{} done", job.report))
 }
 
+/// Sleeps an hour (durably): its run keeps the runtime's tasks going.
+async fn nap(_: serde_json::Value) -> Result<(), SdkError> {
+    let sdk = runtara_sdk::sdk()?;
+    sdk.sleep(Duration::from_secs(3600), "nap", b"").await
+}
+
 async fn runtime_named(store: Arc<dyn Persistence>, name: &str) -> Runtime {
     Runtime::builder(store)
         .name(name)
         .workflow("report", report)
+        .workflow("nap", nap)
         .build()
         .await
         .unwrap()
@@ -72,7 +79,7 @@ async fn bad_schedules_are_refused_with_the_reason_and_store_nothing() {
     );
     assert!(zone.contains("unknown time zone `Mars/Olympus`"), "{zone}");
     let id = schedule_error(runtime.create_schedule(every_second("")).await);
-    assert!(id.contains("an id has 1 to 100 characters"), "{id}");
+    assert!(id.contains("an id has 1 to 100 bytes"), "{id}");
     let input = runtime
         .create_schedule(every_second("a").with_input(json!({"rows": 3})))
         .await;
@@ -89,20 +96,26 @@ async fn a_schedule_is_created_once_fires_and_is_paused_resumed_and_deleted() {
     let store = store(&dir).await;
     let runtime = runtime_named(Arc::clone(&store), "reports").await;
     let created = runtime
-        .create_schedule(every_second("sales").with_missed(MissedFires::Skip))
+        .create_schedule(every_second("sales"))
         .await
         .unwrap();
     assert_eq!(created.workflow, "report");
-    assert_eq!(created.missed, MissedFires::Skip);
+    // Run-once (the default): should this run stall past the grace, the fire at `next`
+    // is still started, as the catch-up run.
+    assert_eq!(created.missed, MissedFires::RunOnce);
     assert_eq!(created.input, Some(json!({"report": "sales"})));
     let next = created.next_fire_ms.unwrap();
     // Start-up code creating it again gets it back; another definition is refused.
     let again = runtime
-        .create_schedule(every_second("sales").with_missed(MissedFires::Skip))
+        .create_schedule(every_second("sales"))
         .await
         .unwrap();
     assert_eq!(again.schedule_id, "sales");
-    let other = schedule_error(runtime.create_schedule(every_second("sales")).await);
+    let other = schedule_error(
+        runtime
+            .create_schedule(every_second("sales").with_missed(MissedFires::Skip))
+            .await,
+    );
     assert!(other.contains("holds another schedule"), "{other}");
 
     // The fire at `next` starts instance `sched-sales-{next}`, which runs the workflow.
@@ -123,7 +136,7 @@ async fn a_schedule_is_created_once_fires_and_is_paused_resumed_and_deleted() {
     // Another runtime on the database sees none of it, and cannot touch it.
     let other_runtime = runtime_named(Arc::clone(&store), "billing").await;
     assert!(other_runtime.list_schedules().await.unwrap().is_empty());
-    assert!(!other_runtime.delete_schedule("sales").await.unwrap());
+    schedule_error(other_runtime.delete_schedule("sales").await);
     schedule_error(other_runtime.pause_schedule("sales").await);
 
     let paused = runtime.pause_schedule("sales").await.unwrap();
@@ -131,8 +144,50 @@ async fn a_schedule_is_created_once_fires_and_is_paused_resumed_and_deleted() {
     let resumed = runtime.resume_schedule("sales").await.unwrap();
     assert!(!resumed.paused && resumed.next_fire_ms.is_some());
     assert_eq!(runtime.list_schedules().await.unwrap().len(), 1);
-    assert!(runtime.delete_schedule("sales").await.unwrap());
-    assert!(!runtime.delete_schedule("sales").await.unwrap());
+    runtime.delete_schedule("sales").await.unwrap();
+    let gone = schedule_error(runtime.delete_schedule("sales").await);
+    assert!(gone.contains("no such schedule"), "{gone}");
     assert!(runtime.list_schedules().await.unwrap().is_empty());
     schedule_error(runtime.resume_schedule("sales").await);
+}
+
+/// The instances of schedule `id` in the store.
+async fn fires_of(store: &Arc<dyn Persistence>, id: &str) -> usize {
+    let filter = runtara_sdk::persistence::InstanceFilter {
+        tenant_id: "default".into(),
+        status: None,
+        limit: None,
+        offset: 0,
+    };
+    let prefix = format!("sched-{id}-");
+    let page = store.list_instances(&filter).await.unwrap();
+    page.instances
+        .iter()
+        .filter(|i| i.instance_id.starts_with(&prefix))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_runtime_fires_no_more_while_its_instances_run_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let runtime = runtime_named(Arc::clone(&store), "napper").await;
+    runtime
+        .create_schedule(ScheduleOptions::new("naps", "nap", "* * * * * *"))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while fires_of(&store, "naps").await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "never fired");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The application lets go of the runtime; the nap it started runs on.
+    drop(runtime);
+    let at_drop = fires_of(&store, "naps").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = fires_of(&store, "naps").await;
+    assert!(
+        later <= at_drop + 1,
+        "fired on after the drop: {at_drop} then {later}"
+    );
 }

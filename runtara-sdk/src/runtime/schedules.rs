@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use runtara_core::scheduler::{CronTimes, FireStarter, StartFailure};
 use runtara_core::{now_ms, MissedFires, NewSchedule, ScheduleRecord};
 
-use super::{Runtime, Shared};
+use super::{Handles, Runtime, Shared};
 use crate::{Result, SdkError};
 
 /// Longest schedule id: the fire's instance id (`sched-{id}-{13 digits}`) must stay a
@@ -124,6 +124,10 @@ impl Schedule {
     }
 }
 
+fn not_found(schedule_id: &str) -> SdkError {
+    schedule_error(schedule_id, "no such schedule in this runtime")
+}
+
 fn schedule_error(schedule_id: &str, reason: impl Into<String>) -> SdkError {
     SdkError::Schedule {
         schedule_id: schedule_id.to_owned(),
@@ -150,7 +154,7 @@ impl Runtime {
         if id.is_empty() || id.len() > MAX_SCHEDULE_ID_LEN {
             return Err(schedule_error(
                 &id,
-                format!("an id has 1 to {MAX_SCHEDULE_ID_LEN} characters"),
+                format!("an id has 1 to {MAX_SCHEDULE_ID_LEN} bytes"),
             ));
         }
         let function = self.workflow(&options.workflow)?;
@@ -176,15 +180,17 @@ impl Runtime {
         };
         let record = match self.shared.persistence.create_schedule(new.clone()).await {
             Ok(record) => record,
-            Err(runtara_core::Error::InvalidInput { .. }) => {
+            // Refused: a taken id (then the schedule it holds is there), or a bad field.
+            Err(error @ runtara_core::Error::InvalidInput { .. }) => {
                 match self.shared.persistence.get_schedule(&id).await? {
                     Some(existing) if self.same_schedule(&existing, &new) => existing,
-                    _ => {
+                    Some(_) => {
                         return Err(schedule_error(
                             &id,
                             "the id holds another schedule; delete it first to change it",
                         ))
                     }
+                    None => return Err(error.into()),
                 }
             }
             Err(error) => return Err(error.into()),
@@ -208,14 +214,14 @@ impl Runtime {
     }
 
     /// Deletes one of this runtime's schedules: no more fires (the instances it
-    /// started are not touched). False when there is no such schedule.
-    pub async fn delete_schedule(&self, schedule_id: &str) -> Result<bool> {
+    /// started are not touched). [`SdkError::Schedule`] when there is no such schedule.
+    pub async fn delete_schedule(&self, schedule_id: &str) -> Result<()> {
         if self.own_schedule(schedule_id).await?.is_none() {
-            return Ok(false);
+            return Err(not_found(schedule_id));
         }
-        let deleted = self.shared.persistence.delete_schedule(schedule_id).await?;
+        self.shared.persistence.delete_schedule(schedule_id).await?;
         self.shared.schedules_changed.notify_one();
-        Ok(deleted)
+        Ok(())
     }
 
     /// Pauses one of this runtime's schedules: no fires until
@@ -231,7 +237,7 @@ impl Runtime {
     }
 
     async fn set_schedule_paused(&self, schedule_id: &str, paused: bool) -> Result<Schedule> {
-        let not_found = || schedule_error(schedule_id, "no such schedule in this runtime");
+        let not_found = || not_found(schedule_id);
         let record = self
             .own_schedule(schedule_id)
             .await?
@@ -282,9 +288,10 @@ fn input_bytes(input: Option<&serde_json::Value>) -> Vec<u8> {
 }
 
 /// A runtime as its scheduler's host. It holds the runtime weakly: the scheduler stops
-/// once every clone of the runtime is dropped.
+/// once the application has dropped every clone of it (its instances may run on).
 pub(super) struct RuntimeFires {
-    pub(super) shared: Weak<Shared>,
+    shared: Weak<Shared>,
+    handles: Weak<Handles>,
 }
 
 #[async_trait]
@@ -324,14 +331,15 @@ impl FireStarter for RuntimeFires {
     }
 
     fn stopped(&self) -> bool {
-        self.shared.strong_count() == 0
+        self.handles.strong_count() == 0 || self.shared.strong_count() == 0
     }
 }
 
-/// Starts the scheduler of the runtime of `shared`.
-pub(super) fn spawn_scheduler(shared: &Arc<Shared>) {
+/// Starts the scheduler of the runtime of `shared`, until its `handles` are dropped.
+pub(super) fn spawn_scheduler(shared: &Arc<Shared>, handles: &Arc<Handles>) {
     let host = RuntimeFires {
         shared: Arc::downgrade(shared),
+        handles: Arc::downgrade(handles),
     };
     tokio::spawn(runtara_core::scheduler::run_scheduler(
         Arc::clone(&shared.persistence),
