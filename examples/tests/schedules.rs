@@ -230,8 +230,9 @@ async fn a_fire_started_just_before_a_crash_does_not_stand_for_the_missed_ones()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let due = now / 1000 * 1000 - 6_000;
-    // The fire at `due` started (as the scheduler starts it)…
+    // The next whole second: the fire at `due` starts on time (as the scheduler starts
+    // it, a little before or after its time)…
+    let due = now / 1000 * 1000 + 1000;
     sdk.start_instance(
         StartInstanceOptions::new(&image_id, TENANT)
             .with_instance_id(format!("sched-tick-{due}"))
@@ -251,6 +252,15 @@ async fn a_fire_started_just_before_a_crash_does_not_stand_for_the_missed_ones()
         .unwrap();
     assert_eq!(changed, 1);
     drop(db);
+    // Down until `due` is five seconds past: its time and the four after it are late.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    tokio::time::sleep(Duration::from_millis(
+        u64::try_from(due + 5_000 - now).unwrap_or(0),
+    ))
+    .await;
 
     let server = start_server(dir.path(), ports);
     let sdk = server.client().await;
@@ -352,6 +362,12 @@ async fn schedules_are_managed_with_runtara_ctl_and_bad_ones_are_refused() {
         sdk.create_schedule(bad_zone).await.map(drop),
         ErrorCode::InvalidInput,
         "unknown time zone",
+    );
+    let never = CreateScheduleOptions::new(&image_id, TENANT, "0 0 30 2 *");
+    refused(
+        sdk.create_schedule(never).await.map(drop),
+        ErrorCode::InvalidInput,
+        "names no time after now",
     );
     let no_image = CreateScheduleOptions::new("img-nope", TENANT, "* * * * *");
     refused(

@@ -39,6 +39,7 @@ const RETRY_SOON_MS: i64 = 10;
 pub struct CronTimes {
     cron: croner::Cron,
     zone: chrono_tz::Tz,
+    source: String,
 }
 
 impl CronTimes {
@@ -49,10 +50,22 @@ impl CronTimes {
                 "unknown time zone `{timezone}`; use an IANA name such as `UTC` or `Europe/Berlin`"
             )
         })?;
+        let source = cron.to_owned();
         let cron = croner::parser::CronParser::new()
             .parse(cron)
             .map_err(|e| format!("invalid cron expression `{cron}`: {e}"))?;
-        Ok(CronTimes { cron, zone })
+        Ok(CronTimes { cron, zone, source })
+    }
+
+    /// [`next_after`](Self::next_after) for a new schedule: an expression that names no
+    /// time to come (`0 0 30 2 *`: February has no 30th) is an error.
+    pub fn first_after(&self, after_ms: i64) -> Result<i64, String> {
+        self.next_after(after_ms).ok_or_else(|| {
+            format!(
+                "cron expression `{}` names no time after now; it would never fire",
+                self.source
+            )
+        })
     }
 
     /// The first fire time after `after_ms` (ms since the Unix epoch), if any.

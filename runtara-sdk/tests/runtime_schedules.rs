@@ -78,6 +78,12 @@ async fn bad_schedules_are_refused_with_the_reason_and_store_nothing() {
             .await,
     );
     assert!(zone.contains("unknown time zone `Mars/Olympus`"), "{zone}");
+    let never = schedule_error(
+        runtime
+            .create_schedule(ScheduleOptions::new("a", "report", "0 0 30 2 *"))
+            .await,
+    );
+    assert!(never.contains("names no time after now"), "{never}");
     let id = schedule_error(runtime.create_schedule(every_second("")).await);
     assert!(id.contains("an id has 1 to 100 bytes"), "{id}");
     let input = runtime

@@ -103,7 +103,7 @@ impl Management {
             }
             None => random_hex(8),
         };
-        let next_fire_ms = times.next_after(now_ms());
+        let next_fire_ms = Some(times.first_after(now_ms()).map_err(invalid)?);
         let new = NewSchedule {
             schedule_id: schedule_id.clone(),
             tenant_id: request.tenant_id,

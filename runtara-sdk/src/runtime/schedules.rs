@@ -160,6 +160,9 @@ impl Runtime {
         let function = self.workflow(&options.workflow)?;
         let times = CronTimes::parse(&options.cron, &options.timezone)
             .map_err(|r| schedule_error(&id, r))?;
+        let next_fire_ms = times
+            .first_after(now_ms())
+            .map_err(|r| schedule_error(&id, r))?;
         let input = input_bytes(options.input.as_ref());
         function
             .check_input(&input)
@@ -175,7 +178,7 @@ impl Runtime {
             timezone: options.timezone,
             input: options.input.as_ref().map(|_| input),
             missed: options.missed,
-            next_fire_ms: times.next_after(now_ms()),
+            next_fire_ms: Some(next_fire_ms),
             runtime: Some(self.shared.name.clone()),
         };
         let record = match self.shared.persistence.create_schedule(new.clone()).await {
