@@ -278,18 +278,18 @@ pub async fn handle(
             }
         }
         InstanceRequest::StartChild {
-            epoch: _,
+            epoch,
             key,
             image_id,
             input,
-        } => start_child(store, who, id, key, image_id, input, false).await?,
+        } => start_child(store, who, id, epoch, key, image_id, input, false).await?,
         InstanceRequest::StartChildWith {
-            epoch: _,
+            epoch,
             key,
             image_id,
             input,
             detached,
-        } => start_child(store, who, id, key, image_id, input, detached).await?,
+        } => start_child(store, who, id, epoch, key, image_id, input, detached).await?,
         InstanceRequest::SetValue { epoch, key, value } => {
             store.set_value(id, epoch, &key, &value).await?;
             InstanceResponse::Done
@@ -313,17 +313,22 @@ pub async fn handle(
 const ONE_FRAME: usize = DEFAULT_MAX_FRAME_LEN - 1024;
 
 /// Starts the child `key` of instance `id` (once per key: a repeat answers with the
-/// child started before).
+/// child started before), for its current run only: a run fenced out by a newer one,
+/// or of an instance that has ended (cancelled while it ran), starts none.
+#[allow(clippy::too_many_arguments)]
 async fn start_child(
     store: &dyn Persistence,
     who: &InstanceIdentity,
     id: &str,
+    epoch: i64,
     key: String,
     image_id: String,
     input: Option<ByteBuf>,
     detached: bool,
 ) -> Result<InstanceResponse> {
     let child_id = crate::inbox::child_instance_id(id, &key)?;
+    let parent = store.get_instance(id).await?;
+    crate::guard::check_run_or_waiting(id, parent.map(|p| (p.status, p.epoch)), epoch)?;
     // Another tenant's image is missing, as everywhere.
     let image = store
         .get_image(&image_id)
@@ -392,4 +397,54 @@ fn check_state_len(checkpoint_id: &str, state: &[u8], max_state_len: usize) -> R
 /// The response to a request that could not be decoded.
 pub fn malformed_request(message: impl Into<String>) -> InstanceResponse {
     InstanceResponse::Error(WireError::new(ErrorCode::Malformed, message))
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::{InstanceStatus, SignalType};
+
+    fn start_child(epoch: i64) -> InstanceRequest {
+        InstanceRequest::StartChild {
+            epoch,
+            key: "part-1".into(),
+            // No such image: a start that passes the run's check fails on it instead.
+            image_id: "img-none".into(),
+            input: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_current_run_of_a_live_instance_starts_children() {
+        let store = crate::connect("sqlite::memory:").await.unwrap();
+        let who = InstanceIdentity {
+            instance_id: "parent".into(),
+            tenant_id: "t".into(),
+        };
+        let first = store.register_instance("parent", "t", None).await.unwrap();
+        let second = store.register_instance("parent", "t", None).await.unwrap();
+        let code = |response: InstanceResponse| match response {
+            InstanceResponse::Error(error) => error.code,
+            other => panic!("expected an error, got {other:?}"),
+        };
+        // The current run gets as far as the image.
+        let current = handle_instance_request(store.as_ref(), &who, start_child(second.epoch));
+        assert_eq!(code(current.await), ErrorCode::NotFound);
+        // A run fenced out by a newer one starts nothing.
+        let stale = handle_instance_request(store.as_ref(), &who, start_child(first.epoch));
+        assert_eq!(code(stale.await), ErrorCode::Fenced);
+        // Nor does the run of an instance cancelled while it ran.
+        store
+            .send_signal("parent", SignalType::Cancel)
+            .await
+            .unwrap();
+        let from = [InstanceStatus::Running];
+        store
+            .set_status("parent", &from, InstanceStatus::Cancelled, None)
+            .await
+            .unwrap();
+        let ended = handle_instance_request(store.as_ref(), &who, start_child(second.epoch));
+        assert_ne!(code(ended.await), ErrorCode::NotFound);
+    }
 }

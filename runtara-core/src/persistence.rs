@@ -309,9 +309,10 @@ pub trait Persistence: Send + Sync + std::fmt::Debug + 'static {
     /// first, but not the detached ones: what a cancel of the parent cancels too.
     async fn list_children(&self, parent_id: &str) -> Result<Vec<String>>;
 
-    /// The `waiting` instances whose awaited event is in their inbox, across tenants: a
-    /// server runs them again (a safety net under the wake-up `send_event` asks for, and
-    /// how a parent whose child ended is woken).
+    /// The `waiting` instances whose awaited event is in their inbox, or whose wait's
+    /// deadline has passed, across tenants: a server runs them again (a safety net under
+    /// the wake-ups `send_event` and a deadline ask for, and how a parent whose child
+    /// ended is woken).
     async fn list_woken(&self) -> Result<Vec<String>>;
 
     /// Publishes `value` under `key` for the management side; a later value replaces

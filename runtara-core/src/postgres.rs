@@ -1011,7 +1011,7 @@ impl Persistence for PostgresPersistence {
 
     async fn list_woken(&self) -> Result<Vec<String>> {
         let client = self.client().await?;
-        inbox::woken(&client).await
+        inbox::woken(&client, now_ms()).await
     }
 
     async fn set_value(

@@ -873,7 +873,8 @@ impl Persistence for SqlitePersistence {
     }
 
     async fn list_woken(&self) -> Result<Vec<String>> {
-        self.writer.read(inbox::woken).await
+        let now = now_ms();
+        self.writer.read(move |c| inbox::woken(c, now)).await
     }
 
     async fn set_value(

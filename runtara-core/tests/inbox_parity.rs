@@ -600,6 +600,12 @@ async fn a_waiting_instance_is_woken_when_its_event_is_there(store: Arc<dyn Pers
         !store.list_woken().await.unwrap().contains(&id),
         "taken: running again"
     );
+    // A wait whose deadline has passed is woken too (its run takes the timeout).
+    let (late, epoch) = running(&store, "woken-late").await;
+    take(&store, &late, epoch, "go#1", "go", Some(now_ms() + 300)).await;
+    assert!(!store.list_woken().await.unwrap().contains(&late));
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(store.list_woken().await.unwrap().contains(&late));
 }
 
 async fn an_inbox_holds_a_bounded_count_of_untaken_events(store: Arc<dyn Persistence>) {

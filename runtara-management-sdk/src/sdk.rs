@@ -659,7 +659,9 @@ impl ManagementSdk {
     }
 
     /// [`send_event`](Self::send_event) with every option: a repeat of a send with the
-    /// same idempotency key is a no-op (`duplicate` in the answer).
+    /// same idempotency key is a no-op (`duplicate` in the answer). A send without a key
+    /// gets one of its own, so that a resend by this SDK after a lost answer does not
+    /// deliver it twice (each call is still a send of its own).
     pub async fn send_event_with(&self, options: SendEventOptions) -> Result<EventSent> {
         const OP: &str = "send_event";
         let payload = serde_json::to_vec(&options.payload).map_err(|e| {
@@ -672,11 +674,17 @@ impl ManagementSdk {
                 runtara_protocol::MAX_EVENT_PAYLOAD_LEN
             )));
         }
+        // Without a key of the caller's, the send gets one of its own: a resend after an
+        // answer lost on the way (the connection retries) then delivers nothing twice.
+        let idempotency_key = match options.idempotency_key {
+            Some(key) => key,
+            None => own_send_key()?,
+        };
         let request = ManagementRequest::SendEvent {
             instance_id: options.instance_id,
             name: options.name,
             payload: ByteBuf::from(payload),
-            idempotency_key: options.idempotency_key,
+            idempotency_key: Some(idempotency_key),
         };
         match self.connection.call(OP, &request, None).await? {
             ManagementResponse::EventSent { seq, duplicate } => Ok(EventSent { seq, duplicate }),
@@ -881,9 +889,27 @@ fn unexpected(operation: &'static str, response: &ManagementResponse) -> SdkErro
     }
 }
 
+/// A fresh idempotency key for a send the caller gave none: `sdk-` and 32 random hex digits.
+fn own_send_key() -> Result<String> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| SdkError::InvalidInput("no randomness for an idempotency key".into()))?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("sdk-{hex}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_send_without_a_key_gets_a_fresh_one() {
+        let (a, b) = (own_send_key().unwrap(), own_send_key().unwrap());
+        assert_ne!(a, b);
+        assert!(a.starts_with("sdk-") && a.len() == 36, "{a}");
+    }
 
     #[test]
     fn sha256_is_lowercase_hex() {

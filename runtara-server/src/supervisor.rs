@@ -288,8 +288,17 @@ impl Supervisor {
                     false
                 }
             };
-            if owns_slot && !started {
-                me.release_slot(&launch.instance_id);
+            if !started {
+                // The slot is the instance's: a run of it that another launch started
+                // meanwhile holds it.
+                let runs_elsewhere = me
+                    .runs()
+                    .get(&launch.instance_id)
+                    .is_some_and(|run| run.live.is_some());
+                if owns_slot && !runs_elsewhere {
+                    me.release_slot(&launch.instance_id);
+                }
+                me.end_handled(&launch.instance_id);
             }
         });
     }
@@ -674,10 +683,24 @@ impl Supervisor {
                         });
                     }
                 }
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%instance_id, %error, "launch failed"),
+                Ok(None) => me.end_handled(&instance_id),
+                Err(error) => {
+                    tracing::warn!(%instance_id, %error, "launch failed");
+                    me.end_handled(&instance_id);
+                }
             }
         });
+    }
+
+    /// A launch that came to nothing (refused, failed, or not needed): the end of the
+    /// instance's last run is handled, and the heartbeat monitor may judge it again
+    /// (an instance left `running` with no process is then relaunched, not forgotten).
+    fn end_handled(&self, instance_id: &str) {
+        if let Some(run) = self.runs().get_mut(instance_id) {
+            if run.live.is_none() {
+                run.ending = false;
+            }
+        }
     }
 
     /// Wakes a sleeping instance at its wake time. A waiting one is looked at now: its

@@ -254,13 +254,14 @@ pub(crate) async fn children<C: GenericClient + Sync>(
 }
 
 /// The waiting instances whose awaited event has arrived.
-pub(crate) async fn woken<C: GenericClient + Sync>(c: &C) -> Result<Vec<String>> {
+pub(crate) async fn woken<C: GenericClient + Sync>(c: &C, now: i64) -> Result<Vec<String>> {
     query(
         c,
-        "SELECT i.instance_id FROM instances AS i WHERE i.status = 'waiting' AND EXISTS ( \
+        "SELECT i.instance_id FROM instances AS i WHERE i.status = 'waiting' AND ( \
+         i.wake_at_ms <= $1 OR EXISTS ( \
          SELECT 1 FROM inbox AS e WHERE e.instance_id = i.instance_id \
-         AND e.name = i.waiting_for AND e.consumed_at_ms IS NULL)",
-        &[],
+         AND e.name = i.waiting_for AND e.consumed_at_ms IS NULL))",
+        &[&now],
     )
     .await?
     .iter()

@@ -210,13 +210,14 @@ pub(crate) fn children(c: &Connection, parent_id: &str) -> Result<Vec<String>> {
 }
 
 /// The waiting instances whose awaited event has arrived.
-pub(crate) fn woken(c: &Connection) -> Result<Vec<String>> {
+pub(crate) fn woken(c: &Connection, now: i64) -> Result<Vec<String>> {
     query_all(
         c,
-        "SELECT i.instance_id FROM instances AS i WHERE i.status = 'waiting' AND EXISTS ( \
+        "SELECT i.instance_id FROM instances AS i WHERE i.status = 'waiting' AND ( \
+         i.wake_at_ms <= ?1 OR EXISTS ( \
          SELECT 1 FROM inbox AS e WHERE e.instance_id = i.instance_id \
-         AND e.name = i.waiting_for AND e.consumed_at_ms IS NULL)",
-        [],
+         AND e.name = i.waiting_for AND e.consumed_at_ms IS NULL))",
+        [now],
         |r| r.get(0),
     )
 }
